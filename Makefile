@@ -1,0 +1,68 @@
+# Every target works on a fresh Debian 12 machine; settings come from K8SIM_* variables
+# (see k8sim/settings.py). `make run` sets up and starts the simulator; `make test` tests it.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+K8SIM := $(PY) -m k8sim
+
+.PHONY: setup deps venv run up down test unit bench lint cluster-up cluster-down cluster-delete \
+        services-up services-down status clean
+
+deps:  ## Debian packages the simulator needs (idempotent; needs root or sudo)
+	@bash scripts/install-deps.sh
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+setup: deps venv  ## packages, Python env and the control-plane build (cached)
+	$(K8SIM) setup
+
+run: setup up  ## set everything up and start the simulator
+
+up: venv
+	$(K8SIM) up
+
+down: venv
+	$(K8SIM) down
+
+status: venv
+	@$(K8SIM) status
+
+cluster-up: venv
+	$(K8SIM) cluster-up
+
+cluster-down: venv
+	$(K8SIM) cluster-down
+
+cluster-delete: venv
+	$(K8SIM) cluster-delete
+
+services-up: venv
+	$(K8SIM) services-up
+
+services-down: venv
+	$(K8SIM) services-down
+
+test: venv  ## the whole suite; starts the services and cluster it needs
+	$(K8SIM) up
+	$(VENV)/bin/pytest
+
+unit: venv
+	$(VENV)/bin/pytest tests/unit
+
+bench: venv
+	$(K8SIM) up
+	$(PY) bench/bench_cluster.py
+
+lint: venv
+	$(VENV)/bin/ruff check k8sim api operator tests bench
+	$(VENV)/bin/mypy k8sim
+
+clean: down
+	rm -rf .state

@@ -1,0 +1,48 @@
+"""Command line of the local simulator: build, start and stop its parts.
+
+    python -m k8sim setup | cluster-up | cluster-down | cluster-delete | services-up |
+                     services-down | up | down | status
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from k8sim import cluster, services
+from k8sim.settings import ClusterSettings
+
+COMMANDS = {
+    "setup": lambda s: cluster.ensure_binaries(s),
+    "cluster-up": cluster.up,
+    "cluster-down": cluster.down,
+    "cluster-delete": cluster.delete,
+    "services-up": services.up,
+    "services-down": services.down,
+    "up": lambda s: (services.up(s), cluster.up(s)),
+    "down": lambda s: (cluster.down(s), services.down(s)),
+    "status": lambda s: print(
+        f"cluster: {'ready' if cluster.is_ready(s) else 'down'}  "
+        f"postgres: {'up' if services.pg_running(s) else 'down'}  "
+        f"redis: {'up' if services.redis_running(s) else 'down'}"
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="k8sim", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    args = parser.parse_args(argv)
+    settings = ClusterSettings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        COMMANDS[args.command](settings)
+    except cluster.ClusterError as exc:
+        print(f"k8sim: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Settings shared by every process: where the cluster, PostgreSQL and Redis are.
+
+Each process's own settings class extends :class:`CommonSettings`; every field has a
+default and an environment variable (``K8SIM_`` + the field name in capitals).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The repository root: data folders (cluster/) and the default state folder live here.
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class CommonSettings(BaseSettings):
+    """Addresses every process needs."""
+
+    model_config = SettingsConfigDict(env_prefix="K8SIM_", extra="ignore")
+
+    state_dir: Path = Field(ROOT / ".state", description="Project-local, git-ignored state folder.")
+    kubeconfig: Path = Field(
+        ROOT / ".state" / "kubeconfig",
+        description="Kubeconfig of the simulated cluster (any kubeconfig works).",
+    )
+    postgres_port: int = Field(6350, description="PostgreSQL port on loopback.")
+    redis_port: int = Field(6351, description="Redis port on loopback.")
+    database_url: str = Field(
+        "postgresql://k8sim@127.0.0.1:6350/k8sim", description="asyncpg DSN of the store."
+    )
+    redis_url: str = Field("redis://127.0.0.1:6351/0", description="Redis URL for snapshots.")
+    log_level: str = Field("WARNING", description="Log level of our own loggers (quiet by default).")
+
+
+class ClusterSettings(CommonSettings):
+    """How the local control plane is built and started (``python -m k8sim``)."""
+
+    managed: bool = Field(
+        True, description="Start the cluster with kwokctl; false uses the cluster at K8SIM_KUBECONFIG."
+    )
+    cluster_name: str = Field("k8sim", description="kwokctl cluster name.")
+    apiserver_port: int = Field(6443, description="Fixed kube-apiserver port on loopback.")
+    profile: str = Field("demo", description="Pod lifecycle delays: demo (fast) or realistic.")
+    nodepools: Path = Field(ROOT / "cluster" / "nodepools.yaml", description="Node-pool file.")
+    bin_cache: Path = Field(
+        Path.home() / ".cache" / "k8s-simulator" / "bin",
+        description="Versioned folder of built control-plane binaries, kept across clones.",
+    )
+    go: str = Field("go", description="Go toolchain used to build the control plane.")
+    kubectl: str = Field(
+        "",
+        description="kubectl binary; empty means the one next to this Python, else PATH.",
+    )
+    ready_timeout: float = Field(180.0, description="Seconds to wait for the cluster and nodes.")

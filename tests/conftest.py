@@ -1,0 +1,12 @@
+"""Fixtures shared by every test folder."""
+
+from __future__ import annotations
+
+import pytest
+
+from k8sim.settings import ClusterSettings
+
+
+@pytest.fixture(scope="session")
+def settings() -> ClusterSettings:
+    return ClusterSettings()

@@ -1,0 +1,169 @@
+"""The simulated cluster itself: nodes, scheduling, pod lifecycle, validation, no downloads."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from k8sim import cluster
+from k8sim.settings import ClusterSettings
+
+from .conftest import Kubectl
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_every_configured_node_is_ready_with_its_labels_taints_and_capacity(
+    kubectl: Kubectl, settings: ClusterSettings
+) -> None:
+    expected = {n["metadata"]["name"]: n for n in cluster.node_manifests(cluster.load_pools(settings.nodepools))}
+    nodes = {n["metadata"]["name"]: n for n in kubectl.json("get", "nodes")["items"]}
+    assert set(expected) <= set(nodes)
+    gpu_types = set()
+    for name, want in expected.items():
+        node = nodes[name]
+        ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"]
+        assert ready == "True", name
+        assert node["spec"]["providerID"] == f"kwok://{name}"
+        for resource, quantity in want["status"]["capacity"].items():
+            assert node["status"]["capacity"][resource] == quantity, (name, resource)
+        if "nvidia.com/gpu" in want["status"]["capacity"]:
+            accel = node["metadata"]["labels"]["accelerator"]
+            assert accel.startswith("nvidia-")
+            gpu_types.add(accel.removeprefix("nvidia-"))
+            assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"} in node["spec"]["taints"]
+        else:
+            assert "accelerator" not in node["metadata"]["labels"]
+            assert not node["spec"].get("taints")
+    assert gpu_types == {"t4", "v100", "l40s", "a100"}
+
+
+def deployment(name: str, replicas: int, **pod_spec: Any) -> str:
+    container = {"name": "app", "image": "registry.example/app:1.0",
+                 "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}
+    container.update(pod_spec.pop("container", {}))
+    return yaml.safe_dump({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [container], **pod_spec}}},
+    })
+
+
+def test_hundred_replica_deployment_becomes_available(kubectl: Kubectl, namespace: str) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=deployment("web", 100))
+    kubectl("wait", "-n", namespace, "deployment/web", "--for=jsonpath={.status.availableReplicas}=100",
+            "--timeout=180s")
+    pods = kubectl.json("get", "pods", "-n", namespace)["items"]
+    assert len(pods) == 100
+    assert all(p["status"]["phase"] == "Running" for p in pods)
+    assert all(p["spec"]["nodeName"].startswith("cpu-") for p in pods), "CPU pods must avoid tainted GPU nodes"
+
+
+def gpu_pod(name: str, gpu_type: str, gpus: int) -> str:
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {
+            "nodeSelector": {"accelerator": f"nvidia-{gpu_type}"},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Equal", "value": "present",
+                             "effect": "NoSchedule"}],
+            "containers": [{"name": "tts", "image": "ecp-ai/tts-server:1.0",
+                            "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}],
+        },
+    })
+
+
+def test_gpu_pod_lands_on_matching_gpu_node(kubectl: Kubectl, namespace: str) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=gpu_pod("tts", "l40s", 1))
+    kubectl("wait", "-n", namespace, "pod/tts", "--for=condition=Ready", "--timeout=60s")
+    pod = kubectl.json("get", "pod", "tts", "-n", namespace)
+    node = kubectl.json("get", "node", pod["spec"]["nodeName"])
+    assert node["metadata"]["labels"]["accelerator"] == "nvidia-l40s"
+    assert pod["status"]["phase"] == "Running"
+
+
+def test_pod_asking_more_gpus_than_any_node_stays_pending_unschedulable(kubectl: Kubectl, namespace: str) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=gpu_pod("greedy", "a100", 64))
+
+    def unschedulable() -> bool:
+        pod = kubectl.json("get", "pod", "greedy", "-n", namespace)
+        conds = {c["type"]: c for c in pod["status"].get("conditions", [])}
+        return conds.get("PodScheduled", {}).get("reason") == "Unschedulable"
+
+    wait_for(unschedulable, 60, "PodScheduled=False/Unschedulable")
+    pod = kubectl.json("get", "pod", "greedy", "-n", namespace)
+    assert pod["status"]["phase"] == "Pending"
+    assert "nvidia.com/gpu" in {c["type"]: c for c in pod["status"]["conditions"]}["PodScheduled"]["message"]
+
+
+def test_job_completes_and_deleted_pods_go_away(kubectl: Kubectl, namespace: str) -> None:
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "batch"},
+           "spec": {"completions": 3, "parallelism": 3, "template": {"spec": {
+               "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(job))
+    kubectl("wait", "-n", namespace, "job/batch", "--for=condition=Complete", "--timeout=120s")
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=deployment("gone", 3))
+    kubectl("wait", "-n", namespace, "deployment/gone", "--for=condition=Available", "--timeout=60s")
+    kubectl("delete", "-n", namespace, "deployment/gone")
+    wait_for(lambda: not kubectl.json("get", "pods", "-n", namespace, "-l", "app=gone")["items"], 60,
+             "the deleted deployment's pods to vanish")
+
+
+def test_apiserver_rejects_an_invalid_object(kubectl: Kubectl, namespace: str) -> None:
+    bad = deployment("Bad_Name", -1)
+    out = cluster.kubectl(kubectl.settings, "apply", "-n", namespace, "-f", "-", stdin=bad, check=False)
+    assert out.returncode != 0
+    assert "is invalid" in out.stderr
+    assert "spec.replicas" in out.stderr
+    assert not kubectl.json("get", "deployments", "-n", namespace)["items"]
+
+
+def test_cluster_up_on_a_running_cluster_is_a_noop(live_cluster: ClusterSettings, capsys: Any) -> None:
+    before = set(cluster.component_pids(live_cluster))
+    cluster.up(live_cluster)
+    assert "already running" in capsys.readouterr().err
+    assert set(cluster.component_pids(live_cluster)) == before
+
+
+def test_busy_port_gives_a_clear_error(live_cluster: ClusterSettings, tmp_path: Any) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        other = live_cluster.model_copy(update={
+            "cluster_name": "busy", "apiserver_port": port, "state_dir": tmp_path,
+            "kubeconfig": tmp_path / "kubeconfig"})
+        with pytest.raises(cluster.ClusterError, match=f"port {port} is busy"):
+            cluster.up(other)
+    assert not (tmp_path / "kwok").exists(), "nothing may be created when the port is busy"
+
+
+def test_dry_run_uses_only_local_binaries(live_cluster: ClusterSettings, tmp_path: Any) -> None:
+    bindir = cluster.ensure_binaries(live_cluster)
+    other = live_cluster.model_copy(update={"cluster_name": "dry", "state_dir": tmp_path,
+                                            "kubeconfig": tmp_path / "kubeconfig"})
+    config = tmp_path / "kwokctl.yaml"
+    config.write_text(cluster.kwokctl_config(other))
+    out = cluster.kwokctl(other, bindir, *cluster.kwokctl_create_args(other, bindir, config), "--dry-run")
+    text = out.stdout + out.stderr
+    assert "kube-apiserver" in text and "etcd" in text
+    for marker in ("http://", "https://dl.k8s.io", "github.com", "wget", "curl "):
+        offending = [line for line in text.splitlines() if marker in line and "127.0.0.1" not in line
+                     and "localhost" not in line]
+        assert not offending, f"download attempted: {offending[:3]}"
+    assert str(bindir / "kube-apiserver") in text

@@ -1,0 +1,26 @@
+"""Stopping and starting the cluster: nothing left running, nothing lost."""
+
+from __future__ import annotations
+
+import pytest
+
+from k8sim import cluster
+from k8sim.settings import ClusterSettings
+
+from .conftest import Kubectl
+
+pytestmark = pytest.mark.integration
+
+
+def test_down_leaves_no_process_and_up_keeps_objects(kubectl: Kubectl, live_cluster: ClusterSettings) -> None:
+    kubectl("create", "configmap", "survivor", "-n", "default", "--from-literal=k=v", check=False)
+    uid = kubectl.json("get", "configmap", "survivor", "-n", "default")["metadata"]["uid"]
+    assert cluster.component_pids(live_cluster)
+    cluster.down(live_cluster)
+    try:
+        assert cluster.component_pids(live_cluster) == []
+        assert not cluster.port_in_use(live_cluster.apiserver_port)
+    finally:
+        cluster.up(live_cluster)
+    assert kubectl.json("get", "configmap", "survivor", "-n", "default")["metadata"]["uid"] == uid
+    kubectl("delete", "configmap", "survivor", "-n", "default")
