@@ -33,7 +33,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-var components = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kwok", "kwokctl"}
+var components = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kwok", "kwok-controller", "kwokctl"}
 
 func main() {
 	name := strings.TrimSuffix(filepath.Base(os.Args[0]), ".exe")
@@ -51,7 +51,7 @@ func main() {
 		os.Exit(cli.Run(scheduler.NewSchedulerCommand()))
 	case "etcd":
 		etcdmain.Main(os.Args)
-	case "kwok":
+	case "kwok", "kwok-controller": // kwokctl installs kwok under the second name
 		runKwok(kwokcmd.NewCommand)
 	case "kwokctl":
 		runKwok(kwokctlcmd.NewCommand)
@@ -63,6 +63,9 @@ func main() {
 
 // runKwok mirrors kwok's own cmd/kwok and cmd/kwokctl mains.
 func runKwok(newCommand func(context.Context) *cobra.Command) {
+	// Kubernetes' verflag registers a non-bool --version on pflag.CommandLine at init,
+	// which clashes with cobra's --version in kwok's commands: start from a clean set.
+	pflag.CommandLine = pflag.NewFlagSet(os.Args[0], pflag.ExitOnError)
 	flagset := pflag.NewFlagSet("global", pflag.ContinueOnError)
 	flagset.ParseErrorsAllowlist.UnknownFlags = true
 	flagset.Usage = func() {}
