@@ -250,9 +250,10 @@ def kwokctl_create_args(settings: ClusterSettings, bindir: Path, config: Path) -
         "--etcd-binary",
         str(bindir / "etcd"),
         "--disable-qps-limits",
-        # A lease outliving a crashed KWOK controller stalls its nodes for this long.
-        "--node-lease-duration-seconds",
-        "40",
+        # A node lease outliving its KWOK controller stalls that node's pods for this long
+        # (kwokctl's own --node-lease-duration-seconds does not reach the controller).
+        "--extra-args",
+        "kwok-controller=node-lease-duration-seconds=40",
         # Listen on loopback only: the simulator never serves other hosts.
         "--extra-args",
         "kube-apiserver=bind-address=127.0.0.1",
