@@ -1,0 +1,293 @@
+"""The one async Kubernetes client every process uses: kubeconfig, discovery, apply, CRUD.
+
+A thin layer over httpx speaking the apiserver's REST API directly, so any kind the
+cluster serves (built-in or custom) is handled the same way, including server-side apply
+and ``dryRun=All``. It works against any kubeconfig, or in-cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import os
+import ssl
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+IN_CLUSTER = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+FIELD_MANAGER = "k8s-simulator"
+
+
+class KubeError(Exception):
+    """A non-2xx answer of the apiserver, with its Status object's fields."""
+
+    def __init__(self, status: int, reason: str, message: str, details: Mapping[str, Any] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.details = dict(details or {})
+
+    @property
+    def causes(self) -> list[dict[str, Any]]:
+        return list(self.details.get("causes") or [])
+
+
+class UnknownKind(KubeError):
+    """The cluster does not serve this apiVersion/kind."""
+
+    def __init__(self, api_version: str, kind: str):
+        super().__init__(404, "NotFound", f'no kind "{kind}" is registered for version "{api_version}" in the cluster')
+        self.api_version = api_version
+        self.kind = kind
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourceInfo:
+    """Where a kind lives in the REST API."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+    verbs: frozenset[str]
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}"
+        if subresource:
+            base += f"/{subresource}"
+        return base
+
+
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    """Where the apiserver is and how to log in, with inline data written to files."""
+
+    server: str
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    token: str | None = None
+    insecure: bool = False
+
+    def ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        if self.insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self.cert_file and self.key_file:
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+        return ctx
+
+
+def _materialise(data_b64: str, suffix: str) -> str:
+    """Write an inline (base64) kubeconfig credential to a private file ssl can load."""
+    fd, path = tempfile.mkstemp(prefix="k8sim-", suffix=suffix)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(base64.b64decode(data_b64))
+    return path
+
+
+def credentials(kubeconfig: Path | None) -> Credentials:
+    """A kubeconfig's current context, or the in-cluster service account."""
+    if kubeconfig is None or not Path(kubeconfig).exists():
+        if (IN_CLUSTER / "token").exists():
+            host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+            return Credentials(f"https://{host}:{port}", ca_file=str(IN_CLUSTER / "ca.crt"),
+                               token=(IN_CLUSTER / "token").read_text().strip())
+        raise KubeError(503, "NoKubeconfig", f"kubeconfig {kubeconfig} not found and not in a cluster")
+    config = yaml.safe_load(Path(kubeconfig).read_text())
+    current = config.get("current-context")
+    context = next(c["context"] for c in config["contexts"] if c["name"] == current)
+    cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
+    user = next((u["user"] for u in config.get("users", []) if u["name"] == context.get("user")), {})
+    base = Path(kubeconfig).parent
+
+    def file_of(key: str, suffix: str, source: Mapping[str, Any]) -> str | None:
+        if source.get(f"{key}-data"):
+            return _materialise(source[f"{key}-data"], suffix)
+        if source.get(key):
+            return str((base / source[key]).resolve())
+        return None
+
+    return Credentials(
+        server=cluster["server"],
+        ca_file=file_of("certificate-authority", ".crt", cluster),
+        cert_file=file_of("client-certificate", ".crt", user),
+        key_file=file_of("client-key", ".key", user),
+        token=user.get("token"),
+        insecure=bool(cluster.get("insecure-skip-tls-verify")),
+    )
+
+
+class Kube:
+    """Async client of one cluster. Create once per process; close with :meth:`close`."""
+
+    def __init__(self, kubeconfig: Path | None, *, timeout: float = 30.0, max_connections: int = 50):
+        creds = credentials(kubeconfig)
+        headers = {"Authorization": f"Bearer {creds.token}"} if creds.token else {}
+        self._http = httpx.AsyncClient(
+            base_url=creds.server,
+            verify=creds.ssl_context(),
+            headers=headers,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        )
+        self._resources: dict[tuple[str, str], ResourceInfo] = {}
+        self._discovered = False
+        self._lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                      body: Any = None, content_type: str = "application/json") -> Any:
+        content = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": content_type} if content is not None else {}
+        try:
+            resp = await self._http.request(method, path, params=params, content=content, headers=headers)
+        except httpx.HTTPError as exc:
+            raise KubeError(503, "Unavailable", f"apiserver unreachable: {exc}") from exc
+        if resp.status_code >= 400:
+            try:
+                status = resp.json()
+            except ValueError:
+                status = {"message": resp.text[:500]}
+            raise KubeError(resp.status_code, status.get("reason", ""), status.get("message", resp.text[:500]),
+                            status.get("details"))
+        return resp.json() if resp.content else {}
+
+    async def ready(self) -> bool:
+        try:
+            resp = await self._http.get("/readyz")
+        except httpx.HTTPError:
+            return False
+        return resp.status_code == 200
+
+    # ------------------------------------------------------------------ discovery
+
+    async def discover(self, refresh: bool = False) -> dict[tuple[str, str], ResourceInfo]:
+        """Every (apiVersion, kind) the cluster serves; refreshed on demand (new CRDs)."""
+        async with self._lock:
+            if self._discovered and not refresh:
+                return self._resources
+            versions = ["v1"]
+            groups = await self.request("GET", "/apis")
+            for group in groups.get("groups", []):
+                versions += [v["groupVersion"] for v in group["versions"]]
+            found: dict[tuple[str, str], ResourceInfo] = {}
+
+            async def one(gv: str) -> None:
+                path = "/api/v1" if gv == "v1" else f"/apis/{gv}"
+                try:
+                    listing = await self.request("GET", path)
+                except KubeError:
+                    return  # an aggregated API that is down: skip it, as kubectl does
+                for res in listing.get("resources", []):
+                    if "/" in res["name"]:
+                        continue
+                    found[(gv, res["kind"])] = ResourceInfo(gv, res["kind"], res["name"], res["namespaced"],
+                                                            frozenset(res.get("verbs", [])))
+
+            await asyncio.gather(*(one(gv) for gv in versions))
+            self._resources, self._discovered = found, True
+            return found
+
+    async def resource(self, api_version: str, kind: str) -> ResourceInfo:
+        found = (await self.discover()).get((api_version, kind))
+        if found is None:
+            found = (await self.discover(refresh=True)).get((api_version, kind))
+        if found is None:
+            raise UnknownKind(api_version, kind)
+        return found
+
+    # ------------------------------------------------------------------ verbs
+
+    async def apply(self, obj: Mapping[str, Any], *, field_manager: str = FIELD_MANAGER,
+                    dry_run: bool = False, force: bool = True) -> dict[str, Any]:
+        """Server-side apply of one object (namespace must be set for namespaced kinds)."""
+        info = await self.resource(obj["apiVersion"], obj["kind"])
+        meta = obj.get("metadata", {})
+        params: dict[str, Any] = {"fieldManager": field_manager, "force": "true" if force else "false"}
+        if dry_run:
+            params["dryRun"] = "All"
+        path = info.path(meta.get("namespace") if info.namespaced else None, meta["name"])
+        result: dict[str, Any] = await self.request("PATCH", path, params=params, body=obj,
+                                                    content_type="application/apply-patch+yaml")
+        return result
+
+    async def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        info = await self.resource(api_version, kind)
+        try:
+            result: dict[str, Any] = await self.request("GET", info.path(namespace, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    async def list(self, api_version: str, kind: str, namespace: str | None = None, *,
+                   label_selector: str | None = None, field_selector: str | None = None) -> list[dict[str, Any]]:
+        info = await self.resource(api_version, kind)
+        params: dict[str, Any] = {}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        items: list[dict[str, Any]] = []
+        while True:
+            page = await self.request("GET", info.path(namespace), params={**params, "limit": 500})
+            for item in page.get("items", []):
+                item.setdefault("apiVersion", api_version)
+                item.setdefault("kind", kind)
+                items.append(item)
+            token = page.get("metadata", {}).get("continue")
+            if not token:
+                return items
+            params["continue"] = token
+
+    async def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        info = await self.resource(obj["apiVersion"], obj["kind"])
+        ns = obj.get("metadata", {}).get("namespace") if info.namespaced else None
+        result: dict[str, Any] = await self.request("POST", info.path(ns), body=obj)
+        return result
+
+    async def patch(self, api_version: str, kind: str, name: str, patch: Mapping[str, Any], *,
+                    namespace: str | None = None, subresource: str | None = None) -> dict[str, Any]:
+        info = await self.resource(api_version, kind)
+        result: dict[str, Any] = await self.request(
+            "PATCH", info.path(namespace, name, subresource), body=patch,
+            content_type="application/merge-patch+json")
+        return result
+
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, *,
+                     propagation: str = "Background") -> bool:
+        """Delete one object; False when it was already gone."""
+        info = await self.resource(api_version, kind)
+        try:
+            await self.request("DELETE", info.path(namespace, name),
+                               body={"kind": "DeleteOptions", "apiVersion": "v1",
+                                     "propagationPolicy": propagation})
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True

@@ -1,0 +1,297 @@
+"""PostgreSQL: the pool, versioned migrations, and every query of the shared tables.
+
+The cluster is the truth of what exists; this store is the truth of what happened
+(lifecycle history, deployments). All SQL lives here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources as importlib_resources
+from typing import Any
+
+import asyncpg
+
+from k8sim import lifecycle
+
+log = logging.getLogger(__name__)
+
+#: pg_advisory_lock key that serialises concurrent migrators ("k8sim" in ASCII).
+MIGRATION_LOCK = 0x6B3873696D
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    for name in ("jsonb", "json"):
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def connect(dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0) -> asyncpg.Pool:
+    pool: asyncpg.Pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, timeout=timeout,
+                                                   init=init_connection)
+    return pool
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration shipped in k8sim/migrations, in order."""
+    found = []
+    for entry in importlib_resources.files("k8sim.migrations").iterdir():
+        match = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
+        if match:
+            found.append((int(match[1]), match[2], entry.read_text()))
+    return sorted(found)
+
+
+async def migrate(pool: asyncpg.Pool) -> list[int]:
+    """Apply pending migrations; safe when several processes start at once."""
+    applied = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for version, name, sql in migrations():
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                                       version, name)
+                applied.append(version)
+                log.info("applied migration %04d_%s", version, name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    return applied
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+@dataclasses.dataclass
+class Observation:
+    """One observed version of an object (``state`` None means it is gone)."""
+
+    uid: str
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    resource_version: str
+    observed_at: dt.datetime
+    state: lifecycle.State | None
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    tenant: str | None = None
+    owner: tuple[str | None, str | None, str | None] = (None, None, None)
+    created_at: dt.datetime | None = None
+    deleted_at: dt.datetime | None = None
+    reconciled: bool = False
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any], *, observed_at: dt.datetime, gone: bool = False,
+           reconciled: bool = False) -> Observation:
+        meta = obj.get("metadata") or {}
+        return cls(
+            uid=meta["uid"], api_version=obj.get("apiVersion", ""), kind=obj.get("kind", ""),
+            namespace=meta.get("namespace") or "", name=meta.get("name", ""),
+            resource_version=str(meta.get("resourceVersion", "")), observed_at=observed_at,
+            state=None if gone else lifecycle.summarise(obj),
+            labels=dict(meta.get("labels") or {}), tenant=lifecycle.tenant_of(obj), owner=lifecycle.owner_of(obj),
+            created_at=lifecycle.parse_time(meta.get("creationTimestamp")),
+            deleted_at=(lifecycle.parse_time(meta.get("deletionTimestamp")) or observed_at) if gone else None,
+            reconciled=reconciled,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["state"] = None if self.state is None else self.state.as_dict()
+        for key in ("observed_at", "created_at", "deleted_at"):
+            data[key] = data[key].isoformat() if data[key] else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Observation:
+        fields = dict(data)
+        fields["state"] = None if data.get("state") is None else lifecycle.State.from_dict(data["state"])
+        fields["owner"] = tuple(data.get("owner") or (None, None, None))
+        for key in ("observed_at", "created_at", "deleted_at"):
+            fields[key] = dt.datetime.fromisoformat(data[key]) if data.get(key) else None
+        return cls(**fields)
+
+
+_UPSERT = """
+INSERT INTO resources AS r (uid, api_version, kind, namespace, name, tenant, phase, ready, node,
+                            owner_kind, owner_name, owner_uid, state, labels, resource_version,
+                            created_at, updated_at, deleted_at)
+VALUES ($1, $2, $3, $4, $5, COALESCE($6, resolve_tenant($4, $3, $5, $12)), $7, $8, $9, $10, $11, $12,
+        $13, $14, $15, $16, $17, $18)
+ON CONFLICT (uid) DO UPDATE SET
+    tenant = COALESCE($6, r.tenant, resolve_tenant($4, $3, $5, $12)),
+    phase = EXCLUDED.phase, ready = EXCLUDED.ready, node = COALESCE(EXCLUDED.node, r.node),
+    owner_kind = EXCLUDED.owner_kind, owner_name = EXCLUDED.owner_name, owner_uid = EXCLUDED.owner_uid,
+    state = EXCLUDED.state, labels = EXCLUDED.labels, resource_version = EXCLUDED.resource_version,
+    updated_at = EXCLUDED.updated_at, deleted_at = EXCLUDED.deleted_at
+WHERE r.deleted_at IS NULL
+RETURNING tenant
+"""
+
+_DELETE = """
+UPDATE resources SET deleted_at = $2, phase = 'Deleted', ready = false, updated_at = $3,
+                     resource_version = CASE WHEN $4 = '' THEN resource_version ELSE $4 END
+WHERE uid = $1 AND deleted_at IS NULL
+RETURNING tenant
+"""
+
+_EVENT = """
+INSERT INTO resource_events (uid, api_version, kind, namespace, name, tenant, transition, detail,
+                             resource_version, occurred_at, observed_at, reconciled)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT DO NOTHING
+"""
+
+
+async def load_states(conn: asyncpg.Connection, uids: Sequence[str]) -> dict[str, lifecycle.State | None]:
+    """The last recorded state of each uid (None for a recorded deletion); unknown uids are absent."""
+    rows = await conn.fetch("SELECT uid, state, deleted_at FROM resources WHERE uid = ANY($1::text[])", list(uids))
+    return {r["uid"]: None if r["deleted_at"] else lifecycle.State.from_dict(r["state"]) for r in rows}
+
+
+async def record(conn: asyncpg.Connection, observations: Iterable[Observation],
+                 prior: dict[str, lifecycle.State | None]) -> int:
+    """Write observations in order inside the caller's transaction; returns history rows written.
+
+    ``prior`` maps uid to the last known state and is updated as observations are applied,
+    so a batch may hold several versions of one object.
+    """
+    events: list[tuple[Any, ...]] = []
+    for obs in observations:
+        known = obs.uid in prior
+        before = prior.get(obs.uid)
+        if known and before is None:
+            continue  # already recorded as deleted; a late event cannot resurrect it
+        steps = lifecycle.transitions(before, obs.state)
+        if obs.state is None:
+            if not known:
+                continue  # created and deleted while we never saw it: nothing to say
+            tenant = await conn.fetchval(_DELETE, obs.uid, obs.deleted_at, obs.observed_at, obs.resource_version)
+        else:
+            tenant = await conn.fetchval(
+                _UPSERT, obs.uid, obs.api_version, obs.kind, obs.namespace, obs.name, obs.tenant,
+                obs.state.phase, obs.state.ready, obs.state.node, obs.owner[0], obs.owner[1], obs.owner[2],
+                obs.state.as_dict(), obs.labels, obs.resource_version, obs.created_at, obs.observed_at, None)
+        prior[obs.uid] = obs.state
+        for step in steps:
+            occurred = obs.observed_at
+            if step.name == "created" and obs.created_at:
+                occurred = obs.created_at
+            elif step.name == "deleted" and obs.deleted_at:
+                occurred = min(obs.deleted_at, obs.observed_at)
+            events.append((obs.uid, obs.api_version, obs.kind, obs.namespace, obs.name, tenant or obs.tenant,
+                           step.name, step.detail, obs.resource_version, occurred, obs.observed_at,
+                           obs.reconciled))
+    if events:
+        await conn.executemany(_EVENT, events)
+    return len(events)
+
+
+async def live_uids(conn: asyncpg.Connection) -> dict[tuple[str, str], set[str]]:
+    """uids recorded as existing, per (apiVersion, kind): what a sweep checks against the cluster."""
+    rows = await conn.fetch("SELECT api_version, kind, uid FROM resources WHERE deleted_at IS NULL")
+    found: dict[tuple[str, str], set[str]] = {}
+    for row in rows:
+        found.setdefault((row["api_version"], row["kind"]), set()).add(row["uid"])
+    return found
+
+
+async def resource_rows(conn: asyncpg.Connection, *, tenant: str | None = None, namespace: str | None = None,
+                        kind: str | None = None, live: bool = True) -> list[asyncpg.Record]:
+    clauses, args = [], []
+    for column, value in (("tenant", tenant), ("namespace", namespace), ("kind", kind)):
+        if value is not None:
+            args.append(value)
+            clauses.append(f"{column} = ${len(args)}")
+    if live:
+        clauses.append("deleted_at IS NULL")
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows: list[asyncpg.Record] = await conn.fetch(f"SELECT * FROM resources {where} ORDER BY namespace, kind, name",
+                                                  *args)
+    return rows
+
+
+async def history(conn: asyncpg.Connection, *, uid: str | None = None, tenant: str | None = None,
+                  since: dt.datetime | None = None, limit: int = 1000) -> list[asyncpg.Record]:
+    clauses, args = [], []
+    for column, value in (("uid", uid), ("tenant", tenant)):
+        if value is not None:
+            args.append(value)
+            clauses.append(f"{column} = ${len(args)}")
+    if since is not None:
+        args.append(since)
+        clauses.append(f"observed_at >= ${len(args)}")
+    args.append(limit)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT * FROM resource_events {where} ORDER BY id LIMIT ${len(args)}", *args)
+    return rows
+
+
+# --------------------------------------------------------------------------- deployments
+
+
+async def create_deployment(conn: asyncpg.Connection, *, tenant: str | None, namespace: str | None,
+                            mode: str | None, manifest: str,
+                            objects: Iterable[tuple[str, str, str, str]]) -> uuid.UUID:
+    """A pending deployment and the objects it will create (apiVersion, kind, namespace, name)."""
+    deployment_id = uuid.uuid4()
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO deployments (id, tenant, namespace, mode, manifest, status) "
+            "VALUES ($1, $2, $3, $4, $5, 'pending')", deployment_id, tenant, namespace, mode, manifest)
+        await conn.executemany(
+            "INSERT INTO deployment_objects (deployment_id, api_version, kind, namespace, name, tenant) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            [(deployment_id, av, kind, ns, name, tenant) for av, kind, ns, name in objects])
+    return deployment_id
+
+
+async def update_deployment(conn: asyncpg.Connection, deployment_id: uuid.UUID, *, status: str,
+                            resources: list[dict[str, Any]] | None = None, deployed_count: int | None = None,
+                            failed_count: int | None = None, message: str | None = None) -> None:
+    await conn.execute(
+        """UPDATE deployments SET status = $2,
+               resources = COALESCE($3, resources),
+               deployed_count = COALESCE($4, deployed_count),
+               failed_count = COALESCE($5, failed_count),
+               message = COALESCE($6, message),
+               started_at = CASE WHEN $2 = 'deploying' THEN COALESCE(started_at, now()) ELSE started_at END,
+               finished_at = CASE WHEN $2 IN ('completed', 'failed') THEN now() ELSE finished_at END,
+               duration_seconds = CASE WHEN $2 IN ('completed', 'failed')
+                   THEN EXTRACT(EPOCH FROM now() - COALESCE(started_at, created_at)) ELSE duration_seconds END
+           WHERE id = $1""",
+        deployment_id, status, resources, deployed_count, failed_count, message)
+
+
+async def get_deployment(conn: asyncpg.Connection, deployment_id: uuid.UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow("SELECT * FROM deployments WHERE id = $1", deployment_id)
+    return row
+
+
+async def latest_deployment(conn: asyncpg.Connection, tenant: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM deployments WHERE tenant = $1 ORDER BY created_at DESC LIMIT 1", tenant)
+    return row
+
+
+async def deployment_objects(conn: asyncpg.Connection, tenant: str) -> list[asyncpg.Record]:
+    """Every object any deploy of this tenant created (for a tenant delete)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT DISTINCT api_version, kind, namespace, name FROM deployment_objects WHERE tenant = $1", tenant)
+    return rows

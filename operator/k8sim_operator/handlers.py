@@ -1,0 +1,166 @@
+"""Kopf handlers: the passive lifecycle recorder and the cluster add-ons.
+
+Every handler is an ``on.event`` handler: no finalizers and no annotations are put on
+user objects, and each add-on action is idempotent, so replays and restarts are safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+import yaml
+
+from k8sim import store
+from k8sim.kube import Kube, KubeError
+from k8sim.kube import credentials as kube_credentials
+
+from . import addons
+from .recorder import Recorder, now
+from .settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+#: Kinds that only churn (heartbeats, reviews) and say nothing about a workload's lifecycle.
+NOT_RECORDED = {
+    ("coordination.k8s.io", "leases"),
+    ("events.k8s.io", "events"),  # the same objects as core v1 events, which are recorded
+    ("kopf.dev", "clusterkopfpeerings"),
+    ("kopf.dev", "kopfpeerings"),
+    ("kwok.x-k8s.io", "stages"),
+}
+
+
+def recorded(resource: kopf.Resource) -> bool:
+    # A callable selector sees every served version; one (the preferred) is enough.
+    if not resource.preferred or (resource.group, resource.plural) in NOT_RECORDED:
+        return False
+    return "watch" in resource.verbs and "list" in resource.verbs
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """Log in with the simulator's kubeconfig (K8SIM_KUBECONFIG), or in-cluster."""
+    creds = kube_credentials(OperatorSettings().kubeconfig)
+    return kopf.ConnectionInfo(server=creds.server, ca_path=creds.ca_file, insecure=creds.insecure,
+                               certificate_path=creds.cert_file, private_key_path=creds.key_file,
+                               token=creds.token)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    conf = OperatorSettings()
+    logging.getLogger("k8sim_operator").setLevel(conf.log_level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
+    # A passive recorder: no k8s Events about our own handling, no progress annotations.
+    settings.posting.enabled = False
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    settings.queueing.worker_limit = 2000
+    kube = Kube(conf.kubeconfig)
+    recorder = Recorder(conf, kube)
+    memo.conf, memo.kube, memo.recorder = conf, kube, recorder
+    memo.lb_lock = asyncio.Lock()
+    memo.lb_pool = addons.parse_pool(conf.lb_pool)
+    memo.tasks = [asyncio.create_task(recorder.run(), name="recorder"),
+                  asyncio.create_task(recorder.sweep_forever(), name="sweep")]
+    for obj in yaml.safe_load_all(conf.storage_classes.read_text()):
+        if obj:
+            await kube.apply(obj, field_manager="k8sim-operator")
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    recorder: Recorder = memo.recorder
+    await recorder.drained(timeout=10)
+    for task in memo.tasks:
+        task.cancel()
+    await asyncio.gather(*memo.tasks, return_exceptions=True)
+    recorder._spool_queue()  # whatever could not be written survives the restart
+    await recorder._close_pool()
+    await memo.kube.close()
+
+
+@kopf.on.event(recorded)
+@kopf.on.event("v1", "events")
+async def record(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Every change of every object becomes an observation for the writer."""
+    obj = event["object"]
+    if not obj.get("metadata", {}).get("uid"):
+        return
+    gone = event.get("type") == "DELETED"
+    # A None type is the initial listing after (re)start: changes made while we were away.
+    memo.recorder.observe(store.Observation.of(obj, observed_at=now(), gone=gone,
+                                               reconciled=event.get("type") is None))
+
+
+# --------------------------------------------------------------------------- storage
+
+
+async def _storage_class(memo: kopf.Memo, name: str | None) -> dict[str, Any] | None:
+    kube: Kube = memo.kube
+    if name is None:
+        classes = await kube.list("storage.k8s.io/v1", "StorageClass")
+        return next((c for c in classes if (c["metadata"].get("annotations") or {}).get(
+            "storageclass.kubernetes.io/is-default-class") == "true"), None)
+    return await kube.get("storage.k8s.io/v1", "StorageClass", name)
+
+
+@kopf.on.event("v1", "persistentvolumeclaims")
+async def provision(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    if type == "DELETED":
+        return
+    pvc = dict(body)
+    storage_class = await _storage_class(memo, (pvc.get("spec") or {}).get("storageClassName"))
+    if not addons.wants_volume(pvc, storage_class, memo.conf.provisioner):
+        return
+    assert storage_class is not None
+    volume = addons.volume_for_claim(pvc, storage_class, memo.conf.provisioner)
+    try:
+        await memo.kube.create(volume)
+    except KubeError as exc:
+        if exc.status != 409:  # already provisioned by an earlier event
+            raise
+    log.info("provisioned %s for %s/%s", volume["metadata"]["name"], pvc["metadata"]["namespace"],
+             pvc["metadata"]["name"])
+
+
+@kopf.on.event("v1", "persistentvolumes")
+async def reclaim(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    if type != "DELETED" and addons.should_reclaim(body, memo.conf.provisioner):
+        await memo.kube.delete("v1", "PersistentVolume", body["metadata"]["name"])
+
+
+# --------------------------------------------------------------------------- load balancers
+
+
+@kopf.on.event("v1", "services")
+async def load_balancer(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    if type == "DELETED" or not addons.needs_lb_address(body):
+        return
+    async with memo.lb_lock:  # two Services must never get the same address
+        services = await memo.kube.list("v1", "Service")
+        current = next((s for s in services if s["metadata"]["uid"] == body["metadata"]["uid"]), None)
+        if current is None or not addons.needs_lb_address(current):
+            return
+        used = [i.get("ip") for s in services for i in addons.lb_ingress(s)]
+        ip = addons.lb_address(memo.lb_pool, used, reserved=[memo.conf.ingress_address])
+        if ip is None:
+            log.warning("load-balancer pool %s exhausted; %s/%s stays pending", memo.conf.lb_pool,
+                        body["metadata"]["namespace"], body["metadata"]["name"])
+            return
+        await memo.kube.patch("v1", "Service", body["metadata"]["name"],
+                              addons.status_ingress(ip, (body.get("spec") or {}).get("ports") or []),
+                              namespace=body["metadata"]["namespace"], subresource="status")
+
+
+@kopf.on.event("networking.k8s.io", "v1", "ingresses")
+async def ingress_address(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    if type == "DELETED" or addons.lb_ingress(body):
+        return
+    await memo.kube.patch("networking.k8s.io/v1", "Ingress", body["metadata"]["name"],
+                          addons.status_ingress(memo.conf.ingress_address, service=False),
+                          namespace=body["metadata"]["namespace"], subresource="status")

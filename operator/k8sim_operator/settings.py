@@ -1,0 +1,27 @@
+"""The operator's settings: every field has a default and a K8SIM_ environment variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from k8sim.settings import ROOT, CommonSettings
+
+
+class OperatorSettings(CommonSettings):
+    """What the operator records and how it plays add-ons."""
+
+    provisioner: str = Field("simulated.k8sim.io", description="Provisioner name of our storage classes.")
+    storage_classes: Path = Field(ROOT / "cluster" / "storageclasses.yaml",
+                                  description="Storage classes installed at start.")
+    lb_pool: str = Field("172.18.255.10-172.18.255.250",
+                         description="Addresses for LoadBalancer status (first-last); never contacted.")
+    ingress_address: str = Field("172.18.255.2", description="Status address of every Ingress.")
+    spool: Path = Field(ROOT / ".state" / "operator-spool.jsonl",
+                        description="Observations kept on disk while PostgreSQL is unavailable.")
+    batch_size: int = Field(500, description="Observations written per transaction.")
+    flush_interval: float = Field(0.1, description="Seconds a partial batch waits for more (latency bound).")
+    retry_max: float = Field(10.0, description="Cap of the reconnect backoff, seconds.")
+    sweep_interval: float = Field(60.0, description="Seconds between checks for objects deleted unseen.")
+    sweep_delay: float = Field(10.0, description="Seconds after start before the first such check.")
