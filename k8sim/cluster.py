@@ -254,6 +254,9 @@ def kwokctl_create_args(settings: ClusterSettings, bindir: Path, config: Path) -
         # (kwokctl's own --node-lease-duration-seconds does not reach the controller).
         "--extra-args",
         "kwok-controller=node-lease-duration-seconds=40",
+        # HPAs report whether they can compute within seconds, not the default 15 s.
+        "--extra-args",
+        "kube-controller-manager=horizontal-pod-autoscaler-sync-period=5s",
         # Listen on loopback only: the simulator never serves other hosts.
         "--extra-args",
         "kube-apiserver=bind-address=127.0.0.1",

@@ -1,0 +1,298 @@
+"""Deploying a manifest for real: dry-run validation, ordered server-side apply, readiness.
+
+The API's deploy endpoint is a thin shell around :class:`Deployer`; the steps are:
+validate every document with ``dryRun=All`` (nothing is applied if any fails), apply
+Namespaces and CRDs first (waiting for CRDs to be established), then the rest in
+dependency order, then wait until each object is ready in its kind's sense.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from k8sim import lifecycle
+from k8sim.kube import Kube, KubeError, UnknownKind
+from k8sim.manifests import Document, Problem
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "k8s-simulator"
+
+#: Kinds ready as soon as they exist (no status that a controller would fill in here).
+READY_WHEN_EXISTS = {"Ingress", "CronJob", "ConfigMap", "Secret", "ServiceAccount", "NetworkPolicy",
+                     "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "LimitRange",
+                     "ResourceQuota", "PodDisruptionBudget", "StorageClass", "PriorityClass", "Endpoints"}
+
+#: Removed API versions people still find in manifests, with the version that replaced them.
+REMOVED = {
+    ("extensions/v1beta1", "Deployment"): "apps/v1 (removed in 1.16)",
+    ("extensions/v1beta1", "DaemonSet"): "apps/v1 (removed in 1.16)",
+    ("extensions/v1beta1", "ReplicaSet"): "apps/v1 (removed in 1.16)",
+    ("extensions/v1beta1", "Ingress"): "networking.k8s.io/v1 (removed in 1.22)",
+    ("extensions/v1beta1", "NetworkPolicy"): "networking.k8s.io/v1 (removed in 1.16)",
+    ("extensions/v1beta1", "PodSecurityPolicy"): "nothing: PodSecurityPolicy was removed in 1.25",
+    ("policy/v1beta1", "PodSecurityPolicy"): "nothing: PodSecurityPolicy was removed in 1.25",
+    ("apps/v1beta1", "Deployment"): "apps/v1 (removed in 1.16)",
+    ("apps/v1beta2", "Deployment"): "apps/v1 (removed in 1.16)",
+    ("apps/v1beta1", "StatefulSet"): "apps/v1 (removed in 1.16)",
+    ("apps/v1beta2", "StatefulSet"): "apps/v1 (removed in 1.16)",
+    ("batch/v1beta1", "CronJob"): "batch/v1 (removed in 1.25)",
+    ("policy/v1beta1", "PodDisruptionBudget"): "policy/v1 (removed in 1.25)",
+    ("autoscaling/v2beta1", "HorizontalPodAutoscaler"): "autoscaling/v2 (removed in 1.25)",
+    ("autoscaling/v2beta2", "HorizontalPodAutoscaler"): "autoscaling/v2 (removed in 1.26)",
+    ("networking.k8s.io/v1beta1", "Ingress"): "networking.k8s.io/v1 (removed in 1.22)",
+    ("rbac.authorization.k8s.io/v1beta1", "ClusterRole"): "rbac.authorization.k8s.io/v1 (removed in 1.22)",
+    ("rbac.authorization.k8s.io/v1beta1", "ClusterRoleBinding"): "rbac.authorization.k8s.io/v1 (removed in 1.22)",
+    ("rbac.authorization.k8s.io/v1beta1", "Role"): "rbac.authorization.k8s.io/v1 (removed in 1.22)",
+    ("rbac.authorization.k8s.io/v1beta1", "RoleBinding"): "rbac.authorization.k8s.io/v1 (removed in 1.22)",
+    ("apiextensions.k8s.io/v1beta1", "CustomResourceDefinition"): "apiextensions.k8s.io/v1 (removed in 1.22)",
+}
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclasses.dataclass
+class Result:
+    """What happened to one resource of a deploy."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    status: str = "Pending"
+    ready: bool = False
+    reason: str | None = None
+    created_at: str | None = None
+    deployment_time: float | None = None
+    failed: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.namespace}/{self.kind}/{self.name}"
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {"id": self.id, "name": self.name, "namespace": self.namespace, "kind": self.kind,
+                "api_version": self.api_version, "status": self.status, "ready": self.ready,
+                "created_at": self.created_at, "deployment_time": self.deployment_time}
+        if self.reason:
+            data["reason"] = self.reason
+        return data
+
+
+def load_crds(folder: Path) -> list[dict[str, Any]]:
+    return [d for f in sorted(folder.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+
+
+async def ensure_crds(kube: Kube, folder: Path, timeout: float = 30.0) -> None:
+    """Install the CRDs we ship (ServiceMonitor, VPA, …) and wait until they are served."""
+    crds = load_crds(folder)
+    for crd in crds:
+        await kube.apply(crd, field_manager=FIELD_MANAGER)
+    await wait_established(kube, [c["metadata"]["name"] for c in crds], timeout)
+
+
+async def wait_established(kube: Kube, names: Iterable[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for name in names:
+        while True:
+            crd = await kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", name)
+            if crd and lifecycle.summarise(crd).ready:
+                break
+            if time.monotonic() > deadline:
+                raise KubeError(504, "Timeout", f"CRD {name} not established after {timeout:.0f} s")
+            await asyncio.sleep(0.2)
+    await kube.discover(refresh=True)
+
+
+def kubeerror_problem(doc: Document, exc: KubeError) -> Problem:
+    causes = exc.causes
+    field = causes[0].get("field") if causes else None
+    return doc.problem(exc.message, field)
+
+
+async def _namespace_state(kube: Kube, name: str) -> str | None:
+    """'Active', 'Terminating' or None (absent)."""
+    ns = await kube.get("v1", "Namespace", name)
+    if ns is None:
+        return None
+    return str((ns.get("status") or {}).get("phase", "Active"))
+
+
+async def validate(kube: Kube, documents: list[Document]) -> tuple[list[Problem], list[str]]:
+    """Server-side dry run of every document; returns (problems, notes)."""
+    declared_ns = {d.name for d in documents if d.kind == "Namespace"}
+    declared_crds = {
+        (f"{d.obj.get('spec', {}).get('group')}", (d.obj.get("spec", {}).get("names") or {}).get("kind"))
+        for d in documents if d.kind == "CustomResourceDefinition" and isinstance(d.obj.get("spec"), dict)
+    }
+    problems: list[Problem] = []
+    notes: list[str] = []
+    ns_cache: dict[str, str | None] = {}
+    sem = asyncio.Semaphore(16)
+
+    async def one(doc: Document) -> None:
+        try:
+            info = await kube.resource(doc.api_version, doc.kind)
+        except UnknownKind:
+            group = doc.api_version.rpartition("/")[0]
+            if (group, doc.kind) in declared_crds:
+                notes.append(f"{doc.kind}/{doc.name}: validated after its CRD is established")
+                return
+            problems.append(doc.problem(await unknown_kind_reason(kube, doc.api_version, doc.kind), "kind"))
+            return
+        obj = doc.obj
+        ns = doc.namespace if info.namespaced else None
+        if ns:
+            if ns not in ns_cache:
+                ns_cache[ns] = await _namespace_state(kube, ns)
+            if ns_cache[ns] is None or ns_cache[ns] == "Terminating":
+                if ns in declared_ns:
+                    # Same checks, in a namespace that exists: only namespace-scoped admission differs.
+                    obj = {**obj, "metadata": {**obj["metadata"], "namespace": "default"}}
+                else:
+                    problems.append(doc.problem(f'namespace "{ns}" not found and not part of the manifest',
+                                                "metadata.namespace"))
+                    return
+        try:
+            async with sem:
+                await kube.apply(obj, field_manager=FIELD_MANAGER, dry_run=True)
+        except UnknownKind as exc:
+            problems.append(doc.problem(exc.message, "kind"))
+        except KubeError as exc:
+            if exc.status in (503, 500) and exc.reason in ("Unavailable", "InternalError"):
+                raise
+            problems.append(kubeerror_problem(doc, exc))
+
+    await asyncio.gather(*(one(d) for d in documents))
+    problems.sort(key=lambda p: p.index or 0)
+    return problems, notes
+
+
+async def unknown_kind_reason(kube: Kube, api_version: str, kind: str) -> str:
+    if (api_version, kind) in REMOVED:
+        return f"{kind} in {api_version} is no longer served by Kubernetes 1.36; use {REMOVED[(api_version, kind)]}"
+    served = sorted(av for (av, k) in await kube.discover() if k == kind)
+    if served:
+        return f"{kind} is not served as {api_version}; this cluster serves it as {', '.join(served)}"
+    return f'unknown kind "{kind}" ({api_version}): no such API in the cluster and no CRD for it in the manifest'
+
+
+# --------------------------------------------------------------------------- apply
+
+
+async def apply_all(kube: Kube, documents: list[Document], results: list[Result],
+                    timeout: float) -> None:
+    """Apply in the given (dependency) order; CRDs are waited for before anything after them."""
+    pending_crds: list[str] = []
+    for doc, result in zip(documents, results, strict=True):
+        if pending_crds and doc.kind != "CustomResourceDefinition":
+            await wait_established(kube, pending_crds, timeout)
+            pending_crds = []
+        if doc.kind == "Namespace":
+            await _wait_namespace_gone_if_terminating(kube, doc.name, timeout)
+        try:
+            applied = await kube.apply(doc.obj, field_manager=FIELD_MANAGER)
+        except KubeError as exc:
+            if exc.status in (503,) and exc.reason == "Unavailable":
+                raise
+            result.failed, result.status, result.reason = True, "Failed", exc.message
+            continue
+        result.created_at = (applied.get("metadata") or {}).get("creationTimestamp")
+        result.status = "Created"
+        if doc.kind == "CustomResourceDefinition":
+            pending_crds.append(doc.name)
+    if pending_crds:
+        await wait_established(kube, pending_crds, timeout)
+
+
+async def _wait_namespace_gone_if_terminating(kube: Kube, name: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while await _namespace_state(kube, name) == "Terminating":
+        if time.monotonic() > deadline:
+            raise KubeError(409, "Conflict", f'namespace "{name}" is still terminating')
+        await asyncio.sleep(0.3)
+
+
+async def readiness(kube: Kube, result: Result) -> tuple[bool, str, str | None]:
+    """(ready, status, reason) of one deployed object right now."""
+    obj = await kube.get(result.api_version, result.kind, result.name, result.namespace or None)
+    if obj is None:
+        return False, "Missing", "the object no longer exists"
+    if result.kind in READY_WHEN_EXISTS:
+        return True, "Created", None
+    state = lifecycle.summarise(obj)
+    if result.kind == "PersistentVolumeClaim" and not state.ready:
+        if await _waits_for_consumer(kube, obj):
+            return True, "WaitForFirstConsumer", None
+    if result.kind == "Pod":
+        return bool(state.ready), state.phase or "Pending", state.reason
+    if state.ready is None:
+        return True, state.phase or "Created", None
+    return bool(state.ready), state.phase or "Pending", state.reason
+
+
+async def _waits_for_consumer(kube: Kube, pvc: Mapping[str, Any]) -> bool:
+    """A claim in a WaitForFirstConsumer class that no pod uses binds only when one does."""
+    cls_name = (pvc.get("spec") or {}).get("storageClassName")
+    if not cls_name:
+        return False
+    storage_class = await kube.get("storage.k8s.io/v1", "StorageClass", cls_name)
+    if not storage_class or storage_class.get("volumeBindingMode") != "WaitForFirstConsumer":
+        return False
+    ns, name = pvc["metadata"]["namespace"], pvc["metadata"]["name"]
+    for pod in await kube.list("v1", "Pod", ns):
+        for volume in (pod.get("spec") or {}).get("volumes") or []:
+            if (volume.get("persistentVolumeClaim") or {}).get("claimName") == name:
+                return False
+    return True
+
+
+async def wait_ready(kube: Kube, results: list[Result], *, started: float, timeout: float,
+                     on_progress: Callable[[], Awaitable[None]] | None = None, interval: float = 0.25) -> None:
+    """Poll every applied resource until ready or the deadline; marks failures with a reason."""
+    deadline = started + timeout
+    waiting = [r for r in results if not r.failed]
+    while waiting:
+        states = await asyncio.gather(*(readiness(kube, r) for r in waiting), return_exceptions=True)
+        changed = False
+        still = []
+        for result, state in zip(waiting, states, strict=True):
+            if isinstance(state, BaseException):
+                if isinstance(state, KubeError) and state.reason == "Unavailable":
+                    raise state
+                still.append(result)
+                continue
+            ready, status, reason = state
+            if status != result.status or reason != result.reason:
+                changed = True
+            result.status, result.reason = status, reason
+            if ready:
+                result.ready = True
+                result.deployment_time = round(time.monotonic() - started, 3)
+            elif status == "Failed":
+                result.failed = True
+            else:
+                still.append(result)
+        waiting = still
+        if changed and on_progress:
+            await on_progress()
+        if not waiting:
+            return
+        if time.monotonic() >= deadline:
+            for result in waiting:
+                result.failed = True
+                result.reason = (f"not ready after {timeout:.0f} s (status {result.status}"
+                                 + (f": {result.reason})" if result.reason else ")"))
+            return
+        await asyncio.sleep(interval)

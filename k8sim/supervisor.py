@@ -1,0 +1,70 @@
+"""`python -m k8sim run`: start the simulator's processes and keep them running.
+
+Each component runs as its own process (as it would in the Helm chart), logging to
+``.state/logs/<name>.log``; one that exits is restarted with backoff. Ctrl-C stops them
+all; the cluster and the services stay up (``make down`` stops those).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from k8sim.cluster import say
+from k8sim.settings import ClusterSettings
+
+
+def components(settings: ClusterSettings) -> dict[str, list[str]]:
+    py = sys.executable
+    return {
+        "operator": [py, "-m", "kopf", "run", "-m", "k8sim_operator.handlers", "--all-namespaces",
+                     "--standalone", "--quiet"],
+        "api": [py, "-m", "k8sim_api"],
+    }
+
+
+def run(settings: ClusterSettings, only: list[str] | None = None) -> None:
+    logs = settings.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    wanted = {k: v for k, v in components(settings).items() if not only or k in only}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    restarts: dict[str, float] = {}
+    stopping = False
+
+    def start(name: str) -> None:
+        log_file = (logs / f"{name}.log").open("ab")
+        procs[name] = subprocess.Popen(wanted[name], stdout=log_file, stderr=subprocess.STDOUT,
+                                       env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+        say(f"{name} started (pid {procs[name].pid}, log {logs / f'{name}.log'})")
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for name in wanted:
+        start(name)
+    say(f"simulator running: API http://127.0.0.1:6360  kubeconfig {settings.kubeconfig}  (Ctrl-C stops)")
+    while not stopping:
+        time.sleep(0.5)
+        for name, proc in list(procs.items()):
+            if proc.poll() is not None and not stopping:
+                delay = restarts.get(name, 0.5)
+                say(f"{name} exited with {proc.returncode}; restarting in {delay:.1f} s (see its log)")
+                time.sleep(delay)
+                restarts[name] = min(delay * 2, 30.0)
+                start(name)
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + 15
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    say("simulator processes stopped")

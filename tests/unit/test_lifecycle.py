@@ -1,0 +1,60 @@
+"""Pure lifecycle logic: what a state means and which transitions a change amounts to."""
+
+from __future__ import annotations
+
+from k8sim import lifecycle
+from k8sim.lifecycle import State
+
+
+def pod(phase: str, ready: bool, node: str | None = None, restarts: int = 0) -> dict:
+    return {"kind": "Pod", "metadata": {"name": "p", "generation": 1},
+            "spec": {"nodeName": node} if node else {},
+            "status": {"phase": phase, "conditions": [{"type": "Ready", "status": str(ready)}],
+                       "containerStatuses": [{"restartCount": restarts}]}}
+
+
+def names(before: State | None, after: State | None) -> list[str]:
+    return [t.name for t in lifecycle.transitions(before, after)]
+
+
+def test_pod_walks_created_scheduled_running_ready_restarted_deleted() -> None:
+    pending = lifecycle.summarise(pod("Pending", False))
+    scheduled = lifecycle.summarise(pod("Pending", False, "n1"))
+    running = lifecycle.summarise(pod("Running", True, "n1"))
+    restarted = lifecycle.summarise(pod("Running", False, "n1", restarts=1))
+    assert names(None, pending) == ["created", "pending"]
+    assert names(pending, scheduled) == ["scheduled"]
+    assert names(scheduled, running) == ["running", "ready"]
+    assert names(running, restarted) == ["restarted", "not_ready"]
+    assert names(restarted, None) == ["deleted"]
+    assert names(running, running) == []
+
+
+def test_deployment_readiness_needs_every_replica_available_and_current() -> None:
+    def dep(replicas: int, ready: int, observed: int = 2) -> State:
+        return lifecycle.summarise({"kind": "Deployment", "metadata": {"generation": 2}, "spec": {"replicas": replicas},
+                                    "status": {"readyReplicas": ready, "availableReplicas": ready,
+                                               "updatedReplicas": ready, "observedGeneration": observed}})
+    assert dep(3, 3).ready and dep(3, 3).phase == "Available"
+    assert not dep(3, 2).ready
+    assert not dep(3, 3, observed=1).ready, "a spec the controller has not seen yet is not ready"
+    assert [t.detail for t in lifecycle.transitions(dep(5, 5), dep(2, 2)) if t.name == "scaled"] == [
+        {"from": 5, "to": 2}]
+
+
+def test_job_pvc_service_and_unknown_kinds() -> None:
+    job = {"kind": "Job", "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    assert lifecycle.summarise(job).phase == "Complete"
+    assert lifecycle.summarise({"kind": "PersistentVolumeClaim", "status": {"phase": "Bound"}}).ready
+    lb = {"kind": "Service", "spec": {"type": "LoadBalancer", "clusterIP": "10.0.0.1"}, "status": {}}
+    assert not lifecycle.summarise(lb).ready
+    lb["status"] = {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}
+    assert lifecycle.summarise(lb).ready
+    other = lifecycle.summarise({"kind": "Widget", "status": {"phase": ["not", "a", "string"]}})
+    assert other.phase == "Active" and other.ready is None
+
+
+def test_tenant_comes_from_either_label() -> None:
+    assert lifecycle.tenant_of({"metadata": {"labels": {"ecp.ai/tenant-id": "t1", "tenant": "t2"}}}) == "t1"
+    assert lifecycle.tenant_of({"metadata": {"labels": {"tenant": "t2"}}}) == "t2"
+    assert lifecycle.tenant_of({"metadata": {}}) is None
