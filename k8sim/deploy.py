@@ -12,14 +12,16 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from k8sim import lifecycle
+from k8sim import lifecycle, store
 from k8sim.kube import Kube, KubeError, UnknownKind
 from k8sim.manifests import Document, Problem
 
@@ -115,10 +117,14 @@ async def wait_established(kube: Kube, names: Iterable[str], timeout: float) -> 
     await kube.discover(refresh=True)
 
 
-def kubeerror_problem(doc: Document, exc: KubeError) -> Problem:
-    causes = exc.causes
-    field = causes[0].get("field") if causes else None
-    return doc.problem(exc.message, field)
+def kubeerror_problems(doc: Document, exc: KubeError) -> list[Problem]:
+    """One problem per field the apiserver names, else one with its whole message."""
+    causes = [c for c in exc.causes if c.get("message")]
+    if not causes:
+        # Server-side apply's schema errors name the field only inside the message.
+        typed = re.search(r"\): \.([\w.\[\]-]+): ", exc.message)
+        return [doc.problem(exc.message, typed[1] if typed else None)]
+    return [doc.problem(f"{c.get('reason', 'Invalid')}: {c['message']}", c.get("field")) for c in causes]
 
 
 async def _namespace_state(kube: Kube, name: str) -> str | None:
@@ -172,7 +178,7 @@ async def validate(kube: Kube, documents: list[Document]) -> tuple[list[Problem]
         except KubeError as exc:
             if exc.status in (503, 500) and exc.reason in ("Unavailable", "InternalError"):
                 raise
-            problems.append(kubeerror_problem(doc, exc))
+            problems.extend(kubeerror_problems(doc, exc))
 
     await asyncio.gather(*(one(d) for d in documents))
     problems.sort(key=lambda p: p.index or 0)
@@ -296,3 +302,84 @@ async def wait_ready(kube: Kube, results: list[Result], *, started: float, timeo
                                  + (f": {result.reason})" if result.reason else ")"))
             return
         await asyncio.sleep(interval)
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+@dataclasses.dataclass
+class Outcome:
+    """A deploy's record as the API reports it."""
+
+    deployment_id: str
+    status: str  # pending | deploying | completed | failed
+    results: list[Result]
+    elapsed: float | None = None
+    message: str | None = None
+
+    @property
+    def failed_count(self) -> int:
+        return sum(1 for r in self.results if r.failed)
+
+    @property
+    def deployed_count(self) -> int:
+        return sum(1 for r in self.results if r.ready)
+
+    def as_response(self, tenant: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "status": self.status, "deployed_count": self.deployed_count, "failed_count": self.failed_count,
+            "tenant_id": tenant, "deployment_id": self.deployment_id, "deployment_time": self.elapsed,
+            "resources": [r.as_dict() for r in self.results]}
+        if self.message:
+            body["message"] = self.message
+        return body
+
+
+class Deployer:
+    """Runs one deploy: record it, apply, wait, record the outcome (store is asyncpg)."""
+
+    def __init__(self, kube: Kube, pool: Any, *, timeout: float):
+        self.kube, self.pool, self.timeout = kube, pool, timeout
+
+    async def begin(self, documents: list[Document], *, tenant: str | None, namespace: str | None,
+                    mode: str | None, manifest_text: str) -> Outcome:
+        results = [Result(d.api_version, d.kind, d.namespace or "", d.name) for d in documents]
+        async with self.pool.acquire() as conn:
+            deployment_id = await store.create_deployment(
+                conn, tenant=tenant, namespace=namespace, mode=mode, manifest=manifest_text,
+                objects=[(r.api_version, r.kind, r.namespace, r.name) for r in results])
+        return Outcome(str(deployment_id), "pending", results)
+
+    async def _save(self, outcome: Outcome, status: str) -> None:
+        outcome.status = status
+        async with self.pool.acquire() as conn:
+            await store.update_deployment(
+                conn, uuid.UUID(outcome.deployment_id), status=status,
+                resources=[r.as_dict() for r in outcome.results], deployed_count=outcome.deployed_count,
+                failed_count=outcome.failed_count, message=outcome.message)
+
+    async def run(self, outcome: Outcome, documents: list[Document]) -> Outcome:
+        started = time.monotonic()
+        await self._save(outcome, "deploying")
+        try:
+            await apply_all(self.kube, documents, outcome.results, self.timeout)
+            await wait_ready(self.kube, outcome.results, started=started, timeout=self.timeout,
+                             on_progress=lambda: self._save(outcome, "deploying"))
+        except KubeError as exc:
+            outcome.message = exc.message
+            for result in outcome.results:
+                if not result.ready:
+                    result.failed, result.reason = True, result.reason or exc.message
+        except asyncio.CancelledError:
+            outcome.message = "deploy interrupted (the API stopped)"
+            for result in outcome.results:
+                if not result.ready:
+                    result.failed, result.reason = True, outcome.message
+            await asyncio.shield(self._save(outcome, "failed"))
+            raise
+        outcome.elapsed = round(time.monotonic() - started, 3)
+        if outcome.failed_count:
+            outcome.message = outcome.message or f"{outcome.failed_count} of {len(outcome.results)} resources failed"
+        await self._save(outcome, "failed" if outcome.failed_count else "completed")
+        return outcome
+

@@ -1,0 +1,17 @@
+"""python -m k8sim_api: serve the API with uvicorn on the configured address."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from k8sim_api.core.config import get_settings
+
+
+def main() -> None:
+    settings = get_settings()
+    uvicorn.run("k8sim_api.main:create_app", factory=True, host=settings.api_host, port=settings.api_port,
+                log_level=settings.log_level.lower(), access_log=False)
+
+
+if __name__ == "__main__":
+    main()

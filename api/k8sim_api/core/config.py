@@ -1,0 +1,38 @@
+"""The API's settings: every field has a default and a K8SIM_ environment variable."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+
+from k8sim.manifests import Limits
+from k8sim.settings import ROOT, CommonSettings
+
+
+class ApiSettings(CommonSettings):
+    """How the API listens, what it accepts and how long a deploy may wait."""
+
+    api_host: str = Field("127.0.0.1", description="Address the API listens on.")
+    api_port: int = Field(6360, description="Port of the HTTP API and WebSocket.")
+    cors_origins: list[str] = Field(["http://localhost:3000"], description="Origins allowed by CORS (ECP-AI UI).")
+    crds: Path = Field(ROOT / "cluster" / "crds", description="CRDs installed at start (ServiceMonitor, VPA …).")
+    deploy_timeout: float = Field(25.0, description="Seconds a deploy waits for readiness (ECP-AI times out at 30).")
+    max_body_bytes: int = Field(8 * 1024 * 1024, description="Largest request body accepted, bytes.")
+    max_manifest_bytes: int = Field(5 * 1024 * 1024, description="Largest manifest (all files), bytes.")
+    max_documents: int = Field(1000, description="Most YAML documents / objects in one manifest.")
+    max_depth: int = Field(64, description="Deepest nesting of a YAML document.")
+    max_aliases: int = Field(1000, description="Most YAML alias uses in one document.")
+    max_nodes: int = Field(500_000, description="Most YAML nodes one document may expand to.")
+    default_namespace: str = Field("default", description="Namespace of objects that name none.")
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_bytes=self.max_manifest_bytes, max_documents=self.max_documents,
+                      max_depth=self.max_depth, max_aliases=self.max_aliases, max_nodes=self.max_nodes)
+
+
+@lru_cache
+def get_settings() -> ApiSettings:
+    return ApiSettings()

@@ -1,0 +1,127 @@
+"""The FastAPI application: factory, lifespan, error mapping and request limits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from k8sim import deploy, store
+from k8sim.kube import Kube, KubeError
+from k8sim.manifests import ManifestError
+from k8sim_api.core.config import ApiSettings, get_settings
+from k8sim_api.routes import manifests, resources, root, services
+
+log = logging.getLogger("k8sim_api")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: ApiSettings = app.state.settings
+    app.state.kube = Kube(settings.kubeconfig)
+    app.state.pool = None
+    app.state.tasks = set()
+    try:
+        app.state.pool = await store.connect(settings.database_url, timeout=5)
+        await store.migrate(app.state.pool)
+    except (OSError, asyncio.TimeoutError) as exc:  # the store may come later; /health says so
+        log.warning("PostgreSQL unavailable at start: %s", exc)
+    try:
+        await deploy.ensure_crds(app.state.kube, settings.crds)
+    except KubeError as exc:
+        log.warning("could not install the shipped CRDs yet: %s", exc.message)
+    yield
+    for task in list(app.state.tasks):
+        task.cancel()
+    await asyncio.gather(*app.state.tasks, return_exceptions=True)
+    if app.state.pool is not None:
+        await app.state.pool.close()
+    await app.state.kube.close()
+
+
+def error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"status": "error", "message": message, **extra}, status_code=status)
+
+
+class BodyLimit:
+    """Refuse bodies over the limit before reading them whole (Content-Length or streamed)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await error(413, f"request body is larger than {self.max_bytes} bytes")(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise ManifestError(f"request body is larger than {self.max_bytes} bytes", status=413)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    logging.getLogger("k8sim_api").setLevel(settings.log_level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    app = FastAPI(
+        title="k8s-simulator",
+        version="0.1.0",
+        summary="A Kubernetes simulator for ECP-AI: real control plane, fake kubelets.",
+        description="Parses and deploys ECP-AI manifests into a simulated cluster (kube-apiserver, etcd, "
+                    "controller-manager and scheduler, with KWOK playing the nodes). See CONTRACT.md.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
+                       allow_methods=["*"], allow_headers=["*"])
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+
+    @app.exception_handler(ManifestError)
+    async def manifest_error(_: Request, exc: ManifestError) -> JSONResponse:
+        return error(exc.status, str(exc), errors=[p.as_dict() for p in exc.problems])
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [{"field": ".".join(str(p) for p in e.get("loc", ())[1:]), "message": e.get("msg", "")}
+                    for e in exc.errors()]
+        summary = "; ".join(f"{p['field'] or 'body'}: {p['message']}" for p in problems[:5])
+        return error(422, f"invalid request: {summary}", errors=problems)
+
+    @app.exception_handler(KubeError)
+    async def kube_error(_: Request, exc: KubeError) -> JSONResponse:
+        status = exc.status if 400 <= exc.status < 500 or exc.status in (503, 504) else 502
+        return error(status, exc.message, reason=exc.reason)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def internal(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error(500, f"internal error: {type(exc).__name__}")
+
+    for module in (root, manifests, resources, services):
+        app.include_router(module.router)
+    return app
