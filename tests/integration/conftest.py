@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from k8sim import cluster, services
@@ -51,3 +59,56 @@ def namespace(kubectl: Kubectl) -> Iterator[str]:
     kubectl("create", "namespace", name)
     yield name
     kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def process(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A simulator process started the way `python -m k8sim run` starts it, stopped after."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def operator_process(live_services: ClusterSettings, live_cluster: ClusterSettings,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
+    """The operator as a separate process (module-scoped: operator tests run their own)."""
+    tmp = tmp_path_factory.mktemp("operator")
+    cmd = [sys.executable, "-m", "kopf", "run", "-m", "k8sim_operator.handlers", "--all-namespaces",
+           "--standalone", "--quiet"]
+    with process(cmd, {"K8SIM_SPOOL": str(tmp / "spool.jsonl")}, tmp / "operator.log") as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def api_url(live_services: ClusterSettings, live_cluster: ClusterSettings, operator_process: Any,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The API on a free loopback port, as `python -m k8sim_api` runs it."""
+    tmp = tmp_path_factory.mktemp("api")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with process([sys.executable, "-m", "k8sim_api"], {"K8SIM_API_PORT": str(port)}, tmp / "api.log") as proc:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"API did not start: {(tmp / 'api.log').read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url

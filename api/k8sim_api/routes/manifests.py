@@ -107,13 +107,15 @@ def manifest_text(manifest: str | dict[str, str]) -> str:
 async def deploy_manifest(body: ManifestRequest, request: Request, kube: KubeDep, pool: PoolDep,
                           settings: SettingsDep,
                           wait: Annotated[bool | None, Query(description="Overrides the body's `wait`")] = None,
+                          timeout: Annotated[float | None, Query(gt=0, le=3600,
+                                                                 description="Readiness timeout, seconds")] = None,
                           ) -> Any:
     tenant = body.tenant_id
     result = await checked(kube, settings, body.manifest, tenant)
     if result.problems:
         raise result.rejection()  # nothing is applied unless every object passes the dry run
     prepared = result.prepared
-    deployer = deploy.Deployer(kube, pool, timeout=settings.deploy_timeout)
+    deployer = deploy.Deployer(kube, pool, timeout=timeout or settings.deploy_timeout)
     outcome = await deployer.begin(prepared, tenant=tenant, namespace=result.namespace,
                                    mode=body.deployment_mode, manifest_text=manifest_text(body.manifest))
     if not (body.wait if wait is None else wait):

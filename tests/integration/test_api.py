@@ -1,0 +1,319 @@
+"""The HTTP API over the real cluster and store, run as a separate process like production."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from k8sim import cluster
+from k8sim.settings import ROOT
+from tests.ecp_ai import object_count, tenant_files, tenant_manifest
+
+from .conftest import Kubectl
+
+pytestmark = pytest.mark.integration
+
+CORPUS = sorted(Path(os.environ.get("K8SIM_CORPUS", ROOT.parent / "shared" / "corpus")).glob("*.yaml"))
+
+
+def post(url: str, path: str, timeout: float = 60, **body: Any) -> httpx.Response:
+    return httpx.post(f"{url}{path}", json=body, timeout=timeout)
+
+
+def test_root_health_and_openapi(api_url: str) -> None:
+    assert httpx.get(f"{api_url}/").status_code == 200
+    assert httpx.get(f"{api_url}/health").json()["status"] == "healthy"
+    spec = httpx.get(f"{api_url}/openapi.json").json()
+    for path in ("/k8s/manifest/parse", "/k8s/manifest/deploy", "/k8s/manifest/upload", "/k8s/resources",
+                 "/k8s/resources/{namespace}/{kind}/{name}", "/k8s/resources/tenant/{tenant_id}",
+                 "/k8s/service/{name}"):
+        assert path in spec["paths"], path
+    assert httpx.get(f"{api_url}/docs").status_code == 200
+    cors = httpx.options(f"{api_url}/health", headers={"Origin": "http://localhost:3000",
+                                                        "Access-Control-Request-Method": "GET"})
+    assert cors.headers["access-control-allow-origin"] == "http://localhost:3000"
+
+
+def test_parse_accepts_strings_file_objects_and_skips_empty_documents(api_url: str) -> None:
+    tenant = f"p{uuid.uuid4().hex[:6]}"
+    for manifest in (tenant_manifest(tenant), tenant_files(tenant)):
+        body = post(api_url, "/k8s/manifest/parse", manifest=manifest, tenant_id=tenant).json()
+        assert body["status"] == "success", body
+        assert body["count"] == object_count(tenant) == len(body["resources"])
+        assert body["valid"] and body["tenant_id"] == tenant
+    crlf = "apiVersion: v1\r\nkind: ConfigMap\r\nmetadata:\r\n  name: a\r\n---\r\n# only a comment\r\n---\r\n"
+    kyaml = '{ apiVersion: "v1", kind: "List", items: [{ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "b" } }] }'
+    body = post(api_url, "/k8s/manifest/parse", manifest=crlf + "---\n" + kyaml).json()
+    assert [r["metadata"]["name"] for r in body["resources"]] == ["a", "b"]
+
+
+def test_parse_reports_what_the_apiserver_would_say(api_url: str) -> None:
+    bad = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: -1\n"
+    body = post(api_url, "/k8s/manifest/parse", manifest=bad).json()
+    assert body["status"] == "success" and body["valid"] is False
+    fields = {e["field"] for e in body["errors"]}
+    assert "spec.replicas" in fields and all(e["kind"] == "Deployment" and e["index"] == 0 for e in body["errors"])
+    strict = post(api_url, "/k8s/manifest/parse?strict=true", manifest=bad)
+    assert strict.status_code == 422 and strict.json()["status"] == "error"
+    assert "spec.replicas" in strict.json()["message"]
+
+
+def resource_uids(kubectl: Kubectl, namespace: str) -> dict[str, str]:
+    items = kubectl.json("get", "deployments,services,configmaps,pvc,hpa,networkpolicies,servicemonitors,"
+                         "verticalpodautoscalers", "-n", namespace)["items"]
+    return {f"{i['kind']}/{i['metadata']['name']}": i["metadata"]["uid"] for i in items}
+
+
+def test_ecp_ai_tenant_deploys_ready_is_idempotent_and_deletes_cleanly(api_url: str, kubectl: Kubectl) -> None:
+    tenant = f"t{uuid.uuid4().hex[:6]}"
+    ns = f"ecp-ai-{tenant}"
+    first = post(api_url, "/k8s/manifest/deploy", manifest=tenant_files(tenant), tenant_id=tenant,
+                 deployment_mode="demo")
+    body = first.json()
+    assert first.status_code == 200, body
+    assert body["status"] == "completed" and body["failed_count"] == 0
+    assert body["deployed_count"] == object_count(tenant) == len(body["resources"])
+    assert body["tenant_id"] == tenant and uuid.UUID(body["deployment_id"])
+    for res in body["resources"]:
+        assert res["id"] == f"{res['namespace']}/{res['kind']}/{res['name']}"
+        assert res["ready"] and res["deployment_time"] is not None and res["created_at"]
+    # The cluster agrees: every workload available, claims bound, GPU pods on matching GPU nodes.
+    for dep in kubectl.json("get", "deployments", "-n", ns)["items"]:
+        assert dep["status"].get("availableReplicas") == dep["spec"]["replicas"], dep["metadata"]["name"]
+        assert dep["metadata"]["labels"]["ecp.ai/tenant-id"] == tenant
+    assert {p["status"]["phase"] for p in kubectl.json("get", "pvc", "-n", ns)["items"]} == {"Bound"}
+    for pod in kubectl.json("get", "pods", "-n", ns, "-l", "app=tts-server")["items"]:
+        assert kubectl.json("get", "node", pod["spec"]["nodeName"])["metadata"]["labels"]["accelerator"] == "nvidia-t4"
+    uids = resource_uids(kubectl, ns)
+
+    listed = httpx.get(f"{api_url}/k8s/resources", params={"tenant_id": tenant}).json()
+    assert listed["status"] == "completed" and listed["deployment_id"] == body["deployment_id"]
+    kinds = {r["kind"] for r in listed["resources"]}
+    assert {"Namespace", "Deployment", "Pod", "Service", "HorizontalPodAutoscaler", "ServiceMonitor"} <= kinds
+    pods = httpx.get(f"{api_url}/k8s/resources", params={"namespace": ns, "kind": "Pod"}).json()["resources"]
+    assert len(pods) == sum(d["spec"]["replicas"] for d in kubectl.json("get", "deployments", "-n", ns)["items"])
+
+    for _ in range(3):  # ECP-AI retries with the same manifest, here as one string
+        again = post(api_url, "/k8s/manifest/deploy", manifest=tenant_manifest(tenant), tenant_id=tenant)
+        assert again.status_code == 200 and again.json()["status"] == "completed", again.text
+        assert again.json()["deployment_id"] != body["deployment_id"]
+    assert resource_uids(kubectl, ns) == uids, "a redeploy converges; it never recreates"
+
+    gone = httpx.delete(f"{api_url}/k8s/resources/tenant/{tenant}", timeout=60)
+    assert gone.status_code == 200 and gone.json()["pending_count"] == 0, gone.text
+    assert cluster_has_nothing_of(kubectl, tenant, ns)
+    assert httpx.delete(f"{api_url}/k8s/resources/tenant/{tenant}", timeout=60).status_code == 404
+
+
+def cluster_has_nothing_of(kubectl: Kubectl, tenant: str, ns: str) -> bool:
+    out = kubectl("get", "namespace", ns, "--ignore-not-found", "-o", "name")
+    labelled = kubectl.json("get", "all,configmaps,pvc,networkpolicies,servicemonitors", "-A",
+                            "-l", f"ecp.ai/tenant-id={tenant}")["items"]
+    return out.strip() == "" and labelled == []
+
+
+def test_wait_false_answers_at_once_and_progress_is_visible(api_url: str, kubectl: Kubectl) -> None:
+    tenant = f"w{uuid.uuid4().hex[:6]}"
+    started = time.monotonic()
+    resp = post(api_url, "/k8s/manifest/deploy?wait=false", manifest=tenant_manifest(tenant), tenant_id=tenant)
+    assert resp.status_code == 202 and resp.json()["status"] == "deploying"
+    assert time.monotonic() - started < 5
+    seen = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{api_url}/k8s/resources", params={"tenant_id": tenant}).json()["status"]
+        seen.add(status)
+        if status in ("completed", "failed"):
+            break
+        time.sleep(0.2)
+    assert status == "completed" and seen & {"pending", "deploying"}, seen
+    httpx.delete(f"{api_url}/k8s/resources/tenant/{tenant}", timeout=60)
+
+
+def test_service_rollout_and_single_deletes(api_url: str, kubectl: Kubectl, namespace: str) -> None:
+    manifest = yaml.safe_dump_all([
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "callbot", "namespace": namespace},
+         "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "callbot"}},
+                  "template": {"metadata": {"labels": {"app": "callbot"}},
+                               "spec": {"containers": [{"name": "c", "image": "ecp/callbot:2.0"}]}}}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "one", "namespace": namespace},
+         "spec": {"containers": [{"name": "c", "image": "x"}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "two", "namespace": namespace},
+         "spec": {"containers": [{"name": "c", "image": "x"}]}},
+    ])
+    assert post(api_url, "/k8s/manifest/deploy", manifest=manifest).json()["status"] == "completed"
+    svc = httpx.get(f"{api_url}/k8s/service/callbot", params={"namespace": namespace}).json()
+    assert svc["desiredImage"] == svc["currentImage"] == "ecp/callbot:2.0"
+    assert svc["replicas"] == {"desired": 3, "ready": 3, "available": 3, "updated": 3}
+    assert svc["deploymentStatus"] == "completed" and svc["lastUpdated"]
+    assert len(svc["pods"]) == 3 and all(p["ready"] and p["node"] and p["status"] == "Running" for p in svc["pods"])
+    assert httpx.get(f"{api_url}/k8s/service/nothing", params={"namespace": namespace}).status_code == 404
+
+    guide = httpx.delete(f"{api_url}/k8s/resources/one", params={"namespace": namespace, "kind": "Pod"})
+    assert guide.status_code == 200 and guide.json()["id"] == f"{namespace}/Pod/one"
+    ecp = httpx.delete(f"{api_url}/k8s/resources/{namespace}/Pod/two")
+    assert ecp.status_code == 200
+    assert httpx.delete(f"{api_url}/k8s/resources/{namespace}/Pod/two").status_code == 404
+    assert httpx.delete(f"{api_url}/k8s/resources/{namespace}/Gizmo/two").status_code == 404
+    deadline = time.monotonic() + 30
+    while kubectl("get", "pods", "one", "two", "-n", namespace, "--ignore-not-found", "-o", "name").strip():
+        assert time.monotonic() < deadline, "deleted pods must go away"
+        time.sleep(0.3)
+
+
+BOMB = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+    f"{c}: &{c} [{','.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+
+HOSTILE: list[tuple[str, Any, int]] = [
+    ("malformed yaml", {"manifest": "kind: Pod\nmetadata: [unclosed\n"}, 400),
+    ("not a mapping", {"manifest": "- just\n- a list\n"}, 422),
+    ("missing name", {"manifest": "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n"}, 422),
+    ("wrong type manifest", {"manifest": 12345}, 422),
+    ("wrong type tenant", {"manifest": "a: b", "tenant_id": ["x"]}, 422),
+    ("no manifest", {"tenant_id": "x"}, 422),
+    ("alias bomb", {"manifest": BOMB}, 413),
+    ("deep nesting", {"manifest": "a: " + "[" * 200 + "]" * 200}, 400),
+    ("too many documents", {"manifest": "---\na: 1\n" * 1500}, 413),
+    ("recursive alias", {"manifest": "a: &a [*a]\n"}, 400),
+    ("empty", {"manifest": "---\n# nothing\n---\n"}, 422),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "status"), HOSTILE, ids=[h[0] for h in HOSTILE])
+@pytest.mark.parametrize("path", ["/k8s/manifest/parse", "/k8s/manifest/deploy"])
+def test_hostile_input_gets_a_clear_4xx(api_url: str, path: str, name: str, body: Any, status: int) -> None:
+    resp = httpx.post(f"{api_url}{path}", json=body, timeout=30)
+    assert resp.status_code == status, resp.text
+    assert resp.json()["status"] == "error" and resp.json()["message"]
+
+
+def test_oversized_bodies_and_non_utf8_uploads_are_refused(api_url: str) -> None:
+    big = httpx.post(f"{api_url}/k8s/manifest/parse", content=b'{"manifest": "' + b"x" * (9 * 1024 * 1024) + b'"}',
+                     headers={"content-type": "application/json"}, timeout=30)
+    assert big.status_code == 413 and big.json()["status"] == "error"
+    latin = httpx.post(f"{api_url}/k8s/manifest/upload", files={"file": ("m.yaml", "name: caf\xe9".encode("latin-1"))})
+    assert latin.status_code == 400 and "UTF-8" in latin.json()["message"]
+    good = httpx.post(f"{api_url}/k8s/manifest/upload", data={"tenant_id": "u1"},
+                      files={"file": ("m.yaml", b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: up\n")})
+    assert good.status_code == 200 and good.json()["count"] == 1 and good.json()["tenant_id"] == "u1"
+    garbage = httpx.post(f"{api_url}/k8s/manifest/parse", content=b"\xff\xfe{not json",
+                         headers={"content-type": "application/json"})
+    assert garbage.status_code == 400 and garbage.json()["status"] == "error"
+
+
+def test_an_invalid_object_means_nothing_is_applied(api_url: str, kubectl: Kubectl, namespace: str) -> None:
+    manifest = (f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: innocent\n  namespace: {namespace}\n---\n"
+                f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: broken\n  namespace: {namespace}\n"
+                "spec:\n  replicas: -3\n---\napiVersion: example.com/v1\nkind: Gizmo\nmetadata:\n  name: g\n")
+    resp = post(api_url, "/k8s/manifest/deploy", manifest=manifest)
+    assert resp.status_code == 422
+    errors = resp.json()["errors"]
+    assert {(e["kind"], e["index"]) for e in errors} >= {("Deployment", 1), ("Gizmo", 2)}
+    assert any("Gizmo" in e["message"] for e in errors)
+    assert kubectl("get", "configmap", "innocent", "-n", namespace, "--ignore-not-found", "-o", "name") == ""
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_memory_stays_bounded_under_hostile_input(api_url: str, operator_process: Any) -> None:
+    port = int(api_url.rsplit(":", 1)[1])
+    pid = int(subprocess.run(["sh", "-c", f"ss -ltnpH 'sport = :{port}' | grep -o 'pid=[0-9]*' | head -1"],
+                             capture_output=True, text=True).stdout.strip().split("=")[1])
+    before = rss_kib(pid)
+    for _ in range(20):
+        httpx.post(f"{api_url}/k8s/manifest/parse", json={"manifest": BOMB})
+        httpx.post(f"{api_url}/k8s/manifest/parse", json={"manifest": "x: " + "y" * 4_000_000})
+    grown_mib = (rss_kib(pid) - before) / 1024
+    assert grown_mib < 150, f"API grew by {grown_mib:.0f} MiB"
+
+
+def test_every_corpus_file_parses_and_deploys_or_says_truly_why(api_url: str, kubectl: Kubectl) -> None:
+    assert len(CORPUS) > 50
+    outcomes: dict[str, tuple[int, dict[str, Any]]] = {}
+
+    async def run() -> None:
+        sem = asyncio.Semaphore(8)
+        async with httpx.AsyncClient(base_url=api_url, timeout=60) as client:
+            async def one(path: Path) -> None:
+                async with sem:
+                    text = path.read_text()
+                    parsed = (await client.post("/k8s/manifest/parse", json={"manifest": text})).json()
+                    assert parsed["status"] == "success", (path.name, parsed)
+                    resp = await client.post("/k8s/manifest/deploy?timeout=8",
+                                             json={"manifest": text, "tenant_id": "corpus"})
+                    outcomes[path.name] = (resp.status_code, resp.json())
+            # Definitions first, as a user would apply them: the custom resources of one file
+            # need the CRD of another.
+            crds = [p for p in CORPUS if "kind: CustomResourceDefinition" in p.read_text()]
+            await asyncio.gather(*(one(p) for p in crds))
+            await asyncio.gather(*(one(p) for p in CORPUS if p not in crds))
+
+    try:
+        asyncio.run(run())
+        check_corpus_outcomes(outcomes, kubectl)
+    finally:
+        httpx.delete(f"{api_url}/k8s/resources/tenant/corpus", timeout=120)
+
+
+def check_corpus_outcomes(outcomes: dict[str, tuple[int, dict[str, Any]]], kubectl: Kubectl) -> None:
+    deployed = 0
+    for name, (status, body) in outcomes.items():
+        assert status in (200, 422), (name, status, body)
+        if status == 200:
+            deployed += 1
+            assert body["status"] == "completed" and body["failed_count"] == 0
+            continue
+        assert body["message"], name
+        if body.get("errors"):  # rejected by the dry run: the apiserver itself agrees
+            check = subprocess.run([*kubectl_cmd(kubectl), "apply", "--dry-run=server", "-f",
+                                    str(next(p for p in CORPUS if p.name == name))], capture_output=True, text=True)
+            assert check.returncode != 0, f"{name}: we refused it but kubectl's server dry run accepts it"
+        else:  # applied, then some resource did not become ready: each failure says why
+            failed = [r for r in body["resources"] if not r["ready"]]
+            assert failed and all(r.get("reason") for r in failed), (name, body)
+    assert deployed >= len(CORPUS) // 2, f"only {deployed} of {len(CORPUS)} corpus files deployed"
+
+
+def kubectl_cmd(kubectl: Kubectl) -> list[str]:
+    return [cluster.kubectl_binary(kubectl.settings), "--kubeconfig", str(kubectl.settings.kubeconfig)]
+
+
+def test_ecp_ai_style_client(api_url: str) -> None:
+    """The client ECP-AI uses: async, 30 s timeout, 20 connections, raise_for_status on every call."""
+    tenant = f"c{uuid.uuid4().hex[:6]}"
+
+    async def run() -> None:
+        limits = httpx.Limits(max_connections=20)
+        async with httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits) as client:
+            async def call(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+                resp = await client.request(method, path, **kwargs)
+                resp.raise_for_status()
+                return dict(resp.json())
+
+            body = {"manifest": tenant_manifest(tenant), "tenant_id": tenant, "deployment_mode": "demo"}
+            parses = await asyncio.gather(*(call("POST", "/k8s/manifest/parse", json=body) for _ in range(20)))
+            assert all(p["status"] == "success" for p in parses)
+            deployed = await call("POST", "/k8s/manifest/deploy", json=body)
+            assert deployed["status"] == "completed" and deployed["deployed_count"] == object_count(tenant)
+            polls = await asyncio.gather(*(call("GET", "/k8s/resources", params={"tenant_id": tenant})
+                                           for _ in range(20)))
+            assert {p["status"] for p in polls} == {"completed"}
+            await call("DELETE", f"/k8s/resources/tenant/{tenant}")
+            with pytest.raises(httpx.HTTPStatusError):
+                await call("POST", "/k8s/manifest/deploy", json={"manifest": "kind: [", "tenant_id": tenant})
+
+    asyncio.run(run())
