@@ -23,7 +23,8 @@ venv: $(VENV)/.installed
 setup: deps venv  ## packages, Python env and the control-plane build (cached)
 	$(K8SIM) setup
 
-run: setup up  ## set everything up and start the simulator
+run: setup  ## set everything up and start the simulator (API, operator) in the foreground
+	$(K8SIM) run
 
 up: venv
 	$(K8SIM) up

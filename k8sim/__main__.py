@@ -1,7 +1,7 @@
 """Command line of the local simulator: build, start and stop its parts.
 
-    python -m k8sim setup | cluster-up | cluster-down | cluster-delete | services-up |
-                     services-down | up | down | status
+    python -m k8sim setup | run | up | down | status | cluster-up | cluster-down |
+                     cluster-delete | services-up | services-down
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from k8sim import cluster, services
+from k8sim import cluster, services, supervisor
 from k8sim.settings import ClusterSettings
 
 COMMANDS = {
@@ -21,6 +21,8 @@ COMMANDS = {
     "services-up": services.up,
     "services-down": services.down,
     "up": lambda s: (services.up(s), cluster.up(s)),
+    # Everything, then the simulator's own processes in the foreground (Ctrl-C stops them).
+    "run": lambda s: (services.up(s), cluster.up(s), supervisor.run(s)),
     "down": lambda s: (cluster.down(s), services.down(s)),
     "status": lambda s: print(
         f"cluster: {'ready' if cluster.is_ready(s) else 'down'}  "
