@@ -32,6 +32,10 @@ class CommonSettings(BaseSettings):
     )
     redis_url: str = Field("redis://127.0.0.1:6351/0", description="Redis URL for snapshots.")
     log_level: str = Field("WARNING", description="Log level of our own loggers (quiet by default).")
+    sla_target: float = Field(99.5, description="SLA target, percent of good requests.")
+    sla_window_seconds: float = Field(3600.0, description="Window of /sla/status and summaries, simulated s.")
+    redis_key: str = Field("k8sim:monitoring:latest", description="Redis key of the latest snapshot.")
+    redis_channel: str = Field("k8sim:monitoring", description="Redis channel snapshots are published on.")
 
 
 class ClusterSettings(CommonSettings):

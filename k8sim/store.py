@@ -295,3 +295,132 @@ async def deployment_objects(conn: asyncpg.Connection, tenant: str) -> list[asyn
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT DISTINCT api_version, kind, namespace, name FROM deployment_objects WHERE tenant = $1", tenant)
     return rows
+
+
+# --------------------------------------------------------------------------- monitoring
+
+
+async def insert_samples(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """(taken_at, service, tenant, good, total, healthy) per service and tick."""
+    await conn.executemany(
+        "INSERT INTO sla_samples (taken_at, service, tenant, good, total, healthy) VALUES ($1, $2, $3, $4, $5, $6)",
+        rows)
+
+
+async def save_snapshot(conn: asyncpg.Connection, taken_at: dt.datetime, document: dict[str, Any]) -> None:
+    await conn.execute("INSERT INTO monitoring_snapshots (taken_at, document) VALUES ($1, $2) "
+                       "ON CONFLICT (taken_at) DO UPDATE SET document = EXCLUDED.document", taken_at, document)
+
+
+def _scope(tenant: str | None, service: str | None, args: list[Any]) -> str:
+    clauses = []
+    if tenant is not None:
+        args.append(tenant)
+        clauses.append(f"AND tenant = ${len(args)}")
+    if service is not None:
+        args.append(service)
+        clauses.append(f"AND service = ${len(args)}")
+    return " ".join(clauses)
+
+
+async def window_sums(conn: asyncpg.Connection, end: dt.datetime, seconds: float, *, tenant: str | None = None,
+                      service: str | None = None) -> tuple[float, float]:
+    """(good, total) requests in (end - seconds, end]."""
+    args: list[Any] = [end - dt.timedelta(seconds=seconds), end]
+    row = await conn.fetchrow(
+        "SELECT COALESCE(sum(good), 0) AS good, COALESCE(sum(total), 0) AS total FROM sla_samples "
+        f"WHERE taken_at > $1 AND taken_at <= $2 {_scope(tenant, service, args)}", *args)
+    return float(row["good"]), float(row["total"])
+
+
+async def sla_points(conn: asyncpg.Connection, end: dt.datetime, seconds: float, target: float, *,
+                     tenant: str | None = None) -> tuple[int, int]:
+    """(data points, healthy points): one point per minute of the window that saw traffic."""
+    args: list[Any] = [end - dt.timedelta(seconds=seconds), end, target]
+    row = await conn.fetchrow(
+        "SELECT count(*) AS points, count(*) FILTER (WHERE total = 0 OR 100 * good / total >= $3) AS healthy "
+        "FROM (SELECT date_trunc('minute', taken_at) AS m, sum(good) AS good, sum(total) AS total "
+        f"      FROM sla_samples WHERE taken_at > $1 AND taken_at <= $2 {_scope(tenant, None, args)}"
+        "      GROUP BY 1) AS minutes", *args)
+    return int(row["points"]), int(row["healthy"])
+
+
+async def sla_report(conn: asyncpg.Connection, unit: str, since: dt.datetime, *,
+                     tenant: str | None = None) -> list[asyncpg.Record]:
+    """Per day/week/month since a time: good, total requests and minutes with samples."""
+    if unit not in ("day", "week", "month"):
+        raise ValueError(f"unit must be day, week or month, not {unit!r}")
+    args: list[Any] = [unit, since]
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT date_trunc($1, taken_at) AS period, sum(good) AS good, sum(total) AS total, "
+        "       count(DISTINCT date_trunc('minute', taken_at)) AS minutes "
+        f"FROM sla_samples WHERE taken_at >= $2 {_scope(tenant, None, args)} GROUP BY 1 ORDER BY 1", *args)
+    return rows
+
+
+async def snapshot_history(conn: asyncpg.Connection, since: dt.datetime, until: dt.datetime,
+                           max_points: int = 360) -> list[asyncpg.Record]:
+    """Snapshots in a range, downsampled to at most max_points (the first of each bucket)."""
+    bucket = max((until - since).total_seconds() / max_points, 1.0)
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT DISTINCT ON (date_bin($3::interval, taken_at, $1)) taken_at, document "
+        "FROM monitoring_snapshots WHERE taken_at >= $1 AND taken_at <= $2 "
+        "ORDER BY date_bin($3::interval, taken_at, $1), taken_at",
+        since, until, dt.timedelta(seconds=bucket))
+    return rows
+
+
+async def latest_snapshot_time(conn: asyncpg.Connection) -> dt.datetime | None:
+    value: dt.datetime | None = await conn.fetchval("SELECT max(taken_at) FROM monitoring_snapshots")
+    return value
+
+
+async def prune_monitoring(conn: asyncpg.Connection, before: dt.datetime) -> None:
+    await conn.execute("DELETE FROM monitoring_snapshots WHERE taken_at < $1", before)
+    await conn.execute("DELETE FROM sla_samples WHERE taken_at < $1", before)
+
+
+async def create_alert_rule(conn: asyncpg.Connection, rule: Mapping[str, Any]) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(
+        "INSERT INTO alert_rules (id, name, metric, operator, threshold, tenant, service, severity) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+        uuid.uuid4(), rule["name"], rule["metric"], rule["operator"], rule["threshold"], rule.get("tenant"),
+        rule.get("service"), rule.get("severity", "warning"))
+    return row
+
+
+async def alert_rules(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch("SELECT * FROM alert_rules ORDER BY created_at")
+    return rows
+
+
+async def fire_alert(conn: asyncpg.Connection, *, rule_id: str, name: str, severity: str, service: str | None,
+                     tenant: str | None, value: float, message: str, at: dt.datetime) -> bool:
+    """Open an alert unless the same one is already firing; True when newly fired."""
+    result = await conn.execute(
+        "INSERT INTO alert_events (rule_id, name, severity, service, tenant, value, message, fired_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        rule_id, name, severity, service, tenant, value, message, at)
+    return bool(result.endswith(" 1"))
+
+
+async def resolve_alerts(conn: asyncpg.Connection, still_firing: set[tuple[str, str]], at: dt.datetime) -> int:
+    """Resolve every open alert whose (rule_id, service) is no longer firing."""
+    rows = await conn.fetch("SELECT id, rule_id, COALESCE(service, '') AS service FROM alert_events "
+                            "WHERE resolved_at IS NULL")
+    done = [r["id"] for r in rows if (r["rule_id"], r["service"]) not in still_firing]
+    if done:
+        await conn.execute("UPDATE alert_events SET resolved_at = $2 WHERE id = ANY($1::bigint[])", done, at)
+    return len(done)
+
+
+async def alert_history(conn: asyncpg.Connection, *, tenant: str | None = None,
+                        limit: int = 500) -> list[asyncpg.Record]:
+    args: list[Any] = [limit]
+    where = ""
+    if tenant is not None:
+        args.append(tenant)
+        where = "WHERE tenant = $2"
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT * FROM alert_events {where} ORDER BY fired_at DESC, id DESC LIMIT $1", *args)
+    return rows

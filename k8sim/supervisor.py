@@ -23,6 +23,7 @@ def components(settings: ClusterSettings) -> dict[str, list[str]]:
         "operator": [py, "-m", "kopf", "run", "-m", "k8sim_operator.handlers", "--all-namespaces",
                      "--standalone", "--quiet"],
         "api": [py, "-m", "k8sim_api"],
+        "engine": [py, "-m", "k8sim_engine"],
     }
 
 

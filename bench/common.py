@@ -1,0 +1,66 @@
+"""Helpers of the benchmarks: the simulator's processes on free ports, timing, ratios."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from k8sim import cluster, services, supervisor
+from k8sim.settings import ClusterSettings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def simulator(settings: ClusterSettings, *names: str) -> Iterator[dict[str, str]]:
+    """Services and cluster up, then the named components (operator, api) as `k8sim run` starts them."""
+    services.up(settings)
+    cluster.up(settings)
+    logs = settings.state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {**os.environ, "K8SIM_API_PORT": str(port), "K8SIM_SPOOL": str(logs / "bench-spool.jsonl")}
+    procs = []
+    commands = supervisor.components(settings)
+    for name in names:
+        with (logs / f"bench-{name}.log").open("ab") as out:
+            procs.append(subprocess.Popen(commands[name], env=env, stdout=out, stderr=subprocess.STDOUT))
+    urls = {"api": f"http://127.0.0.1:{port}"}
+    try:
+        if "api" in names:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{urls['api']}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the API did not start")
+                time.sleep(0.2)
+        yield urls
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+
+
+def ratio_line(what: str, baseline: str, base_s: float, measured: str, seconds: float) -> str:
+    return (f"{what}: {baseline} {base_s:.2f} s, {measured} {seconds:.2f} s, "
+            f"ratio {seconds / base_s:.2f} ({measured} / {baseline})")
+
+
+def repo_path(*parts: str) -> Path:
+    return Path(__file__).resolve().parent.parent.joinpath(*parts)

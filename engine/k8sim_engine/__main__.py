@@ -1,0 +1,17 @@
+"""python -m k8sim_engine: serve the monitoring engine on the configured address."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from .settings import EngineSettings
+
+
+def main() -> None:
+    settings = EngineSettings()
+    uvicorn.run("k8sim_engine.app:create_app", factory=True, host=settings.engine_host, port=settings.engine_port,
+                log_level=settings.log_level.lower(), access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""The tick loop: read the cluster, advance the model, publish, persist, alert."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import time
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, generate_latest
+
+from k8sim import model, sla, store
+from k8sim.kube import Kube, KubeError
+
+from .collector import SimulatorCollector, State
+from .settings import EngineSettings
+from .sources import pod_specs, service_labels
+
+log = logging.getLogger(__name__)
+
+#: Service figures threshold rules may watch, and how to read each from a sample.
+RULE_METRICS = {
+    "cpu_usage_percent": lambda s: s.cpu_percent,
+    "memory_usage_percent": lambda s: s.memory_percent,
+    "error_rate_percent": lambda s: 100 * s.error_rate,
+    "response_time_ms": lambda s: s.latency_ms,
+    "requests_per_second": lambda s: s.rps,
+    "ready_pods": lambda s: s.ready_pods,
+}
+OPERATORS = {">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b,
+             "<=": lambda a, b: a <= b}
+
+
+class Engine:
+    def __init__(self, settings: EngineSettings):
+        self.settings = settings
+        self.model = model.Model(settings.seed)
+        self.state = State()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(SimulatorCollector(self))
+        self.exposition = generate_latest(self.registry)
+        self.kube = Kube(settings.kubeconfig)
+        self.redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5)
+        self.pool: asyncpg.Pool | None = None
+        start = settings.sim_start or dt.datetime.now(dt.UTC)
+        self.start = start if start.tzinfo else start.replace(tzinfo=dt.UTC)
+        self.ticks = 0
+        self.last_snapshot: dt.datetime | None = None
+        self.document: dict[str, Any] | None = None
+        self.tick_cpu: list[float] = []  # process CPU seconds per tick, for benchmarks
+
+    @property
+    def step(self) -> float:
+        """Simulated seconds per tick."""
+        return self.settings.tick_seconds * self.settings.speed
+
+    def sim_now(self) -> dt.datetime:
+        # Time advances by whole ticks, so the same seed and cluster give the same series.
+        return self.start + dt.timedelta(seconds=self.ticks * self.step)
+
+    async def close(self) -> None:
+        await self.kube.close()
+        await self.redis.aclose()
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.tick()
+            except KubeError as exc:
+                log.warning("tick skipped, cluster unavailable: %s", exc.message)
+            except Exception:
+                log.exception("tick failed")
+            await asyncio.sleep(max(0.0, self.settings.tick_seconds - (time.monotonic() - started)))
+
+    async def tick(self) -> dict[str, Any]:
+        cpu_before = time.process_time()
+        pods, nodes, deployments = await asyncio.gather(
+            self.kube.list("v1", "Pod"), self.kube.list("v1", "Node"), self.kube.list("apps/v1", "Deployment"))
+        self.ticks += 1
+        now = self.sim_now()
+        samples = self.model.tick(pod_specs(pods, nodes), now, self.step, service_labels(pods))
+        overall = await self.persist(samples, now)
+        document = model.health_document(samples, now, *overall)
+        state = State()
+        state.pods, state.deployments, state.model, state.services = pods, deployments, self.model, samples
+        state.sla = {"overall": overall[0]} if overall[0] is not None else {}
+        self.state = state
+        self.exposition = await asyncio.to_thread(generate_latest, self.registry)
+        self.document = document
+        await self.publish(document)
+        await self.save_snapshot(document, now)
+        await self.alert(samples, now)
+        self.tick_cpu = [*self.tick_cpu[-99:], time.process_time() - cpu_before]
+        return document
+
+    # ------------------------------------------------------------------ outputs
+
+    async def publish(self, document: dict[str, Any]) -> None:
+        payload = json.dumps(document)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(self.settings.redis_key, payload, ex=self.settings.redis_ttl)
+                pipe.publish(self.settings.redis_channel, payload)
+                await pipe.execute()
+        except (aioredis.RedisError, OSError) as exc:
+            log.warning("Redis unavailable, snapshot not published: %s", exc)
+
+    async def _pool(self) -> asyncpg.Pool | None:
+        if self.pool is None:
+            try:
+                self.pool = await store.connect(self.settings.database_url, timeout=5)
+                await store.migrate(self.pool)
+            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+                log.warning("PostgreSQL unavailable: %s", exc)
+                self.pool = None
+        return self.pool
+
+    async def persist(self, samples: list[model.ServiceSample], now: dt.datetime) -> tuple[float | None, str | None]:
+        """Record this tick's samples; returns the overall (SLA %, status) over the window."""
+        pool = await self._pool()
+        if pool is None:
+            return None, None
+        target, window = self.settings.sla_target, self.settings.sla_window_seconds
+        try:
+            async with pool.acquire() as conn:
+                await store.insert_samples(conn, [(now, s.key, s.tenant, s.good, s.total, s.health != "unhealthy")
+                                                  for s in samples])
+                good, total = await store.window_sums(conn, now, window)
+                fast = await store.window_sums(conn, now, sla.WINDOW_SECONDS["5m"])
+                hour = await store.window_sums(conn, now, sla.WINDOW_SECONDS["1h"])
+                if self.ticks % 200 == 0:
+                    await store.prune_monitoring(conn, now - dt.timedelta(days=self.settings.retention_days))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("could not record samples: %s", exc)
+            if self.pool is not None:
+                self.pool.terminate()
+            self.pool = None
+            return None, None
+        percentage = round(sla.availability(good, total), 3)
+        fast_burn = sla.burn_rate(*hour, target) > 14.4 and sla.burn_rate(*fast, target) > 14.4
+        status = sla.status(percentage, target, sla.budget_remaining(good, total, target), fast_burn)
+        return percentage, status
+
+    async def save_snapshot(self, document: dict[str, Any], now: dt.datetime) -> None:
+        """Keep one snapshot per `snapshot_every` simulated seconds for /monitoring/metrics/history."""
+        due = self.last_snapshot is None or (now - self.last_snapshot).total_seconds() >= self.settings.snapshot_every
+        if not due or self.pool is None:
+            return
+        try:
+            async with self.pool.acquire() as conn:
+                await store.save_snapshot(conn, now, document)
+            self.last_snapshot = now
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("snapshot not kept: %s", exc)
+
+    async def alert(self, samples: list[model.ServiceSample], now: dt.datetime) -> None:
+        """Threshold rules per service and the built-in multi-window burn-rate alerts."""
+        pool = self.pool
+        if pool is None:
+            return
+        try:
+            async with pool.acquire() as conn:
+                firing: set[tuple[str, str]] = set()
+                for rule in await store.alert_rules(conn):
+                    read = RULE_METRICS.get(rule["metric"])
+                    compare = OPERATORS.get(rule["operator"])
+                    if read is None or compare is None:
+                        continue
+                    for s in samples:
+                        if (rule["tenant"] and s.tenant != rule["tenant"]) or (rule["service"] and s.key != rule["service"]
+                                                                               and s.key.split("/", 1)[1] != rule["service"]):
+                            continue
+                        value = float(read(s))
+                        if compare(value, rule["threshold"]):
+                            firing.add((str(rule["id"]), s.key))
+                            await store.fire_alert(
+                                conn, rule_id=str(rule["id"]), name=rule["name"], severity=rule["severity"],
+                                service=s.key, tenant=s.tenant, value=value, at=now,
+                                message=f"{rule['metric']} {value:.2f} {rule['operator']} {rule['threshold']} on {s.key}")
+                windows = {name: await store.window_sums(conn, now, seconds)
+                           for name, seconds in sla.WINDOW_SECONDS.items()}
+                for burn in sla.burn_alerts(windows, self.settings.sla_target):
+                    if burn.firing:
+                        rule_id = f"burn-rate:{burn.long_window}/{burn.short_window}"
+                        firing.add((rule_id, ""))
+                        await store.fire_alert(
+                            conn, rule_id=rule_id, name=f"SLO burn rate {burn.long_window}/{burn.short_window}",
+                            severity=burn.severity, service=None, tenant=None, value=burn.long_rate, at=now,
+                            message=(f"error budget burning {burn.long_rate:.1f}x over {burn.long_window} and "
+                                     f"{burn.short_rate:.1f}x over {burn.short_window} (threshold {burn.threshold}x)"))
+                await store.resolve_alerts(conn, firing, now)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("alerts not evaluated: %s", exc)

@@ -1,0 +1,80 @@
+"""From cluster objects to the model's inputs: which pods run, for which service, with what."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from k8sim import lifecycle, model
+
+_QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
+_FACTORS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 1024, "Mi": 1024**2,
+            "Gi": 1024**3, "Ti": 1024**4}
+
+
+def quantity(value: Any) -> float | None:
+    """A Kubernetes quantity ("250m", "2Gi", 3) as a float; None when absent or unreadable."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    match = _QUANTITY.match(str(value).strip())
+    if not match or match[2] not in _FACTORS:
+        return None
+    return float(match[1]) * _FACTORS[match[2]]
+
+
+def service_of(pod: Mapping[str, Any]) -> str:
+    """namespace/service: the owning workload (Deployment name from its ReplicaSet), else the pod."""
+    meta = pod["metadata"]
+    kind, name, _ = lifecycle.owner_of(pod)
+    if kind == "ReplicaSet" and name:
+        template_hash = (meta.get("labels") or {}).get("pod-template-hash")
+        if template_hash and name.endswith(f"-{template_hash}"):
+            name = name[: -len(template_hash) - 1]
+    service = name or (meta.get("labels") or {}).get("app") or meta["name"]
+    return f"{meta.get('namespace', '')}/{service}"
+
+
+def pod_specs(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, Any]]) -> list[model.PodSpec]:
+    """Model inputs for every Running pod."""
+    accelerators = {n["metadata"]["name"]: (n["metadata"].get("labels") or {}).get("accelerator", "")
+                    for n in nodes}
+    specs = []
+    for pod in pods:
+        status = pod.get("status") or {}
+        if status.get("phase") != "Running" or pod["metadata"].get("deletionTimestamp"):
+            continue
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        containers = spec.get("containers") or [{}]
+        requests: dict[str, float] = {}
+        limits: dict[str, float | None] = {}
+        for key in ("cpu", "memory", "nvidia.com/gpu"):
+            req = [quantity((c.get("resources") or {}).get("requests", {}).get(key)) for c in containers]
+            lim = [quantity((c.get("resources") or {}).get("limits", {}).get(key)) for c in containers]
+            requests[key] = sum(v or 0 for v in req) or sum(v or 0 for v in lim)
+            limits[key] = sum(v for v in lim if v) if all(lim) and lim else None
+        node = spec.get("nodeName") or ""
+        annotations = meta.get("annotations") or {}
+        accel = accelerators.get(node, "").removeprefix("nvidia-") or None
+        specs.append(model.PodSpec(
+            uid=meta["uid"], namespace=meta.get("namespace", ""), name=meta["name"], service=service_of(pod),
+            container=containers[0].get("name", ""), image=containers[0].get("image", ""), node=node,
+            tenant=lifecycle.tenant_of(pod), cpu_request=requests["cpu"] or 0.1,
+            cpu_limit=limits["cpu"], memory_request=requests["memory"] or 128 * model.MIB,
+            memory_limit=limits["memory"], gpus=int(requests["nvidia.com/gpu"] or limits["nvidia.com/gpu"] or 0),
+            accelerator=accel, ready=lifecycle.conditions(pod).get("Ready", {}).get("status") == "True",
+            started=lifecycle.parse_time(status.get("startTime")),
+            leak=annotations.get("k8sim.io/scenario") == "memory-leak",
+        ))
+    return specs
+
+
+def service_labels(pods: Iterable[Mapping[str, Any]]) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+    """Labels and annotations per service key, for profile selection."""
+    found: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
+    for pod in pods:
+        meta = pod["metadata"]
+        found.setdefault(service_of(pod), (dict(meta.get("labels") or {}), dict(meta.get("annotations") or {})))
+    return found

@@ -1,0 +1,385 @@
+"""The workload model: per-service load over a simulated clock, and per-pod resource series.
+
+Pure and seeded: the same seed, start time and cluster state give identical series.
+
+Calibration of the defaults (public statistics, not measurements of ECP-AI):
+- Daily cycle: online services in the Alibaba 2018 cluster trace show a clear diurnal CPU
+  pattern with the daytime peak a few times the night trough, while memory stays roughly
+  flat; here a weekday has two business-hours humps (late morning, mid afternoon) over a
+  night floor of 15 % of peak, and weekends run at 40 % of weekdays.
+- Utilisation: in the Google 2019 Borg trace most machines sit at 20-40 % CPU; profiles are
+  sized so that a service with its default replicas uses ~20-40 % of its CPU requests
+  through the day and ~50-70 % at the peak.
+- Noise is AR(1) (an Ornstein-Uhlenbeck process sampled at the tick), never i.i.d. jitter:
+  with a 10-minute time constant the lag-1 autocorrelation at 1-minute steps is ≈ 0.90.
+- Incidents (failure scenarios) arrive as a Poisson process per service (default ≈ one a
+  week) and last minutes; during one a share of requests fails, which is what the SLA sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import math
+import random
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+PROFILE_LABEL = "k8sim.io/profile"
+
+#: Board power limit (W) and idle power by accelerator, from the vendors' data sheets.
+GPU_POWER = {"t4": (70, 10), "v100": (300, 40), "l40s": (350, 35), "a100": (400, 50)}
+GPU_MEMORY = {"t4": 16 * 1024, "v100": 32 * 1024, "l40s": 48 * 1024, "a100": 80 * 1024}  # MiB
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """How one kind of service behaves; every field can be overridden per workload."""
+
+    name: str
+    peak_rps: float  # service-wide requests/s at the weekday peak
+    cpu_per_request: float  # core-seconds per request
+    cpu_idle: float  # cores a pod burns at zero load
+    memory_base: float  # bytes of working set per pod at rest
+    memory_per_rps: float  # extra bytes per request/s a pod serves
+    latency_ms: float  # service time at low utilisation
+    request_bytes: float
+    response_bytes: float
+    error_rate: float  # failed share of requests in normal operation
+    gpu_ms_per_request: float = 0.0  # GPU busy time per request
+    gpu_model_mib: float = 0.0  # framebuffer a loaded model takes
+    burst_per_hour: float = 0.3  # load bursts per hour (Poisson)
+    incidents_per_day: float = 0.15  # failure scenarios per day (Poisson)
+
+
+PROFILES: dict[str, Profile] = {p.name: p for p in [
+    Profile("web", 120, 0.004, 0.01, 160 * MIB, 0.4 * MIB, 45, 900, 6000, 0.0005),
+    Profile("conversational", 40, 0.012, 0.02, 380 * MIB, 2 * MIB, 140, 2500, 3000, 0.0008),
+    Profile("gpu-inference", 18, 0.03, 0.05, 1.5 * GIB, 8 * MIB, 220, 48000, 96000, 0.001,
+            gpu_ms_per_request=45, gpu_model_mib=6144),
+    Profile("cpu-inference", 14, 0.09, 0.05, 1.1 * GIB, 6 * MIB, 380, 64000, 4000, 0.001),
+    Profile("proxy", 350, 0.0006, 0.005, 48 * MIB, 0.05 * MIB, 6, 1200, 7000, 0.0002),
+    Profile("database", 260, 0.0015, 0.02, 900 * MIB, 1.5 * MIB, 4, 400, 2400, 0.0001),
+    Profile("auth", 90, 0.003, 0.01, 140 * MIB, 0.2 * MIB, 22, 600, 900, 0.0003),
+]}
+
+#: Name fragments of ECP-AI's services (and common infrastructure) → profile.
+NAME_HINTS = [
+    ("tts", "gpu-inference"), ("nlp", "gpu-inference"), ("aicm", "gpu-inference"),
+    ("stt", "cpu-inference"), ("ta-server", "cpu-inference"), ("qa-server", "cpu-inference"),
+    ("callbot", "conversational"), ("chatbot", "conversational"), ("advisor", "conversational"),
+    ("nginx", "proxy"), ("gateway", "proxy"), ("ingress", "proxy"), ("envoy", "proxy"),
+    ("postgres", "database"), ("mysql", "database"), ("vectordb", "database"), ("redis", "database"),
+    ("mongo", "database"), ("cassandra", "database"), ("zookeeper", "database"),
+    ("auth", "auth"), ("keycloak", "auth"),
+]
+
+
+def pick_profile(name: str, labels: Mapping[str, str], annotations: Mapping[str, str], gpus: int) -> Profile:
+    chosen = annotations.get(PROFILE_LABEL) or labels.get(PROFILE_LABEL)
+    if chosen in PROFILES:
+        return PROFILES[chosen]
+    if gpus:
+        return PROFILES["gpu-inference"]
+    lowered = name.lower()
+    for fragment, profile in NAME_HINTS:
+        if fragment in lowered:
+            return PROFILES[profile]
+    return PROFILES["web"]
+
+
+def diurnal(when: dt.datetime) -> float:
+    """Share of the weekday peak at this (simulated) time, 0.06-1.0."""
+    hour = when.hour + when.minute / 60 + when.second / 3600
+    humps = math.exp(-(((hour - 10.5) / 2.3) ** 2)) + 0.95 * math.exp(-(((hour - 15.0) / 2.6) ** 2))
+    level = 0.15 + 0.85 * min(1.0, humps)
+    if when.weekday() >= 5:
+        level *= 0.4
+    return level
+
+
+def seeded(seed: int, *parts: str) -> random.Random:
+    digest = hashlib.sha256("/".join([str(seed), *parts]).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+class AR1:
+    """An Ornstein-Uhlenbeck process sampled every dt: mean 0, stationary sd sigma."""
+
+    def __init__(self, rng: random.Random, tau: float, sigma: float):
+        self.rng, self.tau, self.sigma = rng, tau, sigma
+        self.value = rng.gauss(0, sigma)
+
+    def step(self, dt_s: float) -> float:
+        phi = math.exp(-dt_s / self.tau)
+        self.value = phi * self.value + math.sqrt(1 - phi * phi) * self.sigma * self.rng.gauss(0, 1)
+        return self.value
+
+
+@dataclasses.dataclass
+class ServiceLoad:
+    rps: float
+    incident: bool
+    incident_error_rate: float
+
+
+class Service:
+    """One service's request stream: cycle × AR(1) noise × bursts, plus incidents."""
+
+    def __init__(self, key: str, profile: Profile, seed: int, scale: float = 1.0):
+        self.key, self.profile, self.scale = key, profile, scale
+        self.rng = seeded(seed, "service", key)
+        self.noise = AR1(self.rng, tau=600, sigma=0.18)
+        self.burst = 0.0
+        self.incident_until: dt.datetime | None = None
+        self.incident_error = 0.0
+
+    def step(self, when: dt.datetime, dt_s: float) -> ServiceLoad:
+        p = self.profile
+        noise = self.noise.step(dt_s)
+        self.burst *= math.exp(-dt_s / 180)
+        if self.rng.random() < p.burst_per_hour * dt_s / 3600:
+            self.burst += self.rng.uniform(0.5, 2.0)
+        if self.incident_until is not None and when >= self.incident_until:
+            self.incident_until = None
+        if self.incident_until is None and self.rng.random() < p.incidents_per_day * dt_s / 86400:
+            self.incident_until = when + dt.timedelta(minutes=self.rng.uniform(2, 20))
+            self.incident_error = self.rng.uniform(0.05, 0.6)
+        rps = p.peak_rps * self.scale * diurnal(when) * math.exp(noise - 0.18**2 / 2) * (1 + self.burst)
+        return ServiceLoad(rps, self.incident_until is not None, self.incident_error)
+
+
+@dataclasses.dataclass
+class PodSpec:
+    """What the model needs to know of one running pod."""
+
+    uid: str
+    namespace: str
+    name: str
+    service: str  # namespace/service key
+    container: str
+    image: str
+    node: str
+    tenant: str | None
+    cpu_request: float  # cores
+    cpu_limit: float | None
+    memory_request: float  # bytes
+    memory_limit: float | None
+    gpus: int
+    accelerator: str | None
+    ready: bool
+    started: dt.datetime | None
+    leak: bool = False  # a memory-leak scenario: working set grows past its limit
+
+
+@dataclasses.dataclass
+class PodSample:
+    cpu_cores: float
+    cpu_percent: float  # of the limit, else the request
+    memory_bytes: float
+    memory_percent: float
+    rx_bytes_s: float
+    tx_bytes_s: float
+    rps: float
+    latency_ms: float
+    error_rate: float
+    gpu_util: float = 0.0
+    gpu_fb_used_mib: float = 0.0
+    gpu_fb_free_mib: float = 0.0
+    gpu_power_w: float = 0.0
+    gpu_temp_c: float = 0.0
+
+
+class Pod:
+    """Counters and slow state of one pod; its load comes from its service."""
+
+    def __init__(self, spec: PodSpec, profile: Profile, seed: int):
+        self.spec, self.profile = spec, profile
+        rng = seeded(seed, "pod", spec.uid)
+        self.memory_drift = AR1(rng, tau=3 * 3600, sigma=0.05)
+        self.leaked = 0.0
+        self.gpu_temp = 35.0
+        self.cpu_seconds = 0.0
+        self.rx_bytes = 0.0
+        self.tx_bytes = 0.0
+        self.requests = 0.0
+        self.errors = 0.0
+        self.last: PodSample | None = None
+
+    def step(self, rps: float, load: ServiceLoad, dt_s: float) -> PodSample:
+        p, s = self.profile, self.spec
+        cpu_cap = s.cpu_limit or max(s.cpu_request * 4, 1.0)
+        demand = p.cpu_idle + rps * p.cpu_per_request
+        cpu = min(demand, cpu_cap)  # throttled at the limit, as CFS quota does
+        rho = min(demand / cpu_cap, 0.995)
+        latency = p.latency_ms / (1 - rho) if rho > 0.5 else p.latency_ms * (1 + rho)
+        error = p.error_rate + max(0.0, rho - 0.85) * 0.5
+        if load.incident:
+            error = max(error, load.incident_error)
+        error = min(error, 1.0)
+        base = p.memory_base * (1 + self.memory_drift.step(dt_s)) + rps * p.memory_per_rps
+        if s.leak:
+            self.leaked += p.memory_base * 0.02 * dt_s / 60
+        limit = s.memory_limit
+        memory = base + self.leaked
+        if limit and not s.leak:
+            memory = min(memory, 0.92 * limit)  # a healthy working set stays under its limit
+        memory = max(memory, 8 * MIB)
+        sample = PodSample(
+            cpu_cores=cpu,
+            cpu_percent=100 * cpu / (s.cpu_limit or s.cpu_request or 1.0),
+            memory_bytes=memory,
+            memory_percent=100 * memory / (limit or s.memory_request or memory * 2),
+            rx_bytes_s=rps * p.request_bytes, tx_bytes_s=rps * p.response_bytes * (1 - error),
+            rps=rps, latency_ms=latency, error_rate=error,
+        )
+        if s.gpus:
+            util = min(100.0, 100 * rps * p.gpu_ms_per_request / 1000 / s.gpus + 2)
+            total_mib = GPU_MEMORY.get(s.accelerator or "", 16 * 1024) * s.gpus
+            used = min(total_mib, p.gpu_model_mib + rps * 40)
+            tdp, idle = GPU_POWER.get(s.accelerator or "", (250, 30))
+            power = (idle + (tdp - idle) * util / 100) * s.gpus
+            target = 30 + 0.16 * power / s.gpus
+            self.gpu_temp += (target - self.gpu_temp) * (1 - math.exp(-dt_s / 120))
+            sample.gpu_util, sample.gpu_fb_used_mib, sample.gpu_fb_free_mib = util, used, total_mib - used
+            sample.gpu_power_w, sample.gpu_temp_c = power, self.gpu_temp
+        self.cpu_seconds += cpu * dt_s
+        self.rx_bytes += sample.rx_bytes_s * dt_s
+        self.tx_bytes += sample.tx_bytes_s * dt_s
+        self.requests += rps * dt_s
+        self.errors += rps * error * dt_s
+        self.last = sample
+        return sample
+
+
+@dataclasses.dataclass
+class ServiceSample:
+    """A service's figures for one tick (what /monitoring/health reports)."""
+
+    key: str
+    tenant: str | None
+    profile: str
+    pods: int
+    ready_pods: int
+    rps: float
+    good: float  # good requests this tick
+    total: float  # all requests this tick
+    cpu_percent: float
+    cpu_cores: float
+    memory_mb: float
+    memory_percent: float
+    latency_ms: float
+    error_rate: float
+    incident: bool
+    uptime_s: float
+
+    @property
+    def health(self) -> str:
+        if self.ready_pods == 0 or self.incident or self.error_rate > 0.05:
+            return "unhealthy"
+        if self.error_rate > 0.01 or self.cpu_percent > 90 or self.ready_pods < self.pods:
+            return "degraded"
+        return "healthy"
+
+    def as_contract(self) -> dict[str, Any]:
+        return {
+            "cpu": {"usage_percent": round(self.cpu_percent, 1),
+                    "load_1m": round(self.cpu_cores * (1 + min(self.cpu_percent, 100) / 100), 2)},
+            "memory": {"usage_mb": round(self.memory_mb, 1), "usage_percent": round(self.memory_percent, 1)},
+            "network": {"requests_per_second": round(self.rps, 1), "response_time_ms": round(self.latency_ms, 1),
+                        "error_rate_percent": round(100 * self.error_rate, 3)},
+            "health": {"status": self.health, "uptime_seconds": int(self.uptime_s)},
+            "tenant_id": self.tenant, "profile": self.profile,
+            "pods": {"total": self.pods, "ready": self.ready_pods},
+        }
+
+
+class Model:
+    """Every service and pod; :meth:`tick` advances them all by one step of simulated time."""
+
+    def __init__(self, seed: int = 42):
+        self.seed = seed
+        self.services: dict[str, Service] = {}
+        self.pods: dict[str, Pod] = {}
+
+    def tick(self, specs: Iterable[PodSpec], when: dt.datetime, dt_s: float,
+             labels: Mapping[str, tuple[dict[str, str], dict[str, str]]] | None = None) -> list[ServiceSample]:
+        by_service: dict[str, list[PodSpec]] = {}
+        for spec in specs:
+            by_service.setdefault(spec.service, []).append(spec)
+        labels = labels or {}
+        samples = []
+        for key in sorted(by_service):
+            members = sorted(by_service[key], key=lambda s: s.uid)
+            name = key.split("/", 1)[1]
+            service_labels, annotations = labels.get(key, ({}, {}))
+            profile = pick_profile(name, service_labels, annotations, max(s.gpus for s in members))
+            service = self.services.get(key)
+            if service is None or service.profile != profile:
+                service = self.services[key] = Service(key, profile, self.seed)
+            load = service.step(when, dt_s)
+            ready = [s for s in members if s.ready]
+            share = load.rps / len(ready) if ready else 0.0  # ready replicas split the load
+            pod_samples = []
+            for spec in members:
+                pod = self.pods.get(spec.uid)
+                if pod is None or pod.profile != profile:
+                    pod = self.pods[spec.uid] = Pod(spec, profile, self.seed)
+                pod.spec = spec
+                pod_samples.append(pod.step(share if spec.ready else 0.0, load, dt_s))
+            total = load.rps * dt_s  # with no ready replica every request fails
+            served = [x for x, s in zip(pod_samples, members, strict=True) if s.ready]
+            error = (sum(x.error_rate for x in served) / len(served)) if served else 1.0
+            uptimes = [(when - s.started).total_seconds() for s in members if s.started]
+            samples.append(ServiceSample(
+                key=key, tenant=next((s.tenant for s in members if s.tenant), None), profile=profile.name,
+                pods=len(members), ready_pods=len(ready), rps=load.rps,
+                good=total * (1 - error), total=total,
+                cpu_percent=sum(x.cpu_percent for x in pod_samples) / len(pod_samples),
+                cpu_cores=sum(x.cpu_cores for x in pod_samples),
+                memory_mb=sum(x.memory_bytes for x in pod_samples) / MIB,
+                memory_percent=sum(x.memory_percent for x in pod_samples) / len(pod_samples),
+                latency_ms=(sum(x.latency_ms for x in served) / len(served)) if served else 0.0,
+                error_rate=error, incident=load.incident,
+                uptime_s=max(uptimes) if uptimes else 0.0,
+            ))
+        live = {s.uid for members in by_service.values() for s in members}
+        for uid in [u for u in self.pods if u not in live]:
+            del self.pods[uid]  # a deleted pod's counters go with it, as cAdvisor's do
+        for key in [k for k in self.services if k not in by_service]:
+            del self.services[key]
+        return samples
+
+
+def health_document(samples: Iterable[ServiceSample], when: dt.datetime, sla_percentage: float | None,
+                    sla_status: str | None) -> dict[str, Any]:
+    """The /monitoring/health shape of CONTRACT.md."""
+    samples = list(samples)
+    services = {s.key: s.as_contract() for s in samples}
+    healthy = sum(1 for s in samples if s.health == "healthy")
+    unhealthy = sum(1 for s in samples if s.health == "unhealthy")
+    overall = "healthy" if healthy == len(samples) else ("unhealthy" if unhealthy * 2 > len(samples) else "degraded")
+    return {"timestamp": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "services": services,
+            "summary": {"overall_health": overall if samples else "healthy",
+                        "sla_percentage": sla_percentage if sla_percentage is not None else 100.0,
+                        "sla_status": sla_status or "meeting", "total_services": len(samples),
+                        "healthy_services": healthy}}
+
+
+def tenant_document(document: Mapping[str, Any], tenant: str,
+                    sla: tuple[float, str] | None = None) -> dict[str, Any]:
+    """The health document restricted to one tenant (by label, or its id in the service key)."""
+    services = {k: v for k, v in document["services"].items()
+                if v.get("tenant_id") == tenant or tenant in k.split("/", 1)[0]}
+    healthy = sum(1 for v in services.values() if v["health"]["status"] == "healthy")
+    unhealthy = sum(1 for v in services.values() if v["health"]["status"] == "unhealthy")
+    overall = "healthy" if healthy == len(services) else ("unhealthy" if unhealthy * 2 > len(services)
+                                                           else "degraded")
+    summary = {"overall_health": overall, "total_services": len(services), "healthy_services": healthy,
+               "sla_percentage": sla[0] if sla else document["summary"]["sla_percentage"],
+               "sla_status": sla[1] if sla else document["summary"]["sla_status"]}
+    return {"timestamp": document["timestamp"], "tenant_id": tenant, "services": services, "summary": summary}
