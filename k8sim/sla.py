@@ -6,6 +6,7 @@ Pure functions over (good, total) request counts; the store sums those per windo
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 #: (long window, short window, burn-rate threshold, severity): "Alerting on SLOs", SRE workbook ch. 5.
 BURN_ALERTS = [
@@ -13,6 +14,10 @@ BURN_ALERTS = [
     ("6h", "30m", 6.0, "page"),
     ("3d", "6h", 1.0, "ticket"),
 ]
+#: Service figures a threshold rule may watch (POST /sla/alerts/rules), as the engine reports them.
+RULE_METRICS = ("cpu_usage_percent", "memory_usage_percent", "error_rate_percent", "response_time_ms",
+                "requests_per_second", "ready_pods")
+RULE_OPERATORS = (">", ">=", "<", "<=")
 WINDOW_SECONDS = {"5m": 300, "30m": 1800, "1h": 3600, "6h": 21600, "3d": 259200}
 
 
@@ -69,3 +74,26 @@ def burn_alerts(windows: dict[str, tuple[float, float]], target: float) -> list[
         found.append(BurnAlert(long_w, short_w, threshold, severity, burn_rate(lg, lt, target),
                                burn_rate(sg, st, target)))
     return found
+
+
+async def current(conn: Any, *, target: float, window_s: float, tenant: str | None = None) -> dict[str, Any]:
+    """The /sla/status document over the window ending at the newest sample (simulated time)."""
+    from k8sim import store  # the store's SQL; imported here so the arithmetic above stays I/O-free
+
+    end = await conn.fetchval("SELECT max(taken_at) FROM sla_samples")
+    if end is None:
+        return {"status": "meeting", "percentage": 100.0, "target": target, "data_points": 0, "healthy_points": 0,
+                "error_budget_remaining": 1.0, "burn_rates": {}, "window_seconds": window_s, "tenant_id": tenant}
+    good, total = await store.window_sums(conn, end, window_s, tenant=tenant)
+    points, healthy = await store.sla_points(conn, end, window_s, target, tenant=tenant)
+    windows = {name: await store.window_sums(conn, end, seconds, tenant=tenant)
+               for name, seconds in WINDOW_SECONDS.items()}
+    alerts = burn_alerts(windows, target)
+    percentage = round(availability(good, total), 3)
+    remaining = budget_remaining(good, total, target)
+    return {"status": status(percentage, target, remaining, alerts[0].firing), "percentage": percentage,
+            "target": target, "data_points": points, "healthy_points": healthy,
+            "error_budget_remaining": round(remaining, 4),
+            "burn_rates": {name: round(burn_rate(*windows[name], target), 3) for name in windows},
+            "window_seconds": window_s, "requests": {"good": round(good), "total": round(total)},
+            "as_of": end.isoformat(), "tenant_id": tenant}

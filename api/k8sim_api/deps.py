@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, HTTPException, Request
 
 from k8sim import store
 from k8sim.kube import Kube
+from k8sim_api.broadcast import Broadcaster
 from k8sim_api.core.config import ApiSettings
 
 
@@ -36,6 +37,21 @@ async def pool_dep(request: Request) -> asyncpg.Pool:
     return result
 
 
+def broadcaster_dep(request: Request) -> Broadcaster:
+    broadcaster: Broadcaster = request.app.state.broadcaster
+    return broadcaster
+
+
+async def snapshot_dep(broadcaster: Annotated[Broadcaster, Depends(broadcaster_dep)]) -> dict[str, Any]:
+    """The engine's latest /monitoring/health document, or 503 while there is none."""
+    document = await broadcaster.snapshot()
+    if document is None:
+        raise HTTPException(503, "no monitoring data yet: the monitoring engine has not published a snapshot")
+    return document
+
+
 SettingsDep = Annotated[ApiSettings, Depends(settings_dep)]
 KubeDep = Annotated[Kube, Depends(kube_dep)]
 PoolDep = Annotated[asyncpg.Pool, Depends(pool_dep)]
+BroadcasterDep = Annotated[Broadcaster, Depends(broadcaster_dep)]
+SnapshotDep = Annotated[dict[str, Any], Depends(snapshot_dep)]

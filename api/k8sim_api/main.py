@@ -18,8 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from k8sim import deploy, store
 from k8sim.kube import Kube, KubeError
 from k8sim.manifests import ManifestError
+from k8sim_api.broadcast import Broadcaster
 from k8sim_api.core.config import ApiSettings, get_settings
-from k8sim_api.routes import manifests, resources, root, services
+from k8sim_api.routes import manifests, monitoring, resources, root, services, sla, ws
 
 log = logging.getLogger("k8sim_api")
 
@@ -30,6 +31,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.kube = Kube(settings.kubeconfig)
     app.state.pool = None
     app.state.tasks = set()
+    app.state.broadcaster = Broadcaster(settings.redis_url, settings.redis_channel, settings.redis_key,
+                                        settings.ws_queue)
+    await app.state.broadcaster.start()
     try:
         app.state.pool = await store.connect(settings.database_url, timeout=5)
         await store.migrate(app.state.pool)
@@ -40,6 +44,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     except KubeError as exc:
         log.warning("could not install the shipped CRDs yet: %s", exc.message)
     yield
+    await app.state.broadcaster.stop()
     for task in list(app.state.tasks):
         task.cancel()
     await asyncio.gather(*app.state.tasks, return_exceptions=True)
@@ -122,6 +127,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         log.exception("unhandled error")
         return error(500, f"internal error: {type(exc).__name__}")
 
-    for module in (root, manifests, resources, services):
+    for module in (root, manifests, resources, services, monitoring, sla, ws):
         app.include_router(module.router)
     return app

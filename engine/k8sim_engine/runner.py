@@ -22,8 +22,8 @@ from .sources import pod_specs, service_labels
 
 log = logging.getLogger(__name__)
 
-#: Service figures threshold rules may watch, and how to read each from a sample.
-RULE_METRICS = {
+#: How to read each of sla.RULE_METRICS from a service sample.
+READ_METRIC = {
     "cpu_usage_percent": lambda s: s.cpu_percent,
     "memory_usage_percent": lambda s: s.memory_percent,
     "error_rate_percent": lambda s: 100 * s.error_rate,
@@ -169,7 +169,7 @@ class Engine:
             async with pool.acquire() as conn:
                 firing: set[tuple[str, str]] = set()
                 for rule in await store.alert_rules(conn):
-                    read = RULE_METRICS.get(rule["metric"])
+                    read = READ_METRIC.get(rule["metric"])
                     compare = OPERATORS.get(rule["operator"])
                     if read is None or compare is None:
                         continue

@@ -26,6 +26,7 @@ class ApiSettings(CommonSettings):
     max_aliases: int = Field(1000, description="Most YAML alias uses in one document.")
     max_nodes: int = Field(500_000, description="Most YAML nodes one document may expand to.")
     default_namespace: str = Field("default", description="Namespace of objects that name none.")
+    ws_queue: int = Field(16, description="Updates buffered per WebSocket client before it is dropped as slow.")
 
     @property
     def limits(self) -> Limits:

@@ -1,0 +1,84 @@
+"""GET /sla/status and /sla/report; alert rules and alert history."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from k8sim import sla, store
+from k8sim_api.deps import PoolDep, SettingsDep
+
+router = APIRouter(prefix="/sla", tags=["sla"])
+
+
+@router.get("/status", summary="Availability over the SLA window vs the target (meeting, at_risk, breached)")
+async def status(pool: PoolDep, settings: SettingsDep,
+                 tenant_id: Annotated[str | None, Query(max_length=253)] = None) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return await sla.current(conn, target=settings.sla_target, window_s=settings.sla_window_seconds,
+                                 tenant=tenant_id)
+
+
+@router.get("/report", summary="Daily, weekly and monthly availability from the stored history")
+async def report(pool: PoolDep, settings: SettingsDep,
+                 tenant_id: Annotated[str | None, Query(max_length=253)] = None) -> dict[str, Any]:
+    target = settings.sla_target
+    body: dict[str, Any] = {"target": target, "tenant_id": tenant_id}
+    async with pool.acquire() as conn:
+        end = await conn.fetchval("SELECT max(taken_at) FROM sla_samples") or dt.datetime.now(dt.UTC)
+        for name, unit, span in (("daily", "day", 7), ("weekly", "week", 35), ("monthly", "month", 92)):
+            rows = await store.sla_report(conn, unit, end - dt.timedelta(days=span), tenant=tenant_id)
+            body[name] = [{
+                "period": r["period"].isoformat(), "availability": round(sla.availability(r["good"], r["total"]), 4),
+                "requests": round(r["total"]), "failed_requests": round(r["total"] - r["good"]),
+                "minutes": r["minutes"],
+                "status": "meeting" if sla.availability(r["good"], r["total"]) >= target else "breached",
+            } for r in rows]
+    return body
+
+
+class AlertRule(BaseModel):
+    """A threshold on one service figure; fires per service while the comparison holds."""
+
+    name: str = Field(min_length=1, max_length=200, examples=["high error rate"])
+    metric: Literal[sla.RULE_METRICS] = Field(examples=["error_rate_percent"])  # type: ignore[valid-type]
+    operator: Literal[">", ">=", "<", "<="] = ">"
+    threshold: float = Field(examples=[1.0])
+    tenant_id: str | None = Field(None, max_length=253)
+    service: str | None = Field(None, max_length=300, description="namespace/name or name; all when absent")
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
+def rule_json(row: Any) -> dict[str, Any]:
+    return {"id": str(row["id"]), "name": row["name"], "metric": row["metric"], "operator": row["operator"],
+            "threshold": row["threshold"], "tenant_id": row["tenant"], "service": row["service"],
+            "severity": row["severity"], "created_at": row["created_at"].isoformat()}
+
+
+@router.post("/alerts/rules", status_code=201, summary="Add a threshold alert rule (persisted)")
+async def add_rule(rule: AlertRule, pool: PoolDep) -> JSONResponse:
+    async with pool.acquire() as conn:
+        row = await store.create_alert_rule(conn, {**rule.model_dump(), "tenant": rule.tenant_id})
+    return JSONResponse({"status": "success", "rule": rule_json(row)}, status_code=201)
+
+
+@router.get("/alerts/rules", summary="Alert rules")
+async def rules(pool: PoolDep) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        return {"rules": [rule_json(r) for r in await store.alert_rules(conn)]}
+
+
+@router.get("/alerts/history", summary="Alerts fired and resolved, newest first (burn-rate alerts included)")
+async def alert_history(pool: PoolDep, tenant_id: Annotated[str | None, Query(max_length=253)] = None,
+                        limit: Annotated[int, Query(gt=0, le=5000)] = 500) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        rows = await store.alert_history(conn, tenant=tenant_id, limit=limit)
+    return {"alerts": [{
+        "id": r["id"], "rule_id": r["rule_id"], "name": r["name"], "severity": r["severity"],
+        "service": r["service"], "tenant_id": r["tenant"], "value": r["value"], "message": r["message"],
+        "fired_at": r["fired_at"].isoformat(), "resolved_at": r["resolved_at"].isoformat() if r["resolved_at"] else None,
+        "state": "resolved" if r["resolved_at"] else "firing"} for r in rows]}

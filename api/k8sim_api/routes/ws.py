@@ -1,0 +1,63 @@
+"""WebSocket /ws/monitoring (and /ws/monitoring/{tenant_id} or ?tenant_id=): live snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from k8sim import model
+from k8sim_api.broadcast import Broadcaster
+
+router = APIRouter(tags=["monitoring"])
+
+
+def message(document: dict[str, Any], tenant: str | None) -> dict[str, Any]:
+    data = model.tenant_document(document, tenant) if tenant else document
+    return {"type": "monitoring_update", "tenant_id": tenant, "data": data, "timestamp": document["timestamp"]}
+
+
+async def stream(websocket: WebSocket, tenant: str | None) -> None:
+    broadcaster: Broadcaster = websocket.app.state.broadcaster
+    await websocket.accept()
+    client = broadcaster.subscribe(tenant)
+
+    async def drain_incoming() -> None:
+        # Clients may send pings or nothing; we only need to notice when they leave.
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            while True:
+                await websocket.receive_text()
+
+    reader = asyncio.create_task(drain_incoming())
+    try:
+        latest = await broadcaster.snapshot()
+        if latest is not None:
+            await websocket.send_json(message(latest, tenant))
+        while not reader.done():
+            getter = asyncio.create_task(client.queue.get())
+            dropped = asyncio.create_task(client.dropped.wait())
+            done, pending = await asyncio.wait({getter, dropped, reader}, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending - {reader}:
+                task.cancel()
+            if dropped in done:
+                await websocket.close(code=1013, reason="too slow: updates were piling up")
+                return
+            if getter in done:
+                await websocket.send_json(message(getter.result(), tenant))
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        broadcaster.unsubscribe(client)
+        reader.cancel()
+
+
+@router.websocket("/ws/monitoring")
+async def monitoring(websocket: WebSocket) -> None:
+    await stream(websocket, websocket.query_params.get("tenant_id"))
+
+
+@router.websocket("/ws/monitoring/{tenant_id}")
+async def monitoring_tenant(websocket: WebSocket, tenant_id: str) -> None:
+    await stream(websocket, tenant_id)
