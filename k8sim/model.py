@@ -219,7 +219,7 @@ class Pod:
         latency = p.latency_ms / (1 - rho) if rho > 0.5 else p.latency_ms * (1 + rho)
         error = p.error_rate + max(0.0, rho - 0.85) * 0.5
         if load.incident:
-            error = max(error, load.incident_error)
+            error = max(error, load.incident_error_rate)
         error = min(error, 1.0)
         base = p.memory_base * (1 + self.memory_drift.step(dt_s)) + rps * p.memory_per_rps
         if s.leak:

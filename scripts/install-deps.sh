@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Debian packages the simulator needs: PostgreSQL and Redis. Go >= 1.26 must already be on PATH
+# Debian packages the simulator needs: PostgreSQL, Redis and Prometheus (for its scrape test). Go >= 1.26 must already be on PATH
 # (Debian 12's golang-go is too old for Kubernetes 1.36).
 # Idempotent and quiet when everything is present.
 set -euo pipefail
 need=()
 [ -x /usr/lib/postgresql/15/bin/pg_ctl ] || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v prometheus >/dev/null || need+=(prometheus)
 command -v python3 >/dev/null || need+=(python3 python3-venv)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then

@@ -112,3 +112,25 @@ def api_url(live_services: ClusterSettings, live_cluster: ClusterSettings, opera
                 raise RuntimeError(f"API did not start: {(tmp / 'api.log').read_text()[-3000:]}")
             time.sleep(0.2)
         yield url
+
+
+@pytest.fixture(scope="module")
+def engine_url(live_services: ClusterSettings, live_cluster: ClusterSettings,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The monitoring engine on a free port, ticking every second."""
+    tmp = tmp_path_factory.mktemp("engine")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"K8SIM_ENGINE_PORT": str(port), "K8SIM_TICK_SECONDS": "1"}
+    with process([sys.executable, "-m", "k8sim_engine"], env, tmp / "engine.log") as proc:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"engine did not start: {(tmp / 'engine.log').read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url

@@ -1,0 +1,213 @@
+"""The monitoring engine, its Prometheus exposition, the API's monitoring endpoints and WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import websockets
+
+from k8sim import sla, store
+from k8sim.settings import ClusterSettings
+from tests.ecp_ai import APP, CPU, GPU, INFRA, tenant_files
+
+from .conftest import free_port, process
+
+pytestmark = pytest.mark.integration
+
+SERVICE_SHAPE = {"cpu": {"usage_percent", "load_1m"}, "memory": {"usage_mb", "usage_percent"},
+                 "network": {"requests_per_second", "response_time_ms", "error_rate_percent"},
+                 "health": {"status", "uptime_seconds"}}
+SUMMARY = {"overall_health", "sla_percentage", "sla_status", "total_services", "healthy_services"}
+
+
+def eventually(check: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (AssertionError, KeyError, ValueError, httpx.HTTPError) as exc:
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def tenants(api_url: str, engine_url: str) -> Iterator[list[str]]:
+    names = [f"m{uuid.uuid4().hex[:5]}", f"n{uuid.uuid4().hex[:5]}"]
+    for tenant in names:
+        resp = httpx.post(f"{api_url}/k8s/manifest/deploy", json={"manifest": tenant_files(tenant, gpu="a100"),
+                                                                  "tenant_id": tenant}, timeout=60)
+        assert resp.status_code == 200, resp.text
+    yield names
+    for tenant in names:
+        httpx.delete(f"{api_url}/k8s/resources/tenant/{tenant}", timeout=60)
+
+
+def test_tenant_services_appear_with_the_contract_shape(api_url: str, tenants: list[str]) -> None:
+    tenant = tenants[0]
+    expected = {f"ecp-ai-{tenant}/{name}" for name in APP + GPU + CPU + INFRA}
+
+    def listed() -> dict[str, Any]:
+        doc = httpx.get(f"{api_url}/monitoring/tenant/{tenant}").json()
+        assert set(doc["services"]) == expected
+        return doc
+    doc = eventually(listed, what="the tenant's services in /monitoring/tenant")
+    assert set(doc["summary"]) >= SUMMARY
+    assert doc["summary"]["total_services"] == len(expected)
+    assert 0 <= doc["summary"]["healthy_services"] <= len(expected)
+    for key, service in doc["services"].items():
+        for section, fields in SERVICE_SHAPE.items():
+            assert set(service[section]) >= fields, (key, section)
+        assert 0 <= service["cpu"]["usage_percent"] <= 100
+        assert service["network"]["requests_per_second"] > 0
+        assert service["health"]["status"] in ("healthy", "degraded", "unhealthy")
+    assert dt.datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00"))
+    everything = httpx.get(f"{api_url}/monitoring/health").json()
+    assert expected <= set(everything["services"]) and set(everything["summary"]) >= SUMMARY
+    other = {f"ecp-ai-{tenants[1]}/{name}" for name in APP}
+    assert not other & set(doc["services"]), "a tenant sees only its own services"
+    status = httpx.get(f"{api_url}/sla/status").json()
+    assert set(status) >= {"status", "percentage", "target", "data_points", "healthy_points"}
+    assert status["target"] == 99.5 and status["status"] in ("meeting", "at_risk", "breached")
+    history = eventually(lambda: httpx.get(f"{api_url}/monitoring/metrics/history", params={"hours": 1}).json(),
+                         what="history")
+    assert all(set(h["data"]["summary"]) >= SUMMARY for h in history)
+    report = httpx.get(f"{api_url}/sla/report").json()
+    assert report["daily"] and {"period", "availability"} <= set(report["daily"][-1])
+
+
+def test_websocket_tenant_filter_gets_only_its_tenant(api_url: str, tenants: list[str]) -> None:
+    ws_url = api_url.replace("http://", "ws://")
+
+    async def collect(path: str, count: int) -> list[dict[str, Any]]:
+        async with websockets.connect(f"{ws_url}{path}", open_timeout=10) as ws:
+            return [json.loads(await asyncio.wait_for(ws.recv(), 15)) for _ in range(count)]
+
+    async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        return await asyncio.gather(collect(f"/ws/monitoring/{tenants[0]}", 3),
+                                    collect(f"/ws/monitoring?tenant_id={tenants[1]}", 3),
+                                    collect("/ws/monitoring", 2))
+    first, second, everything = asyncio.run(run())
+    for messages, tenant in ((first, tenants[0]), (second, tenants[1])):
+        for msg in messages:
+            assert msg["type"] == "monitoring_update" and msg["tenant_id"] == tenant and msg["timestamp"]
+            assert msg["data"]["services"], "updates carry the tenant's services"
+            assert all(tenant in key for key in msg["data"]["services"])
+    assert len({m["timestamp"] for m in first}) >= 2, "updates keep coming"
+    keys = set(everything[-1]["data"]["services"])
+    assert any(tenants[0] in k for k in keys) and any(tenants[1] in k for k in keys)
+
+
+def test_metrics_use_exporter_names_and_counters_only_grow(engine_url: str, tenants: list[str]) -> None:
+    def scrape() -> dict[str, float]:
+        values = {}
+        for line in httpx.get(f"{engine_url}/metrics").text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                values[name] = float(value)
+        return values
+    first = eventually(lambda: (s := scrape()) and any(tenants[0] in k for k in s) and s, what="tenant metrics")
+    time.sleep(2.5)
+    second = scrape()
+    names = {k.split("{")[0] for k in second}
+    assert {"container_cpu_usage_seconds_total", "container_memory_working_set_bytes",
+            "container_network_receive_bytes_total", "kube_pod_status_phase", "kube_pod_info", "kube_pod_owner",
+            "kube_deployment_status_replicas_available", "kube_pod_container_status_restarts_total",
+            "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_POWER_USAGE", "http_requests_total"} <= names
+    counters = [k for k in first if k.split("{")[0].endswith("_total") and k in second]
+    assert counters
+    assert all(second[k] >= first[k] for k in counters)
+    grew = [k for k in counters if k.startswith("container_cpu_usage_seconds_total") and second[k] > first[k]]
+    assert grew, "CPU counters advance with time"
+    gpu = [k for k in second if k.startswith("DCGM_FI_DEV_GPU_UTIL") and tenants[0] in k]
+    assert len(gpu) == 3 and all('modelName="NVIDIA A100"' in k for k in gpu)
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian's prometheus is installed by .ci/run")
+def test_real_prometheus_scrapes_and_answers_promql(engine_url: str, tenants: list[str], tmp_path: Path) -> None:
+    port = free_port()
+    target = engine_url.removeprefix("http://")
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"scrape_configs:\n  - job_name: k8sim\n    static_configs: [{{targets: ['{target}']}}]\n")
+    cmd = ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+           f"--web.listen-address=127.0.0.1:{port}"]
+    with process(cmd, {}, tmp_path / "prometheus.log"):
+        query = "sum by (namespace) (rate(container_cpu_usage_seconds_total[1m]))"
+
+        def answer() -> set[str]:
+            resp = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": query}, timeout=5).json()
+            found = {r["metric"]["namespace"] for r in resp["data"]["result"] if float(r["value"][1]) > 0}
+            assert {f"ecp-ai-{t}" for t in tenants} <= found
+            return found
+        eventually(answer, 60, "PromQL to see both tenants' namespaces")
+
+
+def test_alert_rules_fire_and_are_kept(api_url: str, tenants: list[str]) -> None:
+    rule = {"name": f"busy {tenants[0]}", "metric": "requests_per_second", "operator": ">", "threshold": 0,
+            "tenant_id": tenants[0], "severity": "critical"}
+    created = httpx.post(f"{api_url}/sla/alerts/rules", json=rule)
+    assert created.status_code == 201
+    rule_id = created.json()["rule"]["id"]
+    assert rule_id in {r["id"] for r in httpx.get(f"{api_url}/sla/alerts/rules").json()["rules"]}
+    bad = httpx.post(f"{api_url}/sla/alerts/rules", json={**rule, "metric": "nonsense"})
+    assert bad.status_code == 422 and bad.json()["status"] == "error"
+
+    def fired() -> list[dict[str, Any]]:
+        alerts = httpx.get(f"{api_url}/sla/alerts/history", params={"tenant_id": tenants[0]}).json()["alerts"]
+        return [a for a in alerts if a["rule_id"] == rule_id and a["state"] == "firing"]
+    alerts = eventually(fired, 30, "the rule to fire")
+    assert {a["service"] for a in alerts} <= {f"ecp-ai-{tenants[0]}/{n}" for n in APP + GPU + CPU + INFRA}
+    assert all(a["fired_at"] and a["severity"] == "critical" for a in alerts)
+
+
+def test_sla_on_a_known_failure_schedule_equals_the_hand_computed_value(settings: ClusterSettings,
+                                                                         live_services: Any) -> None:
+    """One hour, two services: A serves 100 requests a minute, 40 of them failing in minutes 10-14;
+    B serves 50 a minute, all good. Availability = (9000 - 200) / 9000 = 97.78 %: breached; the
+    5 bad minutes are 73.3 % available, so 55 of 60 data points are healthy."""
+    name = f"k8sim_sla_{uuid.uuid4().hex[:8]}"
+
+    async def run() -> dict[str, Any]:
+        admin = await asyncpg.connect(settings.database_url)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            pool = await store.connect(settings.database_url.rsplit("/", 1)[0] + f"/{name}")
+            await store.migrate(pool)
+            start = dt.datetime(2026, 1, 5, 9, tzinfo=dt.UTC)
+            rows = []
+            for minute in range(60):
+                at = start + dt.timedelta(minutes=minute, seconds=30)
+                bad = 40 if 10 <= minute < 15 else 0
+                rows += [(at, "ns/a", "t", 100.0 - bad, 100.0, bad == 0), (at, "ns/b", "t", 50.0, 50.0, True)]
+            async with pool.acquire() as conn:
+                await store.insert_samples(conn, rows)
+                result = await sla.current(conn, target=99.5, window_s=3600)
+                result["tenant_b"] = await sla.current(conn, target=99.5, window_s=3600, tenant="t")
+            await pool.close()
+            return result
+        finally:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            await admin.close()
+
+    result = asyncio.run(run())
+    assert result["percentage"] == round(100 * 8800 / 9000, 3) == 97.778
+    assert result["status"] == "breached"
+    assert (result["data_points"], result["healthy_points"]) == (60, 55)
+    assert result["burn_rates"]["1h"] == round((200 / 9000) / 0.005, 3)
+    assert result["error_budget_remaining"] == round(1 - 200 / (0.005 * 9000), 4)
+    assert result["tenant_b"]["percentage"] == result["percentage"]

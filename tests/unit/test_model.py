@@ -1,0 +1,121 @@
+"""The workload model's statistics: reproducible, cyclic, autocorrelated, bounded, monotonic."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import statistics
+
+from k8sim import model, sla
+
+MONDAY = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+
+
+def spec(uid: str, service: str = "ns/callbot", *, ready: bool = True, gpus: int = 0, leak: bool = False,
+         cpu_limit: float | None = 2.0, memory_limit: float | None = 2 * model.GIB) -> model.PodSpec:
+    return model.PodSpec(uid=uid, namespace="ns", name=uid, service=service, container="c", image="i", node="n1",
+                         tenant="t1", cpu_request=0.25, cpu_limit=cpu_limit, memory_request=512 * model.MIB,
+                         memory_limit=memory_limit, gpus=gpus, accelerator="t4" if gpus else None, ready=ready,
+                         started=MONDAY, leak=leak)
+
+
+def run(seed: int, specs: list[model.PodSpec], steps: int, dt_s: float = 60,
+        start: dt.datetime = MONDAY) -> tuple[model.Model, list[list[model.ServiceSample]]]:
+    m = model.Model(seed)
+    series = [m.tick(specs, start + dt.timedelta(seconds=i * dt_s), dt_s) for i in range(steps)]
+    return m, series
+
+
+def rps(series: list[list[model.ServiceSample]], key: str = "ns/callbot") -> list[float]:
+    return [next(s.rps for s in tick if s.key == key) for tick in series]
+
+
+def test_same_seed_same_series_and_another_seed_differs() -> None:
+    pods = [spec("a"), spec("b")]
+    _, first = run(7, pods, 200)
+    _, again = run(7, pods, 200)
+    _, other = run(8, pods, 200)
+    assert rps(first) == rps(again)
+    assert [s.memory_mb for t in first for s in t] == [s.memory_mb for t in again for s in t]
+    assert rps(first) != rps(other)
+
+
+def test_weekday_has_a_daily_cycle_and_weekends_are_quieter() -> None:
+    _, week = run(3, [spec("a")], 7 * 24 * 60)
+    series = rps(week)
+    minute = lambda day, hour: day * 1440 + hour * 60  # noqa: E731
+    peak = statistics.mean(series[minute(d, 10):minute(d, 12)][i] for d in range(5) for i in range(120))
+    trough = statistics.mean(series[minute(d, 2):minute(d, 4)][i] for d in range(5) for i in range(120))
+    weekend_peak = statistics.mean(series[minute(d, 10):minute(d, 12)][i] for d in (5, 6) for i in range(120))
+    assert peak / trough > 3, (peak, trough)
+    assert weekend_peak < 0.6 * peak
+
+
+def test_noise_is_autocorrelated_not_iid() -> None:
+    _, day = run(11, [spec("a")], 24 * 60)
+    series = rps(day)
+    # Remove the deterministic cycle: what is left is the AR(1) noise (and rare bursts).
+    residual = [math.log(v / (model.PROFILES["conversational"].peak_rps * model.diurnal(MONDAY + dt.timedelta(minutes=i))))
+                for i, v in enumerate(series)]
+    mean = statistics.mean(residual)
+    num = sum((a - mean) * (b - mean) for a, b in zip(residual, residual[1:], strict=False))
+    den = sum((a - mean) ** 2 for a in residual)
+    assert num / den >= 0.8
+
+
+def test_counters_never_decrease_and_values_stay_physical() -> None:
+    m = model.Model(5)
+    pods = [spec("a"), spec("g", "ns/tts-server", gpus=1)]
+    last: dict[str, tuple[float, float, float, float]] = {}
+    for i in range(600):
+        for sample in m.tick(pods, MONDAY + dt.timedelta(hours=9, seconds=30 * i), 30):
+            assert 0 <= sample.error_rate <= 1
+        for uid, pod in m.pods.items():
+            counters = (pod.cpu_seconds, pod.rx_bytes, pod.tx_bytes, pod.requests)
+            assert all(now >= before for now, before in zip(counters, last.get(uid, (0, 0, 0, 0)), strict=True))
+            last[uid] = counters
+            x = pod.last
+            assert x is not None and 0 <= x.cpu_percent <= 100.0001
+            assert x.memory_bytes <= pod.spec.memory_limit  # type: ignore[operator]
+            if pod.spec.gpus:
+                assert 0 <= x.gpu_util <= 100 and x.gpu_fb_used_mib + x.gpu_fb_free_mib == 16 * 1024
+                assert 10 <= x.gpu_power_w <= 70 and 25 < x.gpu_temp_c < 95
+
+
+def test_a_leak_breaks_the_memory_limit() -> None:
+    m = model.Model(1)
+    pods = [spec("leaky", leak=True)]
+    for i in range(24 * 60):
+        m.tick(pods, MONDAY + dt.timedelta(minutes=i), 60)
+    assert m.pods["leaky"].last.memory_bytes > 2 * model.GIB  # type: ignore[union-attr]
+
+
+def test_more_ready_replicas_share_the_load() -> None:
+    def per_pod(n: int) -> float:
+        m = model.Model(9)
+        pods = [spec(f"p{i}") for i in range(n)]
+        m.tick(pods, MONDAY + dt.timedelta(hours=11), 60)
+        return statistics.mean(p.last.rps for p in m.pods.values())  # type: ignore[union-attr]
+    assert per_pod(4) == per_pod(2) / 2
+    m = model.Model(9)
+    (sample,) = m.tick([spec("x", ready=False)], MONDAY, 60)
+    assert sample.good == 0 and sample.total > 0 and sample.health == "unhealthy"
+
+
+def test_profiles_follow_names_labels_and_gpus() -> None:
+    assert model.pick_profile("tts-server", {}, {}, 0).name == "gpu-inference"
+    assert model.pick_profile("stt-server", {}, {}, 0).name == "cpu-inference"
+    assert model.pick_profile("anything", {}, {}, 1).name == "gpu-inference"
+    assert model.pick_profile("callbot", {model.PROFILE_LABEL: "database"}, {}, 0).name == "database"
+    assert model.pick_profile("frontend", {}, {}, 0).name == "web"
+
+
+def test_sla_arithmetic() -> None:
+    assert sla.availability(995, 1000) == 99.5
+    assert math.isclose(sla.burn_rate(990, 1000, 99.5), 2.0)
+    assert math.isclose(sla.budget_remaining(998, 1000, 99.5), 0.6)
+    assert sla.status(99.9, 99.5, 0.8, False) == "meeting"
+    assert sla.status(99.6, 99.5, 0.2, False) == "at_risk"
+    assert sla.status(99.4, 99.5, -0.2, False) == "breached"
+    alerts = sla.burn_alerts({"1h": (800, 1000), "5m": (80, 100)}, 99.5)
+    assert alerts[0].firing and not alerts[1].firing
