@@ -57,13 +57,16 @@ test: venv  ## the whole suite; starts the services and cluster it needs
 unit: venv
 	$(VENV)/bin/pytest tests/unit
 
-bench: venv
+bench: venv  ## every benchmark (prints ratios against a baseline run in the same process)
 	$(K8SIM) up
 	$(PY) bench/bench_cluster.py
+	$(PY) bench/bench_operator.py
+	$(PY) bench/bench_api.py
+	$(PY) bench/bench_engine.py
 
 lint: venv
-	$(VENV)/bin/ruff check k8sim api operator tests bench
-	$(VENV)/bin/mypy k8sim
+	$(VENV)/bin/ruff check k8sim api operator engine tests bench
+	$(VENV)/bin/mypy k8sim api/k8sim_api operator/k8sim_operator engine/k8sim_engine
 
 clean: down
 	rm -rf .state

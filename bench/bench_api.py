@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from k8sim import cluster
 from k8sim.settings import ClusterSettings
 
 sys.path.insert(0, str(repo_path()))
-from tests.ecp_ai import tenant_files, tenant_manifest  # noqa: E402
+from tests.ecp_ai import tenant_files, tenant_manifest
 
 
 def kubectl(settings: ClusterSettings, *args: str) -> None:

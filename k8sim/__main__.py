@@ -9,26 +9,45 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 
 from k8sim import cluster, services, supervisor
 from k8sim.settings import ClusterSettings
 
-COMMANDS = {
-    "setup": lambda s: cluster.ensure_binaries(s),
+
+def up(settings: ClusterSettings) -> None:
+    services.up(settings)
+    cluster.up(settings)
+
+
+def run(settings: ClusterSettings) -> None:
+    """Everything, then the simulator's own processes in the foreground (Ctrl-C stops them)."""
+    up(settings)
+    supervisor.run(settings)
+
+
+def down(settings: ClusterSettings) -> None:
+    cluster.down(settings)
+    services.down(settings)
+
+
+def status(settings: ClusterSettings) -> None:
+    print(f"cluster: {'ready' if cluster.is_ready(settings) else 'down'}  "
+          f"postgres: {'up' if services.pg_running(settings) else 'down'}  "
+          f"redis: {'up' if services.redis_running(settings) else 'down'}")
+
+
+COMMANDS: dict[str, Callable[[ClusterSettings], object]] = {
+    "setup": cluster.ensure_binaries,
+    "run": run,
+    "up": up,
+    "down": down,
+    "status": status,
     "cluster-up": cluster.up,
     "cluster-down": cluster.down,
     "cluster-delete": cluster.delete,
     "services-up": services.up,
     "services-down": services.down,
-    "up": lambda s: (services.up(s), cluster.up(s)),
-    # Everything, then the simulator's own processes in the foreground (Ctrl-C stops them).
-    "run": lambda s: (services.up(s), cluster.up(s), supervisor.run(s)),
-    "down": lambda s: (cluster.down(s), services.down(s)),
-    "status": lambda s: print(
-        f"cluster: {'ready' if cluster.is_ready(s) else 'down'}  "
-        f"postgres: {'up' if services.pg_running(s) else 'down'}  "
-        f"redis: {'up' if services.redis_running(s) else 'down'}"
-    ),
 }
 
 

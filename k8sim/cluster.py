@@ -103,7 +103,7 @@ def ensure_binaries(settings: ClusterSettings) -> Path:
         cmd, cwd=CONTROLPLANE, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
     )
     assert proc.stderr is not None
-    compiled, tail = 0, []
+    compiled, tail = 0, list[str]()
     for line in proc.stderr:
         compiled += 1
         tail = [*tail[-40:], line.rstrip()]

@@ -116,7 +116,8 @@ def credentials(kubeconfig: Path | None) -> Credentials:
     current = config.get("current-context")
     context = next(c["context"] for c in config["contexts"] if c["name"] == current)
     cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
-    user = next((u["user"] for u in config.get("users", []) if u["name"] == context.get("user")), {})
+    user: dict[str, Any] = next(
+        (u["user"] for u in config.get("users", []) if u["name"] == context.get("user")), {})
     base = Path(kubeconfig).parent
 
     def file_of(key: str, suffix: str, source: Mapping[str, Any]) -> str | None:

@@ -202,50 +202,6 @@ async def record(conn: asyncpg.Connection, observations: Iterable[Observation],
     return len(events)
 
 
-async def live_uids(conn: asyncpg.Connection) -> dict[tuple[str, str], set[str]]:
-    """uids recorded as existing, per (apiVersion, kind): what a sweep checks against the cluster."""
-    rows = await conn.fetch("SELECT api_version, kind, uid FROM resources WHERE deleted_at IS NULL")
-    found: dict[tuple[str, str], set[str]] = {}
-    for row in rows:
-        found.setdefault((row["api_version"], row["kind"]), set()).add(row["uid"])
-    return found
-
-
-async def resource_rows(conn: asyncpg.Connection, *, tenant: str | None = None, namespace: str | None = None,
-                        kind: str | None = None, live: bool = True) -> list[asyncpg.Record]:
-    clauses, args = [], []
-    for column, value in (("tenant", tenant), ("namespace", namespace), ("kind", kind)):
-        if value is not None:
-            args.append(value)
-            clauses.append(f"{column} = ${len(args)}")
-    if live:
-        clauses.append("deleted_at IS NULL")
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    rows: list[asyncpg.Record] = await conn.fetch(f"SELECT * FROM resources {where} ORDER BY namespace, kind, name",
-                                                  *args)
-    return rows
-
-
-async def history(conn: asyncpg.Connection, *, uid: str | None = None, tenant: str | None = None,
-                  since: dt.datetime | None = None, limit: int = 1000) -> list[asyncpg.Record]:
-    clauses, args = [], []
-    for column, value in (("uid", uid), ("tenant", tenant)):
-        if value is not None:
-            args.append(value)
-            clauses.append(f"{column} = ${len(args)}")
-    if since is not None:
-        args.append(since)
-        clauses.append(f"observed_at >= ${len(args)}")
-    args.append(limit)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        f"SELECT * FROM resource_events {where} ORDER BY id LIMIT ${len(args)}", *args)
-    return rows
-
-
-# --------------------------------------------------------------------------- deployments
-
-
 async def create_deployment(conn: asyncpg.Connection, *, tenant: str | None, namespace: str | None,
                             mode: str | None, manifest: str,
                             objects: Iterable[tuple[str, str, str, str]]) -> uuid.UUID:
@@ -277,11 +233,6 @@ async def update_deployment(conn: asyncpg.Connection, deployment_id: uuid.UUID, 
                    THEN EXTRACT(EPOCH FROM now() - COALESCE(started_at, created_at)) ELSE duration_seconds END
            WHERE id = $1""",
         deployment_id, status, resources, deployed_count, failed_count, message)
-
-
-async def get_deployment(conn: asyncpg.Connection, deployment_id: uuid.UUID) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow("SELECT * FROM deployments WHERE id = $1", deployment_id)
-    return row
 
 
 async def latest_deployment(conn: asyncpg.Connection, tenant: str) -> asyncpg.Record | None:

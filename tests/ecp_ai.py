@@ -33,7 +33,8 @@ def _deployment(tenant: str, ns: str, name: str, replicas: int, *, gpu: str | No
         pod["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Equal", "value": "present",
                                "effect": "NoSchedule"}]
     if volumes:
-        pod["containers"][0]["volumeMounts"] = [{"name": claim, "mountPath": path} for claim, path in volumes.items()]
+        mounts = [{"name": claim, "mountPath": path} for claim, path in volumes.items()]
+        pod["containers"][0]["volumeMounts"] = mounts
         pod["volumes"] = [{"name": claim, "persistentVolumeClaim": {"claimName": claim}} for claim in volumes]
     return {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": name, "namespace": ns, "labels": _labels(tenant, name)},
@@ -83,7 +84,8 @@ def tenant_files(tenant: str, *, gpu: str = "t4", namespace: str | None = None) 
                                           _hpa(tenant, ns, name, 2, 10)]
     for name in GPU:
         files["05-gpu-services.yaml"] += [
-            _deployment(tenant, ns, name, 1, gpu=gpu, cpu="1", memory="4Gi", limit_memory="8Gi", volumes={"shared-models": "/models"}),
+            _deployment(tenant, ns, name, 1, gpu=gpu, cpu="1", memory="4Gi", limit_memory="8Gi",
+                        volumes={"shared-models": "/models"}),
             _service(tenant, ns, name), _hpa(tenant, ns, name, 1, 4)]
     for name in CPU:
         files["06-cpu-services.yaml"] += [_deployment(tenant, ns, name, 2, cpu="500m", memory="1Gi"),

@@ -37,7 +37,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         app.state.pool = await store.connect(settings.database_url, timeout=5)
         await store.migrate(app.state.pool)
-    except (OSError, asyncio.TimeoutError) as exc:  # the store may come later; /health says so
+    except (TimeoutError, OSError) as exc:  # the store may come later; /health says so
         log.warning("PostgreSQL unavailable at start: %s", exc)
     try:
         await deploy.ensure_crds(app.state.kube, settings.crds)

@@ -6,7 +6,7 @@ a mutable gauge per series.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -21,8 +21,8 @@ class State:
     """What the last tick saw; the engine swaps it whole, so a scrape sees one consistent tick."""
 
     def __init__(self) -> None:
-        self.pods: list[Mapping[str, Any]] = []
-        self.deployments: list[Mapping[str, Any]] = []
+        self.pods: list[dict[str, Any]] = []
+        self.deployments: list[dict[str, Any]] = []
         self.model: model.Model | None = None
         self.services: list[model.ServiceSample] = []
         self.sla: dict[str, float] = {}

@@ -35,6 +35,13 @@ OPERATORS = {">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, 
              "<=": lambda a, b: a <= b}
 
 
+def applies(rule: Any, sample: model.ServiceSample) -> bool:
+    """A rule scoped to a tenant or a service (namespace/name or bare name) watches only those."""
+    if rule["tenant"] and sample.tenant != rule["tenant"]:
+        return False
+    return not rule["service"] or rule["service"] in (sample.key, sample.key.split("/", 1)[1])
+
+
 class Engine:
     def __init__(self, settings: EngineSettings):
         self.settings = settings
@@ -117,7 +124,7 @@ class Engine:
             try:
                 self.pool = await store.connect(self.settings.database_url, timeout=5)
                 await store.migrate(self.pool)
-            except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
                 log.warning("PostgreSQL unavailable: %s", exc)
                 self.pool = None
         return self.pool
@@ -130,8 +137,8 @@ class Engine:
         target, window = self.settings.sla_target, self.settings.sla_window_seconds
         try:
             async with pool.acquire() as conn:
-                await store.insert_samples(conn, [(now, s.key, s.tenant, s.good, s.total, s.health != "unhealthy")
-                                                  for s in samples])
+                await store.insert_samples(
+                    conn, [(now, s.key, s.tenant, s.good, s.total, s.health != "unhealthy") for s in samples])
                 good, total = await store.window_sums(conn, now, window)
                 fast = await store.window_sums(conn, now, sla.WINDOW_SECONDS["5m"])
                 hour = await store.window_sums(conn, now, sla.WINDOW_SECONDS["1h"])
@@ -150,7 +157,8 @@ class Engine:
 
     async def save_snapshot(self, document: dict[str, Any], now: dt.datetime) -> None:
         """Keep one snapshot per `snapshot_every` simulated seconds for /monitoring/metrics/history."""
-        due = self.last_snapshot is None or (now - self.last_snapshot).total_seconds() >= self.settings.snapshot_every
+        since = None if self.last_snapshot is None else (now - self.last_snapshot).total_seconds()
+        due = since is None or since >= self.settings.snapshot_every
         if not due or self.pool is None:
             return
         try:
@@ -174,8 +182,7 @@ class Engine:
                     if read is None or compare is None:
                         continue
                     for s in samples:
-                        if (rule["tenant"] and s.tenant != rule["tenant"]) or (rule["service"] and s.key != rule["service"]
-                                                                               and s.key.split("/", 1)[1] != rule["service"]):
+                        if not applies(rule, s):
                             continue
                         value = float(read(s))
                         if compare(value, rule["threshold"]):
@@ -183,7 +190,8 @@ class Engine:
                             await store.fire_alert(
                                 conn, rule_id=str(rule["id"]), name=rule["name"], severity=rule["severity"],
                                 service=s.key, tenant=s.tenant, value=value, at=now,
-                                message=f"{rule['metric']} {value:.2f} {rule['operator']} {rule['threshold']} on {s.key}")
+                                message=f"{rule['metric']} {value:.2f} {rule['operator']} {rule['threshold']} "
+                                        f"on {s.key}")
                 windows = {name: await store.window_sums(conn, now, seconds)
                            for name, seconds in sla.WINDOW_SECONDS.items()}
                 for burn in sla.burn_alerts(windows, self.settings.sla_target):

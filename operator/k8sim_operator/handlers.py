@@ -146,7 +146,7 @@ async def load_balancer(body: kopf.Body, type: str | None, memo: kopf.Memo, **_:
         current = next((s for s in services if s["metadata"]["uid"] == body["metadata"]["uid"]), None)
         if current is None or not addons.needs_lb_address(current):
             return
-        used = [i.get("ip") for s in services for i in addons.lb_ingress(s)]
+        used = [str(i["ip"]) for s in services for i in addons.lb_ingress(s) if i.get("ip")]
         ip = addons.lb_address(memo.lb_pool, used, reserved=[memo.conf.ingress_address])
         if ip is None:
             log.warning("load-balancer pool %s exhausted; %s/%s stays pending", memo.conf.lb_pool,

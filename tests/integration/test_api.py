@@ -51,7 +51,8 @@ def test_parse_accepts_strings_file_objects_and_skips_empty_documents(api_url: s
         assert body["count"] == object_count(tenant) == len(body["resources"])
         assert body["valid"] and body["tenant_id"] == tenant
     crlf = "apiVersion: v1\r\nkind: ConfigMap\r\nmetadata:\r\n  name: a\r\n---\r\n# only a comment\r\n---\r\n"
-    kyaml = '{ apiVersion: "v1", kind: "List", items: [{ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "b" } }] }'
+    kyaml = ('{ apiVersion: "v1", kind: "List", '
+             'items: [{ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "b" } }] }')
     body = post(api_url, "/k8s/manifest/parse", manifest=crlf + "---\n" + kyaml).json()
     assert [r["metadata"]["name"] for r in body["resources"]] == ["a", "b"]
 
@@ -171,7 +172,7 @@ def test_service_rollout_and_single_deletes(api_url: str, kubectl: Kubectl, name
 
 
 BOMB = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
-    f"{c}: &{c} [{','.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    f"{c}: &{c} [{','.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=False))
 
 HOSTILE: list[tuple[str, Any, int]] = [
     ("malformed yaml", {"manifest": "kind: Pod\nmetadata: [unclosed\n"}, 400),
@@ -244,13 +245,14 @@ def test_memory_stays_bounded_under_hostile_input(api_url: str, operator_process
 def test_every_corpus_file_parses_and_deploys_or_says_truly_why(api_url: str, kubectl: Kubectl) -> None:
     assert len(CORPUS) > 50
     outcomes: dict[str, tuple[int, dict[str, Any]]] = {}
+    texts = {path: path.read_text() for path in CORPUS}
 
     async def run() -> None:
         sem = asyncio.Semaphore(8)
         async with httpx.AsyncClient(base_url=api_url, timeout=60) as client:
             async def one(path: Path) -> None:
                 async with sem:
-                    text = path.read_text()
+                    text = texts[path]
                     parsed = (await client.post("/k8s/manifest/parse", json={"manifest": text})).json()
                     assert parsed["status"] == "success", (path.name, parsed)
                     resp = await client.post("/k8s/manifest/deploy?timeout=8",
@@ -258,7 +260,7 @@ def test_every_corpus_file_parses_and_deploys_or_says_truly_why(api_url: str, ku
                     outcomes[path.name] = (resp.status_code, resp.json())
             # Definitions first, as a user would apply them: the custom resources of one file
             # need the CRD of another.
-            crds = [p for p in CORPUS if "kind: CustomResourceDefinition" in p.read_text()]
+            crds = [p for p in CORPUS if "kind: CustomResourceDefinition" in texts[p]]
             await asyncio.gather(*(one(p) for p in crds))
             await asyncio.gather(*(one(p) for p in CORPUS if p not in crds))
 

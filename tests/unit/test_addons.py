@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from k8sim_operator import addons
 
 P = "simulated.k8sim.io"

@@ -24,7 +24,7 @@ def test_default_pools_make_cpu_and_all_four_gpu_types(settings: ClusterSettings
 def test_pool_with_unknown_gpu_type_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "pools.yaml"
     path.write_text("pools: [{name: x, gpu: {type: h100}}]")
-    with pytest.raises(cluster.ClusterError, match="gpu.type"):
+    with pytest.raises(cluster.ClusterError, match=r"gpu\.type"):
         cluster.load_pools(path)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import statistics
 
@@ -55,10 +56,10 @@ def test_noise_is_autocorrelated_not_iid() -> None:
     _, day = run(11, [spec("a")], 24 * 60)
     series = rps(day)
     # Remove the deterministic cycle: what is left is the AR(1) noise (and rare bursts).
-    residual = [math.log(v / (model.PROFILES["conversational"].peak_rps * model.diurnal(MONDAY + dt.timedelta(minutes=i))))
-                for i, v in enumerate(series)]
+    peak = model.PROFILES["conversational"].peak_rps
+    residual = [math.log(v / (peak * model.diurnal(MONDAY + dt.timedelta(minutes=i)))) for i, v in enumerate(series)]
     mean = statistics.mean(residual)
-    num = sum((a - mean) * (b - mean) for a, b in zip(residual, residual[1:], strict=False))
+    num = sum((a - mean) * (b - mean) for a, b in itertools.pairwise(residual))
     den = sum((a - mean) ** 2 for a in residual)
     assert num / den >= 0.8
 

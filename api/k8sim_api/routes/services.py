@@ -61,7 +61,8 @@ async def service_status(name: str, kube: KubeDep,
             "replicas": {"desired": desired, "ready": status.get("readyReplicas", status.get("numberReady", 0)) or 0,
                          "available": status.get("availableReplicas", status.get("numberAvailable", 0)) or 0,
                          "updated": status.get("updatedReplicas", status.get("updatedNumberScheduled", 0)) or 0},
-            "deploymentStatus": "completed" if state.ready else ("failed" if state.phase == "Failed" else "in_progress"),
+            "deploymentStatus": ("completed" if state.ready
+                                 else "failed" if state.phase == "Failed" else "in_progress"),
             "lastUpdated": max(t for t in times if t),
         })
     else:

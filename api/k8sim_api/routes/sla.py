@@ -80,5 +80,6 @@ async def alert_history(pool: PoolDep, tenant_id: Annotated[str | None, Query(ma
     return {"alerts": [{
         "id": r["id"], "rule_id": r["rule_id"], "name": r["name"], "severity": r["severity"],
         "service": r["service"], "tenant_id": r["tenant"], "value": r["value"], "message": r["message"],
-        "fired_at": r["fired_at"].isoformat(), "resolved_at": r["resolved_at"].isoformat() if r["resolved_at"] else None,
+        "fired_at": r["fired_at"].isoformat(),
+        "resolved_at": r["resolved_at"].isoformat() if r["resolved_at"] else None,
         "state": "resolved" if r["resolved_at"] else "firing"} for r in rows]}
