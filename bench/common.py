@@ -5,12 +5,9 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import httpx
 
 from k8sim import cluster, services, supervisor
 from k8sim.settings import ClusterSettings
@@ -39,16 +36,7 @@ def simulator(settings: ClusterSettings, *names: str) -> Iterator[dict[str, str]
     urls = {"api": f"http://127.0.0.1:{port}"}
     try:
         if "api" in names:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{urls['api']}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the API did not start")
-                time.sleep(0.2)
+            supervisor.wait_healthy(f"{urls['api']}/health", proc=procs[list(names).index("api")])
         yield urls
     finally:
         for proc in procs:

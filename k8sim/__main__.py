@@ -15,6 +15,11 @@ from k8sim import cluster, services, supervisor
 from k8sim.settings import ClusterSettings
 
 
+def setup(settings: ClusterSettings) -> None:
+    cluster.ensure_binaries(settings)
+    cluster.ensure_helm(settings)
+
+
 def up(settings: ClusterSettings) -> None:
     services.up(settings)
     cluster.up(settings)
@@ -38,7 +43,7 @@ def status(settings: ClusterSettings) -> None:
 
 
 COMMANDS: dict[str, Callable[[ClusterSettings], object]] = {
-    "setup": cluster.ensure_binaries,
+    "setup": setup,
     "run": run,
     "up": up,
     "down": down,

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 
+import httpx
+
 from k8sim.cluster import say
 from k8sim.settings import ClusterSettings
 
@@ -25,6 +27,22 @@ def components(settings: ClusterSettings) -> dict[str, list[str]]:
         "api": [py, "-m", "k8sim_api"],
         "engine": [py, "-m", "k8sim_engine"],
     }
+
+
+def wait_healthy(url: str, *, timeout: float = 60, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll url until it answers 200; fail early if the process serving it has exited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} not healthy after {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def run(settings: ClusterSettings, only: list[str] | None = None) -> None:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from k8sim import cluster, services
+from k8sim import cluster, services, supervisor
 from k8sim.settings import ClusterSettings
 
 
@@ -82,6 +82,28 @@ def process(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subproce
             proc.kill()
 
 
+def started(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    try:
+        supervisor.wait_healthy(url, proc=proc)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}; its log ends with:\n{log.read_text()[-3000:]}") from None
+
+
+def eventually(check: Callable[[], Any], timeout: float = 60, what: str = "the condition") -> Any:
+    """Poll check until it returns something truthy; its assertion errors count as not yet."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (AssertionError, KeyError, ValueError, OSError, httpx.HTTPError) as exc:
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+
+
 @pytest.fixture(scope="module")
 def operator_process(live_services: ClusterSettings, live_cluster: ClusterSettings,
                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
@@ -101,16 +123,7 @@ def api_url(live_services: ClusterSettings, live_cluster: ClusterSettings, opera
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with process([sys.executable, "-m", "k8sim_api"], {"K8SIM_API_PORT": str(port)}, tmp / "api.log") as proc:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"API did not start: {(tmp / 'api.log').read_text()[-3000:]}")
-            time.sleep(0.2)
+        started(f"{url}/health", proc, tmp / "api.log")
         yield url
 
 
@@ -123,14 +136,5 @@ def engine_url(live_services: ClusterSettings, live_cluster: ClusterSettings,
     url = f"http://127.0.0.1:{port}"
     env = {"K8SIM_ENGINE_PORT": str(port), "K8SIM_TICK_SECONDS": "1"}
     with process([sys.executable, "-m", "k8sim_engine"], env, tmp / "engine.log") as proc:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"engine did not start: {(tmp / 'engine.log').read_text()[-3000:]}")
-            time.sleep(0.2)
+        started(f"{url}/health", proc, tmp / "engine.log")
         yield url

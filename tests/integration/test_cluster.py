@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 import socket
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,19 +12,9 @@ import yaml
 from k8sim import cluster
 from k8sim.settings import ClusterSettings
 
-from .conftest import Kubectl
+from .conftest import Kubectl, eventually
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_every_configured_node_is_ready_with_its_labels_taints_and_capacity(
@@ -106,7 +94,7 @@ def test_pod_asking_more_gpus_than_any_node_stays_pending_unschedulable(kubectl:
         conds = {c["type"]: c for c in pod["status"].get("conditions", [])}
         return conds.get("PodScheduled", {}).get("reason") == "Unschedulable"
 
-    wait_for(unschedulable, 60, "PodScheduled=False/Unschedulable")
+    eventually(unschedulable, 60, "PodScheduled=False/Unschedulable")
     pod = kubectl.json("get", "pod", "greedy", "-n", namespace)
     assert pod["status"]["phase"] == "Pending"
     assert "nvidia.com/gpu" in {c["type"]: c for c in pod["status"]["conditions"]}["PodScheduled"]["message"]
@@ -121,7 +109,7 @@ def test_job_completes_and_deleted_pods_go_away(kubectl: Kubectl, namespace: str
     kubectl("apply", "-n", namespace, "-f", "-", stdin=deployment("gone", 3))
     kubectl("wait", "-n", namespace, "deployment/gone", "--for=condition=Available", "--timeout=60s")
     kubectl("delete", "-n", namespace, "deployment/gone")
-    wait_for(lambda: not kubectl.json("get", "pods", "-n", namespace, "-l", "app=gone")["items"], 60,
+    eventually(lambda: not kubectl.json("get", "pods", "-n", namespace, "-l", "app=gone")["items"], 60,
              "the deleted deployment's pods to vanish")
 
 

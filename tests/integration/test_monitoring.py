@@ -8,7 +8,7 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from k8sim import sla, store
 from k8sim.settings import ClusterSettings
 from tests.ecp_ai import APP, CPU, GPU, INFRA, tenant_files
 
-from .conftest import free_port, process
+from .conftest import eventually, free_port, process
 
 pytestmark = pytest.mark.integration
 
@@ -29,20 +29,6 @@ SERVICE_SHAPE = {"cpu": {"usage_percent", "load_1m"}, "memory": {"usage_mb", "us
                  "network": {"requests_per_second", "response_time_ms", "error_rate_percent"},
                  "health": {"status", "uptime_seconds"}}
 SUMMARY = {"overall_health", "sla_percentage", "sla_status", "total_services", "healthy_services"}
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (AssertionError, KeyError, ValueError, httpx.HTTPError) as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 @pytest.fixture(scope="module")

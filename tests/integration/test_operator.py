@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from kopf.testing import KopfRunner
 from k8sim import services, store
 from k8sim.settings import ClusterSettings
 
-from .conftest import Kubectl
+from .conftest import Kubectl, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -33,20 +33,6 @@ def query(settings: ClusterSettings, sql: str, *args: Any) -> list[asyncpg.Recor
         finally:
             await conn.close()
     return asyncio.run(run())
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60, what: str = "the store to converge") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (AssertionError, OSError, asyncpg.PostgresError) as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 @pytest.fixture
