@@ -338,8 +338,10 @@ class Outcome:
 class Deployer:
     """Runs one deploy: record it, apply, wait, record the outcome (store is asyncpg)."""
 
-    def __init__(self, kube: Kube, pool: Any, *, timeout: float):
-        self.kube, self.pool, self.timeout = kube, pool, timeout
+    def __init__(self, kube: Kube, pool: Any, *, timeout: float, tenant: str | None = None,
+                 announce: Callable[[dict[str, Any]], Awaitable[None]] | None = None):
+        self.kube, self.pool, self.timeout, self.tenant = kube, pool, timeout, tenant
+        self.announce = announce  # called with every progress event (the API relays them to WebSockets)
 
     async def begin(self, documents: list[Document], *, tenant: str | None, namespace: str | None,
                     mode: str | None, manifest_text: str) -> Outcome:
@@ -357,6 +359,9 @@ class Deployer:
                 conn, uuid.UUID(outcome.deployment_id), status=status,
                 resources=[r.as_dict() for r in outcome.results], deployed_count=outcome.deployed_count,
                 failed_count=outcome.failed_count, message=outcome.message)
+        if self.announce is not None:
+            await self.announce({"type": "deployment_progress", "timestamp": now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                 **outcome.as_response(self.tenant)})
 
     async def run(self, outcome: Outcome, documents: list[Document]) -> Outcome:
         started = time.monotonic()

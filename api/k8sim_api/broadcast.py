@@ -18,14 +18,16 @@ log = logging.getLogger(__name__)
 class Client:
     def __init__(self, tenant: str | None, size: int):
         self.tenant = tenant
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=size)
+        # (kind, payload): "monitoring" snapshots and "deployment" progress events.
+        self.queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=size)
         self.dropped = asyncio.Event()
 
 
 class Broadcaster:
-    def __init__(self, url: str, channel: str, key: str, queue_size: int = 16):
+    def __init__(self, url: str, channel: str, key: str, deploy_channel: str, queue_size: int = 16):
         self.redis = aioredis.Redis.from_url(url, socket_timeout=None)
         self.channel, self.key, self.queue_size = channel, key, queue_size
+        self.deploy_channel = deploy_channel
         self.clients: set[Client] = set()
         self.latest: dict[str, Any] | None = None
         self.published = 0
@@ -59,12 +61,22 @@ class Broadcaster:
     def unsubscribe(self, client: Client) -> None:
         self.clients.discard(client)
 
-    def fan_out(self, document: dict[str, Any]) -> None:
-        self.latest = document
-        self.published += 1
+    async def announce(self, event: dict[str, Any]) -> None:
+        """Publish a deploy progress event to every API process's WebSocket clients."""
+        try:
+            await self.redis.publish(self.deploy_channel, json.dumps(event))
+        except (aioredis.RedisError, OSError) as exc:
+            log.warning("deploy progress not published: %s", exc)
+
+    def fan_out(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind == "monitoring":
+            self.latest = payload
+            self.published += 1
         for client in list(self.clients):
+            if kind == "deployment" and client.tenant and payload.get("tenant_id") != client.tenant:
+                continue
             try:
-                client.queue.put_nowait(document)
+                client.queue.put_nowait((kind, payload))
             except asyncio.QueueFull:
                 log.info("dropping a slow WebSocket client (queue of %d full)", self.queue_size)
                 self.clients.discard(client)
@@ -75,11 +87,13 @@ class Broadcaster:
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(self.channel)
+                    await pubsub.subscribe(self.channel, self.deploy_channel)
                     backoff = 0.5
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
-                            self.fan_out(json.loads(message["data"]))
+                            channel = message["channel"].decode()
+                            kind = "monitoring" if channel == self.channel else "deployment"
+                            self.fan_out(kind, json.loads(message["data"]))
             except asyncio.CancelledError:
                 raise
             except (aioredis.RedisError, OSError, ValueError) as exc:

@@ -32,7 +32,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.pool = None
     app.state.tasks = set()
     app.state.broadcaster = Broadcaster(settings.redis_url, settings.redis_channel, settings.redis_key,
-                                        settings.ws_queue)
+                                        settings.deploy_channel, settings.ws_queue)
     await app.state.broadcaster.start()
     try:
         app.state.pool = await store.connect(settings.database_url, timeout=5)

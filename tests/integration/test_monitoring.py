@@ -197,3 +197,32 @@ def test_sla_on_a_known_failure_schedule_equals_the_hand_computed_value(settings
     assert result["burn_rates"]["1h"] == round((200 / 9000) / 0.005, 3)
     assert result["error_budget_remaining"] == round(1 - 200 / (0.005 * 9000), 4)
     assert result["tenant_b"]["percentage"] == result["percentage"]
+
+
+def test_deploy_progress_reaches_the_tenants_websocket(api_url: str, engine_url: str) -> None:
+    tenant = f"d{uuid.uuid4().hex[:5]}"
+    ws_url = api_url.replace("http://", "ws://")
+
+    async def run() -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        async with websockets.connect(f"{ws_url}/ws/monitoring/{tenant}", open_timeout=10) as ws:
+            async with httpx.AsyncClient(timeout=60) as client:
+                resp = await client.post(f"{api_url}/k8s/manifest/deploy?wait=false",
+                                         json={"manifest": tenant_files(tenant), "tenant_id": tenant})
+                assert resp.status_code == 202
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                if msg["type"] == "deployment_progress":
+                    events.append(msg)
+                    if msg["status"] in ("completed", "failed"):
+                        break
+        return events
+
+    try:
+        events = asyncio.run(run())
+    finally:
+        httpx.delete(f"{api_url}/k8s/resources/tenant/{tenant}", timeout=60)
+    assert events and events[-1]["status"] == "completed"
+    assert all(e["tenant_id"] == tenant and e["deployment_id"] == events[0]["deployment_id"] for e in events)
+    assert events[0]["status"] == "deploying" and events[-1]["deployed_count"] == len(events[-1]["resources"])

@@ -115,7 +115,8 @@ async def deploy_manifest(body: ManifestRequest, request: Request, kube: KubeDep
     if result.problems:
         raise result.rejection()  # nothing is applied unless every object passes the dry run
     prepared = result.prepared
-    deployer = deploy.Deployer(kube, pool, timeout=timeout or settings.deploy_timeout)
+    deployer = deploy.Deployer(kube, pool, timeout=timeout or settings.deploy_timeout, tenant=tenant,
+                               announce=request.app.state.broadcaster.announce)
     outcome = await deployer.begin(prepared, tenant=tenant, namespace=result.namespace,
                                    mode=body.deployment_mode, manifest_text=manifest_text(body.manifest))
     if not (body.wait if wait is None else wait):

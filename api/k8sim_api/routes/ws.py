@@ -45,7 +45,8 @@ async def stream(websocket: WebSocket, tenant: str | None) -> None:
                 await websocket.close(code=1013, reason="too slow: updates were piling up")
                 return
             if getter in done:
-                await websocket.send_json(message(getter.result(), tenant))
+                kind, payload = getter.result()
+                await websocket.send_json(message(payload, tenant) if kind == "monitoring" else payload)
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
