@@ -8,8 +8,8 @@ Calibration of the defaults (public statistics, not measurements of ECP-AI):
   flat; here a weekday has two business-hours humps (late morning, mid afternoon) over a
   night floor of 15 % of peak, and weekends run at 40 % of weekdays.
 - Utilisation: in the Google 2019 Borg trace most machines sit at 20-40 % CPU; profiles are
-  sized so that a service with its default replicas uses ~20-40 % of its CPU requests
-  through the day and ~50-70 % at the peak.
+  sized so that ECP-AI's default tenant (CONTRACT.md's services with their usual requests)
+  uses about 30 % of its CPU requests averaged over a week, with weekday peaks near 100 %.
 - Noise is AR(1) (an Ornstein-Uhlenbeck process sampled at the tick), never i.i.d. jitter:
   with a 10-minute time constant the lag-1 autocorrelation at 1-minute steps is ≈ 0.90.
 - Incidents (failure scenarios) arrive as a Poisson process per service (default ≈ one a
@@ -57,14 +57,14 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {p.name: p for p in [
-    Profile("web", 120, 0.004, 0.01, 160 * MIB, 0.4 * MIB, 45, 900, 6000, 0.0005),
-    Profile("conversational", 40, 0.012, 0.02, 380 * MIB, 2 * MIB, 140, 2500, 3000, 0.0008),
+    Profile("web", 90, 0.004, 0.01, 160 * MIB, 0.4 * MIB, 45, 900, 6000, 0.0005),
+    Profile("conversational", 28, 0.012, 0.02, 380 * MIB, 2 * MIB, 140, 2500, 3000, 0.0008),
     Profile("gpu-inference", 18, 0.03, 0.05, 1.5 * GIB, 8 * MIB, 220, 48000, 96000, 0.001,
             gpu_ms_per_request=45, gpu_model_mib=6144),
-    Profile("cpu-inference", 14, 0.09, 0.05, 1.1 * GIB, 6 * MIB, 380, 64000, 4000, 0.001),
-    Profile("proxy", 350, 0.0006, 0.005, 48 * MIB, 0.05 * MIB, 6, 1200, 7000, 0.0002),
-    Profile("database", 260, 0.0015, 0.02, 900 * MIB, 1.5 * MIB, 4, 400, 2400, 0.0001),
-    Profile("auth", 90, 0.003, 0.01, 140 * MIB, 0.2 * MIB, 22, 600, 900, 0.0003),
+    Profile("cpu-inference", 10, 0.09, 0.05, 1.1 * GIB, 6 * MIB, 380, 64000, 4000, 0.001),
+    Profile("proxy", 300, 0.0006, 0.005, 48 * MIB, 0.05 * MIB, 6, 1200, 7000, 0.0002),
+    Profile("database", 150, 0.0015, 0.02, 900 * MIB, 1.5 * MIB, 4, 400, 2400, 0.0001),
+    Profile("auth", 60, 0.003, 0.01, 140 * MIB, 0.2 * MIB, 22, 600, 900, 0.0003),
 ]}
 
 #: Name fragments of ECP-AI's services (and common infrastructure) → profile.

@@ -1,12 +1,15 @@
 """SLA arithmetic: availability, error budget and the SRE workbook's multi-window burn rates.
 
-Pure functions over (good, total) request counts; the store sums those per window.
+Pure functions over (good, total) request counts, and :func:`current`, which asks the store
+for those sums per window.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
+
+from k8sim import store
 
 #: (long window, short window, burn-rate threshold, severity): "Alerting on SLOs", SRE workbook ch. 5.
 BURN_ALERTS = [
@@ -78,8 +81,6 @@ def burn_alerts(windows: dict[str, tuple[float, float]], target: float) -> list[
 
 async def current(conn: Any, *, target: float, window_s: float, tenant: str | None = None) -> dict[str, Any]:
     """The /sla/status document over the window ending at the newest sample (simulated time)."""
-    from k8sim import store  # the store's SQL; imported here so the arithmetic above stays I/O-free
-
     end = await conn.fetchval("SELECT max(taken_at) FROM sla_samples")
     if end is None:
         return {"status": "meeting", "percentage": 100.0, "target": target, "data_points": 0, "healthy_points": 0,

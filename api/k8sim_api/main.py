@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -117,6 +118,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def kube_error(_: Request, exc: KubeError) -> JSONResponse:
         status = exc.status if 400 <= exc.status < 500 or exc.status in (503, 504) else 502
         return error(status, exc.message, reason=exc.reason)
+
+    @app.exception_handler(asyncpg.PostgresConnectionError)
+    @app.exception_handler(asyncpg.exceptions.OperatorInterventionError)  # e.g. the server shutting down
+    @app.exception_handler(asyncpg.exceptions.CannotConnectNowError)
+    @app.exception_handler(asyncpg.InterfaceError)
+    @app.exception_handler(ConnectionError)
+    async def store_down(_: Request, exc: Exception) -> JSONResponse:
+        return error(503, f"PostgreSQL unavailable: {exc}")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

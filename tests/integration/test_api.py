@@ -18,7 +18,7 @@ from k8sim import cluster
 from k8sim.settings import ROOT
 from tests.ecp_ai import object_count, tenant_files, tenant_manifest
 
-from .conftest import Kubectl
+from .conftest import Kubectl, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -319,3 +319,24 @@ def test_ecp_ai_style_client(api_url: str) -> None:
                 await call("POST", "/k8s/manifest/deploy", json={"manifest": "kind: [", "tenant_id": tenant})
 
     asyncio.run(run())
+
+
+def test_postgres_outage_gives_503_not_500_and_recovers(api_url: str, settings: Any) -> None:
+    from k8sim import services
+
+    services.postgres_down(settings)
+    try:
+        health = httpx.get(f"{api_url}/health", timeout=10)
+        assert health.status_code == 503 and health.json()["checks"]["postgresql"] != "ok"
+        listing = httpx.get(f"{api_url}/k8s/resources", params={"tenant_id": "nobody"}, timeout=10)
+        assert listing.status_code == 200, "listing answers from the cluster alone"
+        deploy = post(api_url, "/k8s/manifest/deploy",
+                      manifest="apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: during-outage\n")
+        assert deploy.status_code == 503 and deploy.json()["status"] == "error"
+    finally:
+        services.postgres_up(settings)
+    eventually(lambda: httpx.get(f"{api_url}/health", timeout=10).status_code == 200, 30, "the API to recover")
+    redeploy = post(api_url, "/k8s/manifest/deploy",
+                    manifest="apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: after-outage\n")
+    assert redeploy.status_code == 200, redeploy.text
+    httpx.delete(f"{api_url}/k8s/resources/default/ConfigMap/after-outage")

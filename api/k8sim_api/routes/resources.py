@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from k8sim import inventory, store
@@ -24,8 +25,8 @@ async def latest_deployment(request: Request, tenant: str) -> Any:
     try:
         async with pool.acquire() as conn:
             return await store.latest_deployment(conn, tenant)
-    except OSError:
-        return None
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
+        return None  # the listing still answers from the cluster
 
 
 @router.get("", summary="Resources by namespace, kind and tenant, with the tenant's overall status")
