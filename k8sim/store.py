@@ -140,20 +140,19 @@ ON CONFLICT (uid) DO UPDATE SET
     state = EXCLUDED.state, labels = EXCLUDED.labels, resource_version = EXCLUDED.resource_version,
     updated_at = EXCLUDED.updated_at, deleted_at = EXCLUDED.deleted_at
 WHERE r.deleted_at IS NULL
-RETURNING tenant
 """
 
 _DELETE = """
 UPDATE resources SET deleted_at = $2, phase = 'Deleted', ready = false, updated_at = $3,
                      resource_version = CASE WHEN $4 = '' THEN resource_version ELSE $4 END
 WHERE uid = $1 AND deleted_at IS NULL
-RETURNING tenant
 """
 
 _EVENT = """
 INSERT INTO resource_events (uid, api_version, kind, namespace, name, tenant, transition, detail,
                              resource_version, occurred_at, observed_at, reconciled)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+VALUES ($1, $2, $3, $4, $5, COALESCE($6, (SELECT tenant FROM resources WHERE uid = $1)), $7, $8, $9, $10,
+        $11, $12)
 ON CONFLICT DO NOTHING
 """
 
@@ -169,24 +168,27 @@ async def record(conn: asyncpg.Connection, observations: Iterable[Observation],
     """Write observations in order inside the caller's transaction; returns history rows written.
 
     ``prior`` maps uid to the last known state and is updated as observations are applied,
-    so a batch may hold several versions of one object.
+    so a batch may hold several versions of one object. Rows go out as two pipelined
+    batches (states, then history), not one round trip per observation.
     """
+    upserts: list[tuple[Any, ...]] = []
+    deletes: list[tuple[Any, ...]] = []
     events: list[tuple[Any, ...]] = []
     for obs in observations:
         known = obs.uid in prior
         before = prior.get(obs.uid)
         if known and before is None:
             continue  # already recorded as deleted; a late event cannot resurrect it
+        if obs.state is None and not known:
+            continue  # created and deleted while we never saw it: nothing to say
         steps = lifecycle.transitions(before, obs.state)
         if obs.state is None:
-            if not known:
-                continue  # created and deleted while we never saw it: nothing to say
-            tenant = await conn.fetchval(_DELETE, obs.uid, obs.deleted_at, obs.observed_at, obs.resource_version)
+            deletes.append((obs.uid, obs.deleted_at, obs.observed_at, obs.resource_version))
         else:
-            tenant = await conn.fetchval(
-                _UPSERT, obs.uid, obs.api_version, obs.kind, obs.namespace, obs.name, obs.tenant,
-                obs.state.phase, obs.state.ready, obs.state.node, obs.owner[0], obs.owner[1], obs.owner[2],
-                obs.state.as_dict(), obs.labels, obs.resource_version, obs.created_at, obs.observed_at, None)
+            upserts.append((
+                obs.uid, obs.api_version, obs.kind, obs.namespace, obs.name, obs.tenant, obs.state.phase,
+                obs.state.ready, obs.state.node, obs.owner[0], obs.owner[1], obs.owner[2], obs.state.as_dict(),
+                obs.labels, obs.resource_version, obs.created_at, obs.observed_at, None))
         prior[obs.uid] = obs.state
         for step in steps:
             occurred = obs.observed_at
@@ -194,9 +196,13 @@ async def record(conn: asyncpg.Connection, observations: Iterable[Observation],
                 occurred = obs.created_at
             elif step.name == "deleted" and obs.deleted_at:
                 occurred = min(obs.deleted_at, obs.observed_at)
-            events.append((obs.uid, obs.api_version, obs.kind, obs.namespace, obs.name, tenant or obs.tenant,
+            events.append((obs.uid, obs.api_version, obs.kind, obs.namespace, obs.name, obs.tenant,
                            step.name, step.detail, obs.resource_version, occurred, obs.observed_at,
                            obs.reconciled))
+    if upserts:
+        await conn.executemany(_UPSERT, upserts)
+    if deletes:
+        await conn.executemany(_DELETE, deletes)
     if events:
         await conn.executemany(_EVENT, events)
     return len(events)
