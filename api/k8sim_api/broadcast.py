@@ -1,6 +1,7 @@
 """One Redis subscription per API process, fanned out to bounded per-client queues.
 
 A client whose queue is full is too slow: it is dropped (its socket closed), never the server.
+Each update is encoded once per tenant view, not once per client or request.
 """
 
 from __future__ import annotations
@@ -12,14 +13,40 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from k8sim import model
+
 log = logging.getLogger(__name__)
+
+
+class Update:
+    """One published message: a monitoring snapshot or a deploy progress event."""
+
+    def __init__(self, kind: str, raw: bytes):
+        self.kind, self.raw = kind, raw
+        self.payload: dict[str, Any] = json.loads(raw)
+        self._texts: dict[str | None, str] = {}
+
+    @property
+    def tenant(self) -> str | None:
+        value = self.payload.get("tenant_id")
+        return str(value) if value is not None else None
+
+    def text_for(self, tenant: str | None) -> str:
+        """The WebSocket message for a client with this tenant filter (None: everything)."""
+        if tenant not in self._texts:
+            if self.kind == "deployment":
+                self._texts[tenant] = self.raw.decode()
+            else:
+                data = model.tenant_document(self.payload, tenant) if tenant else self.payload
+                self._texts[tenant] = json.dumps({"type": "monitoring_update", "tenant_id": tenant, "data": data,
+                                                  "timestamp": self.payload["timestamp"]})
+        return self._texts[tenant]
 
 
 class Client:
     def __init__(self, tenant: str | None, size: int):
         self.tenant = tenant
-        # (kind, payload): "monitoring" snapshots and "deployment" progress events.
-        self.queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=size)
+        self.queue: asyncio.Queue[Update] = asyncio.Queue(maxsize=size)
         self.dropped = asyncio.Event()
 
 
@@ -29,7 +56,7 @@ class Broadcaster:
         self.channel, self.key, self.queue_size = channel, key, queue_size
         self.deploy_channel = deploy_channel
         self.clients: set[Client] = set()
-        self.latest: dict[str, Any] | None = None
+        self.latest: Update | None = None
         self.published = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -42,7 +69,7 @@ class Broadcaster:
             await asyncio.gather(self._task, return_exceptions=True)
         await self.redis.aclose()
 
-    async def snapshot(self) -> dict[str, Any] | None:
+    async def snapshot(self) -> Update | None:
         """The latest snapshot: from the subscription, else from the key the engine sets."""
         if self.latest is None:
             try:
@@ -50,7 +77,7 @@ class Broadcaster:
             except (aioredis.RedisError, OSError):
                 return None
             if raw:
-                self.latest = json.loads(raw)
+                self.latest = Update("monitoring", raw if isinstance(raw, bytes) else raw.encode())
         return self.latest
 
     def subscribe(self, tenant: str | None) -> Client:
@@ -68,15 +95,15 @@ class Broadcaster:
         except (aioredis.RedisError, OSError) as exc:
             log.warning("deploy progress not published: %s", exc)
 
-    def fan_out(self, kind: str, payload: dict[str, Any]) -> None:
-        if kind == "monitoring":
-            self.latest = payload
+    def fan_out(self, update: Update) -> None:
+        if update.kind == "monitoring":
+            self.latest = update
             self.published += 1
         for client in list(self.clients):
-            if kind == "deployment" and client.tenant and payload.get("tenant_id") != client.tenant:
+            if update.kind == "deployment" and client.tenant and update.tenant != client.tenant:
                 continue
             try:
-                client.queue.put_nowait((kind, payload))
+                client.queue.put_nowait(update)
             except asyncio.QueueFull:
                 log.info("dropping a slow WebSocket client (queue of %d full)", self.queue_size)
                 self.clients.discard(client)
@@ -91,9 +118,8 @@ class Broadcaster:
                     backoff = 0.5
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
-                            channel = message["channel"].decode()
-                            kind = "monitoring" if channel == self.channel else "deployment"
-                            self.fan_out(kind, json.loads(message["data"]))
+                            kind = "monitoring" if message["channel"].decode() == self.channel else "deployment"
+                            self.fan_out(Update(kind, message["data"]))
             except asyncio.CancelledError:
                 raise
             except (aioredis.RedisError, OSError, ValueError) as exc:

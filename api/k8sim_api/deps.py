@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, HTTPException, Request
 
 from k8sim import store
 from k8sim.kube import Kube
-from k8sim_api.broadcast import Broadcaster
+from k8sim_api.broadcast import Broadcaster, Update
 from k8sim_api.core.config import ApiSettings
 
 
@@ -42,16 +42,16 @@ def broadcaster_dep(request: Request) -> Broadcaster:
     return broadcaster
 
 
-async def snapshot_dep(broadcaster: Annotated[Broadcaster, Depends(broadcaster_dep)]) -> dict[str, Any]:
+async def snapshot_dep(broadcaster: Annotated[Broadcaster, Depends(broadcaster_dep)]) -> Update:
     """The engine's latest /monitoring/health document, or 503 while there is none."""
-    document = await broadcaster.snapshot()
-    if document is None:
+    update = await broadcaster.snapshot()
+    if update is None:
         raise HTTPException(503, "no monitoring data yet: the monitoring engine has not published a snapshot")
-    return document
+    return update
 
 
 SettingsDep = Annotated[ApiSettings, Depends(settings_dep)]
 KubeDep = Annotated[Kube, Depends(kube_dep)]
 PoolDep = Annotated[asyncpg.Pool, Depends(pool_dep)]
 BroadcasterDep = Annotated[Broadcaster, Depends(broadcaster_dep)]
-SnapshotDep = Annotated[dict[str, Any], Depends(snapshot_dep)]
+SnapshotDep = Annotated[Update, Depends(snapshot_dep)]

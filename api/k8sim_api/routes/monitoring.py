@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from k8sim import model, sla, store
 from k8sim_api.deps import PoolDep, SettingsDep, SnapshotDep
@@ -16,12 +16,13 @@ UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse, "d
 
 
 @router.get("/health", responses=UNAVAILABLE, summary="Every service's CPU, memory, network and health, with SLA")
-async def health(document: SnapshotDep) -> dict[str, Any]:
-    return document
+async def health(snapshot: SnapshotDep) -> Response:
+    # The engine's JSON as published: no decoding and re-encoding per request.
+    return Response(snapshot.raw, media_type="application/json")
 
 
 @router.get("/tenant/{tenant_id}", responses=UNAVAILABLE, summary="The same, for one tenant's services")
-async def tenant(tenant_id: str, document: SnapshotDep, request: Request, settings: SettingsDep) -> dict[str, Any]:
+async def tenant(tenant_id: str, snapshot: SnapshotDep, request: Request, settings: SettingsDep) -> dict[str, Any]:
     figures = None
     pool = request.app.state.pool
     if pool is not None:
@@ -30,11 +31,12 @@ async def tenant(tenant_id: str, document: SnapshotDep, request: Request, settin
                                        tenant=tenant_id)
         if status["data_points"]:
             figures = (status["percentage"], status["status"])
-    return model.tenant_document(document, tenant_id, figures)
+    return model.tenant_document(snapshot.payload, tenant_id, figures)
 
 
 @router.get("/metrics", responses=UNAVAILABLE, summary="The latest snapshot with per-tenant summaries")
-async def metrics(document: SnapshotDep) -> dict[str, Any]:
+async def metrics(snapshot: SnapshotDep) -> dict[str, Any]:
+    document = snapshot.payload
     tenants = sorted({v.get("tenant_id") for v in document["services"].values() if v.get("tenant_id")})
     return {**document, "tenants": {t: model.tenant_document(document, t)["summary"] for t in tenants}}
 

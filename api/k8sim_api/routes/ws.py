@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from k8sim import model
 from k8sim_api.broadcast import Broadcaster
 
 router = APIRouter(tags=["monitoring"])
-
-
-def message(document: dict[str, Any], tenant: str | None) -> dict[str, Any]:
-    data = model.tenant_document(document, tenant) if tenant else document
-    return {"type": "monitoring_update", "tenant_id": tenant, "data": data, "timestamp": document["timestamp"]}
 
 
 async def stream(websocket: WebSocket, tenant: str | None) -> None:
@@ -34,7 +27,7 @@ async def stream(websocket: WebSocket, tenant: str | None) -> None:
     try:
         latest = await broadcaster.snapshot()
         if latest is not None:
-            await websocket.send_json(message(latest, tenant))
+            await websocket.send_text(latest.text_for(tenant))
         while not reader.done():
             getter = asyncio.create_task(client.queue.get())
             dropped = asyncio.create_task(client.dropped.wait())
@@ -45,8 +38,7 @@ async def stream(websocket: WebSocket, tenant: str | None) -> None:
                 await websocket.close(code=1013, reason="too slow: updates were piling up")
                 return
             if getter in done:
-                kind, payload = getter.result()
-                await websocket.send_json(message(payload, tenant) if kind == "monitoring" else payload)
+                await websocket.send_text(getter.result().text_for(tenant))
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
