@@ -79,8 +79,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     for task in memo.tasks:
         task.cancel()
     await asyncio.gather(*memo.tasks, return_exceptions=True)
-    recorder._spool_queue()  # whatever could not be written survives the restart
-    await recorder._close_pool()
+    await recorder.close()
     await memo.kube.close()
 
 

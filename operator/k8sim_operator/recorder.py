@@ -143,6 +143,11 @@ class Recorder:
         committed = now()
         self.lag = [*self.lag[-999:], *((committed - o.observed_at).total_seconds() for o in batch)]
 
+    async def close(self) -> None:
+        """On shutdown: whatever could not be written goes to the spool, to survive the restart."""
+        self._spool_queue()
+        await self._close_pool()
+
     async def _close_pool(self) -> None:
         pool, self.pool = self.pool, None
         if pool is not None:

@@ -159,6 +159,15 @@ def test_alert_rules_fire_and_are_kept(api_url: str, tenants: list[str]) -> None
     alerts = eventually(fired, 30, "the rule to fire")
     assert {a["service"] for a in alerts} <= {f"ecp-ai-{tenants[0]}/{n}" for n in APP + GPU + CPU + INFRA}
     assert all(a["fired_at"] and a["severity"] == "critical" for a in alerts)
+    # The tenant goes away, its services stop serving: every alert of the rule resolves.
+    assert httpx.delete(f"{api_url}/k8s/resources/tenant/{tenants[0]}", timeout=60).status_code == 200
+
+    def resolved() -> list[dict[str, Any]]:
+        alerts = httpx.get(f"{api_url}/sla/alerts/history", params={"tenant_id": tenants[0]}).json()["alerts"]
+        mine = [a for a in alerts if a["rule_id"] == rule_id]
+        assert mine and all(a["state"] == "resolved" and a["resolved_at"] >= a["fired_at"] for a in mine)
+        return mine
+    eventually(resolved, 60, "the alerts to resolve")
 
 
 def test_sla_on_a_known_failure_schedule_equals_the_hand_computed_value(settings: ClusterSettings,

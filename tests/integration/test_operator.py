@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -237,3 +238,24 @@ def test_postgres_outage_under_churn_loses_no_history(
         if uid not in final:
             assert steps[uid][-1] == "deleted"
     assert not Path(s.state_dir).joinpath("never").exists()
+
+
+def test_custom_resources_of_a_crd_created_later_are_recorded(
+        operator_env: ClusterSettings, kubectl: Kubectl, namespace: str) -> None:
+    group = f"g{uuid.uuid4().hex[:6]}.example.com"
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": f"widgets.{group}"},
+           "spec": {"group": group, "scope": "Namespaced",
+                    "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "listKind": "WidgetList"},
+                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                        "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+    with operator():
+        try:
+            kubectl("apply", "-f", "-", stdin=yaml.safe_dump(crd))
+            kubectl("wait", "--for=condition=Established", f"crd/widgets.{group}", "--timeout=30s")
+            kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(
+                {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3}}))
+            uid = kubectl.json("get", f"widgets.{group}", "w1", "-n", namespace)["metadata"]["uid"]
+            eventually(lambda: uid in live(operator_env, namespace, "Widget"), 60, "the custom resource recorded")
+        finally:
+            kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)
