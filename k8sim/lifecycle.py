@@ -135,9 +135,12 @@ def summarise(obj: Mapping[str, Any]) -> State:
     if kind == "CronJob":
         phase = "Suspended" if spec.get("suspend") else "Active"
         return State(phase=phase, ready=True, generation=generation)
-    if kind in ("PersistentVolumeClaim", "PersistentVolume"):
+    if kind == "PersistentVolumeClaim":
         phase = status.get("phase", "Pending")
         return State(phase=phase, ready=phase == "Bound", generation=generation)
+    if kind == "PersistentVolume":  # an Available volume is ready to be claimed
+        phase = status.get("phase", "Pending")
+        return State(phase=phase, ready=phase in ("Available", "Bound"), generation=generation)
     if kind == "Namespace":
         return State(phase=status.get("phase", "Active"), ready=status.get("phase", "Active") == "Active")
     if kind == "Node":

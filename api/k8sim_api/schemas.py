@@ -25,6 +25,9 @@ class ManifestRequest(BaseModel):
     manifest: str | dict[str, str] = Field(description="Multi-document YAML, or file name → YAML.")
     tenant_id: str | None = Field(None, max_length=253, description="ECP-AI tenant id.")
     deployment_mode: str | None = Field(None, max_length=64, description="ECP-AI's mode (demo, production …).")
+    namespace: str | None = Field(None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                                  description="Namespace of objects that name none, like kubectl -n "
+                                              "(default: the tenant's namespace in the manifest, else default).")
     wait: bool = Field(True, description="Deploy only: wait for readiness (false answers at once).")
 
 

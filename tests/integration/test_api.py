@@ -246,17 +246,21 @@ def test_every_corpus_file_parses_and_deploys_or_says_truly_why(api_url: str, ku
     assert len(CORPUS) > 50
     outcomes: dict[str, tuple[int, dict[str, Any]]] = {}
     texts = {path: path.read_text() for path in CORPUS}
+    # Each file gets a namespace of its own (like `kubectl -n`): one file's ResourceQuota or
+    # LimitRange must not decide whether another file deploys.
+    spaces = {path: f"corpus-{i}" for i, path in enumerate(CORPUS)}
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(
+        [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in spaces.values()]))
 
     async def run() -> None:
         sem = asyncio.Semaphore(8)
-        async with httpx.AsyncClient(base_url=api_url, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=api_url, timeout=90) as client:
             async def one(path: Path) -> None:
                 async with sem:
-                    text = texts[path]
-                    parsed = (await client.post("/k8s/manifest/parse", json={"manifest": text})).json()
+                    body = {"manifest": texts[path], "tenant_id": "corpus", "namespace": spaces[path]}
+                    parsed = (await client.post("/k8s/manifest/parse", json=body)).json()
                     assert parsed["status"] == "success", (path.name, parsed)
-                    resp = await client.post("/k8s/manifest/deploy?timeout=8",
-                                             json={"manifest": text, "tenant_id": "corpus"})
+                    resp = await client.post("/k8s/manifest/deploy?timeout=20", json=body)
                     outcomes[path.name] = (resp.status_code, resp.json())
             # Definitions first, as a user would apply them: the custom resources of one file
             # need the CRD of another.
@@ -266,12 +270,14 @@ def test_every_corpus_file_parses_and_deploys_or_says_truly_why(api_url: str, ku
 
     try:
         asyncio.run(run())
-        check_corpus_outcomes(outcomes, kubectl)
+        check_corpus_outcomes(outcomes, kubectl, spaces)
     finally:
         httpx.delete(f"{api_url}/k8s/resources/tenant/corpus", timeout=120)
+        kubectl("delete", "namespace", *spaces.values(), "--wait=false", "--ignore-not-found")
 
 
-def check_corpus_outcomes(outcomes: dict[str, tuple[int, dict[str, Any]]], kubectl: Kubectl) -> None:
+def check_corpus_outcomes(outcomes: dict[str, tuple[int, dict[str, Any]]], kubectl: Kubectl,
+                          spaces: dict[Path, str]) -> None:
     deployed = 0
     for name, (status, body) in outcomes.items():
         assert status in (200, 422), (name, status, body)
@@ -281,8 +287,9 @@ def check_corpus_outcomes(outcomes: dict[str, tuple[int, dict[str, Any]]], kubec
             continue
         assert body["message"], name
         if body.get("errors"):  # rejected by the dry run: the apiserver itself agrees
-            check = subprocess.run([*kubectl_cmd(kubectl), "apply", "--dry-run=server", "-f",
-                                    str(next(p for p in CORPUS if p.name == name))], capture_output=True, text=True)
+            path = next(p for p in CORPUS if p.name == name)
+            check = subprocess.run([*kubectl_cmd(kubectl), "apply", "--dry-run=server", "-n", spaces[path], "-f",
+                                    str(path)], capture_output=True, text=True)
             assert check.returncode != 0, f"{name}: we refused it but kubectl's server dry run accepts it"
         else:  # applied, then some resource did not become ready: each failure says why
             failed = [r for r in body["resources"] if not r["ready"]]

@@ -41,10 +41,10 @@ class Checked:
 
 
 async def checked(kube: Kube, settings: ApiSettings, manifest: str | dict[str, str],
-                  tenant: str | None) -> Checked:
+                  tenant: str | None, namespace: str | None = None) -> Checked:
     """Parse (raising on malformed input), prepare and dry-run a manifest."""
     documents = manifests.parse(manifest, settings.limits)
-    namespace = manifests.tenant_namespace(documents, tenant) or settings.default_namespace
+    namespace = namespace or manifests.tenant_namespace(documents, tenant) or settings.default_namespace
     namespaced = {key: info.namespaced for key, info in (await kube.discover()).items()}
     prepared = manifests.prepare(documents, tenant=tenant, default_namespace=namespace, namespaced=namespaced)
     problems, notes = await deploy.validate(kube, prepared)
@@ -75,7 +75,8 @@ def parse_response(result: Checked, tenant: str | None, strict: bool) -> dict[st
 async def parse(body: ManifestRequest, kube: KubeDep, settings: SettingsDep,
                 strict: Annotated[bool, Query(description="Answer 422 when the dry run rejects any object")] = False,
                 ) -> dict[str, Any]:
-    return parse_response(await checked(kube, settings, body.manifest, body.tenant_id), body.tenant_id, strict)
+    result = await checked(kube, settings, body.manifest, body.tenant_id, body.namespace)
+    return parse_response(result, body.tenant_id, strict)
 
 
 @router.post("/upload", response_model=ParseResponse, responses=ERRORS,
@@ -111,7 +112,7 @@ async def deploy_manifest(body: ManifestRequest, request: Request, kube: KubeDep
                                                                  description="Readiness timeout, seconds")] = None,
                           ) -> Any:
     tenant = body.tenant_id
-    result = await checked(kube, settings, body.manifest, tenant)
+    result = await checked(kube, settings, body.manifest, tenant, body.namespace)
     if result.problems:
         raise result.rejection()  # nothing is applied unless every object passes the dry run
     prepared = result.prepared
