@@ -400,7 +400,7 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
 def component_pids(settings: ClusterSettings) -> list[int]:
     """Live processes of this cluster: kwokctl's pid files plus any process whose command
     line names its work directory (a component kwokctl lost track of)."""
-    marks = [str(workdir(settings)), str(settings.bin_cache)]
+    marks = [str(workdir(settings))]  # never the shared bin cache: other clusters run from it too
     candidates = set()
     for pidfile in (cluster_dir(settings) / "pids").glob("*.pid"):
         try:
