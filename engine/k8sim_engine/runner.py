@@ -93,7 +93,7 @@ class Engine:
         self.ticks += 1
         now = self.sim_now()
         samples = self.model.tick(pod_specs(pods, nodes), now, self.step, service_labels(pods))
-        overall = await self.persist(samples, now)
+        overall, windows = await self.persist(samples, now)
         document = model.health_document(samples, now, *overall)
         state = State()
         state.pods, state.deployments, state.model, state.services = pods, deployments, self.model, samples
@@ -103,7 +103,7 @@ class Engine:
         self.document = document
         await self.publish(document)
         await self.save_snapshot(document, now)
-        await self.alert(samples, now)
+        await self.alert(samples, now, windows)
         self.tick_cpu = [*self.tick_cpu[-99:], time.process_time() - cpu_before]
         return document
 
@@ -129,19 +129,21 @@ class Engine:
                 self.pool = None
         return self.pool
 
-    async def persist(self, samples: list[model.ServiceSample], now: dt.datetime) -> tuple[float | None, str | None]:
-        """Record this tick's samples; returns the overall (SLA %, status) over the window."""
+    async def persist(self, samples: list[model.ServiceSample], now: dt.datetime
+                      ) -> tuple[tuple[float | None, str | None], dict[str, tuple[float, float]]]:
+        """Record this tick's samples; returns the overall (SLA %, status) over the SLA window and
+        the (good, total) sums of every burn-rate window, which the alerts reuse."""
         pool = await self._pool()
         if pool is None:
-            return None, None
+            return (None, None), {}
         target, window = self.settings.sla_target, self.settings.sla_window_seconds
         try:
             async with pool.acquire() as conn:
                 await store.insert_samples(
                     conn, [(now, s.key, s.tenant, s.good, s.total, s.health != "unhealthy") for s in samples])
                 good, total = await store.window_sums(conn, now, window)
-                fast = await store.window_sums(conn, now, sla.WINDOW_SECONDS["5m"])
-                hour = await store.window_sums(conn, now, sla.WINDOW_SECONDS["1h"])
+                windows = {name: await store.window_sums(conn, now, seconds)
+                           for name, seconds in sla.WINDOW_SECONDS.items()}
                 if self.ticks % 200 == 0:
                     await store.prune_monitoring(conn, now - dt.timedelta(days=self.settings.retention_days))
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -149,11 +151,11 @@ class Engine:
             if self.pool is not None:
                 self.pool.terminate()
             self.pool = None
-            return None, None
+            return (None, None), {}
         percentage = round(sla.availability(good, total), 3)
-        fast_burn = sla.burn_rate(*hour, target) > 14.4 and sla.burn_rate(*fast, target) > 14.4
+        fast_burn = sla.burn_alerts(windows, target)[0].firing
         status = sla.status(percentage, target, sla.budget_remaining(good, total, target), fast_burn)
-        return percentage, status
+        return (percentage, status), windows
 
     async def save_snapshot(self, document: dict[str, Any], now: dt.datetime) -> None:
         """Keep one snapshot per `snapshot_every` simulated seconds for /monitoring/metrics/history."""
@@ -168,7 +170,8 @@ class Engine:
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("snapshot not kept: %s", exc)
 
-    async def alert(self, samples: list[model.ServiceSample], now: dt.datetime) -> None:
+    async def alert(self, samples: list[model.ServiceSample], now: dt.datetime,
+                    windows: dict[str, tuple[float, float]]) -> None:
         """Threshold rules per service and the built-in multi-window burn-rate alerts."""
         pool = self.pool
         if pool is None:
@@ -192,8 +195,6 @@ class Engine:
                                 service=s.key, tenant=s.tenant, value=value, at=now,
                                 message=f"{rule['metric']} {value:.2f} {rule['operator']} {rule['threshold']} "
                                         f"on {s.key}")
-                windows = {name: await store.window_sums(conn, now, seconds)
-                           for name, seconds in sla.WINDOW_SECONDS.items()}
                 for burn in sla.burn_alerts(windows, self.settings.sla_target):
                     if burn.firing:
                         rule_id = f"burn-rate:{burn.long_window}/{burn.short_window}"
