@@ -8,7 +8,7 @@ from typing import Any
 
 from k8sim import lifecycle
 from k8sim.kube import Kube, KubeError, ResourceInfo, UnknownKind
-from k8sim.manifests import TENANT_LABELS
+from k8sim.lifecycle import TENANT_LABELS
 
 #: Kinds listed when no kind is asked for: what manifests create and users look at.
 DEFAULT_KINDS = [

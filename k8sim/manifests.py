@@ -16,8 +16,9 @@ from typing import Any
 
 import yaml
 
-TENANT_LABEL = "ecp.ai/tenant-id"
-TENANT_LABELS = (TENANT_LABEL, "tenant")
+from k8sim.lifecycle import TENANT_LABELS
+
+TENANT_LABEL = TENANT_LABELS[0]  # the label we add to objects whose labels name no tenant
 
 # Kinds applied first, in this order; the rest follow in ORDER, unknown kinds (custom
 # resources) last. Namespaces and CRDs must exist before what lives in or uses them.
@@ -369,7 +370,3 @@ def _dig(obj: Any, path: tuple[str, ...]) -> Any:
         obj = obj[key]
     return obj
 
-
-def resource_id(obj: Mapping[str, Any]) -> str:
-    meta = obj.get("metadata") or {}
-    return f"{meta.get('namespace') or ''}/{obj.get('kind')}/{meta.get('name')}"

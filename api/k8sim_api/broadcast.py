@@ -57,7 +57,6 @@ class Broadcaster:
         self.deploy_channel = deploy_channel
         self.clients: set[Client] = set()
         self.latest: Update | None = None
-        self.published = 0
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -98,7 +97,6 @@ class Broadcaster:
     def fan_out(self, update: Update) -> None:
         if update.kind == "monitoring":
             self.latest = update
-            self.published += 1
         for client in list(self.clients):
             if update.kind == "deployment" and client.tenant and update.tenant != client.tenant:
                 continue

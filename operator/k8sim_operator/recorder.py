@@ -46,15 +46,11 @@ class Recorder:
         self.prior: dict[str, lifecycle.State | None] = {}
         self.pool: asyncpg.Pool | None = None
         self.spool = Path(settings.spool)
-        self.written = 0  # history rows committed, for benchmarks and logs
-        self.observed = 0
-        self.lag: list[float] = []  # seconds from observation to commit, recent batches
         self._idle = asyncio.Event()
 
     # ------------------------------------------------------------------ input
 
     def observe(self, obs: store.Observation) -> None:
-        self.observed += 1
         self._idle.clear()
         self.queue.put_nowait(obs)
 
@@ -136,12 +132,9 @@ class Recorder:
             prior = {o.uid: self.prior[o.uid] for o in batch if o.uid in self.prior}
             if unknown:
                 prior.update(await store.load_states(conn, unknown))
-            written = await store.record(conn, batch, prior)
+            await store.record(conn, batch, prior)
         # Only a committed batch moves the cache forward.
         self.prior.update(prior)
-        self.written += written
-        committed = now()
-        self.lag = [*self.lag[-999:], *((committed - o.observed_at).total_seconds() for o in batch)]
 
     async def close(self) -> None:
         """On shutdown: whatever could not be written goes to the spool, to survive the restart."""
