@@ -26,7 +26,8 @@ TAINT = {"key": "k8sim.io/bench", "value": "true", "effect": "NoSchedule"}
 
 def bench_nodes(settings: ClusterSettings, prefix: str, count: int, pods_per_node: int = 1000) -> float:
     nodes = cluster.node_manifests([{"name": prefix, "count": count, "cpu": "1000", "memory": "4Ti",
-                                     "pods": pods_per_node, "labels": {"k8sim.io/bench": prefix}}])
+                                     "pods": pods_per_node, "labels": {"k8sim.io/bench": prefix}}],
+                                  ip_range="10.241.0.0/16")  # apart from the default pools' range
     for node in nodes:
         node["spec"]["taints"] = [dict(TAINT)]
     started = time.monotonic()

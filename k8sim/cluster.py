@@ -9,6 +9,7 @@ check them without a cluster.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import os
 import shutil
@@ -38,6 +39,10 @@ COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "et
 
 GPU_TYPES = ("t4", "v100", "l40s", "a100")
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+#: What a node says of its host, as an Ubuntu 24.04 cloud image with containerd would.
+OS_IMAGE = "Ubuntu 24.04.3 LTS"
+KERNEL_VERSION = "6.8.0-1024-aws"
+CONTAINER_RUNTIME = "containerd://2.1.4"
 
 
 class ClusterError(RuntimeError):
@@ -165,10 +170,21 @@ def load_pools(path: Path) -> list[dict[str, Any]]:
     return pools
 
 
-def node_manifests(pools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """KWOK Node objects for every pool, capacity in status as a kubelet would register it."""
-    nodes = []
+def node_ip(network: str, index: int) -> str:
+    """The InternalIP of the index-th node: hosts of the range in order (never contacted)."""
+    net = ipaddress.ip_network(network)
+    if index + 10 >= net.num_addresses - 1:
+        raise ClusterError(f"node IP range {network} is too small for {index + 1} nodes")
+    return str(net.network_address + 10 + index)  # .1-.9 are left for gateways, as clouds do
+
+
+def node_manifests(pools: list[dict[str, Any]], ip_range: str = "10.240.0.0/16") -> list[dict[str, Any]]:
+    """KWOK Node objects for every pool, registered as a real kubelet would: capacity, a unique
+    InternalIP and Hostname, OS and kernel, instance type and zone (round robin in a region)."""
+    nodes: list[dict[str, Any]] = []
     for pool in pools:
+        region = str(pool.get("region", "us-east-1"))
+        zones = [str(z) for z in pool.get("zones") or [f"{region}a", f"{region}b", f"{region}c"]]
         for index in range(int(pool.get("count", 1))):
             name = f"{pool['name']}-{index}"
             capacity = {
@@ -183,6 +199,9 @@ def node_manifests(pools: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "kubernetes.io/arch": "amd64",
                 "type": "kwok",
                 "k8sim.io/pool": pool["name"],
+                "node.kubernetes.io/instance-type": str(pool.get("instance_type", "custom")),
+                "topology.kubernetes.io/region": region,
+                "topology.kubernetes.io/zone": zones[index % len(zones)],
                 **{str(k): str(v) for k, v in (pool.get("labels") or {}).items()},
             }
             spec: dict[str, Any] = {"providerID": f"kwok://{name}"}
@@ -205,16 +224,27 @@ def node_manifests(pools: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "status": {
                         "capacity": capacity,
                         "allocatable": dict(capacity),
+                        "addresses": [{"type": "InternalIP", "address": node_ip(ip_range, len(nodes))},
+                                      {"type": "Hostname", "address": name}],
                         "nodeInfo": {
                             "architecture": "amd64",
                             "operatingSystem": "linux",
-                            "kubeletVersion": f"fake-{KUBERNETES_VERSION}",
-                            "kubeProxyVersion": f"fake-{KUBERNETES_VERSION}",
+                            "osImage": OS_IMAGE,
+                            "kernelVersion": KERNEL_VERSION,
+                            "containerRuntimeVersion": CONTAINER_RUNTIME,
+                            "kubeletVersion": KUBERNETES_VERSION,
+                            "kubeProxyVersion": KUBERNETES_VERSION,
                         },
                     },
                 }
             )
     return nodes
+
+
+def kwokctl_configuration(settings: ClusterSettings) -> dict[str, Any]:
+    """kwokctl's own options: every component (etcd, controllers, KWOK) listens on one address."""
+    return {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokctlConfiguration",
+            "options": {"bindAddress": settings.bind_address}}
 
 
 def stages_for_profile(profile: str) -> list[dict[str, Any]]:
@@ -239,7 +269,7 @@ def stages_for_profile(profile: str) -> list[dict[str, Any]]:
 
 
 def kwokctl_config(settings: ClusterSettings) -> str:
-    docs = stages_for_profile(settings.profile)
+    docs = [kwokctl_configuration(settings), *stages_for_profile(settings.profile)]
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
@@ -272,9 +302,6 @@ def kwokctl_create_args(settings: ClusterSettings, bindir: Path, config: Path) -
         # HPAs report whether they can compute within seconds, not the default 15 s.
         "--extra-args",
         "kube-controller-manager=horizontal-pod-autoscaler-sync-period=5s",
-        # Listen on loopback only: the simulator never serves other hosts.
-        "--extra-args",
-        "kube-apiserver=bind-address=127.0.0.1",
         "--kubeconfig",
         str(settings.kubeconfig),
         "--config",
@@ -377,11 +404,14 @@ def up(settings: ClusterSettings) -> None:
 
 
 def ensure_nodes(settings: ClusterSettings) -> None:
-    nodes = node_manifests(load_pools(settings.nodepools))
+    nodes = node_manifests(load_pools(settings.nodepools), settings.node_ip_range)
     kubectl(
         settings, "apply", "--server-side", "--field-manager=k8sim-nodes", "--force-conflicts", "-f", "-",
         stdin=yaml.safe_dump_all(nodes),
     )
+    # Status is kept only on create; nodes registered by an older version get theirs now.
+    kubectl(settings, "apply", "--server-side", "--field-manager=k8sim-nodes", "--force-conflicts",
+            "--subresource=status", "-f", "-", stdin=yaml.safe_dump_all(nodes))
     names = [n["metadata"]["name"] for n in nodes]
     kubectl(settings, "wait", "--for=condition=Ready", f"--timeout={int(settings.ready_timeout)}s",
             *[f"node/{n}" for n in names])

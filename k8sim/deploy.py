@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from k8sim import lifecycle, store
+from k8sim import explain, lifecycle, store
 from k8sim.kube import Kube, KubeError, UnknownKind
 from k8sim.manifests import Document, Problem
 
@@ -167,8 +167,9 @@ async def validate(kube: Kube, documents: list[Document]) -> tuple[list[Problem]
                     # Same checks, in a namespace that exists: only namespace-scoped admission differs.
                     obj = {**obj, "metadata": {**obj["metadata"], "namespace": "default"}}
                 else:
-                    problems.append(doc.problem(f'namespace "{ns}" not found and not part of the manifest',
-                                                "metadata.namespace"))
+                    problems.append(doc.problem(
+                        f'namespace "{ns}" not found and not part of the manifest (add a Namespace to it, '
+                        'or deploy with "create_namespace": true)', "metadata.namespace"))
                     return
         try:
             async with sem:
@@ -230,11 +231,20 @@ async def _wait_namespace_gone_if_terminating(kube: Kube, name: str, timeout: fl
         await asyncio.sleep(0.3)
 
 
-async def readiness(kube: Kube, result: Result) -> tuple[bool, str, str | None]:
-    """(ready, status, reason) of one deployed object right now."""
+async def readiness(kube: Kube, result: Result, explainer: explain.Explainer | None = None
+                    ) -> tuple[bool, str, str | None]:
+    """(ready, status, reason) of one deployed object right now; with an explainer, the reason
+    of a workload or pod that is not ready is what the cluster says (events, pending pods)."""
     obj = await kube.get(result.api_version, result.kind, result.name, result.namespace or None)
     if obj is None:
         return False, "Missing", "the object no longer exists"
+    ready, status, reason = await _readiness(kube, result, obj)
+    if not ready and explainer is not None and (result.kind in explain.WORKLOADS or result.kind == "Pod"):
+        reason = await explainer.reason(obj) or reason
+    return ready, status, reason
+
+
+async def _readiness(kube: Kube, result: Result, obj: Mapping[str, Any]) -> tuple[bool, str, str | None]:
     if result.kind in READY_WHEN_EXISTS:
         return True, "Created", None
     state = lifecycle.summarise(obj)
@@ -265,12 +275,21 @@ async def _waits_for_consumer(kube: Kube, pvc: Mapping[str, Any]) -> bool:
 
 
 async def wait_ready(kube: Kube, results: list[Result], *, started: float, timeout: float,
-                     on_progress: Callable[[], Awaitable[None]] | None = None, interval: float = 0.25) -> None:
-    """Poll every applied resource until ready or the deadline; marks failures with a reason."""
+                     on_progress: Callable[[], Awaitable[None]] | None = None, interval: float = 0.25,
+                     explain_every: float = 2.0) -> None:
+    """Poll every applied resource until ready or the deadline; marks failures with a reason.
+
+    Reasons from events and pods cost a few list calls, so they are read every
+    ``explain_every`` seconds and on the last poll, not on every one."""
     deadline = started + timeout
     waiting = [r for r in results if not r.failed]
+    explained = started
     while waiting:
-        states = await asyncio.gather(*(readiness(kube, r) for r in waiting), return_exceptions=True)
+        last = time.monotonic() >= deadline
+        explainer = None
+        if last or time.monotonic() - explained >= explain_every:
+            explainer, explained = explain.Explainer(kube), time.monotonic()
+        states = await asyncio.gather(*(readiness(kube, r, explainer) for r in waiting), return_exceptions=True)
         changed = False
         still = []
         for result, state in zip(waiting, states, strict=True):
@@ -280,6 +299,8 @@ async def wait_ready(kube: Kube, results: list[Result], *, started: float, timeo
                 still.append(result)
                 continue
             ready, status, reason = state
+            if explainer is None and not ready and result.reason:
+                reason = result.reason  # keep the last explanation until the next read
             if status != result.status or reason != result.reason:
                 changed = True
             result.status, result.reason = status, reason
@@ -295,7 +316,7 @@ async def wait_ready(kube: Kube, results: list[Result], *, started: float, timeo
             await on_progress()
         if not waiting:
             return
-        if time.monotonic() >= deadline:
+        if last:
             for result in waiting:
                 result.failed = True
                 result.reason = (f"not ready after {timeout:.0f} s (status {result.status}"

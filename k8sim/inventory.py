@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from k8sim import lifecycle
+from k8sim import explain, lifecycle
 from k8sim.kube import Kube, KubeError, ResourceInfo, UnknownKind
 from k8sim.lifecycle import TENANT_LABELS
 
@@ -61,6 +61,17 @@ async def find(kube: Kube, *, tenant: str | None = None, namespace: str | None =
             seen.setdefault(obj["metadata"]["uid"], obj)
     return sorted(seen.values(), key=lambda o: (o["metadata"].get("namespace") or "", o["kind"],
                                                 o["metadata"]["name"]))
+
+
+async def describe_all(objs: Iterable[Mapping[str, Any]], explainer: explain.Explainer) -> list[dict[str, Any]]:
+    """Objects in the contract's shape; those not ready say why (events, pending pods)."""
+    items = []
+    for obj in objs:
+        item = describe(obj)
+        if not item["ready"] and (obj.get("kind") in explain.WORKLOADS or obj.get("kind") == "Pod"):
+            item["reason"] = await explainer.reason(obj) or item.get("reason")
+        items.append(item)
+    return items
 
 
 def describe(obj: Mapping[str, Any]) -> dict[str, Any]:

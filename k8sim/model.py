@@ -24,7 +24,6 @@ import hashlib
 import math
 import random
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -276,6 +275,8 @@ class ServiceSample:
     error_rate: float
     incident: bool
     uptime_s: float
+    desired: int | None = None  # the workload's spec.replicas (None: pods count)
+    available: int | None = None  # the workload's available replicas (None: ready pods)
 
     @property
     def health(self) -> str:
@@ -284,18 +285,6 @@ class ServiceSample:
         if self.error_rate > 0.01 or self.cpu_percent > 90 or self.ready_pods < self.pods:
             return "degraded"
         return "healthy"
-
-    def as_contract(self) -> dict[str, Any]:
-        return {
-            "cpu": {"usage_percent": round(self.cpu_percent, 1),
-                    "load_1m": round(self.cpu_cores * (1 + min(self.cpu_percent, 100) / 100), 2)},
-            "memory": {"usage_mb": round(self.memory_mb, 1), "usage_percent": round(self.memory_percent, 1)},
-            "network": {"requests_per_second": round(self.rps, 1), "response_time_ms": round(self.latency_ms, 1),
-                        "error_rate_percent": round(100 * self.error_rate, 3)},
-            "health": {"status": self.health, "uptime_seconds": int(self.uptime_s)},
-            "tenant_id": self.tenant, "profile": self.profile,
-            "pods": {"total": self.pods, "ready": self.ready_pods},
-        }
 
 
 class Model:
@@ -307,11 +296,13 @@ class Model:
         self.pods: dict[str, Pod] = {}
 
     def tick(self, specs: Iterable[PodSpec], when: dt.datetime, dt_s: float,
-             labels: Mapping[str, tuple[dict[str, str], dict[str, str]]] | None = None) -> list[ServiceSample]:
+             labels: Mapping[str, tuple[dict[str, str], dict[str, str]]] | None = None,
+             replicas: Mapping[str, tuple[int, int]] | None = None) -> list[ServiceSample]:
         by_service: dict[str, list[PodSpec]] = {}
         for spec in specs:
             by_service.setdefault(spec.service, []).append(spec)
         labels = labels or {}
+        replicas = replicas or {}
         samples = []
         for key in sorted(by_service):
             members = sorted(by_service[key], key=lambda s: s.uid)
@@ -346,6 +337,8 @@ class Model:
                 latency_ms=(sum(x.latency_ms for x in served) / len(served)) if served else 0.0,
                 error_rate=error, incident=load.incident,
                 uptime_s=max(uptimes) if uptimes else 0.0,
+                desired=replicas[key][0] if key in replicas else None,
+                available=replicas[key][1] if key in replicas else None,
             ))
         live = {s.uid for members in by_service.values() for s in members}
         for uid in [u for u in self.pods if u not in live]:
@@ -353,33 +346,3 @@ class Model:
         for key in [k for k in self.services if k not in by_service]:
             del self.services[key]
         return samples
-
-
-def health_document(samples: Iterable[ServiceSample], when: dt.datetime, sla_percentage: float | None,
-                    sla_status: str | None) -> dict[str, Any]:
-    """The /monitoring/health shape of CONTRACT.md."""
-    samples = list(samples)
-    services = {s.key: s.as_contract() for s in samples}
-    healthy = sum(1 for s in samples if s.health == "healthy")
-    unhealthy = sum(1 for s in samples if s.health == "unhealthy")
-    overall = "healthy" if healthy == len(samples) else ("unhealthy" if unhealthy * 2 > len(samples) else "degraded")
-    return {"timestamp": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "services": services,
-            "summary": {"overall_health": overall if samples else "healthy",
-                        "sla_percentage": sla_percentage if sla_percentage is not None else 100.0,
-                        "sla_status": sla_status or "meeting", "total_services": len(samples),
-                        "healthy_services": healthy}}
-
-
-def tenant_document(document: Mapping[str, Any], tenant: str,
-                    sla: tuple[float, str] | None = None) -> dict[str, Any]:
-    """The health document restricted to one tenant (by label, or its id in the service key)."""
-    services = {k: v for k, v in document["services"].items()
-                if v.get("tenant_id") == tenant or tenant in k.split("/", 1)[0]}
-    healthy = sum(1 for v in services.values() if v["health"]["status"] == "healthy")
-    unhealthy = sum(1 for v in services.values() if v["health"]["status"] == "unhealthy")
-    overall = "healthy" if healthy == len(services) else ("unhealthy" if unhealthy * 2 > len(services)
-                                                           else "degraded")
-    summary = {"overall_health": overall, "total_services": len(services), "healthy_services": healthy,
-               "sla_percentage": sla[0] if sla else document["summary"]["sla_percentage"],
-               "sla_status": sla[1] if sla else document["summary"]["sla_status"]}
-    return {"timestamp": document["timestamp"], "tenant_id": tenant, "services": services, "summary": summary}

@@ -73,7 +73,7 @@ def postgres_up(settings: CommonSettings) -> None:
         run(_as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
                           "--encoding=UTF8", "--locale=C.UTF-8"]))
     _give_to_postgres(data.parent)
-    options = f"-p {settings.postgres_port} -k {sockets} -c listen_addresses=127.0.0.1"
+    options = f"-p {settings.postgres_port} -k {sockets} -c listen_addresses={settings.bind_address}"
     run(_as_postgres([str(bindir / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(data),
                       "-l", str(data.parent / "postgres.log"), "-o", options]))
     psql = [str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(settings.postgres_port), "-U", "postgres",
@@ -111,7 +111,7 @@ def redis_up(settings: CommonSettings) -> None:
         raise ClusterError("Redis not installed: apt-get install redis-server")
     data = settings.state_dir / "redis"
     data.mkdir(parents=True, exist_ok=True)
-    run(["redis-server", "--port", str(settings.redis_port), "--bind", "127.0.0.1", "--dir", str(data),
+    run(["redis-server", "--port", str(settings.redis_port), "--bind", settings.bind_address, "--dir", str(data),
          "--daemonize", "yes", "--pidfile", str(data / "redis.pid"), "--logfile", str(data / "redis.log"),
          "--appendonly", "yes", "--save", ""])
     deadline = time.monotonic() + 30

@@ -25,6 +25,9 @@ class CommonSettings(BaseSettings):
         ROOT / ".state" / "kubeconfig",
         description="Kubeconfig of the simulated cluster (any kubeconfig works).",
     )
+    bind_address: str = Field(
+        "127.0.0.1", description="Address every listening component binds (loopback: never serve other hosts)."
+    )
     postgres_port: int = Field(6350, description="PostgreSQL port on loopback.")
     redis_port: int = Field(6351, description="Redis port on loopback.")
     database_url: str = Field(
@@ -57,5 +60,8 @@ class ClusterSettings(CommonSettings):
     kubectl: str = Field(
         "",
         description="kubectl binary; empty means the one next to this Python, else PATH.",
+    )
+    node_ip_range: str = Field(
+        "10.240.0.0/16", description="CIDR the nodes' InternalIPs come from (addresses only, never contacted)."
     )
     ready_timeout: float = Field(180.0, description="Seconds to wait for the cluster and nodes.")

@@ -241,10 +241,31 @@ async def update_deployment(conn: asyncpg.Connection, deployment_id: uuid.UUID, 
         deployment_id, status, resources, deployed_count, failed_count, message)
 
 
+INTERRUPTED = "interrupted: the API stopped while this deploy was running; deploy again to converge"
+
+
+async def fail_interrupted_deployments(conn: asyncpg.Connection) -> int:
+    """Mark deploys left pending or deploying by an API that died as failed (reason
+    ``interrupted``); called when an API starts, before it runs any deploy of its own."""
+    result = await conn.execute(
+        "UPDATE deployments SET status = 'failed', message = $1, finished_at = now() "
+        "WHERE status IN ('pending', 'deploying')", INTERRUPTED)
+    return int(result.split()[-1])
+
+
 async def latest_deployment(conn: asyncpg.Connection, tenant: str) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(
         "SELECT * FROM deployments WHERE tenant = $1 ORDER BY created_at DESC LIMIT 1", tenant)
     return row
+
+
+async def namespace_tenants(conn: asyncpg.Connection) -> dict[str, str]:
+    """namespace → tenant of every Namespace a tenant's deploy created (the newest deploy wins)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (d.name) d.name, d.tenant FROM deployment_objects d "
+        "JOIN deployments x ON x.id = d.deployment_id "
+        "WHERE d.kind = 'Namespace' AND d.tenant IS NOT NULL ORDER BY d.name, x.created_at DESC")
+    return {r["name"]: r["tenant"] for r in rows}
 
 
 async def deployment_objects(conn: asyncpg.Connection, tenant: str) -> list[asyncpg.Record]:
@@ -288,6 +309,16 @@ async def window_sums(conn: asyncpg.Connection, end: dt.datetime, seconds: float
         "SELECT COALESCE(sum(good), 0) AS good, COALESCE(sum(total), 0) AS total FROM sla_samples "
         f"WHERE taken_at > $1 AND taken_at <= $2 {_scope(tenant, service, args)}", *args)
     return float(row["good"]), float(row["total"])
+
+
+async def tenant_window_sums(conn: asyncpg.Connection, end: dt.datetime, seconds: float
+                             ) -> dict[str, tuple[float, float]]:
+    """tenant → (good, total) requests in (end - seconds, end], for every tenant with samples."""
+    rows = await conn.fetch(
+        "SELECT tenant, COALESCE(sum(good), 0) AS good, COALESCE(sum(total), 0) AS total FROM sla_samples "
+        "WHERE taken_at > $1 AND taken_at <= $2 AND tenant IS NOT NULL GROUP BY tenant",
+        end - dt.timedelta(seconds=seconds), end)
+    return {r["tenant"]: (float(r["good"]), float(r["total"])) for r in rows}
 
 
 async def sla_points(conn: asyncpg.Connection, end: dt.datetime, seconds: float, target: float, *,

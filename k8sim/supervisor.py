@@ -67,7 +67,8 @@ def run(settings: ClusterSettings, only: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, stop)
     for name in wanted:
         start(name)
-    say(f"simulator running: API http://127.0.0.1:6360  kubeconfig {settings.kubeconfig}  (Ctrl-C stops)")
+    api_port = os.environ.get("K8SIM_API_PORT", "6360")  # the API's own setting, read as it reads it
+    say(f"simulator running: API http://127.0.0.1:{api_port}  kubeconfig {settings.kubeconfig}  (Ctrl-C stops)")
     while not stopping:
         time.sleep(0.5)
         for name, proc in list(procs.items()):

@@ -9,7 +9,7 @@ from k8sim_api.core.config import get_settings
 
 def main() -> None:
     settings = get_settings()
-    uvicorn.run("k8sim_api.main:create_app", factory=True, host=settings.api_host, port=settings.api_port,
+    uvicorn.run("k8sim_api.main:create_app", factory=True, host=settings.bind_address, port=settings.api_port,
                 log_level=settings.log_level.lower(), access_log=False)
 
 

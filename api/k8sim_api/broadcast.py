@@ -13,7 +13,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from k8sim import model
+from k8sim import contract
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class Update:
             if self.kind == "deployment":
                 self._texts[tenant] = self.raw.decode()
             else:
-                data = model.tenant_document(self.payload, tenant) if tenant else self.payload
+                data = contract.tenant_document(self.payload, tenant) if tenant else self.payload
                 self._texts[tenant] = json.dumps({"type": "monitoring_update", "tenant_id": tenant, "data": data,
                                                   "timestamp": self.payload["timestamp"]})
         return self._texts[tenant]

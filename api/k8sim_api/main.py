@@ -38,6 +38,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         app.state.pool = await store.connect(settings.database_url, timeout=5)
         await store.migrate(app.state.pool)
+        async with app.state.pool.acquire() as conn:
+            interrupted = await store.fail_interrupted_deployments(conn)
+        if interrupted:
+            log.warning("marked %d deployment(s) interrupted by the last stop as failed", interrupted)
     except (TimeoutError, OSError) as exc:  # the store may come later; /health says so
         log.warning("PostgreSQL unavailable at start: %s", exc)
     try:
@@ -129,7 +133,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error(exc.status_code, str(exc.detail))
+        response = error(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        return response
 
     @app.exception_handler(Exception)
     async def internal(_: Request, exc: Exception) -> JSONResponse:

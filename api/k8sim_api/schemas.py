@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+#: A tenant id is matched against label values, so it must be one (63 characters at most).
+TENANT_ID: dict[str, Any] = {"min_length": 1, "max_length": 63,
+                             "pattern": r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$",
+                             "description": "ECP-AI tenant id (a label value).", "examples": ["tenant-123"]}
+#: Object and namespace names (DNS subdomains; namespaces are DNS labels, a subset).
+OBJECT_NAME: dict[str, Any] = {"min_length": 1, "max_length": 253,
+                               "pattern": r"^[A-Za-z0-9]([-A-Za-z0-9_.:]*[A-Za-z0-9])?$"}  # RBAC names have ':'
+
+NAMESPACE: dict[str, Any] = {"min_length": 1, "max_length": 63, "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}
+#: A kind as users type it: Pod, pods, deploy, HorizontalPodAutoscaler.
+KIND: dict[str, Any] = {"min_length": 1, "max_length": 100, "pattern": r"^[A-Za-z][A-Za-z0-9]*$"}
+
+YamlText = Annotated[str, StringConstraints(min_length=1)]
 
 MANIFEST_EXAMPLE = (
     "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ecp-ai-tenant-123\n  labels:\n"
@@ -22,13 +36,16 @@ class ManifestRequest(BaseModel):
          "tenant_id": "t1"},
     ]})
 
-    manifest: str | dict[str, str] = Field(description="Multi-document YAML, or file name → YAML.")
-    tenant_id: str | None = Field(None, max_length=253, description="ECP-AI tenant id.")
+    manifest: YamlText | Annotated[dict[str, str], Field(min_length=1)] = Field(
+        description="Multi-document YAML, or file name → YAML (not empty).")
+    tenant_id: str | None = Field(None, **{k: v for k, v in TENANT_ID.items() if k != "examples"})
     deployment_mode: str | None = Field(None, max_length=64, description="ECP-AI's mode (demo, production …).")
     namespace: str | None = Field(None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
                                   description="Namespace of objects that name none, like kubectl -n "
                                               "(default: the tenant's namespace in the manifest, else default).")
     wait: bool = Field(True, description="Deploy only: wait for readiness (false answers at once).")
+    create_namespace: bool = Field(False, description="Create the target namespace when it does not exist and "
+                                                      "the manifest has none (like helm's --create-namespace).")
 
 
 class ParseResponse(BaseModel):

@@ -9,7 +9,7 @@ from .settings import EngineSettings
 
 def main() -> None:
     settings = EngineSettings()
-    uvicorn.run("k8sim_engine.app:create_app", factory=True, host=settings.engine_host, port=settings.engine_port,
+    uvicorn.run("k8sim_engine.app:create_app", factory=True, host=settings.bind_address, port=settings.engine_port,
                 log_level=settings.log_level.lower(), access_log=False)
 
 

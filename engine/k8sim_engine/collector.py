@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from k8sim import lifecycle, model
+from k8sim import contract, lifecycle, model
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 
@@ -152,7 +152,8 @@ class SimulatorCollector(Collector):
         for sample in state.services:
             ns, svc = sample.key.split("/", 1)
             latency.add_metric([ns, svc, sample.tenant or ""], sample.latency_ms / 1000)
-            health.add_metric([ns, svc, sample.tenant or "", sample.health], 1.0 if sample.health == "healthy" else 0.0)
+            status = contract.service_health(sample)
+            health.add_metric([ns, svc, sample.tenant or "", status], 1.0 if status == "healthy" else 0.0)
         sla = GaugeMetricFamily("k8sim_sla_availability_percent", "Availability over the SLA window.",
                                 labels=["scope"])
         for scope, value in state.sla.items():

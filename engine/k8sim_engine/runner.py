@@ -13,12 +13,12 @@ import asyncpg
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, generate_latest
 
-from k8sim import model, sla, store
+from k8sim import contract, model, sla, store
 from k8sim.kube import Kube, KubeError
 
 from .collector import SimulatorCollector, State
 from .settings import EngineSettings
-from .sources import pod_specs, service_labels
+from .sources import namespace_tenants, pod_specs, service_labels, workload_replicas
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +88,19 @@ class Engine:
 
     async def tick(self) -> dict[str, Any]:
         cpu_before = time.process_time()
-        pods, nodes, deployments = await asyncio.gather(
-            self.kube.list("v1", "Pod"), self.kube.list("v1", "Node"), self.kube.list("apps/v1", "Deployment"))
+        pods, nodes, deployments, statefulsets, namespaces = await asyncio.gather(
+            self.kube.list("v1", "Pod"), self.kube.list("v1", "Node"), self.kube.list("apps/v1", "Deployment"),
+            self.kube.list("apps/v1", "StatefulSet"), self.kube.list("v1", "Namespace"))
         self.ticks += 1
         now = self.sim_now()
-        samples = self.model.tick(pod_specs(pods, nodes), now, self.step, service_labels(pods))
-        overall, windows = await self.persist(samples, now)
-        document = model.health_document(samples, now, *overall)
+        tenants = {**await self.deployed_namespaces(), **namespace_tenants(namespaces)}  # labels win
+        samples = self.model.tick(pod_specs(pods, nodes, tenants), now, self.step, service_labels(pods),
+                                  workload_replicas([*deployments, *statefulsets]))
+        overall, per_tenant, windows = await self.persist(samples, now)
+        document = contract.health_document(samples, now, overall, per_tenant)
         state = State()
         state.pods, state.deployments, state.model, state.services = pods, deployments, self.model, samples
-        state.sla = {"overall": overall[0]} if overall[0] is not None else {}
+        state.sla = {"overall": overall[0]} if overall is not None else {}
         self.state = state
         self.exposition = await asyncio.to_thread(generate_latest, self.registry)
         self.document = document
@@ -129,19 +132,35 @@ class Engine:
                 self.pool = None
         return self.pool
 
-    async def persist(self, samples: list[model.ServiceSample], now: dt.datetime
-                      ) -> tuple[tuple[float | None, str | None], dict[str, tuple[float, float]]]:
-        """Record this tick's samples; returns the overall (SLA %, status) over the SLA window and
-        the (good, total) sums of every burn-rate window, which the alerts reuse."""
+    async def deployed_namespaces(self) -> dict[str, str]:
+        """namespace → tenant for the namespaces tenants' deploys created (empty while the store is down)."""
         pool = await self._pool()
         if pool is None:
-            return (None, None), {}
+            return {}
+        try:
+            async with pool.acquire() as conn:
+                return await store.namespace_tenants(conn)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("tenant namespaces not read: %s", exc)
+            return {}
+
+    async def persist(self, samples: list[model.ServiceSample], now: dt.datetime
+                      ) -> tuple[tuple[float, str] | None, dict[str, tuple[float, str]],
+                                 dict[str, tuple[float, float]]]:
+        """Record this tick's samples; returns the overall (SLA %, status) over the SLA window
+        (None while the store cannot be read), each tenant's, and the (good, total) sums of
+        every burn-rate window, which the alerts reuse."""
+        pool = await self._pool()
+        if pool is None:
+            return None, {}, {}
         target, window = self.settings.sla_target, self.settings.sla_window_seconds
         try:
             async with pool.acquire() as conn:
                 await store.insert_samples(
-                    conn, [(now, s.key, s.tenant, s.good, s.total, s.health != "unhealthy") for s in samples])
+                    conn, [(now, s.key, s.tenant, s.good, s.total, contract.service_health(s) != "unhealthy")
+                           for s in samples])
                 good, total = await store.window_sums(conn, now, window)
+                by_tenant = await store.tenant_window_sums(conn, now, window)
                 windows = {name: await store.window_sums(conn, now, seconds)
                            for name, seconds in sla.WINDOW_SECONDS.items()}
                 if self.ticks % 200 == 0:
@@ -151,11 +170,15 @@ class Engine:
             if self.pool is not None:
                 self.pool.terminate()
             self.pool = None
-            return (None, None), {}
+            return None, {}, {}
         percentage = round(sla.availability(good, total), 3)
         fast_burn = sla.burn_alerts(windows, target)[0].firing
         status = sla.status(percentage, target, sla.budget_remaining(good, total, target), fast_burn)
-        return (percentage, status), windows
+        tenants = {}
+        for tenant, (t_good, t_total) in by_tenant.items():
+            t_pct = round(sla.availability(t_good, t_total), 3)
+            tenants[tenant] = (t_pct, sla.status(t_pct, target, sla.budget_remaining(t_good, t_total, target), False))
+        return (percentage, status), tenants, windows
 
     async def save_snapshot(self, document: dict[str, Any], now: dt.datetime) -> None:
         """Keep one snapshot per `snapshot_every` simulated seconds for /monitoring/metrics/history."""

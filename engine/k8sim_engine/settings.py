@@ -12,7 +12,6 @@ from k8sim.settings import CommonSettings
 class EngineSettings(CommonSettings):
     """Clock, model and outputs of the monitoring engine."""
 
-    engine_host: str = Field("127.0.0.1", description="Address the engine listens on.")
     engine_port: int = Field(6381, description="Port of /metrics and /health.")
     tick_seconds: float = Field(5.0, description="Real seconds between ticks.")
     speed: float = Field(1.0, description="Simulated seconds per real second (60: a day in 24 minutes).")

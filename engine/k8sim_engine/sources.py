@@ -37,8 +37,21 @@ def service_of(pod: Mapping[str, Any]) -> str:
     return f"{meta.get('namespace', '')}/{service}"
 
 
-def pod_specs(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, Any]]) -> list[model.PodSpec]:
-    """Model inputs for every Running pod."""
+def namespace_tenants(namespaces: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """namespace → tenant, for namespaces that carry a tenant label."""
+    found = {}
+    for ns in namespaces:
+        tenant = lifecycle.tenant_of(ns)
+        if tenant:
+            found[ns["metadata"]["name"]] = tenant
+    return found
+
+
+def pod_specs(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, Any]],
+              tenants_by_namespace: Mapping[str, str] | None = None) -> list[model.PodSpec]:
+    """Model inputs for every Running pod. A pod's tenant is its own label, else its namespace's
+    tenant (by label, or the tenant whose deploy created it); never a guess from names."""
+    tenants_by_namespace = tenants_by_namespace or {}
     accelerators = {n["metadata"]["name"]: (n["metadata"].get("labels") or {}).get("accelerator", "")
                     for n in nodes}
     specs = []
@@ -61,7 +74,8 @@ def pod_specs(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, An
         specs.append(model.PodSpec(
             uid=meta["uid"], namespace=meta.get("namespace", ""), name=meta["name"], service=service_of(pod),
             container=containers[0].get("name", ""), image=containers[0].get("image", ""), node=node,
-            tenant=lifecycle.tenant_of(pod), cpu_request=requests["cpu"] or 0.1,
+            tenant=lifecycle.tenant_of(pod) or tenants_by_namespace.get(meta.get("namespace", "")),
+            cpu_request=requests["cpu"] or 0.1,
             cpu_limit=limits["cpu"], memory_request=requests["memory"] or 128 * model.MIB,
             memory_limit=limits["memory"], gpus=int(requests["nvidia.com/gpu"] or limits["nvidia.com/gpu"] or 0),
             accelerator=accel, ready=lifecycle.conditions(pod).get("Ready", {}).get("status") == "True",
@@ -69,6 +83,17 @@ def pod_specs(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, An
             leak=annotations.get("k8sim.io/scenario") == "memory-leak",
         ))
     return specs
+
+
+def workload_replicas(workloads: Iterable[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
+    """namespace/name → (desired, available) of Deployments and StatefulSets."""
+    found = {}
+    for obj in workloads:
+        meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+        desired = spec.get("replicas")
+        found[f"{meta.get('namespace', '')}/{meta['name']}"] = (
+            1 if desired is None else int(desired), int(status.get("availableReplicas") or 0))
+    return found
 
 
 def service_labels(pods: Iterable[Mapping[str, Any]]) -> dict[str, tuple[dict[str, str], dict[str, str]]]:

@@ -14,7 +14,6 @@ from k8sim.settings import ROOT, CommonSettings
 class ApiSettings(CommonSettings):
     """How the API listens, what it accepts and how long a deploy may wait."""
 
-    api_host: str = Field("127.0.0.1", description="Address the API listens on.")
     api_port: int = Field(6360, description="Port of the HTTP API and WebSocket.")
     cors_origins: list[str] = Field(["http://localhost:3000"], description="Origins allowed by CORS (ECP-AI UI).")
     crds: Path = Field(ROOT / "cluster" / "crds", description="CRDs installed at start (ServiceMonitor, VPA …).")

@@ -41,10 +41,15 @@ class Checked:
 
 
 async def checked(kube: Kube, settings: ApiSettings, manifest: str | dict[str, str],
-                  tenant: str | None, namespace: str | None = None) -> Checked:
-    """Parse (raising on malformed input), prepare and dry-run a manifest."""
+                  tenant: str | None, namespace: str | None = None, create_namespace: bool = False) -> Checked:
+    """Parse (raising on malformed input), prepare and dry-run a manifest; with
+    ``create_namespace`` a missing target namespace becomes the manifest's first object."""
     documents = manifests.parse(manifest, settings.limits)
     namespace = namespace or manifests.tenant_namespace(documents, tenant) or settings.default_namespace
+    if create_namespace and not any(d.kind == "Namespace" and d.name == namespace for d in documents) \
+            and await kube.get("v1", "Namespace", namespace) is None:
+        documents = [Document({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+                              len(documents), "create_namespace"), *documents]
     namespaced = {key: info.namespaced for key, info in (await kube.discover()).items()}
     prepared = manifests.prepare(documents, tenant=tenant, default_namespace=namespace, namespaced=namespaced)
     problems, notes = await deploy.validate(kube, prepared)
@@ -75,7 +80,7 @@ def parse_response(result: Checked, tenant: str | None, strict: bool) -> dict[st
 async def parse(body: ManifestRequest, kube: KubeDep, settings: SettingsDep,
                 strict: Annotated[bool, Query(description="Answer 422 when the dry run rejects any object")] = False,
                 ) -> dict[str, Any]:
-    result = await checked(kube, settings, body.manifest, body.tenant_id, body.namespace)
+    result = await checked(kube, settings, body.manifest, body.tenant_id, body.namespace, body.create_namespace)
     return parse_response(result, body.tenant_id, strict)
 
 
@@ -112,7 +117,7 @@ async def deploy_manifest(body: ManifestRequest, request: Request, kube: KubeDep
                                                                  description="Readiness timeout, seconds")] = None,
                           ) -> Any:
     tenant = body.tenant_id
-    result = await checked(kube, settings, body.manifest, tenant, body.namespace)
+    result = await checked(kube, settings, body.manifest, tenant, body.namespace, body.create_namespace)
     if result.problems:
         raise result.rejection()  # nothing is applied unless every object passes the dry run
     prepared = result.prepared

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+import asyncpg
+from fastapi import APIRouter, Path, Query, Request, Response
 
-from k8sim import model, sla, store
+from k8sim import contract, sla, store
 from k8sim_api.deps import PoolDep, SettingsDep, SnapshotDep
-from k8sim_api.schemas import ErrorResponse
+from k8sim_api.schemas import TENANT_ID, ErrorResponse
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/monitoring", tags=["monitoring"])
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse, "description": "No data yet"}}
 
@@ -22,31 +25,46 @@ async def health(snapshot: SnapshotDep) -> Response:
 
 
 @router.get("/tenant/{tenant_id}", responses=UNAVAILABLE, summary="The same, for one tenant's services")
-async def tenant(tenant_id: str, snapshot: SnapshotDep, request: Request, settings: SettingsDep) -> dict[str, Any]:
+async def tenant(tenant_id: Annotated[str, Path(**TENANT_ID)], snapshot: SnapshotDep, request: Request,
+                 settings: SettingsDep) -> dict[str, Any]:
     figures = None
     pool = request.app.state.pool
     if pool is not None:
-        async with pool.acquire() as conn:
-            status = await sla.current(conn, target=settings.sla_target, window_s=settings.sla_window_seconds,
-                                       tenant=tenant_id)
-        if status["data_points"]:
-            figures = (status["percentage"], status["status"])
-    return model.tenant_document(snapshot.payload, tenant_id, figures)
+        try:
+            async with pool.acquire() as conn:
+                status = await sla.current(conn, target=settings.sla_target,
+                                           window_s=settings.sla_window_seconds, tenant=tenant_id)
+            if status["data_points"]:
+                figures = (status["percentage"], status["status"])
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.info("tenant SLA from the engine's snapshot, the store is unreachable: %s", exc)
+    return contract.tenant_document(snapshot.payload, tenant_id, figures)
 
 
 @router.get("/metrics", responses=UNAVAILABLE, summary="The latest snapshot with per-tenant summaries")
 async def metrics(snapshot: SnapshotDep) -> dict[str, Any]:
     document = snapshot.payload
     tenants = sorted({v.get("tenant_id") for v in document["services"].values() if v.get("tenant_id")})
-    return {**document, "tenants": {t: model.tenant_document(document, t)["summary"] for t in tenants}}
+    return {**document, "tenants": {t: contract.tenant_document(document, t)["summary"] for t in tenants}}
 
 
 @router.get("/metrics/history", summary="Past snapshots (downsampled), each under `data`")
 async def history(pool: PoolDep, hours: Annotated[float, Query(gt=0, le=24 * 35)] = 1.0,
-                  points: Annotated[int, Query(gt=0, le=2000)] = 360) -> list[dict[str, Any]]:
+                  points: Annotated[int, Query(gt=0, le=2000)] = 360,
+                  service: Annotated[str | None, Query(max_length=317,
+                                                      description="namespace/name: only this service")] = None,
+                  ) -> dict[str, Any]:
+    """The shape ECP-AI's data adapter reads: an object whose ``history`` holds the snapshots."""
     async with pool.acquire() as conn:
         end = await store.latest_snapshot_time(conn)
-        if end is None:
-            return []
-        rows = await store.snapshot_history(conn, end - dt.timedelta(hours=hours), end, points)
-    return [{"timestamp": r["document"]["timestamp"], "data": r["document"]} for r in rows]
+        rows = [] if end is None else await store.snapshot_history(conn, end - dt.timedelta(hours=hours), end,
+                                                                    points)
+    history = []
+    for row in rows:
+        data = row["document"]
+        if service is not None:
+            services = {k: v for k, v in data["services"].items() if k == service}
+            data = {**data, "services": services}
+        history.append({"timestamp": data["timestamp"], "data": data})
+    return {"status": "success", "hours": hours, "service_filter": service, "data_points": len(history),
+            "history": history}

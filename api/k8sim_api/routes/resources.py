@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 
-from k8sim import inventory, store
+from k8sim import explain, inventory, store
 from k8sim.kube import Kube, KubeError, UnknownKind
 from k8sim_api.deps import KubeDep
-from k8sim_api.schemas import ErrorResponse
+from k8sim_api.schemas import KIND, NAMESPACE, OBJECT_NAME, TENANT_ID, ErrorResponse
 
 router = APIRouter(prefix="/k8s/resources", tags=["resources"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
@@ -32,9 +33,9 @@ async def latest_deployment(request: Request, tenant: str) -> Any:
 @router.get("", summary="Resources by namespace, kind and tenant, with the tenant's overall status")
 async def list_resources(
     request: Request, kube: KubeDep,
-    namespace: Annotated[str | None, Query(max_length=253)] = None,
-    kind: Annotated[str | None, Query(max_length=100)] = None,
-    tenant_id: Annotated[str | None, Query(max_length=253)] = None,
+    namespace: Annotated[str | None, Query(**NAMESPACE)] = None,
+    kind: Annotated[str | None, Query(**KIND)] = None,
+    tenant_id: Annotated[str | None, Query(**TENANT_ID)] = None,
 ) -> dict[str, Any]:
     kinds = inventory.DEFAULT_KINDS
     if kind:
@@ -43,8 +44,8 @@ async def list_resources(
         except UnknownKind:
             raise HTTPException(404, f'unknown kind "{kind}"') from None
         kinds = [(info.api_version, info.kind)]
-    items = [inventory.describe(o) for o in await inventory.find(kube, tenant=tenant_id, namespace=namespace,
-                                                                  kinds=kinds)]
+    found = await inventory.find(kube, tenant=tenant_id, namespace=namespace, kinds=kinds)
+    items = await inventory.describe_all(found, explain.Explainer(kube))
     body: dict[str, Any] = {"resources": items, "count": len(items), "tenant_id": tenant_id}
     record = await latest_deployment(request, tenant_id) if tenant_id else None
     if record is not None:
@@ -64,6 +65,8 @@ async def delete_one(kube: Kube, namespace: str | None, kind: str, name: str) ->
         info = await inventory.resolve_kind(kube, kind)
     except UnknownKind:
         raise HTTPException(404, f'unknown kind "{kind}"') from None
+    if info.namespaced and namespace and not re.fullmatch(NAMESPACE["pattern"], namespace):
+        raise HTTPException(422, f'"{namespace}" is not a namespace name')
     ns = (namespace or "default") if info.namespaced else None
     if not await kube.delete(info.api_version, info.kind, name, ns):
         raise HTTPException(404, f'{info.kind} "{name}" not found' + (f' in namespace "{ns}"' if ns else ""))
@@ -73,7 +76,8 @@ async def delete_one(kube: Kube, namespace: str | None, kind: str, name: str) ->
 
 @router.delete("/tenant/{tenant_id}", responses=NOT_FOUND,
                summary="Delete everything of a tenant, its namespaces last")
-async def delete_tenant(tenant_id: str, request: Request, kube: KubeDep) -> dict[str, Any]:
+async def delete_tenant(tenant_id: Annotated[str, Path(**TENANT_ID)], request: Request,
+                        kube: KubeDep) -> dict[str, Any]:
     kinds = list(inventory.DEFAULT_KINDS)
     targets = {o["metadata"]["uid"]: o for o in await inventory.find(kube, tenant=tenant_id, kinds=kinds)}
     pool = request.app.state.pool
@@ -105,18 +109,50 @@ async def delete_tenant(tenant_id: str, request: Request, kube: KubeDep) -> dict
         still = await asyncio.gather(*(kube.get(o["apiVersion"], o["kind"], o["metadata"]["name"],
                                                 o["metadata"].get("namespace")) for o in remaining))
         remaining = [o for o, s in zip(remaining, still, strict=True) if s is not None]
-    return {"status": "success", "tenant_id": tenant_id, "deleted_count": len(targets) - len(remaining),
-            "pending_count": len(remaining),
-            "resources": sorted(inventory.describe(o)["id"] for o in targets.values())}
+    body: dict[str, Any] = {
+        "status": "success", "tenant_id": tenant_id, "deleted_count": len(targets) - len(remaining),
+        "pending_count": len(remaining), "resources": sorted(inventory.describe(o)["id"] for o in targets.values())}
+    if remaining:
+        pending = [await still_pending(kube, o) for o in remaining]
+        body["pending"] = pending
+        body["message"] = "; ".join(f"{p['id']}: {p['reason']}" for p in pending if p.get("reason")) or None
+    return body
 
 
-@router.delete("/{namespace}/{kind}/{name}", responses=NOT_FOUND, summary="Delete one object (ECP-AI's form)")
-async def delete_by_path(namespace: str, kind: str, name: str, kube: KubeDep) -> dict[str, Any]:
+async def still_pending(kube: Kube, obj: dict[str, Any]) -> dict[str, Any]:
+    """An object a delete left behind, with why: a Terminating namespace's conditions (for example
+    NamespaceDeletionDiscoveryFailure while an aggregated API is unavailable), else its finalizers."""
+    meta = obj["metadata"]
+    current = await kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace")) or obj
+    item: dict[str, Any] = {"id": inventory.describe(current)["id"]}
+    troubles = [f"{c.get('type')}: {c.get('message', '')}".strip()
+                for c in (current.get("status") or {}).get("conditions") or [] if c.get("status") == "True"]
+    finalizers = (current.get("metadata") or {}).get("finalizers") or (current.get("spec") or {}).get("finalizers")
+    if troubles:
+        item["reason"] = "; ".join(troubles)
+    elif finalizers:
+        item["reason"] = f"waiting for finalizers: {', '.join(finalizers)}"
+    return item
+
+
+@router.delete("/{namespace}/{kind}/{name}", responses=NOT_FOUND, summary="Delete one object (ECP-AI's form)",
+               description="The namespace segment is ignored for cluster-scoped kinds (ECP-AI sends `-` or the "
+                           "item's empty namespace: `/k8s/resources//Namespace/ecp-ai-t1`).")
+async def delete_by_path(namespace: Annotated[str, Path(max_length=253, pattern=r"^[^\x00-\x1f\x7f]+$")],
+                         kind: Annotated[str, Path(**KIND)], name: Annotated[str, Path(**OBJECT_NAME)],
+                         kube: KubeDep) -> dict[str, Any]:
     return await delete_one(kube, namespace, kind, name)
 
 
+@router.delete("//{kind}/{name}", responses=NOT_FOUND, include_in_schema=False)
+async def delete_cluster_scoped(kind: Annotated[str, Path(**KIND)], name: Annotated[str, Path(**OBJECT_NAME)],
+                                kube: KubeDep) -> dict[str, Any]:
+    """ECP-AI's form with the empty namespace it lists cluster-scoped objects with."""
+    return await delete_one(kube, "", kind, name)
+
+
 @router.delete("/{resource_name}", responses=NOT_FOUND, summary="Delete one object (the guide's form)")
-async def delete_by_query(resource_name: str, kube: KubeDep,
-                          namespace: Annotated[str, Query(max_length=253)] = "default",
-                          kind: Annotated[str, Query(max_length=100)] = "Pod") -> dict[str, Any]:
+async def delete_by_query(resource_name: Annotated[str, Path(**OBJECT_NAME)], kube: KubeDep,
+                          namespace: Annotated[str, Query(**NAMESPACE)] = "default",
+                          kind: Annotated[str, Query(**KIND)] = "Pod") -> dict[str, Any]:
     return await delete_one(kube, namespace, kind, resource_name)

@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from k8sim import lifecycle
+from k8sim.kube import Kube, KubeError
 from k8sim_api.deps import KubeDep
 
 router = APIRouter(tags=["health"])
@@ -19,10 +21,29 @@ async def index() -> dict[str, Any]:
             "openapi": "/openapi.json", "health": "/health"}
 
 
+async def unavailable_apiservices(kube: Kube) -> list[dict[str, str]]:
+    """Aggregated APIs the apiserver cannot reach: while one exists, discovery is partial and
+    every namespace deletion (and garbage collection) stalls cluster-wide."""
+    try:
+        services = await kube.list("apiregistration.k8s.io/v1", "APIService")
+    except KubeError:
+        return []
+    broken = []
+    for svc in services:
+        available = lifecycle.conditions(svc).get("Available")
+        if available is not None and available.get("status") != "True":
+            broken.append({"name": svc["metadata"]["name"], "reason": str(available.get("reason", "")),
+                           "message": str(available.get("message", ""))})
+    return broken
+
+
 @router.get("/health", summary="Healthy when the cluster and the store answer",
             responses={503: {"description": "A dependency is down; `checks` says which"}})
 async def health(request: Request, kube: KubeDep) -> JSONResponse:
-    checks = {"kubernetes": "ok" if await kube.ready() else "unreachable"}
+    """``healthy``; ``degraded`` (still 200) when an aggregated API is unavailable, naming it;
+    ``unhealthy`` (503) when the cluster or the store does not answer."""
+    reachable = await kube.ready()
+    checks = {"kubernetes": "ok" if reachable else "unreachable"}
     pool = request.app.state.pool
     if pool is None:
         checks["postgresql"] = "unavailable"
@@ -34,5 +55,13 @@ async def health(request: Request, kube: KubeDep) -> JSONResponse:
         except Exception:  # any failure of the probe means not healthy
             checks["postgresql"] = "unreachable"
     healthy = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "healthy" if healthy else "unhealthy", "checks": checks},
-                        status_code=200 if healthy else 503)
+    body: dict[str, Any] = {"status": "healthy" if healthy else "unhealthy", "checks": checks}
+    broken = await unavailable_apiservices(kube) if reachable else []
+    if broken:
+        checks["apiservices"] = "unavailable"
+        body["unavailable_apiservices"] = broken
+        body["message"] = ("aggregated API unavailable, namespace deletion is blocked cluster-wide: "
+                           + "; ".join(f"{b['name']}: {b['message']}" for b in broken))
+        if healthy:
+            body["status"] = "degraded"
+    return JSONResponse(body, status_code=200 if healthy else 503)

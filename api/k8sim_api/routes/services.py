@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 
-from k8sim import lifecycle
+from k8sim import explain, lifecycle
 from k8sim_api.deps import KubeDep
-from k8sim_api.schemas import ErrorResponse
+from k8sim_api.schemas import NAMESPACE, OBJECT_NAME, ErrorResponse
 
 router = APIRouter(prefix="/k8s/service", tags=["services"])
 
@@ -30,8 +30,8 @@ def pod_summary(pod: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/{name}", responses={404: {"model": ErrorResponse}},
             summary="Desired and current image, replica counts and pods of one service")
-async def service_status(name: str, kube: KubeDep,
-                         namespace: Annotated[str, Query(max_length=253)] = "default") -> dict[str, Any]:
+async def service_status(name: Annotated[str, Path(**OBJECT_NAME)], kube: KubeDep,
+                         namespace: Annotated[str, Query(**NAMESPACE)] = "default") -> dict[str, Any]:
     workload = None
     for api_version, kind in WORKLOADS:
         workload = await kube.get(api_version, kind, name, namespace)
@@ -65,6 +65,8 @@ async def service_status(name: str, kube: KubeDep,
                                  else "failed" if state.phase == "Failed" else "in_progress"),
             "lastUpdated": max(t for t in times if t),
         })
+        if not state.ready:
+            body["reason"] = await explain.Explainer(kube).reason(workload) or state.reason
     else:
         ready = sum(1 for p in pods if p["ready"])
         body.update({"kind": "Service", "desiredImage": body["currentImage"],

@@ -11,13 +11,14 @@ from pydantic import BaseModel, Field
 
 from k8sim import sla, store
 from k8sim_api.deps import PoolDep, SettingsDep
+from k8sim_api.schemas import TENANT_ID
 
 router = APIRouter(prefix="/sla", tags=["sla"])
 
 
 @router.get("/status", summary="Availability over the SLA window vs the target (meeting, at_risk, breached)")
 async def status(pool: PoolDep, settings: SettingsDep,
-                 tenant_id: Annotated[str | None, Query(max_length=253)] = None) -> dict[str, Any]:
+                 tenant_id: Annotated[str | None, Query(**TENANT_ID)] = None) -> dict[str, Any]:
     async with pool.acquire() as conn:
         return await sla.current(conn, target=settings.sla_target, window_s=settings.sla_window_seconds,
                                  tenant=tenant_id)
@@ -25,7 +26,7 @@ async def status(pool: PoolDep, settings: SettingsDep,
 
 @router.get("/report", summary="Daily, weekly and monthly availability from the stored history")
 async def report(pool: PoolDep, settings: SettingsDep,
-                 tenant_id: Annotated[str | None, Query(max_length=253)] = None) -> dict[str, Any]:
+                 tenant_id: Annotated[str | None, Query(**TENANT_ID)] = None) -> dict[str, Any]:
     target = settings.sla_target
     body: dict[str, Any] = {"target": target, "tenant_id": tenant_id}
     async with pool.acquire() as conn:
@@ -47,8 +48,8 @@ class AlertRule(BaseModel):
     name: str = Field(min_length=1, max_length=200, examples=["high error rate"])
     metric: Literal[sla.RULE_METRICS] = Field(examples=["error_rate_percent"])  # type: ignore[valid-type]
     operator: Literal[">", ">=", "<", "<="] = ">"
-    threshold: float = Field(examples=[1.0])
-    tenant_id: str | None = Field(None, max_length=253)
+    threshold: float = Field(strict=True, examples=[1.0], description="A number (true/false are refused).")
+    tenant_id: str | None = Field(None, **{k: v for k, v in TENANT_ID.items() if k != "examples"})
     service: str | None = Field(None, max_length=300, description="namespace/name or name; all when absent")
     severity: Literal["info", "warning", "critical"] = "warning"
 
@@ -73,7 +74,7 @@ async def rules(pool: PoolDep) -> dict[str, Any]:
 
 
 @router.get("/alerts/history", summary="Alerts fired and resolved, newest first (burn-rate alerts included)")
-async def alert_history(pool: PoolDep, tenant_id: Annotated[str | None, Query(max_length=253)] = None,
+async def alert_history(pool: PoolDep, tenant_id: Annotated[str | None, Query(**TENANT_ID)] = None,
                         limit: Annotated[int, Query(gt=0, le=5000)] = 500) -> dict[str, Any]:
     async with pool.acquire() as conn:
         rows = await store.alert_history(conn, tenant=tenant_id, limit=limit)
@@ -82,4 +83,7 @@ async def alert_history(pool: PoolDep, tenant_id: Annotated[str | None, Query(ma
         "service": r["service"], "tenant_id": r["tenant"], "value": r["value"], "message": r["message"],
         "fired_at": r["fired_at"].isoformat(),
         "resolved_at": r["resolved_at"].isoformat() if r["resolved_at"] else None,
-        "state": "resolved" if r["resolved_at"] else "firing"} for r in rows]}
+        "state": "resolved" if r["resolved_at"] else "firing",
+        # What ECP-AI's alert sync reads (the simulator it used before answered these).
+        "type": r["name"], "timestamp": r["fired_at"].isoformat(), "resolved": r["resolved_at"] is not None,
+    } for r in rows]}
