@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -18,7 +20,7 @@ from k8sim import cluster
 from k8sim.settings import ROOT
 from tests.ecp_ai import object_count, tenant_files, tenant_manifest
 
-from .conftest import Kubectl, eventually
+from .conftest import Kubectl, eventually, free_port, process, started
 
 pytestmark = pytest.mark.integration
 
@@ -328,13 +330,21 @@ def test_ecp_ai_style_client(api_url: str) -> None:
     asyncio.run(run())
 
 
-def test_postgres_outage_gives_503_not_500_and_recovers(api_url: str, settings: Any) -> None:
+def test_postgres_outage_gives_503_not_500_and_recovers(api_url: str, engine_url: str, settings: Any) -> None:
     from k8sim import services
 
     services.postgres_down(settings)
     try:
         health = httpx.get(f"{api_url}/health", timeout=10)
         assert health.status_code == 503 and health.json()["checks"]["postgresql"] != "ok"
+
+        def sla_unknown() -> bool:  # the engine cannot read its samples: it must not claim 100 %
+            summary = httpx.get(f"{api_url}/monitoring/health", timeout=10).json()["summary"]
+            assert summary["sla_percentage"] is None and summary["sla_status"] == "unknown", summary
+            return bool(summary["degraded"])
+        eventually(sla_unknown, 30, "the monitoring summary to admit the SLA is unknown")
+        tenant_view = httpx.get(f"{api_url}/monitoring/tenant/anyone", timeout=10)
+        assert tenant_view.status_code == 200 and tenant_view.json()["summary"]["sla_percentage"] is None
         listing = httpx.get(f"{api_url}/k8s/resources", params={"tenant_id": "nobody"}, timeout=10)
         assert listing.status_code == 200, "listing answers from the cluster alone"
         deploy = post(api_url, "/k8s/manifest/deploy",
@@ -347,3 +357,173 @@ def test_postgres_outage_gives_503_not_500_and_recovers(api_url: str, settings: 
                     manifest="apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: after-outage\n")
     assert redeploy.status_code == 200, redeploy.text
     httpx.delete(f"{api_url}/k8s/resources/default/ConfigMap/after-outage")
+    eventually(lambda: httpx.get(f"{api_url}/monitoring/health", timeout=10).json()["summary"]["sla_percentage"]
+               is not None, 30, "the SLA to be measured again")
+
+
+def test_ecp_ai_delete_deployment_replayed_removes_the_namespace_too(api_url: str, kubectl: Kubectl) -> None:
+    """ECP-AI's K8sSimulatorClient.delete_deployment, request for request: list the tenant's resources,
+    then DELETE /k8s/resources/{item.get("namespace", "default")}/{kind}/{name} for each; cluster-scoped
+    items are listed with namespace "" so it sends /k8s/resources//Namespace/<name>."""
+    tenant = f"del{uuid.uuid4().hex[:5]}"
+    ns = f"ecp-ai-{tenant}"
+    manifest = (f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n---\n"
+                f"apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {ns}-reader\n"
+                "rules: [{apiGroups: [''], resources: [pods], verbs: [get]}]\n---\n"
+                f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  namespace: {ns}\n")
+    assert post(api_url, "/k8s/manifest/deploy", manifest=manifest, tenant_id=tenant).status_code == 200
+
+    async def replay() -> tuple[int, list[str]]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            resources = (await client.get(f"{api_url}/k8s/resources", params={"tenant_id": tenant})).json()
+            deleted, urls = 0, []
+            for resource in resources["resources"]:
+                namespace = resource.get("namespace", "default")
+                url = f"{api_url}/k8s/resources/{namespace}/{resource.get('kind', '')}/{resource.get('name', '')}"
+                urls.append(url)
+                if (await client.delete(url)).status_code == 200:
+                    deleted += 1
+            return deleted, urls
+    deleted, urls = asyncio.run(replay())
+    assert f"{api_url}/k8s/resources//Namespace/{ns}" in urls
+    assert f"{api_url}/k8s/resources//ClusterRole/{ns}-reader" in urls
+    assert deleted == len(urls) == 3
+    gone = kubectl("get", "namespace", ns, "clusterrole", f"{ns}-reader", "--ignore-not-found", "-o", "name")
+    assert f"clusterrole.rbac.authorization.k8s.io/{ns}-reader" not in gone
+    eventually(lambda: not kubectl("get", "namespace", ns, "--ignore-not-found", "-o", "name").strip(), 60,
+               "the tenant's namespace to be gone")
+    placeholder = httpx.delete(f"{api_url}/k8s/resources/-/Namespace/{ns}")
+    assert placeholder.status_code == 404, "a placeholder segment is ignored for cluster-scoped kinds"
+
+
+def test_not_ready_objects_say_why_as_kubectl_would(api_url: str, kubectl: Kubectl) -> None:
+    tenant = f"why{uuid.uuid4().hex[:5]}"
+    ns = f"ecp-ai-{tenant}"
+    gpu_hog = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "gpu-hog", "namespace": ns},
+               "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "gpu-hog"}},
+                        "template": {"metadata": {"labels": {"app": "gpu-hog"}}, "spec": {
+                            "containers": [{"name": "c", "image": "x", "resources": {
+                                "limits": {"nvidia.com/gpu": "64"}}}]}}}}
+    database = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "database", "namespace": ns},
+                "spec": {"replicas": 1, "serviceName": "database", "selector": {"matchLabels": {"app": "db"}},
+                         "template": {"metadata": {"labels": {"app": "db"}}, "spec": {
+                             "serviceAccountName": "database", "containers": [{"name": "c", "image": "x"}]}}}}
+    manifest = yaml.safe_dump_all([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+                                   gpu_hog, database])
+    try:
+        resp = httpx.post(f"{api_url}/k8s/manifest/deploy?timeout=8", json={"manifest": manifest,
+                                                                           "tenant_id": tenant}, timeout=60)
+        assert resp.status_code == 422, resp.text
+        reasons = {r["name"]: r["reason"] for r in resp.json()["resources"] if not r["ready"]}
+        assert "FailedScheduling" in reasons["gpu-hog"] and "nvidia.com/gpu" in reasons["gpu-hog"], reasons
+        assert "(2 pods pending, 2 unschedulable)" in reasons["gpu-hog"]
+        assert "FailedCreate" in reasons["database"] and 'serviceaccount "database" not found' in reasons["database"]
+        listed = {r["name"]: r for r in httpx.get(f"{api_url}/k8s/resources", params={"tenant_id": tenant}).json()[
+            "resources"]}
+        assert "FailedScheduling" in listed["gpu-hog"]["reason"]
+        assert "FailedScheduling" in listed[next(n for n in listed if n.startswith("gpu-hog-"))]["reason"]
+        rollout = httpx.get(f"{api_url}/k8s/service/gpu-hog", params={"namespace": ns}).json()
+        assert "FailedScheduling" in rollout["reason"] and rollout["deploymentStatus"] == "in_progress"
+    finally:
+        httpx.delete(f"{api_url}/k8s/resources/tenant/{tenant}", timeout=60)
+
+
+def test_create_namespace_on_deploy(api_url: str, kubectl: Kubectl) -> None:
+    ns = f"cn-{uuid.uuid4().hex[:6]}"
+    body = {"manifest": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n", "namespace": ns,
+            "tenant_id": "cn"}
+    refused = httpx.post(f"{api_url}/k8s/manifest/deploy", json=body, timeout=60)
+    assert refused.status_code == 422
+    message = refused.json()["message"]
+    assert f'namespace "{ns}" not found' in message and "create_namespace" in message
+    assert not kubectl("get", "namespace", ns, "--ignore-not-found", "-o", "name").strip()
+    try:
+        created = httpx.post(f"{api_url}/k8s/manifest/deploy", json={**body, "create_namespace": True}, timeout=60)
+        assert created.status_code == 200, created.text
+        assert {r["id"] for r in created.json()["resources"]} == {f"/Namespace/{ns}", f"{ns}/ConfigMap/cfg"}
+        namespace = kubectl.json("get", "namespace", ns)
+        assert namespace["metadata"]["labels"]["ecp.ai/tenant-id"] == "cn"
+    finally:
+        kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found")
+
+
+BROKEN_APISERVICE = """apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata:
+  name: v1beta1.metrics.k8s.io
+spec:
+  group: metrics.k8s.io
+  version: v1beta1
+  groupPriorityMinimum: 100
+  versionPriority: 100
+  insecureSkipTLSVerify: true
+  service: {name: prometheus-adapter, namespace: monitoring}
+"""
+
+
+def test_a_broken_aggregated_api_is_reported_not_silent(api_url: str, kubectl: Kubectl) -> None:
+    """kube-prometheus's prometheus-adapter APIService alone: discovery fails, namespaces cannot be
+    deleted. /health says degraded and names it; a tenant delete says why its namespace stays."""
+    if kubectl("get", "apiservice", "v1beta1.metrics.k8s.io", "--ignore-not-found", "-o", "name").strip():
+        pytest.skip("this cluster serves metrics.k8s.io already")
+    tenant = f"agg{uuid.uuid4().hex[:5]}"
+    manifest = f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ecp-ai-{tenant}\n"
+    assert post(api_url, "/k8s/manifest/deploy", manifest=manifest, tenant_id=tenant).status_code == 200
+    kubectl("apply", "-f", "-", stdin=BROKEN_APISERVICE)
+    try:
+        def degraded() -> dict[str, Any]:
+            body = httpx.get(f"{api_url}/health", timeout=10).json()
+            assert body["status"] == "degraded", body
+            return dict(body)
+        body = eventually(degraded, 60, "/health to report the unavailable APIService")
+        broken = {b["name"]: b for b in body["unavailable_apiservices"]}
+        assert broken["v1beta1.metrics.k8s.io"]["message"]
+        deleted = httpx.delete(f"{api_url}/k8s/resources/tenant/{tenant}", timeout=90).json()
+        assert deleted["pending_count"] == 1, deleted
+        assert deleted["pending"][0]["id"] == f"/Namespace/ecp-ai-{tenant}"
+        assert "NamespaceDeletionDiscoveryFailure" in deleted["pending"][0]["reason"], deleted
+        assert "metrics.k8s.io" in deleted["message"]
+    finally:
+        kubectl("delete", "apiservice", "v1beta1.metrics.k8s.io", "--ignore-not-found")
+    eventually(lambda: not kubectl("get", "namespace", f"ecp-ai-{tenant}", "--ignore-not-found", "-o",
+                                   "name").strip(), 90, "the namespace to go once the APIService is gone")
+    assert httpx.get(f"{api_url}/health", timeout=10).json()["status"] == "healthy"
+
+
+def test_a_deploy_killed_with_the_api_is_marked_interrupted(api_url: str, tmp_path: Path) -> None:
+    """kill -9 of the API in the middle of a deploy; the next API marks that deploy failed: interrupted."""
+    tenant = f"kill{uuid.uuid4().hex[:5]}"
+    ns = f"ecp-ai-{tenant}"
+    never_ready = yaml.safe_dump_all([
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "waits", "namespace": ns},
+         "spec": {"selector": {"matchLabels": {"app": "w"}}, "template": {"metadata": {"labels": {"app": "w"}},
+                  "spec": {"containers": [{"name": "c", "image": "x", "resources": {
+                      "limits": {"nvidia.com/gpu": "64"}}}]}}}}])
+
+    def api(log: Path) -> tuple[Any, str]:
+        port = free_port()
+        ctx = process([sys.executable, "-m", "k8sim_api"], {"K8SIM_API_PORT": str(port)}, log)
+        proc = ctx.__enter__()
+        started(f"http://127.0.0.1:{port}/health", proc, log)
+        return (ctx, proc), f"http://127.0.0.1:{port}"
+
+    (ctx, proc), url = api(tmp_path / "doomed.log")
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        pool.submit(httpx.post, f"{url}/k8s/manifest/deploy?timeout=300",
+                    json={"manifest": never_ready, "tenant_id": tenant}, timeout=300)
+        eventually(lambda: httpx.get(f"{url}/k8s/resources", params={"tenant_id": tenant}).json()["status"]
+                   == "deploying", 30, "the deploy to be under way")
+        proc.kill()  # SIGKILL: no shutdown handler runs
+        proc.wait(10)
+    finally:
+        ctx.__exit__(None, None, None)
+        pool.shutdown(wait=True)
+    (ctx, proc), url = api(tmp_path / "next.log")
+    try:
+        listed = httpx.get(f"{url}/k8s/resources", params={"tenant_id": tenant}).json()
+        assert listed["status"] == "failed" and "interrupted" in listed["message"], listed
+    finally:
+        httpx.delete(f"{url}/k8s/resources/tenant/{tenant}", timeout=60)
+        ctx.__exit__(None, None, None)

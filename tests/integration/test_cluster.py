@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -160,3 +162,94 @@ def test_dry_run_uses_only_local_binaries(live_cluster: ClusterSettings, tmp_pat
     for line in fetches:
         source = line.removeprefix("# Download ").split(" to ")[0]
         assert source.startswith(str(bindir) + "/"), line
+
+
+def test_nodes_look_like_real_ones(kubectl: Kubectl, settings: ClusterSettings) -> None:
+    nodes = [n for n in kubectl.json("get", "nodes")["items"]
+             if n["metadata"]["labels"].get("k8sim.io/pool") and "k8sim.io/bench" not in n["metadata"]["labels"]]
+    assert len(nodes) == sum(int(p.get("count", 1)) for p in cluster.load_pools(settings.nodepools))
+    ips = []
+    for node in nodes:
+        addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
+        assert addresses["Hostname"] == node["metadata"]["name"]
+        ips.append(addresses["InternalIP"])
+        info = node["status"]["nodeInfo"]
+        assert info["kubeletVersion"] == cluster.KUBERNETES_VERSION
+        assert info["osImage"].startswith("Ubuntu") and info["kernelVersion"]
+        labels = node["metadata"]["labels"]
+        assert labels["node.kubernetes.io/instance-type"] and labels["topology.kubernetes.io/zone"]
+        assert labels["topology.kubernetes.io/region"]
+    assert len(set(ips)) == len(ips) and all(ip.startswith("10.240.") for ip in ips)
+    wide = kubectl("get", "nodes", "-o", "wide")
+    assert cluster.KUBERNETES_VERSION in wide and "Ubuntu" in wide
+
+
+def test_host_network_daemonset_runs_on_every_untainted_node(kubectl: Kubectl, namespace: str) -> None:
+    """node-exporter's shape: hostNetwork, hostPID, no tolerations; Ready on every CPU node, pod IP = host IP."""
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump({
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "node-exporter"},
+        "spec": {"selector": {"matchLabels": {"app": "node-exporter"}},
+                 "template": {"metadata": {"labels": {"app": "node-exporter"}},
+                              "spec": {"hostNetwork": True, "hostPID": True,
+                                       "containers": [{"name": "node-exporter",
+                                                       "image": "quay.io/prometheus/node-exporter:v1.9.1",
+                                                       "ports": [{"containerPort": 9100, "hostPort": 9100}]}]}}}}))
+    untainted = {n["metadata"]["name"] for n in kubectl.json("get", "nodes")["items"]
+                 if not n["spec"].get("taints") and not n["spec"].get("unschedulable")}
+    assert len(untainted) >= 10
+
+    def ready() -> list[dict[str, Any]]:
+        ds = kubectl.json("get", "daemonset", "node-exporter", "-n", namespace)["status"]
+        assert ds.get("desiredNumberScheduled") == len(untainted)
+        assert ds.get("numberReady") == len(untainted), ds
+        return list(kubectl.json("get", "pods", "-n", namespace, "-l", "app=node-exporter")["items"])
+    pods = eventually(ready, 90, "the host-network DaemonSet to be Ready everywhere")
+    node_ips = {n["metadata"]["name"]: next(a["address"] for a in n["status"]["addresses"]
+                                            if a["type"] == "InternalIP")
+                for n in kubectl.json("get", "nodes")["items"]}
+    assert {p["spec"]["nodeName"] for p in pods} == untainted
+    for pod in pods:
+        status = pod["status"]
+        assert status["phase"] == "Running"
+        assert status["podIP"] == status["hostIP"] == node_ips[pod["spec"]["nodeName"]], pod["metadata"]["name"]
+
+
+def listening_sockets() -> list[tuple[str, int, str]]:
+    """(local address, pid, process name) of every listening TCP socket on this machine."""
+    out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        fields = line.split()
+        local = fields[3]
+        for name, pid in re.findall(r'\("([^"]+)",pid=(\d+)', line):
+            found.append((local, int(pid), name))
+    return found
+
+
+def simulator_pids(settings: ClusterSettings) -> set[int]:
+    """The cluster's components, and every process started from this checkout or its state."""
+    pids = set(cluster.component_pids(settings))
+    marks = [str(settings.state_dir).encode(), b"k8sim_api", b"k8sim_engine", b"k8sim_operator"]
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if any(mark in cmdline for mark in marks):
+                pids.add(int(proc.name))
+    return pids
+
+
+def test_every_simulator_socket_listens_on_loopback_only(live_cluster: ClusterSettings, live_services: Any,
+                                                         api_url: str, engine_url: str) -> None:
+    pids = simulator_pids(live_cluster)
+    ours = [(addr, name) for addr, pid, name in listening_sockets() if pid in pids]
+    names = {name for _, name in ours}
+    # The test means something only if it sees every kind of listener.
+    # (process names as the kernel keeps them: at most 15 characters)
+    assert {"etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "kwok"} <= names, names
+    assert any(n.startswith("postgres") for n in names) and any(n.startswith("redis") for n in names), names
+    exposed = [(addr, name) for addr, name in ours
+               if not (addr.startswith("127.") or addr.startswith("[::1]"))]
+    assert not exposed, f"listening beyond loopback: {exposed}"

@@ -28,12 +28,19 @@ pytestmark = pytest.mark.integration
 SERVICE_SHAPE = {"cpu": {"usage_percent", "load_1m"}, "memory": {"usage_mb", "usage_percent"},
                  "network": {"requests_per_second", "response_time_ms", "error_rate_percent"},
                  "health": {"status", "uptime_seconds"}}
-SUMMARY = {"overall_health", "sla_percentage", "sla_status", "total_services", "healthy_services"}
+SUMMARY = {"overall_health", "sla_percentage", "sla_status", "total_services", "healthy_services",
+           "total_requests_per_second", "average_response_time"}
+
+
+def tenant_keys(tenant: str, names: list[str] = APP + GPU + CPU + INFRA) -> set[str]:
+    return {f"ecp-ai-{tenant}/{name}" for name in names}
 
 
 @pytest.fixture(scope="module")
 def tenants(api_url: str, engine_url: str) -> Iterator[list[str]]:
-    names = [f"m{uuid.uuid4().hex[:5]}", f"n{uuid.uuid4().hex[:5]}"]
+    """Two tenants whose ids collide by prefix (m1a2b3 and m1a2b30): every filter must keep them apart."""
+    base = f"m{uuid.uuid4().hex[:5]}"
+    names = [base, f"{base}0"]
     for tenant in names:
         resp = httpx.post(f"{api_url}/k8s/manifest/deploy", json={"manifest": tenant_files(tenant, gpu="a100"),
                                                                   "tenant_id": tenant}, timeout=60)
@@ -45,7 +52,7 @@ def tenants(api_url: str, engine_url: str) -> Iterator[list[str]]:
 
 def test_tenant_services_appear_with_the_contract_shape(api_url: str, tenants: list[str]) -> None:
     tenant = tenants[0]
-    expected = {f"ecp-ai-{tenant}/{name}" for name in APP + GPU + CPU + INFRA}
+    expected = tenant_keys(tenant)
 
     def listed() -> dict[str, Any]:
         doc = httpx.get(f"{api_url}/monitoring/tenant/{tenant}").json()
@@ -64,14 +71,30 @@ def test_tenant_services_appear_with_the_contract_shape(api_url: str, tenants: l
     assert dt.datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00"))
     everything = httpx.get(f"{api_url}/monitoring/health").json()
     assert expected <= set(everything["services"]) and set(everything["summary"]) >= SUMMARY
-    other = {f"ecp-ai-{tenants[1]}/{name}" for name in APP}
-    assert not other & set(doc["services"]), "a tenant sees only its own services"
+    for service in doc["services"].values():
+        assert service["replicas"]["desired"] >= service["replicas"]["ready"] >= 0
+        assert service["replicas"]["available"] >= 0
+    assert doc["services"][f"ecp-ai-{tenant}/callbot"]["replicas"]["desired"] == 2
+    assert doc["summary"]["total_requests_per_second"] > 0 and doc["summary"]["average_response_time"] > 0
     status = httpx.get(f"{api_url}/sla/status").json()
     assert set(status) >= {"status", "percentage", "target", "data_points", "healthy_points"}
     assert status["target"] == 99.5 and status["status"] in ("meeting", "at_risk", "breached")
-    history = eventually(lambda: httpx.get(f"{api_url}/monitoring/metrics/history", params={"hours": 1}).json(),
-                         what="history")
-    assert all(set(h["data"]["summary"]) >= SUMMARY for h in history)
+
+    def history() -> dict[str, Any]:
+        body = httpx.get(f"{api_url}/monitoring/metrics/history", params={"hours": 1}).json()
+        assert body["history"] and any(f"ecp-ai-{tenant}/callbot" in h["data"]["services"] for h in body["history"])
+        return dict(body)
+    body = eventually(history, what="history with the tenant's services")
+    # The shape ECP-AI's data adapter reads (convert_to_ecp_sla_data): an object with `history`.
+    assert body["status"] == "success" and body["hours"] == 1 and body["data_points"] == len(body["history"])
+    latest = body["history"][-1]
+    assert set(latest["data"]["summary"]) >= SUMMARY
+    assert dt.datetime.fromisoformat(latest["timestamp"].replace("Z", "+00:00")).tzinfo is not None
+    key = f"ecp-ai-{tenant}/callbot"
+    narrowed = httpx.get(f"{api_url}/monitoring/metrics/history", params={"hours": 1, "service": key}).json()
+    assert narrowed["service_filter"] == key
+    assert all(set(h["data"]["services"]) <= {key} for h in narrowed["history"])
+    assert any(h["data"]["services"] for h in narrowed["history"])
     report = httpx.get(f"{api_url}/sla/report").json()
     assert report["daily"] and {"period", "availability"} <= set(report["daily"][-1])
 
@@ -92,10 +115,72 @@ def test_websocket_tenant_filter_gets_only_its_tenant(api_url: str, tenants: lis
         for msg in messages:
             assert msg["type"] == "monitoring_update" and msg["tenant_id"] == tenant and msg["timestamp"]
             assert msg["data"]["services"], "updates carry the tenant's services"
-            assert all(tenant in key for key in msg["data"]["services"])
+            # Exactly this tenant's namespace: tenants[0] is a prefix of tenants[1].
+            assert set(msg["data"]["services"]) <= tenant_keys(tenant), (tenant, sorted(msg["data"]["services"]))
     assert len({m["timestamp"] for m in first}) >= 2, "updates keep coming"
     keys = set(everything[-1]["data"]["services"])
-    assert any(tenants[0] in k for k in keys) and any(tenants[1] in k for k in keys)
+    assert keys & tenant_keys(tenants[0]) and keys & tenant_keys(tenants[1])
+
+
+def test_no_tenant_filter_lets_a_prefix_colliding_tenant_through(api_url: str, tenants: list[str],
+                                                                 settings: ClusterSettings) -> None:
+    """tenants[0] is a prefix of tenants[1] (m1a2b3 / m1a2b30): each view holds exactly its own."""
+    for tenant in tenants:
+        def exact(tenant: str = tenant) -> bool:
+            view = httpx.get(f"{api_url}/monitoring/tenant/{tenant}").json()
+            also = httpx.get(f"{api_url}/monitoring/health", params={"tenant_id": tenant}).json()
+            assert set(view["services"]) == tenant_keys(tenant), sorted(view["services"])
+            assert set(also["services"]) == tenant_keys(tenant)
+            return True
+        eventually(exact, 60, f"{tenant}'s exact services")
+        listed = httpx.get(f"{api_url}/k8s/resources", params={"tenant_id": tenant}).json()["resources"]
+        assert listed and {r["namespace"] for r in listed} <= {f"ecp-ai-{tenant}", ""}
+        assert {r["tenant_id"] for r in listed} == {tenant}
+        metrics = httpx.get(f"{api_url}/monitoring/metrics").json()["tenants"]
+        assert metrics[tenant]["total_services"] == len(tenant_keys(tenant))
+
+    async def recorded() -> dict[str, set[str]]:
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            rows = await conn.fetch("SELECT DISTINCT tenant, service FROM sla_samples WHERE tenant = ANY($1)",
+                                    tenants)
+        finally:
+            await conn.close()
+        found: dict[str, set[str]] = {}
+        for row in rows:
+            found.setdefault(row["tenant"], set()).add(row["service"])
+        return found
+    samples = asyncio.run(recorded())
+    for tenant in tenants:  # SLA per tenant sums exactly these rows
+        assert samples[tenant] and samples[tenant] <= tenant_keys(tenant)
+        status = httpx.get(f"{api_url}/sla/status", params={"tenant_id": tenant}).json()
+        assert status["tenant_id"] == tenant and status["data_points"] > 0
+
+
+def test_a_namespace_a_tenants_deploy_made_is_the_tenants_even_without_labels(
+        api_url: str, engine_url: str, kubectl: Any) -> None:
+    """Pods created later by hand, in a namespace the tenant's deploy created and whose labels were
+    since removed, still belong to the tenant (the store remembers the deploy); a tenant whose id
+    is a prefix sees none of them."""
+    tenant = f"acme{uuid.uuid4().hex[:4]}-small"
+    ns = f"{tenant}-ecp-ai"
+    manifest = f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"
+    resp = httpx.post(f"{api_url}/k8s/manifest/deploy", json={"manifest": manifest, "tenant_id": tenant}, timeout=60)
+    assert resp.status_code == 200, resp.text
+    try:
+        kubectl("label", "namespace", ns, "ecp.ai/tenant-id-", "tenant-")
+        kubectl("create", "deployment", "handmade", "--image=nginx", "-n", ns)
+
+        def seen() -> bool:
+            view = httpx.get(f"{api_url}/monitoring/tenant/{tenant}").json()
+            assert set(view["services"]) == {f"{ns}/handmade"}
+            return True
+        eventually(seen, 60, "the hand-made service under its tenant")
+        prefix = tenant.removesuffix("-small")
+        assert not httpx.get(f"{api_url}/monitoring/tenant/{prefix}").json()["services"]
+    finally:
+        httpx.delete(f"{api_url}/k8s/resources/tenant/{tenant}", timeout=60)
+        kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found")
 
 
 def test_metrics_use_exporter_names_and_counters_only_grow(engine_url: str, tenants: list[str]) -> None:
@@ -119,7 +204,7 @@ def test_metrics_use_exporter_names_and_counters_only_grow(engine_url: str, tena
     assert all(second[k] >= first[k] for k in counters)
     grew = [k for k in counters if k.startswith("container_cpu_usage_seconds_total") and second[k] > first[k]]
     assert grew, "CPU counters advance with time"
-    gpu = [k for k in second if k.startswith("DCGM_FI_DEV_GPU_UTIL") and tenants[0] in k]
+    gpu = [k for k in second if k.startswith("DCGM_FI_DEV_GPU_UTIL") and f'namespace="ecp-ai-{tenants[0]}"' in k]
     assert len(gpu) == 3 and all('modelName="NVIDIA A100"' in k for k in gpu)
 
 
@@ -157,15 +242,21 @@ def test_alert_rules_fire_and_are_kept(api_url: str, tenants: list[str]) -> None
         alerts = httpx.get(f"{api_url}/sla/alerts/history", params={"tenant_id": tenants[0]}).json()["alerts"]
         return [a for a in alerts if a["rule_id"] == rule_id and a["state"] == "firing"]
     alerts = eventually(fired, 30, "the rule to fire")
-    assert {a["service"] for a in alerts} <= {f"ecp-ai-{tenants[0]}/{n}" for n in APP + GPU + CPU + INFRA}
-    assert all(a["fired_at"] and a["severity"] == "critical" for a in alerts)
+    assert {a["service"] for a in alerts} <= tenant_keys(tenants[0])
+    assert {a["service"] for a in alerts} & tenant_keys(tenants[0], APP), "the busy app services fire"
+    for alert in alerts:  # what ECP-AI's alert sync reads
+        assert alert["severity"] == "critical" and alert["resolved"] is False and alert["type"] == rule["name"]
+        assert dt.datetime.fromisoformat(alert["timestamp"]) == dt.datetime.fromisoformat(alert["fired_at"])
+    others = httpx.get(f"{api_url}/sla/alerts/history", params={"tenant_id": tenants[1]}).json()["alerts"]
+    assert not [a for a in others if a["rule_id"] == rule_id], "the prefix-colliding tenant sees none of them"
     # The tenant goes away, its services stop serving: every alert of the rule resolves.
     assert httpx.delete(f"{api_url}/k8s/resources/tenant/{tenants[0]}", timeout=60).status_code == 200
 
     def resolved() -> list[dict[str, Any]]:
         alerts = httpx.get(f"{api_url}/sla/alerts/history", params={"tenant_id": tenants[0]}).json()["alerts"]
         mine = [a for a in alerts if a["rule_id"] == rule_id]
-        assert mine and all(a["state"] == "resolved" and a["resolved_at"] >= a["fired_at"] for a in mine)
+        assert mine and all(a["state"] == "resolved" and a["resolved"] is True and a["resolved_at"] >= a["fired_at"]
+                            for a in mine)
         return mine
     eventually(resolved, 60, "the alerts to resolve")
 
@@ -188,11 +279,12 @@ def test_sla_on_a_known_failure_schedule_equals_the_hand_computed_value(settings
             for minute in range(60):
                 at = start + dt.timedelta(minutes=minute, seconds=30)
                 bad = 40 if 10 <= minute < 15 else 0
-                rows += [(at, "ns/a", "t", 100.0 - bad, 100.0, bad == 0), (at, "ns/b", "t", 50.0, 50.0, True)]
+                rows += [(at, "ns/a", "t1", 100.0 - bad, 100.0, bad == 0), (at, "ns/b", "t10", 50.0, 50.0, True)]
             async with pool.acquire() as conn:
                 await store.insert_samples(conn, rows)
                 result = await sla.current(conn, target=99.5, window_s=3600)
-                result["tenant_b"] = await sla.current(conn, target=99.5, window_s=3600, tenant="t")
+                result["t1"] = await sla.current(conn, target=99.5, window_s=3600, tenant="t1")
+                result["t10"] = await sla.current(conn, target=99.5, window_s=3600, tenant="t10")
             await pool.close()
             return result
         finally:
@@ -205,7 +297,9 @@ def test_sla_on_a_known_failure_schedule_equals_the_hand_computed_value(settings
     assert (result["data_points"], result["healthy_points"]) == (60, 55)
     assert result["burn_rates"]["1h"] == round((200 / 9000) / 0.005, 3)
     assert result["error_budget_remaining"] == round(1 - 200 / (0.005 * 9000), 4)
-    assert result["tenant_b"]["percentage"] == result["percentage"]
+    # Per tenant, exactly its own service: t1 has A's failures, t10 (whose id t1 prefixes) none.
+    assert result["t1"]["percentage"] == round(100 * 5800 / 6000, 3) and result["t1"]["status"] == "breached"
+    assert result["t10"]["percentage"] == 100.0 and result["t10"]["status"] == "meeting"
 
 
 def test_deploy_progress_reaches_the_tenants_websocket(api_url: str, engine_url: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from k8sim import cluster
 from k8sim.settings import ClusterSettings
@@ -62,3 +63,34 @@ def test_build_key_follows_every_input(tmp_path: Path) -> None:
     b.write_text("package main // changed")
     assert first != cluster.build_key("go1.26.8", [a, b])
     assert first.startswith(f"k8s-{cluster.KUBERNETES_VERSION}-kwok-{cluster.KWOK_VERSION}")
+
+
+def test_nodes_register_as_real_kubelets_do(settings: ClusterSettings) -> None:
+    nodes = cluster.node_manifests(cluster.load_pools(settings.nodepools))
+    ips = [next(a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP") for n in nodes]
+    assert len(set(ips)) == len(nodes), "every node has its own InternalIP"
+    assert all(ip.startswith("10.240.") for ip in ips)
+    for node in nodes:
+        name, labels, info = node["metadata"]["name"], node["metadata"]["labels"], node["status"]["nodeInfo"]
+        assert {"type": "Hostname", "address": name} in node["status"]["addresses"]
+        assert info["kubeletVersion"] == cluster.KUBERNETES_VERSION
+        assert info["osImage"] and info["kernelVersion"] and info["containerRuntimeVersion"]
+        assert labels["topology.kubernetes.io/zone"].startswith(labels["topology.kubernetes.io/region"])
+        assert labels["node.kubernetes.io/instance-type"] != "custom", f"{name} has a real instance type"
+    gpu_types = {n["metadata"]["labels"].get("accelerator"): n["metadata"]["labels"]["node.kubernetes.io/instance-type"]
+                 for n in nodes}
+    assert gpu_types["nvidia-a100"] == "p4d.24xlarge" and gpu_types["nvidia-t4"] == "g4dn.12xlarge"
+    zones = {n["metadata"]["labels"]["topology.kubernetes.io/zone"] for n in nodes if n["metadata"]["name"]
+             .startswith("cpu-")}
+    assert len(zones) == 3, "a pool spreads over its zones"
+
+
+def test_node_ip_range_too_small_is_refused() -> None:
+    with pytest.raises(cluster.ClusterError, match="too small"):
+        cluster.node_manifests([{"name": "p", "count": 10}], ip_range="10.0.0.0/29")
+
+
+def test_every_component_binds_the_configured_address(settings: ClusterSettings) -> None:
+    docs = list(yaml.safe_load_all(cluster.kwokctl_config(settings)))
+    options = next(d for d in docs if d["kind"] == "KwokctlConfiguration")["options"]
+    assert options["bindAddress"] == settings.bind_address == "127.0.0.1"

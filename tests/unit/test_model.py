@@ -7,7 +7,7 @@ import itertools
 import math
 import statistics
 
-from k8sim import model, sla
+from k8sim import contract, model, sla
 
 MONDAY = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
 
@@ -100,7 +100,7 @@ def test_more_ready_replicas_share_the_load() -> None:
     assert per_pod(4) == per_pod(2) / 2
     m = model.Model(9)
     (sample,) = m.tick([spec("x", ready=False)], MONDAY, 60)
-    assert sample.good == 0 and sample.total > 0 and sample.health == "unhealthy"
+    assert sample.good == 0 and sample.total > 0 and contract.service_health(sample) == "unhealthy"
 
 
 def test_profiles_follow_names_labels_and_gpus() -> None:

@@ -10,6 +10,8 @@ import asyncpg
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from k8sim import contract, sla, store
+from k8sim_api.broadcast import Update
+from k8sim_api.core.config import ApiSettings
 from k8sim_api.deps import PoolDep, SettingsDep, SnapshotDep
 from k8sim_api.schemas import TENANT_ID, ErrorResponse
 
@@ -19,7 +21,10 @@ UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse, "d
 
 
 @router.get("/health", responses=UNAVAILABLE, summary="Every service's CPU, memory, network and health, with SLA")
-async def health(snapshot: SnapshotDep) -> Response:
+async def health(snapshot: SnapshotDep, request: Request, settings: SettingsDep,
+                 tenant_id: Annotated[str | None, Query(**TENANT_ID)] = None) -> Any:
+    if tenant_id is not None:
+        return await tenant_view(tenant_id, snapshot, request, settings)
     # The engine's JSON as published: no decoding and re-encoding per request.
     return Response(snapshot.raw, media_type="application/json")
 
@@ -27,6 +32,11 @@ async def health(snapshot: SnapshotDep) -> Response:
 @router.get("/tenant/{tenant_id}", responses=UNAVAILABLE, summary="The same, for one tenant's services")
 async def tenant(tenant_id: Annotated[str, Path(**TENANT_ID)], snapshot: SnapshotDep, request: Request,
                  settings: SettingsDep) -> dict[str, Any]:
+    return await tenant_view(tenant_id, snapshot, request, settings)
+
+
+async def tenant_view(tenant_id: str, snapshot: Update, request: Request, settings: ApiSettings) -> dict[str, Any]:
+    """One tenant's services (matched exactly) with the tenant's own SLA over the window."""
     figures = None
     pool = request.app.state.pool
     if pool is not None:
