@@ -377,6 +377,15 @@ async def create_alert_rule(conn: asyncpg.Connection, rule: Mapping[str, Any]) -
     return row
 
 
+async def delete_alert_rule(conn: asyncpg.Connection, rule_id: uuid.UUID) -> bool:
+    """Remove a rule and resolve what it left firing; False when there was no such rule."""
+    async with conn.transaction():
+        result = await conn.execute("DELETE FROM alert_rules WHERE id = $1", rule_id)
+        await conn.execute("UPDATE alert_events SET resolved_at = now() WHERE rule_id = $1 AND resolved_at IS NULL",
+                           str(rule_id))
+    return bool(result.endswith(" 1"))
+
+
 async def alert_rules(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch("SELECT * FROM alert_rules ORDER BY created_at")
     return rows

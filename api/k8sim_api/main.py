@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from k8sim import deploy, store
@@ -90,6 +91,16 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route serves at this request's path."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches({**scope, "method": "GET", "type": "http"})
+        if match != Match.NONE and isinstance(route, BaseRoute) and getattr(route, "methods", None):
+            methods |= set(route.methods)  # type: ignore[attr-defined]
+    return sorted(methods)
+
+
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logging.getLogger("k8sim_api").setLevel(settings.log_level)
@@ -131,10 +142,19 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def store_down(_: Request, exc: Exception) -> JSONResponse:
         return error(503, f"PostgreSQL unavailable: {exc}")
 
+    @app.exception_handler(asyncpg.exceptions.DataError)
+    async def unstorable(_: Request, exc: asyncpg.exceptions.DataError) -> JSONResponse:
+        return error(422, f"value cannot be stored: {exc}")
+
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         response = error(exc.status_code, str(exc.detail))
-        response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette's Allow names the first route of the path only; GET and POST of one path
+            # are two routes here.
+            response.headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
+        return response
         return response
 
     @app.exception_handler(Exception)

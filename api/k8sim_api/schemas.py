@@ -19,6 +19,8 @@ NAMESPACE: dict[str, Any] = {"min_length": 1, "max_length": 63, "pattern": r"^[a
 KIND: dict[str, Any] = {"min_length": 1, "max_length": 100, "pattern": r"^[A-Za-z][A-Za-z0-9]*$"}
 
 YamlText = Annotated[str, StringConstraints(min_length=1)]
+#: Free text that is stored: printable, no control characters (PostgreSQL refuses NUL).
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 
 MANIFEST_EXAMPLE = (
     "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ecp-ai-tenant-123\n  labels:\n"
@@ -39,13 +41,15 @@ class ManifestRequest(BaseModel):
     manifest: YamlText | Annotated[dict[str, str], Field(min_length=1)] = Field(
         description="Multi-document YAML, or file name → YAML (not empty).")
     tenant_id: str | None = Field(None, **{k: v for k, v in TENANT_ID.items() if k != "examples"})
-    deployment_mode: str | None = Field(None, max_length=64, description="ECP-AI's mode (demo, production …).")
+    deployment_mode: str | None = Field(None, max_length=64, pattern=PRINTABLE,
+                                        description="ECP-AI's mode (demo, production …).")
     namespace: str | None = Field(None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
                                   description="Namespace of objects that name none, like kubectl -n "
                                               "(default: the tenant's namespace in the manifest, else default).")
-    wait: bool = Field(True, description="Deploy only: wait for readiness (false answers at once).")
-    create_namespace: bool = Field(False, description="Create the target namespace when it does not exist and "
-                                                      "the manifest has none (like helm's --create-namespace).")
+    wait: bool = Field(True, strict=True, description="Deploy only: wait for readiness (false answers at once).")
+    create_namespace: bool = Field(False, strict=True,
+                                   description="Create the target namespace when it does not exist and the "
+                                               "manifest has none (like helm's --create-namespace).")
 
 
 class ParseResponse(BaseModel):
@@ -87,3 +91,8 @@ class ErrorResponse(BaseModel):
     status: str = "error"
     message: str
     errors: list[dict[str, Any]] = []
+
+
+#: Bodies that are not JSON (or not UTF-8) at all.
+BAD_BODY: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "The body could not be parsed"}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -85,10 +86,11 @@ def test_ecp_ai_tenant_deploys_ready_is_idempotent_and_deletes_cleanly(api_url: 
     assert first.status_code == 200, body
     assert body["status"] == "completed" and body["failed_count"] == 0
     assert body["deployed_count"] == object_count(tenant) == len(body["resources"])
-    assert body["tenant_id"] == tenant and uuid.UUID(body["deployment_id"])
+    assert body["tenant_id"] == tenant and str(uuid.UUID(body["deployment_id"])) == body["deployment_id"]
     for res in body["resources"]:
         assert res["id"] == f"{res['namespace']}/{res['kind']}/{res['name']}"
-        assert res["ready"] and res["deployment_time"] is not None and res["created_at"]
+        assert res["ready"] and res["deployment_time"] is not None
+        assert dt.datetime.fromisoformat(res["created_at"].replace("Z", "+00:00")) <= dt.datetime.now(dt.UTC)
     # The cluster agrees: every workload available, claims bound, GPU pods on matching GPU nodes.
     for dep in kubectl.json("get", "deployments", "-n", ns)["items"]:
         assert dep["status"].get("availableReplicas") == dep["spec"]["replicas"], dep["metadata"]["name"]

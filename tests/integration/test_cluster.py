@@ -248,7 +248,7 @@ def test_every_simulator_socket_listens_on_loopback_only(live_cluster: ClusterSe
     names = {name for _, name in ours}
     # The test means something only if it sees every kind of listener.
     # (process names as the kernel keeps them: at most 15 characters)
-    assert {"etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "kwok"} <= names, names
+    assert {"etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "kwok-controller"} <= names, names
     assert any(n.startswith("postgres") for n in names) and any(n.startswith("redis") for n in names), names
     exposed = [(addr, name) for addr, name in ours
                if not (addr.startswith("127.") or addr.startswith("[::1]"))]

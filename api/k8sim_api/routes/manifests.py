@@ -14,9 +14,9 @@ from k8sim.kube import Kube
 from k8sim.manifests import Document, ManifestError, Problem
 from k8sim_api.core.config import ApiSettings
 from k8sim_api.deps import KubeDep, PoolDep, SettingsDep
-from k8sim_api.schemas import DeployResponse, ErrorResponse, ManifestRequest, ParseResponse
+from k8sim_api.schemas import BAD_BODY, DeployResponse, ErrorResponse, ManifestRequest, ParseResponse
 
-router = APIRouter(prefix="/k8s/manifest", tags=["manifests"])
+router = APIRouter(prefix="/k8s/manifest", tags=["manifests"], responses=BAD_BODY)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Malformed YAML or input"},

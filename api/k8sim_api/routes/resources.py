@@ -30,7 +30,8 @@ async def latest_deployment(request: Request, tenant: str) -> Any:
         return None  # the listing still answers from the cluster
 
 
-@router.get("", summary="Resources by namespace, kind and tenant, with the tenant's overall status")
+@router.get("", responses={404: {"model": ErrorResponse, "description": "Unknown kind"}},
+            summary="Resources by namespace, kind and tenant, with the tenant's overall status")
 async def list_resources(
     request: Request, kube: KubeDep,
     namespace: Annotated[str | None, Query(**NAMESPACE)] = None,
@@ -65,9 +66,9 @@ async def delete_one(kube: Kube, namespace: str | None, kind: str, name: str) ->
         info = await inventory.resolve_kind(kube, kind)
     except UnknownKind:
         raise HTTPException(404, f'unknown kind "{kind}"') from None
-    if info.namespaced and namespace and not re.fullmatch(NAMESPACE["pattern"], namespace):
-        raise HTTPException(422, f'"{namespace}" is not a namespace name')
     ns = (namespace or "default") if info.namespaced else None
+    if ns is not None and not re.fullmatch(NAMESPACE["pattern"], ns):
+        raise HTTPException(404, f'{info.kind} "{name}" not found: "{ns}" is not a namespace name')
     if not await kube.delete(info.api_version, info.kind, name, ns):
         raise HTTPException(404, f'{info.kind} "{name}" not found' + (f' in namespace "{ns}"' if ns else ""))
     return {"status": "success", "message": f"{info.kind} {name} deleted",

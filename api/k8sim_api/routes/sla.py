@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from k8sim import sla, store
 from k8sim_api.deps import PoolDep, SettingsDep
-from k8sim_api.schemas import TENANT_ID
+from k8sim_api.schemas import BAD_BODY, PRINTABLE, TENANT_ID, ErrorResponse
 
 router = APIRouter(prefix="/sla", tags=["sla"])
 
@@ -45,12 +46,13 @@ async def report(pool: PoolDep, settings: SettingsDep,
 class AlertRule(BaseModel):
     """A threshold on one service figure; fires per service while the comparison holds."""
 
-    name: str = Field(min_length=1, max_length=200, examples=["high error rate"])
+    name: str = Field(min_length=1, max_length=200, pattern=PRINTABLE, examples=["high error rate"])
     metric: Literal[sla.RULE_METRICS] = Field(examples=["error_rate_percent"])  # type: ignore[valid-type]
     operator: Literal[">", ">=", "<", "<="] = ">"
     threshold: float = Field(strict=True, examples=[1.0], description="A number (true/false are refused).")
     tenant_id: str | None = Field(None, **{k: v for k, v in TENANT_ID.items() if k != "examples"})
-    service: str | None = Field(None, max_length=300, description="namespace/name or name; all when absent")
+    service: str | None = Field(None, max_length=317, pattern=PRINTABLE,
+                                description="namespace/name or name; all when absent")
     severity: Literal["info", "warning", "critical"] = "warning"
 
 
@@ -60,7 +62,7 @@ def rule_json(row: Any) -> dict[str, Any]:
             "severity": row["severity"], "created_at": row["created_at"].isoformat()}
 
 
-@router.post("/alerts/rules", status_code=201, summary="Add a threshold alert rule (persisted)")
+@router.post("/alerts/rules", status_code=201, responses=BAD_BODY, summary="Add a threshold alert rule (persisted)")
 async def add_rule(rule: AlertRule, pool: PoolDep) -> JSONResponse:
     async with pool.acquire() as conn:
         row = await store.create_alert_rule(conn, {**rule.model_dump(), "tenant": rule.tenant_id})
@@ -71,6 +73,15 @@ async def add_rule(rule: AlertRule, pool: PoolDep) -> JSONResponse:
 async def rules(pool: PoolDep) -> dict[str, Any]:
     async with pool.acquire() as conn:
         return {"rules": [rule_json(r) for r in await store.alert_rules(conn)]}
+
+
+@router.delete("/alerts/rules/{rule_id}", responses={404: {"model": ErrorResponse}},
+               summary="Remove an alert rule (its firing alerts resolve)")
+async def delete_rule(rule_id: uuid.UUID, pool: PoolDep) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        if not await store.delete_alert_rule(conn, rule_id):
+            raise HTTPException(404, f"no alert rule {rule_id}")
+    return {"status": "success", "id": str(rule_id)}
 
 
 @router.get("/alerts/history", summary="Alerts fired and resolved, newest first (burn-rate alerts included)")
