@@ -239,7 +239,7 @@ async def readiness(kube: Kube, result: Result, explainer: explain.Explainer | N
     if obj is None:
         return False, "Missing", "the object no longer exists"
     ready, status, reason = await _readiness(kube, result, obj)
-    if not ready and explainer is not None and (result.kind in explain.WORKLOADS or result.kind == "Pod"):
+    if not ready and explainer is not None:
         reason = await explainer.reason(obj) or reason
     return ready, status, reason
 

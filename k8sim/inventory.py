@@ -17,7 +17,9 @@ DEFAULT_KINDS = [
     ("apps/v1", "StatefulSet"), ("apps/v1", "DaemonSet"), ("batch/v1", "Job"), ("batch/v1", "CronJob"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"), ("networking.k8s.io/v1", "Ingress"),
     ("networking.k8s.io/v1", "NetworkPolicy"), ("monitoring.coreos.com/v1", "ServiceMonitor"),
-    ("autoscaling.k8s.io/v1", "VerticalPodAutoscaler"),
+    ("autoscaling.k8s.io/v1", "VerticalPodAutoscaler"), ("policy/v1", "PodDisruptionBudget"),
+    ("rbac.authorization.k8s.io/v1", "Role"), ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"), ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
 ]
 
 
@@ -68,7 +70,7 @@ async def describe_all(objs: Iterable[Mapping[str, Any]], explainer: explain.Exp
     items = []
     for obj in objs:
         item = describe(obj)
-        if not item["ready"] and (obj.get("kind") in explain.WORKLOADS or obj.get("kind") == "Pod"):
+        if not item["ready"]:
             item["reason"] = await explainer.reason(obj) or item.get("reason")
         items.append(item)
     return items

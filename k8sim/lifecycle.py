@@ -158,6 +158,8 @@ def summarise(obj: Mapping[str, Any]) -> State:
         able = cond_true("AbleToScale")
         active = cond_true("ScalingActive")
         reason = conds.get("ScalingActive", {}).get("reason") if active is False else None
+        if able is False:
+            reason = conds["AbleToScale"].get("reason")
         return State(phase="Active" if able else "Pending", ready=bool(able),
                      replicas=_int(status.get("desiredReplicas")), ready_replicas=_int(status.get("currentReplicas")),
                      generation=generation, reason=reason)

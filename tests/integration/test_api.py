@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 import time
@@ -297,8 +298,13 @@ def check_corpus_outcomes(outcomes: dict[str, tuple[int, dict[str, Any]]], kubec
             assert check.returncode != 0, f"{name}: we refused it but kubectl's server dry run accepts it"
         else:  # applied, then some resource did not become ready: each failure says why
             failed = [r for r in body["resources"] if not r["ready"]]
-            assert failed and all(r.get("reason") for r in failed), (name, body)
-    assert deployed >= len(CORPUS) // 2, f"only {deployed} of {len(CORPUS)} corpus files deployed"
+            assert failed, (name, body)
+            for resource in failed:  # the cluster's own words, not just "not ready"
+                assert re.search(r"\(status \w+: \w+", resource["reason"]), (name, resource["reason"])
+    # 63 of 78 deploy on 1.36.3 with the default pools; the rest are refused by the dry run
+    # (removed APIs, missing namespaces or PriorityClasses, IPv6) or cannot schedule (PVCs of a
+    # class that does not exist, affinities nothing matches, extended resources no node has).
+    assert deployed >= 60, f"only {deployed} of {len(CORPUS)} corpus files deployed"
 
 
 def kubectl_cmd(kubectl: Kubectl) -> list[str]:

@@ -30,6 +30,26 @@ async def latest_deployment(request: Request, tenant: str) -> Any:
         return None  # the listing still answers from the cluster
 
 
+async def deployed_objects(request: Request, kube: Kube, tenant: str) -> list[dict[str, Any]]:
+    """Objects the tenant's deploys created that still exist, whatever their kind or labels."""
+    pool = request.app.state.pool
+    if pool is None:
+        return []
+    try:
+        async with pool.acquire() as conn:
+            rows = await store.deployment_objects(conn, tenant)
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
+        return []  # the cluster's labels still find most of them
+
+    async def one(row: Any) -> dict[str, Any] | None:
+        try:
+            return await kube.get(row["api_version"], row["kind"], row["name"], row["namespace"] or None)
+        except KubeError:
+            return None
+    found = await asyncio.gather(*(one(r) for r in rows))
+    return [o for o in found if o]
+
+
 @router.get("", responses={404: {"model": ErrorResponse, "description": "Unknown kind"}},
             summary="Resources by namespace, kind and tenant, with the tenant's overall status")
 async def list_resources(
@@ -46,6 +66,13 @@ async def list_resources(
             raise HTTPException(404, f'unknown kind "{kind}"') from None
         kinds = [(info.api_version, info.kind)]
     found = await inventory.find(kube, tenant=tenant_id, namespace=namespace, kinds=kinds)
+    if tenant_id:  # and whatever else its deploys created, of any kind (a ClusterRole, a CRD …)
+        known = {o["metadata"]["uid"] for o in found}
+        wanted = None if kind else set(kinds)
+        found += [o for o in await deployed_objects(request, kube, tenant_id)
+                  if o["metadata"]["uid"] not in known and (wanted is None or (o["apiVersion"], o["kind"]) in wanted)
+                  and (not namespace or o["metadata"].get("namespace") == namespace
+                       or (o["kind"] == "Namespace" and o["metadata"]["name"] == namespace))]
     items = await inventory.describe_all(found, explain.Explainer(kube))
     body: dict[str, Any] = {"resources": items, "count": len(items), "tenant_id": tenant_id}
     record = await latest_deployment(request, tenant_id) if tenant_id else None
@@ -81,16 +108,8 @@ async def delete_tenant(tenant_id: Annotated[str, Path(**TENANT_ID)], request: R
                         kube: KubeDep) -> dict[str, Any]:
     kinds = list(inventory.DEFAULT_KINDS)
     targets = {o["metadata"]["uid"]: o for o in await inventory.find(kube, tenant=tenant_id, kinds=kinds)}
-    pool = request.app.state.pool
-    if pool is not None:
-        async with pool.acquire() as conn:
-            for row in await store.deployment_objects(conn, tenant_id):
-                try:
-                    obj = await kube.get(row["api_version"], row["kind"], row["name"], row["namespace"] or None)
-                except KubeError:
-                    continue
-                if obj:
-                    targets.setdefault(obj["metadata"]["uid"], obj)
+    for obj in await deployed_objects(request, kube, tenant_id):
+        targets.setdefault(obj["metadata"]["uid"], obj)
     if not targets:
         raise HTTPException(404, f'tenant "{tenant_id}" has no resources')
     namespaces = [o for o in targets.values() if o["kind"] == "Namespace"]
