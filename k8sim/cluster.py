@@ -387,6 +387,10 @@ def up(settings: ClusterSettings) -> None:
         started = time.monotonic()
         if exists:
             say(f"starting stopped cluster {settings.cluster_name}")
+            saved = (cluster_dir(settings) / "kwok.yaml").read_text()
+            if f"bindAddress: {settings.bind_address}" not in saved:
+                say(f"warning: this cluster was created listening beyond {settings.bind_address}; "
+                    "`make cluster-delete` recreates it bound as configured (its objects are lost)")
             kwokctl(settings, bindir, "start", "cluster", "--name", settings.cluster_name,
                     "--wait", f"{int(settings.ready_timeout)}s")
             _wait(lambda: is_ready(settings), settings.ready_timeout, "the apiserver to be ready")

@@ -251,7 +251,13 @@ def test_alert_rules_fire_and_are_kept(api_url: str, tenants: list[str]) -> None
     others = httpx.get(f"{api_url}/sla/alerts/history", params={"tenant_id": tenants[1]}).json()["alerts"]
     assert not [a for a in others if a["rule_id"] == rule_id], "the prefix-colliding tenant sees none of them"
     # The tenant goes away, its services stop serving: every alert of the rule resolves.
-    assert httpx.delete(f"{api_url}/k8s/resources/tenant/{tenants[0]}", timeout=60).status_code == 200
+    survivor = httpx.get(f"{api_url}/k8s/resources", params={"tenant_id": tenants[1]}).json()["resources"]
+    deleted = httpx.delete(f"{api_url}/k8s/resources/tenant/{tenants[0]}", timeout=60)
+    assert deleted.status_code == 200
+    assert all(r.split("/", 1)[0] in (f"ecp-ai-{tenants[0]}", "") for r in deleted.json()["resources"])
+    after = httpx.get(f"{api_url}/k8s/resources", params={"tenant_id": tenants[1]}).json()["resources"]
+    assert {r["id"] for r in survivor if r["kind"] != "Pod"} <= {r["id"] for r in after}, \
+        "deleting a tenant leaves the prefix-colliding tenant whole"
 
     def resolved() -> list[dict[str, Any]]:
         alerts = httpx.get(f"{api_url}/sla/alerts/history", params={"tenant_id": tenants[0]}).json()["alerts"]
