@@ -22,8 +22,8 @@ import yaml
 from bench_cluster import TAINT, bench_nodes, delete_nodes
 from common import ratio_line, repo_path, simulator
 
-from k8sim import cluster
-from k8sim.settings import ClusterSettings
+from k8sim.local import cluster
+from k8sim.local.settings import ClusterSettings
 
 sys.path.insert(0, str(repo_path()))
 from tests.ecp_ai import tenant_files, tenant_manifest

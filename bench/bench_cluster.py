@@ -18,14 +18,14 @@ import uuid
 
 import yaml
 
-from k8sim import cluster
-from k8sim.settings import ClusterSettings
+from k8sim.local import cluster, topology
+from k8sim.local.settings import ClusterSettings
 
 TAINT = {"key": "k8sim.io/bench", "value": "true", "effect": "NoSchedule"}
 
 
 def bench_nodes(settings: ClusterSettings, prefix: str, count: int, pods_per_node: int = 1000) -> float:
-    nodes = cluster.node_manifests([{"name": prefix, "count": count, "cpu": "1000", "memory": "4Ti",
+    nodes = topology.node_manifests([{"name": prefix, "count": count, "cpu": "1000", "memory": "4Ti",
                                      "pods": pods_per_node, "labels": {"k8sim.io/bench": prefix}}],
                                   ip_range="10.241.0.0/16")  # apart from the default pools' range
     for node in nodes:

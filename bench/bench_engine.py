@@ -35,8 +35,8 @@ from k8sim_engine.settings import EngineSettings
 from k8sim_engine.sources import pod_specs, service_labels
 from prometheus_client import generate_latest
 
-from k8sim import services, supervisor
-from k8sim.settings import ClusterSettings
+from k8sim.local import services, supervisor
+from k8sim.local.settings import ClusterSettings
 
 
 def synthetic_pods(n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -20,8 +20,9 @@ import asyncpg
 from bench_cluster import TAINT, bench_nodes, delete_nodes
 from common import simulator
 
-from k8sim import cluster, store
-from k8sim.settings import ClusterSettings
+from k8sim import store
+from k8sim.local import cluster
+from k8sim.local.settings import ClusterSettings
 
 
 async def rows(settings: ClusterSettings, ns: str) -> list[asyncpg.Record]:

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from k8sim import cluster, services, supervisor
-from k8sim.settings import ClusterSettings
+from k8sim.local import cluster, services, supervisor
+from k8sim.local.settings import ClusterSettings
 
 
 def free_port() -> int:

@@ -1,7 +1,8 @@
 """Settings shared by every process: where the cluster, PostgreSQL and Redis are.
 
-Each process's own settings class extends :class:`CommonSettings`; every field has a
-default and an environment variable (``K8SIM_`` + the field name in capitals).
+Each process's own settings class extends :class:`CommonSettings` (the local tooling's is
+:class:`k8sim.local.settings.ClusterSettings`); every field has a default and an environment
+variable (``K8SIM_`` + the field name in capitals).
 """
 
 from __future__ import annotations
@@ -40,28 +41,3 @@ class CommonSettings(BaseSettings):
     redis_key: str = Field("k8sim:monitoring:latest", description="Redis key of the latest snapshot.")
     redis_channel: str = Field("k8sim:monitoring", description="Redis channel snapshots are published on.")
     deploy_channel: str = Field("k8sim:deployments", description="Redis channel of deploy progress events.")
-
-
-class ClusterSettings(CommonSettings):
-    """How the local control plane is built and started (``python -m k8sim``)."""
-
-    managed: bool = Field(
-        True, description="Start the cluster with kwokctl; false uses the cluster at K8SIM_KUBECONFIG."
-    )
-    cluster_name: str = Field("k8sim", description="kwokctl cluster name.")
-    apiserver_port: int = Field(6443, description="Fixed kube-apiserver port on loopback.")
-    profile: str = Field("demo", description="Pod lifecycle delays: demo (fast) or realistic.")
-    nodepools: Path = Field(ROOT / "cluster" / "nodepools.yaml", description="Node-pool file.")
-    bin_cache: Path = Field(
-        Path.home() / ".cache" / "k8s-simulator" / "bin",
-        description="Versioned folder of built control-plane binaries, kept across clones.",
-    )
-    go: str = Field("go", description="Go toolchain used to build the control plane.")
-    kubectl: str = Field(
-        "",
-        description="kubectl binary; empty means the one next to this Python, else PATH.",
-    )
-    node_ip_range: str = Field(
-        "10.240.0.0/16", description="CIDR the nodes' InternalIPs come from (addresses only, never contacted)."
-    )
-    ready_timeout: float = Field(180.0, description="Seconds to wait for the cluster and nodes.")

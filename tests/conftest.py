@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from k8sim.settings import ClusterSettings
+from k8sim.local.settings import ClusterSettings
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from k8sim import cluster, services, supervisor
-from k8sim.settings import ClusterSettings
+from k8sim.local import cluster, services, supervisor
+from k8sim.local.settings import ClusterSettings
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from k8sim import cluster
+from k8sim.local import build, services
 from k8sim.settings import ROOT
 from tests.ecp_ai import object_count, tenant_files, tenant_manifest
 
@@ -308,7 +308,7 @@ def check_corpus_outcomes(outcomes: dict[str, tuple[int, dict[str, Any]]], kubec
 
 
 def kubectl_cmd(kubectl: Kubectl) -> list[str]:
-    return [cluster.kubectl_binary(kubectl.settings), "--kubeconfig", str(kubectl.settings.kubeconfig)]
+    return [build.kubectl_binary(kubectl.settings), "--kubeconfig", str(kubectl.settings.kubeconfig)]
 
 
 def test_ecp_ai_style_client(api_url: str) -> None:
@@ -339,8 +339,6 @@ def test_ecp_ai_style_client(api_url: str) -> None:
 
 
 def test_postgres_outage_gives_503_not_500_and_recovers(api_url: str, engine_url: str, settings: Any) -> None:
-    from k8sim import services
-
     services.postgres_down(settings)
     try:
         health = httpx.get(f"{api_url}/health", timeout=10)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from k8sim import cluster
-from k8sim.settings import ROOT, ClusterSettings
+from k8sim.local import build, processes
+from k8sim.local.settings import ClusterSettings
+from k8sim.settings import ROOT
 
 from .conftest import Kubectl
 
@@ -17,10 +18,10 @@ CHART = ROOT / "charts" / "k8s-simulator"
 
 def test_chart_lints_renders_and_passes_a_server_dry_run(settings: ClusterSettings, kubectl: Kubectl,
                                                            namespace: str) -> None:
-    helm = str(cluster.ensure_helm(settings))
-    lint = cluster.run([helm, "lint", str(CHART), "--kube-version", "1.36.3"])
+    helm = str(build.ensure_helm(settings))
+    lint = processes.run([helm, "lint", str(CHART), "--kube-version", "1.36.3"])
     assert "0 chart(s) failed" in lint.stdout
-    rendered = cluster.run([helm, "template", "sim", str(CHART), "--namespace", namespace, "--kube-version",
+    rendered = processes.run([helm, "template", "sim", str(CHART), "--namespace", namespace, "--kube-version",
                             "1.36.3", "--set", "database.existingSecret=sim-db"]).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     kinds = sorted(d["kind"] for d in docs)

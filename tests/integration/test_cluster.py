@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from k8sim import cluster
-from k8sim.settings import ClusterSettings
+from k8sim.local import build, cluster, processes, topology
+from k8sim.local.settings import ClusterSettings
 
 from .conftest import Kubectl, eventually
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 def test_every_configured_node_is_ready_with_its_labels_taints_and_capacity(
     kubectl: Kubectl, settings: ClusterSettings
 ) -> None:
-    expected = {n["metadata"]["name"]: n for n in cluster.node_manifests(cluster.load_pools(settings.nodepools))}
+    expected = {n["metadata"]["name"]: n for n in topology.node_manifests(topology.load_pools(settings.nodepools))}
     nodes = {n["metadata"]["name"]: n for n in kubectl.json("get", "nodes")["items"]}
     assert set(expected) <= set(nodes)
     gpu_types = set()
@@ -139,18 +139,18 @@ def test_busy_port_gives_a_clear_error(live_cluster: ClusterSettings, tmp_path: 
         other = live_cluster.model_copy(update={
             "cluster_name": "busy", "apiserver_port": port, "state_dir": tmp_path,
             "kubeconfig": tmp_path / "kubeconfig"})
-        with pytest.raises(cluster.ClusterError, match=f"port {port} is busy"):
+        with pytest.raises(processes.ClusterError, match=f"port {port} is busy"):
             cluster.up(other)
     assert not (tmp_path / "kwok").exists(), "nothing may be created when the port is busy"
 
 
 def test_dry_run_uses_only_local_binaries(live_cluster: ClusterSettings, tmp_path: Any) -> None:
-    bindir = cluster.ensure_binaries(live_cluster)
+    bindir = build.ensure_binaries(live_cluster)
     other = live_cluster.model_copy(update={"cluster_name": "dry", "state_dir": tmp_path,
                                             "kubeconfig": tmp_path / "kubeconfig"})
     config = tmp_path / "kwokctl.yaml"
-    config.write_text(cluster.kwokctl_config(other))
-    out = cluster.kwokctl(other, bindir, *cluster.kwokctl_create_args(other, bindir, config), "--dry-run")
+    config.write_text(topology.kwokctl_config(other))
+    out = cluster.kwokctl(other, bindir, *topology.kwokctl_create_args(other, bindir, config), "--dry-run")
     text = out.stdout + out.stderr
     assert "kube-apiserver" in text and "etcd" in text
     hosts = set(re.findall(r"https?://([^/:\s]+)", text))
@@ -167,21 +167,21 @@ def test_dry_run_uses_only_local_binaries(live_cluster: ClusterSettings, tmp_pat
 def test_nodes_look_like_real_ones(kubectl: Kubectl, settings: ClusterSettings) -> None:
     nodes = [n for n in kubectl.json("get", "nodes")["items"]
              if n["metadata"]["labels"].get("k8sim.io/pool") and "k8sim.io/bench" not in n["metadata"]["labels"]]
-    assert len(nodes) == sum(int(p.get("count", 1)) for p in cluster.load_pools(settings.nodepools))
+    assert len(nodes) == sum(int(p.get("count", 1)) for p in topology.load_pools(settings.nodepools))
     ips = []
     for node in nodes:
         addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
         assert addresses["Hostname"] == node["metadata"]["name"]
         ips.append(addresses["InternalIP"])
         info = node["status"]["nodeInfo"]
-        assert info["kubeletVersion"] == cluster.KUBERNETES_VERSION
+        assert info["kubeletVersion"] == build.KUBERNETES_VERSION
         assert info["osImage"].startswith("Ubuntu") and info["kernelVersion"]
         labels = node["metadata"]["labels"]
         assert labels["node.kubernetes.io/instance-type"] and labels["topology.kubernetes.io/zone"]
         assert labels["topology.kubernetes.io/region"]
     assert len(set(ips)) == len(ips) and all(ip.startswith("10.240.") for ip in ips)
     wide = kubectl("get", "nodes", "-o", "wide")
-    assert cluster.KUBERNETES_VERSION in wide and "Ubuntu" in wide
+    assert build.KUBERNETES_VERSION in wide and "Ubuntu" in wide
 
 
 def test_host_network_daemonset_runs_on_every_untainted_node(kubectl: Kubectl, namespace: str) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from k8sim import cluster
-from k8sim.settings import ClusterSettings
+from k8sim.local import cluster, processes
+from k8sim.local.settings import ClusterSettings
 
 from .conftest import Kubectl
 
@@ -21,7 +21,7 @@ def test_down_leaves_no_process_and_up_keeps_objects(
     cluster.down(live_cluster)
     try:
         assert cluster.component_pids(live_cluster) == []
-        assert not cluster.port_in_use(live_cluster.apiserver_port)
+        assert not processes.port_in_use(live_cluster.apiserver_port)
     finally:
         cluster.up(live_cluster)
     assert kubectl.json("get", "configmap", "survivor", "-n", "default")["metadata"]["uid"] == uid

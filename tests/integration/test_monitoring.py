@@ -18,7 +18,7 @@ import pytest
 import websockets
 
 from k8sim import sla, store
-from k8sim.settings import ClusterSettings
+from k8sim.local.settings import ClusterSettings
 from tests.ecp_ai import APP, CPU, GPU, INFRA, tenant_files
 
 from .conftest import eventually, free_port, process

@@ -15,8 +15,9 @@ import pytest
 import yaml
 from kopf.testing import KopfRunner
 
-from k8sim import services, store
-from k8sim.settings import ClusterSettings
+from k8sim import store
+from k8sim.local import services
+from k8sim.local.settings import ClusterSettings
 
 from .conftest import Kubectl, eventually
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from k8sim import cluster
-from k8sim.settings import ClusterSettings
+from k8sim.local import build, processes, topology
+from k8sim.local.settings import ClusterSettings
 
 
 def test_default_pools_make_cpu_and_all_four_gpu_types(settings: ClusterSettings) -> None:
-    nodes = cluster.node_manifests(cluster.load_pools(settings.nodepools))
+    nodes = topology.node_manifests(topology.load_pools(settings.nodepools))
     accelerators = {n["metadata"]["labels"].get("accelerator") for n in nodes}
     assert accelerators == {None, "nvidia-t4", "nvidia-v100", "nvidia-l40s", "nvidia-a100"}
     for node in nodes:
@@ -25,13 +25,13 @@ def test_default_pools_make_cpu_and_all_four_gpu_types(settings: ClusterSettings
 def test_pool_with_unknown_gpu_type_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "pools.yaml"
     path.write_text("pools: [{name: x, gpu: {type: h100}}]")
-    with pytest.raises(cluster.ClusterError, match=r"gpu\.type"):
-        cluster.load_pools(path)
+    with pytest.raises(processes.ClusterError, match=r"gpu\.type"):
+        topology.load_pools(path)
 
 
 @pytest.mark.parametrize("profile", ["demo", "realistic"])
 def test_profiles_set_every_pod_stage_delay(profile: str) -> None:
-    stages = {s["metadata"]["name"]: s for s in cluster.stages_for_profile(profile)}
+    stages = {s["metadata"]["name"]: s for s in topology.stages_for_profile(profile)}
     assert {"pod-create", "pod-ready", "pod-complete", "pod-delete", "node-initialize"} <= set(stages)
     for name, stage in stages.items():
         if name.startswith("pod-"):
@@ -44,36 +44,36 @@ def test_profiles_set_every_pod_stage_delay(profile: str) -> None:
 def test_demo_is_faster_than_realistic() -> None:
     def total(profile: str) -> int:
         return sum(s["spec"]["delay"]["jitterDurationMilliseconds"]
-                   for s in cluster.stages_for_profile(profile) if s["metadata"]["name"].startswith("pod-"))
+                   for s in topology.stages_for_profile(profile) if s["metadata"]["name"].startswith("pod-"))
     assert total("demo") * 5 < total("realistic")
 
 
 def test_unknown_profile_is_refused() -> None:
-    with pytest.raises(cluster.ClusterError, match="unknown profile"):
-        cluster.stages_for_profile("turbo")
+    with pytest.raises(processes.ClusterError, match="unknown profile"):
+        topology.stages_for_profile("turbo")
 
 
 def test_build_key_follows_every_input(tmp_path: Path) -> None:
     a, b = tmp_path / "go.mod", tmp_path / "main.go"
     a.write_text("module x")
     b.write_text("package main")
-    first = cluster.build_key("go1.26.8", [a, b])
-    assert first == cluster.build_key("go1.26.8", [b, a])
-    assert first != cluster.build_key("go1.26.9", [a, b])
+    first = build.build_key("go1.26.8", [a, b])
+    assert first == build.build_key("go1.26.8", [b, a])
+    assert first != build.build_key("go1.26.9", [a, b])
     b.write_text("package main // changed")
-    assert first != cluster.build_key("go1.26.8", [a, b])
-    assert first.startswith(f"k8s-{cluster.KUBERNETES_VERSION}-kwok-{cluster.KWOK_VERSION}")
+    assert first != build.build_key("go1.26.8", [a, b])
+    assert first.startswith(f"k8s-{build.KUBERNETES_VERSION}-kwok-{build.KWOK_VERSION}")
 
 
 def test_nodes_register_as_real_kubelets_do(settings: ClusterSettings) -> None:
-    nodes = cluster.node_manifests(cluster.load_pools(settings.nodepools))
+    nodes = topology.node_manifests(topology.load_pools(settings.nodepools))
     ips = [next(a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP") for n in nodes]
     assert len(set(ips)) == len(nodes), "every node has its own InternalIP"
     assert all(ip.startswith("10.240.") for ip in ips)
     for node in nodes:
         name, labels, info = node["metadata"]["name"], node["metadata"]["labels"], node["status"]["nodeInfo"]
         assert {"type": "Hostname", "address": name} in node["status"]["addresses"]
-        assert info["kubeletVersion"] == cluster.KUBERNETES_VERSION
+        assert info["kubeletVersion"] == build.KUBERNETES_VERSION
         assert info["osImage"] and info["kernelVersion"] and info["containerRuntimeVersion"]
         assert labels["topology.kubernetes.io/zone"].startswith(labels["topology.kubernetes.io/region"])
         assert labels["node.kubernetes.io/instance-type"] != "custom", f"{name} has a real instance type"
@@ -86,11 +86,11 @@ def test_nodes_register_as_real_kubelets_do(settings: ClusterSettings) -> None:
 
 
 def test_node_ip_range_too_small_is_refused() -> None:
-    with pytest.raises(cluster.ClusterError, match="too small"):
-        cluster.node_manifests([{"name": "p", "count": 10}], ip_range="10.0.0.0/29")
+    with pytest.raises(processes.ClusterError, match="too small"):
+        topology.node_manifests([{"name": "p", "count": 10}], ip_range="10.0.0.0/29")
 
 
 def test_every_component_binds_the_configured_address(settings: ClusterSettings) -> None:
-    docs = list(yaml.safe_load_all(cluster.kwokctl_config(settings)))
+    docs = list(yaml.safe_load_all(topology.kwokctl_config(settings)))
     options = next(d for d in docs if d["kind"] == "KwokctlConfiguration")["options"]
     assert options["bindAddress"] == settings.bind_address == "127.0.0.1"

@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from k8sim.cluster import ClusterError, run, say
+from k8sim.local.processes import ClusterError, run, say
 from k8sim.settings import CommonSettings
 
 PG_USER = "k8sim"

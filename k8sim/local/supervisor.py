@@ -15,8 +15,8 @@ import time
 
 import httpx
 
-from k8sim.cluster import say
-from k8sim.settings import ClusterSettings
+from k8sim.local.processes import say
+from k8sim.local.settings import ClusterSettings
 
 
 def components(settings: ClusterSettings) -> dict[str, list[str]]:

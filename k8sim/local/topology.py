@@ -1,0 +1,181 @@
+"""What the simulated cluster is made of: node pools, the Node objects a kubelet would register,
+KWOK stages per delay profile, and kwokctl's configuration. Pure builders, unit-tested.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from k8sim.local.build import KUBERNETES_VERSION
+from k8sim.local.processes import ClusterError
+from k8sim.local.settings import ClusterSettings
+from k8sim.settings import ROOT
+
+STAGES = ROOT / "cluster" / "stages"
+PROFILES = ROOT / "cluster" / "profiles.yaml"
+
+GPU_TYPES = ("t4", "v100", "l40s", "a100")
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+#: What a node says of its host, as an Ubuntu 24.04 cloud image with containerd would.
+OS_IMAGE = "Ubuntu 24.04.3 LTS"
+KERNEL_VERSION = "6.8.0-1024-aws"
+CONTAINER_RUNTIME = "containerd://2.1.4"
+
+
+def load_pools(path: Path) -> list[dict[str, Any]]:
+    data = yaml.safe_load(path.read_text()) or {}
+    pools = data.get("pools")
+    if not isinstance(pools, list) or not pools:
+        raise ClusterError(f"{path}: expected a non-empty 'pools' list")
+    for pool in pools:
+        if not isinstance(pool, dict) or not pool.get("name"):
+            raise ClusterError(f"{path}: every pool needs a name")
+        gpu = pool.get("gpu")
+        if gpu and gpu.get("type") not in GPU_TYPES:
+            raise ClusterError(f"{path}: pool {pool['name']}: gpu.type must be one of {GPU_TYPES}")
+    return pools
+
+
+def node_ip(network: str, index: int) -> str:
+    """The InternalIP of the index-th node: hosts of the range in order (never contacted)."""
+    net = ipaddress.ip_network(network)
+    if index + 10 >= net.num_addresses - 1:
+        raise ClusterError(f"node IP range {network} is too small for {index + 1} nodes")
+    return str(net.network_address + 10 + index)  # .1-.9 are left for gateways, as clouds do
+
+
+def node_manifests(pools: list[dict[str, Any]], ip_range: str = "10.240.0.0/16") -> list[dict[str, Any]]:
+    """KWOK Node objects for every pool, registered as a real kubelet would: capacity, a unique
+    InternalIP and Hostname, OS and kernel, instance type and zone (round robin in a region)."""
+    nodes: list[dict[str, Any]] = []
+    for pool in pools:
+        region = str(pool.get("region", "us-east-1"))
+        zones = [str(z) for z in pool.get("zones") or [f"{region}a", f"{region}b", f"{region}c"]]
+        for index in range(int(pool.get("count", 1))):
+            name = f"{pool['name']}-{index}"
+            capacity = {
+                "cpu": str(pool.get("cpu", "16")),
+                "memory": str(pool.get("memory", "64Gi")),
+                "pods": str(pool.get("pods", 110)),
+                "ephemeral-storage": str(pool.get("ephemeral_storage", "500Gi")),
+            }
+            labels = {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+                "k8sim.io/pool": pool["name"],
+                "node.kubernetes.io/instance-type": str(pool.get("instance_type", "custom")),
+                "topology.kubernetes.io/region": region,
+                "topology.kubernetes.io/zone": zones[index % len(zones)],
+                **{str(k): str(v) for k, v in (pool.get("labels") or {}).items()},
+            }
+            spec: dict[str, Any] = {"providerID": f"kwok://{name}"}
+            gpu = pool.get("gpu")
+            if gpu:
+                capacity["nvidia.com/gpu"] = str(gpu.get("count", 1))
+                labels["accelerator"] = f"nvidia-{gpu['type']}"
+                labels["nvidia.com/gpu.product"] = f"NVIDIA-{gpu['type'].upper()}"
+                spec["taints"] = [dict(GPU_TAINT)]
+            nodes.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {
+                        "name": name,
+                        "labels": labels,
+                        "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                    },
+                    "spec": spec,
+                    "status": {
+                        "capacity": capacity,
+                        "allocatable": dict(capacity),
+                        "addresses": [{"type": "InternalIP", "address": node_ip(ip_range, len(nodes))},
+                                      {"type": "Hostname", "address": name}],
+                        "nodeInfo": {
+                            "architecture": "amd64",
+                            "operatingSystem": "linux",
+                            "osImage": OS_IMAGE,
+                            "kernelVersion": KERNEL_VERSION,
+                            "containerRuntimeVersion": CONTAINER_RUNTIME,
+                            "kubeletVersion": KUBERNETES_VERSION,
+                            "kubeProxyVersion": KUBERNETES_VERSION,
+                        },
+                    },
+                }
+            )
+    return nodes
+
+
+def kwokctl_configuration(settings: ClusterSettings) -> dict[str, Any]:
+    """kwokctl's own options: every component (etcd, controllers, KWOK) listens on one address."""
+    return {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokctlConfiguration",
+            "options": {"bindAddress": settings.bind_address}}
+
+
+def stages_for_profile(profile: str) -> list[dict[str, Any]]:
+    """KWOK Stage objects with the delays of one profile from cluster/profiles.yaml."""
+    profiles = yaml.safe_load(PROFILES.read_text())
+    if profile not in profiles:
+        raise ClusterError(f"unknown profile {profile!r}; choose one of {sorted(profiles)}")
+    delays = profiles[profile]
+    stages = []
+    for path in sorted(STAGES.glob("*.yaml")):
+        stage = yaml.safe_load(path.read_text())
+        name = stage["metadata"]["name"]
+        if name in delays:
+            conf = delays[name]
+            delay = stage["spec"].setdefault("delay", {})
+            delay["durationMilliseconds"] = int(conf["delay"])
+            delay["jitterDurationMilliseconds"] = max(int(conf["jitter"]), int(conf["delay"]))
+            if not conf.get("graceful", False):
+                delay.pop("jitterDurationFrom", None)
+        stages.append(stage)
+    return stages
+
+
+def kwokctl_config(settings: ClusterSettings) -> str:
+    docs = [kwokctl_configuration(settings), *stages_for_profile(settings.profile)]
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def kwokctl_create_args(settings: ClusterSettings, bindir: Path, config: Path) -> list[str]:
+    """Arguments of `kwokctl create cluster`: every component from the local build."""
+    return [
+        "create",
+        "cluster",
+        "--name",
+        settings.cluster_name,
+        "--runtime",
+        "binary",
+        "--kube-apiserver-port",
+        str(settings.apiserver_port),
+        "--kube-apiserver-binary",
+        str(bindir / "kube-apiserver"),
+        "--kube-controller-manager-binary",
+        str(bindir / "kube-controller-manager"),
+        "--kube-scheduler-binary",
+        str(bindir / "kube-scheduler"),
+        "--kwok-controller-binary",
+        str(bindir / "kwok"),
+        "--etcd-binary",
+        str(bindir / "etcd"),
+        "--disable-qps-limits",
+        # A node lease outliving its KWOK controller stalls that node's pods for this long
+        # (kwokctl's own --node-lease-duration-seconds does not reach the controller).
+        "--extra-args",
+        "kwok-controller=node-lease-duration-seconds=40",
+        # HPAs report whether they can compute within seconds, not the default 15 s.
+        "--extra-args",
+        "kube-controller-manager=horizontal-pod-autoscaler-sync-period=5s",
+        "--kubeconfig",
+        str(settings.kubeconfig),
+        "--config",
+        str(config),
+        "--wait",
+        f"{int(settings.ready_timeout)}s",
+    ]
