@@ -7,12 +7,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	_ "time/tzdata" // CronJob time zones, as upstream kube-controller-manager does
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.etcd.io/etcd/server/v3/etcdmain"
 	"k8s.io/component-base/cli"
@@ -28,9 +30,6 @@ import (
 	_ "sigs.k8s.io/kwok/pkg/kwokctl/runtime/binary"
 	"sigs.k8s.io/kwok/pkg/log"
 	"sigs.k8s.io/kwok/pkg/utils/signals"
-
-	"context"
-	"github.com/spf13/cobra"
 )
 
 var components = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kwok", "kwok-controller", "kwokctl"}

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
 import logging
 import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import asyncpg
 import yaml
 
 from k8sim import explain, lifecycle, store
@@ -26,8 +26,6 @@ from k8sim.kube import Kube, KubeError, UnknownKind
 from k8sim.manifests import Document, Problem
 
 log = logging.getLogger(__name__)
-
-FIELD_MANAGER = "k8s-simulator"
 
 #: Kinds ready as soon as they exist (no status that a controller would fill in here).
 READY_WHEN_EXISTS = {"Ingress", "CronJob", "ConfigMap", "Secret", "ServiceAccount", "NetworkPolicy",
@@ -60,8 +58,10 @@ REMOVED = {
 }
 
 
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+class Announcer(Protocol):
+    """Where deploy progress goes (the API relays it to its tenant's WebSockets)."""
+
+    async def __call__(self, event: dict[str, Any]) -> None: ...
 
 
 @dataclasses.dataclass
@@ -100,7 +100,7 @@ async def ensure_crds(kube: Kube, folder: Path, timeout: float = 30.0) -> None:
     """Install the CRDs we ship (ServiceMonitor, VPA, …) and wait until they are served."""
     crds = load_crds(folder)
     for crd in crds:
-        await kube.apply(crd, field_manager=FIELD_MANAGER)
+        await kube.apply(crd)
     await wait_established(kube, [c["metadata"]["name"] for c in crds], timeout)
 
 
@@ -173,7 +173,7 @@ async def validate(kube: Kube, documents: list[Document]) -> tuple[list[Problem]
                     return
         try:
             async with sem:
-                await kube.apply(obj, field_manager=FIELD_MANAGER, dry_run=True)
+                await kube.apply(obj, dry_run=True)
         except UnknownKind as exc:
             problems.append(doc.problem(exc.message, "kind"))
         except KubeError as exc:
@@ -209,7 +209,7 @@ async def apply_all(kube: Kube, documents: list[Document], results: list[Result]
         if doc.kind == "Namespace":
             await _wait_namespace_gone_if_terminating(kube, doc.name, timeout)
         try:
-            applied = await kube.apply(doc.obj, field_manager=FIELD_MANAGER)
+            applied = await kube.apply(doc.obj)
         except KubeError as exc:
             if exc.status in (503,) and exc.reason == "Unavailable":
                 raise
@@ -359,8 +359,8 @@ class Outcome:
 class Deployer:
     """Runs one deploy: record it, apply, wait, record the outcome (store is asyncpg)."""
 
-    def __init__(self, kube: Kube, pool: Any, *, timeout: float, tenant: str | None = None,
-                 announce: Callable[[dict[str, Any]], Awaitable[None]] | None = None):
+    def __init__(self, kube: Kube, pool: asyncpg.Pool, *, timeout: float, tenant: str | None = None,
+                 announce: Announcer | None = None):
         self.kube, self.pool, self.timeout, self.tenant = kube, pool, timeout, tenant
         self.announce = announce  # called with every progress event (the API relays them to WebSockets)
 
@@ -381,7 +381,8 @@ class Deployer:
                 resources=[r.as_dict() for r in outcome.results], deployed_count=outcome.deployed_count,
                 failed_count=outcome.failed_count, message=outcome.message)
         if self.announce is not None:
-            await self.announce({"type": "deployment_progress", "timestamp": now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            stamp = lifecycle.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+            await self.announce({"type": "deployment_progress", "timestamp": stamp,
                                  **outcome.as_response(self.tenant)})
 
     async def run(self, outcome: Outcome, documents: list[Document]) -> Outcome:

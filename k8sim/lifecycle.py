@@ -39,6 +39,11 @@ class State:
         return cls(**{k: v for k, v in data.items() if k in fields})
 
 
+def now() -> dt.datetime:
+    """The wall clock, timezone-aware (UTC): every 'now' of the library and the operator."""
+    return dt.datetime.now(dt.UTC)
+
+
 def parse_time(value: str | None) -> dt.datetime | None:
     if not value:
         return None

@@ -304,9 +304,8 @@ def check_structure(doc: Document) -> list[Problem]:
         return found
     if not isinstance(meta.get("name"), str) or not meta.get("name"):
         found.append(doc.problem("metadata.name is required and must be a string", "metadata.name"))
-    for field in ("namespace",):
-        if field in meta and meta[field] is not None and not isinstance(meta[field], str):
-            found.append(doc.problem(f"metadata.{field} must be a string", f"metadata.{field}"))
+    if meta.get("namespace") is not None and not isinstance(meta["namespace"], str):
+        found.append(doc.problem("metadata.namespace must be a string", "metadata.namespace"))
     for field in ("labels", "annotations"):
         value = meta.get(field)
         if value is not None and (not isinstance(value, dict)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import asyncpg
+
 from k8sim import store
 
 #: (long window, short window, burn-rate threshold, severity): "Alerting on SLOs", SRE workbook ch. 5.
@@ -20,7 +22,6 @@ BURN_ALERTS = [
 #: Service figures a threshold rule may watch (POST /sla/alerts/rules), as the engine reports them.
 RULE_METRICS = ("cpu_usage_percent", "memory_usage_percent", "error_rate_percent", "response_time_ms",
                 "requests_per_second", "ready_pods")
-RULE_OPERATORS = (">", ">=", "<", "<=")
 WINDOW_SECONDS = {"5m": 300, "30m": 1800, "1h": 3600, "6h": 21600, "3d": 259200}
 
 
@@ -79,9 +80,29 @@ def burn_alerts(windows: dict[str, tuple[float, float]], target: float) -> list[
     return found
 
 
-async def current(conn: Any, *, target: float, window_s: float, tenant: str | None = None) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """The SLA over one window: the figure, its status, the budget left and the burn-rate alerts."""
+
+    percentage: float
+    status: str
+    remaining: float
+    alerts: list[BurnAlert]
+
+
+def evaluate(good: float, total: float, target: float,
+             windows: dict[str, tuple[float, float]] | None = None) -> Evaluation:
+    """The one place an SLA status is decided (engine ticks, /sla/status, tenant views alike)."""
+    alerts = burn_alerts(windows or {}, target)
+    percentage = round(availability(good, total), 3)
+    remaining = budget_remaining(good, total, target)
+    return Evaluation(percentage, status(percentage, target, remaining, alerts[0].firing), remaining, alerts)
+
+
+async def current(conn: asyncpg.Connection, *, target: float, window_s: float,
+                  tenant: str | None = None) -> dict[str, Any]:
     """The /sla/status document over the window ending at the newest sample (simulated time)."""
-    end = await conn.fetchval("SELECT max(taken_at) FROM sla_samples")
+    end = await store.latest_sample_time(conn)
     if end is None:
         return {"status": "meeting", "percentage": 100.0, "target": target, "data_points": 0, "healthy_points": 0,
                 "error_budget_remaining": 1.0, "burn_rates": {}, "window_seconds": window_s, "tenant_id": tenant}
@@ -89,12 +110,10 @@ async def current(conn: Any, *, target: float, window_s: float, tenant: str | No
     points, healthy = await store.sla_points(conn, end, window_s, target, tenant=tenant)
     windows = {name: await store.window_sums(conn, end, seconds, tenant=tenant)
                for name, seconds in WINDOW_SECONDS.items()}
-    alerts = burn_alerts(windows, target)
-    percentage = round(availability(good, total), 3)
-    remaining = budget_remaining(good, total, target)
-    return {"status": status(percentage, target, remaining, alerts[0].firing), "percentage": percentage,
+    result = evaluate(good, total, target, windows)
+    return {"status": result.status, "percentage": result.percentage,
             "target": target, "data_points": points, "healthy_points": healthy,
-            "error_budget_remaining": round(remaining, 4),
+            "error_budget_remaining": round(result.remaining, 4),
             "burn_rates": {name: round(burn_rate(*windows[name], target), 3) for name in windows},
             "window_seconds": window_s, "requests": {"good": round(good), "total": round(total)},
             "as_of": end.isoformat(), "tenant_id": tenant}

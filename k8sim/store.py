@@ -157,6 +157,13 @@ ON CONFLICT DO NOTHING
 """
 
 
+async def live_resources(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Every object recorded as existing (for the sweep that finds deletions the watch missed)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT uid, api_version, kind, namespace, name, resource_version FROM resources WHERE deleted_at IS NULL")
+    return rows
+
+
 async def load_states(conn: asyncpg.Connection, uids: Sequence[str]) -> dict[str, lifecycle.State | None]:
     """The last recorded state of each uid (None for a recorded deletion); unknown uids are absent."""
     rows = await conn.fetch("SELECT uid, state, deleted_at FROM resources WHERE uid = ANY($1::text[])", list(uids))
@@ -356,6 +363,12 @@ async def snapshot_history(conn: asyncpg.Connection, since: dt.datetime, until: 
         "ORDER BY date_bin($3::interval, taken_at, $1), taken_at",
         since, until, dt.timedelta(seconds=bucket))
     return rows
+
+
+async def latest_sample_time(conn: asyncpg.Connection) -> dt.datetime | None:
+    """The newest SLA sample's (simulated) time: SLA windows end there."""
+    value: dt.datetime | None = await conn.fetchval("SELECT max(taken_at) FROM sla_samples")
+    return value
 
 
 async def latest_snapshot_time(conn: asyncpg.Connection) -> dt.datetime | None:

@@ -1,21 +1,104 @@
-"""One Redis subscription per API process, fanned out to bounded per-client queues.
+"""One subscription per API process, fanned out to bounded per-client queues.
 
-A client whose queue is full is too slow: it is dropped (its socket closed), never the server.
-Each update is encoded once per tenant view, not once per client or request.
+The fan-out sits behind a small :class:`Backend` interface (encode/broadcaster's pattern):
+Redis in production, memory in unit tests. A client whose queue is full is too slow: it is
+dropped (its socket closed), never the server. Each update is encoded once per tenant view,
+not once per client or request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
 from k8sim import contract
 
 log = logging.getLogger(__name__)
+
+
+class Backend(Protocol):
+    """Where snapshots and deploy events come from."""
+
+    async def close(self) -> None: ...
+
+    async def get(self, key: str) -> bytes | None:
+        """The value of a key (the latest snapshot), None when absent or unreachable."""
+
+    async def publish(self, channel: str, message: bytes) -> None: ...
+
+    def listen(self, *channels: str) -> AsyncIterator[tuple[str, bytes]]:
+        """(channel, message) for every message on these channels, for ever (reconnecting)."""
+
+
+class RedisBackend:
+    """Redis pub/sub: one connection for the subscription, reconnecting with backoff."""
+
+    def __init__(self, url: str):
+        self.redis = aioredis.Redis.from_url(url, socket_timeout=None)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            raw = await self.redis.get(key)
+        except (aioredis.RedisError, OSError):
+            return None
+        return raw if isinstance(raw, bytes | None) else str(raw).encode()
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        await self.redis.publish(channel, message)
+
+    async def listen(self, *channels: str) -> AsyncIterator[tuple[str, bytes]]:
+        backoff = 0.5
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(*channels)
+                    backoff = 0.5
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            yield message["channel"].decode(), message["data"]
+            except (aioredis.RedisError, OSError, ValueError) as exc:
+                log.warning("Redis subscription lost (%s); retrying in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+
+
+class MemoryBackend:
+    """In-process pub/sub for tests: the same semantics without a server."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, bytes] = {}
+        self._queues: list[tuple[set[str], asyncio.Queue[tuple[str, bytes]]]] = []
+
+    async def close(self) -> None:
+        self._queues.clear()
+
+    async def get(self, key: str) -> bytes | None:
+        return self.values.get(key)
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        for channels, queue in self._queues:
+            if channel in channels:
+                queue.put_nowait((channel, message))
+
+    async def listen(self, *channels: str) -> AsyncIterator[tuple[str, bytes]]:
+        queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        entry = (set(channels), queue)
+        self._queues.append(entry)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            if entry in self._queues:
+                self._queues.remove(entry)
 
 
 class Update:
@@ -44,15 +127,21 @@ class Update:
 
 
 class Client:
+    """One WebSocket's bounded queue; ``dropped`` is set when it fell too far behind."""
+
     def __init__(self, tenant: str | None, size: int):
         self.tenant = tenant
         self.queue: asyncio.Queue[Update] = asyncio.Queue(maxsize=size)
         self.dropped = asyncio.Event()
 
+    def wants(self, update: Update) -> bool:
+        """Deploy events go to their tenant's clients (exactly) and to unfiltered ones."""
+        return update.kind != "deployment" or not self.tenant or update.tenant == self.tenant
+
 
 class Broadcaster:
-    def __init__(self, url: str, channel: str, key: str, deploy_channel: str, queue_size: int = 16):
-        self.redis = aioredis.Redis.from_url(url, socket_timeout=None)
+    def __init__(self, backend: Backend, channel: str, key: str, deploy_channel: str, queue_size: int = 16):
+        self.backend = backend
         self.channel, self.key, self.queue_size = channel, key, queue_size
         self.deploy_channel = deploy_channel
         self.clients: set[Client] = set()
@@ -66,31 +155,30 @@ class Broadcaster:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self.redis.aclose()
+        await self.backend.close()
 
     async def snapshot(self) -> Update | None:
         """The latest snapshot: from the subscription, else from the key the engine sets."""
         if self.latest is None:
-            try:
-                raw = await self.redis.get(self.key)
-            except (aioredis.RedisError, OSError):
-                return None
+            raw = await self.backend.get(self.key)
             if raw:
-                self.latest = Update("monitoring", raw if isinstance(raw, bytes) else raw.encode())
+                self.latest = Update("monitoring", raw)
         return self.latest
 
-    def subscribe(self, tenant: str | None) -> Client:
+    @contextlib.asynccontextmanager
+    async def subscribe(self, tenant: str | None) -> AsyncIterator[Client]:
+        """A client's queue for as long as the block runs."""
         client = Client(tenant, self.queue_size)
         self.clients.add(client)
-        return client
-
-    def unsubscribe(self, client: Client) -> None:
-        self.clients.discard(client)
+        try:
+            yield client
+        finally:
+            self.clients.discard(client)
 
     async def announce(self, event: dict[str, Any]) -> None:
         """Publish a deploy progress event to every API process's WebSocket clients."""
         try:
-            await self.redis.publish(self.deploy_channel, json.dumps(event))
+            await self.backend.publish(self.deploy_channel, json.dumps(event).encode())
         except (aioredis.RedisError, OSError) as exc:
             log.warning("deploy progress not published: %s", exc)
 
@@ -98,7 +186,7 @@ class Broadcaster:
         if update.kind == "monitoring":
             self.latest = update
         for client in list(self.clients):
-            if update.kind == "deployment" and client.tenant and update.tenant != client.tenant:
+            if not client.wants(update):
                 continue
             try:
                 client.queue.put_nowait(update)
@@ -108,19 +196,8 @@ class Broadcaster:
                 client.dropped.set()
 
     async def _listen(self) -> None:
-        backoff = 0.5
-        while True:
+        async for channel, data in self.backend.listen(self.channel, self.deploy_channel):
             try:
-                async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(self.channel, self.deploy_channel)
-                    backoff = 0.5
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            kind = "monitoring" if message["channel"].decode() == self.channel else "deployment"
-                            self.fan_out(Update(kind, message["data"]))
-            except asyncio.CancelledError:
-                raise
-            except (aioredis.RedisError, OSError, ValueError) as exc:
-                log.warning("Redis subscription lost (%s); retrying in %.1f s", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10)
+                self.fan_out(Update("monitoring" if channel == self.channel else "deployment", data))
+            except ValueError as exc:  # not JSON: someone else's message on our channel
+                log.warning("ignoring an unreadable message on %s: %s", channel, exc)

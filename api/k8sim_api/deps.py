@@ -1,11 +1,16 @@
-"""Dependencies of the routes: settings, the cluster client and the store."""
+"""Dependencies of the routes: settings, the cluster client, the store, the broadcaster.
+
+Routes take everything through these ``Annotated`` types and never read ``app.state``.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from typing import Annotated, Any
 
 import asyncpg
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException
+from starlette.requests import HTTPConnection
 
 from k8sim import store
 from k8sim.kube import Kube
@@ -13,19 +18,19 @@ from k8sim_api.broadcast import Broadcaster, Update
 from k8sim_api.core.config import ApiSettings
 
 
-def settings_dep(request: Request) -> ApiSettings:
-    settings: ApiSettings = request.app.state.settings
+def settings_dep(conn: HTTPConnection) -> ApiSettings:
+    settings: ApiSettings = conn.app.state.settings
     return settings
 
 
-def kube_dep(request: Request) -> Kube:
-    kube: Kube = request.app.state.kube
+def kube_dep(conn: HTTPConnection) -> Kube:
+    kube: Kube = conn.app.state.kube
     return kube
 
 
-async def pool_dep(request: Request) -> asyncpg.Pool:
-    """The store's pool, connecting on first use when PostgreSQL came up after the API."""
-    state = request.app.state
+async def pool_dep(conn: HTTPConnection) -> asyncpg.Pool:
+    """The store's pool, connecting on first use when PostgreSQL came up after the API; 503 without."""
+    state = conn.app.state
     if state.pool is None:
         try:
             pool = await store.connect(state.settings.database_url, timeout=5)
@@ -37,9 +42,21 @@ async def pool_dep(request: Request) -> asyncpg.Pool:
     return result
 
 
-def broadcaster_dep(request: Request) -> Broadcaster:
-    broadcaster: Broadcaster = request.app.state.broadcaster
+def maybe_pool_dep(conn: HTTPConnection) -> asyncpg.Pool | None:
+    """The pool if the API has one; for answers that can do without the store."""
+    pool: asyncpg.Pool | None = conn.app.state.pool
+    return pool
+
+
+def broadcaster_dep(conn: HTTPConnection) -> Broadcaster:
+    broadcaster: Broadcaster = conn.app.state.broadcaster
     return broadcaster
+
+
+def tasks_dep(conn: HTTPConnection) -> set[asyncio.Task[Any]]:
+    """Background work (wait=false deploys) the app cancels on shutdown."""
+    tasks: set[asyncio.Task[Any]] = conn.app.state.tasks
+    return tasks
 
 
 async def snapshot_dep(broadcaster: Annotated[Broadcaster, Depends(broadcaster_dep)]) -> Update:
@@ -53,5 +70,7 @@ async def snapshot_dep(broadcaster: Annotated[Broadcaster, Depends(broadcaster_d
 SettingsDep = Annotated[ApiSettings, Depends(settings_dep)]
 KubeDep = Annotated[Kube, Depends(kube_dep)]
 PoolDep = Annotated[asyncpg.Pool, Depends(pool_dep)]
+MaybePoolDep = Annotated[asyncpg.Pool | None, Depends(maybe_pool_dep)]
 BroadcasterDep = Annotated[Broadcaster, Depends(broadcaster_dep)]
+TasksDep = Annotated[set[asyncio.Task[Any]], Depends(tasks_dep)]
 SnapshotDep = Annotated[Update, Depends(snapshot_dep)]

@@ -20,8 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from k8sim import deploy, store
 from k8sim.kube import Kube, KubeError
 from k8sim.manifests import ManifestError
-from k8sim_api.broadcast import Broadcaster
-from k8sim_api.core.config import ApiSettings, get_settings
+from k8sim_api.broadcast import Broadcaster, RedisBackend
+from k8sim_api.core.config import VERSION, ApiSettings, get_settings
 from k8sim_api.routes import manifests, monitoring, resources, root, services, sla, ws
 
 log = logging.getLogger("k8sim_api")
@@ -33,8 +33,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.kube = Kube(settings.kubeconfig)
     app.state.pool = None
     app.state.tasks = set()
-    app.state.broadcaster = Broadcaster(settings.redis_url, settings.redis_channel, settings.redis_key,
-                                        settings.deploy_channel, settings.ws_queue)
+    app.state.broadcaster = Broadcaster(RedisBackend(settings.redis_url), settings.redis_channel,
+                                        settings.redis_key, settings.deploy_channel, settings.ws_queue)
     await app.state.broadcaster.start()
     try:
         app.state.pool = await store.connect(settings.database_url, timeout=5)
@@ -107,7 +107,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     app = FastAPI(
         title="k8s-simulator",
-        version="0.1.0",
+        version=VERSION,
         summary="A Kubernetes simulator for ECP-AI: real control plane, fake kubelets.",
         description="Parses and deploys ECP-AI manifests into a simulated cluster (kube-apiserver, etcd, "
                     "controller-manager and scheduler, with KWOK playing the nodes). See CONTRACT.md.",

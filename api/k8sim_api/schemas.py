@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from k8sim.sla import RULE_METRICS
 
 #: A tenant id is matched against label values, so it must be one (63 characters at most).
 TENANT_ID: dict[str, Any] = {"min_length": 1, "max_length": 63,
@@ -96,3 +98,279 @@ class ErrorResponse(BaseModel):
 #: Bodies that are not JSON (or not UTF-8) at all.
 BAD_BODY: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "The body could not be parsed"}}
+
+
+# --------------------------------------------------------------------------- responses
+# Every response model keeps fields it does not name (extra="allow"): the contract's documents
+# are open, and a model here documents what clients may rely on without dropping the rest.
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ServiceInfo(Out):
+    name: str = Field(examples=["k8s-simulator"])
+    version: str = Field(examples=["0.1.0"])
+    status: str = Field(examples=["running"])
+    docs: str = "/docs"
+    openapi: str = "/openapi.json"
+    health: str = "/health"
+
+
+class ApiServiceProblem(Out):
+    name: str = Field(examples=["v1beta1.metrics.k8s.io"])
+    reason: str = Field(examples=["ServiceNotFound"])
+    message: str = Field(examples=['service/prometheus-adapter in "monitoring" is not present'])
+
+
+class HealthStatus(Out):
+    status: str = Field(description="healthy, degraded (an aggregated API is unavailable) or unhealthy",
+                        examples=["healthy"])
+    checks: dict[str, str] = Field(examples=[{"kubernetes": "ok", "postgresql": "ok"}])
+    unavailable_apiservices: list[ApiServiceProblem] | None = None
+    message: str | None = None
+
+
+class ReplicaCounts(Out):
+    desired: int = Field(examples=[2])
+    ready: int | None = Field(None, examples=[2])
+
+
+class ResourceItem(Out):
+    id: str = Field(examples=["ecp-ai-t1/Deployment/callbot"])
+    name: str
+    namespace: str = Field(description='"" for cluster-scoped objects')
+    kind: str
+    api_version: str | None = None
+    status: str = Field(examples=["Available"])
+    ready: bool
+    created_at: str | None = None
+    tenant_id: str | None = None
+    node: str | None = None
+    replicas: ReplicaCounts | None = None
+    reason: str | None = Field(None, description="Why it is not ready, in the cluster's words",
+                               examples=["FailedScheduling: 0/18 nodes are available: 10 Insufficient "
+                                         "nvidia.com/gpu. (2 pods pending, 2 unschedulable)"])
+
+
+class ResourceList(Out):
+    resources: list[ResourceItem]
+    count: int
+    tenant_id: str | None = None
+    status: str = Field(description="The tenant's latest deploy: pending, deploying, completed, failed "
+                                    "(not_found without one)", examples=["completed"])
+    deployment_id: str | None = None
+    message: str | None = None
+
+
+class Deleted(Out):
+    status: str = "success"
+    message: str = Field(examples=["Namespace ecp-ai-t1 deleted"])
+    id: str = Field(examples=["/Namespace/ecp-ai-t1"])
+
+
+class PendingObject(Out):
+    id: str = Field(examples=["/Namespace/ecp-ai-t1"])
+    reason: str | None = Field(None, examples=["NamespaceDeletionDiscoveryFailure: Discovery failed for some "
+                                               "groups, 1 failing: unable to retrieve the complete list of "
+                                               "server APIs: metrics.k8s.io/v1beta1: stale GroupVersion "
+                                               "discovery: metrics.k8s.io/v1beta1"])
+
+
+class TenantDeleted(Out):
+    status: str = "success"
+    tenant_id: str
+    deleted_count: int
+    pending_count: int = Field(description="Objects still there when the wait ended")
+    resources: list[str]
+    pending: list[PendingObject] | None = None
+    message: str | None = None
+
+
+class PodSummary(Out):
+    name: str
+    status: str | None
+    image: str | None
+    ready: bool
+    restarts: int
+    created: str | None
+    node: str | None
+
+
+class RolloutReplicas(Out):
+    desired: int
+    ready: int
+    available: int
+    updated: int
+
+
+class ServiceRollout(Out):
+    name: str = Field(examples=["callbot"])
+    namespace: str
+    kind: str = Field(examples=["Deployment"])
+    desiredImage: str | None = None  # the contract spells these in camelCase
+    currentImage: str | None = None
+    replicas: RolloutReplicas
+    pods: list[PodSummary]
+    deploymentStatus: str = Field(examples=["completed"])
+    lastUpdated: str | None = None
+    reason: str | None = None
+
+
+class CpuFigures(Out):
+    usage_percent: float = Field(examples=[45.2])
+    load_1m: float = Field(examples=[1.8])
+
+
+class MemoryFigures(Out):
+    usage_mb: float = Field(examples=[512.3])
+    usage_percent: float = Field(examples=[25.1])
+
+
+class NetworkFigures(Out):
+    requests_per_second: float = Field(examples=[150.5])
+    response_time_ms: float = Field(examples=[120.3])
+    error_rate_percent: float = Field(examples=[0.05])
+
+
+class ServiceHealth(Out):
+    status: str = Field(examples=["healthy"])
+    uptime_seconds: int = Field(examples=[86400])
+
+
+class ServiceReplicas(Out):
+    desired: int
+    ready: int
+    available: int
+
+
+class ServiceMetrics(Out):
+    cpu: CpuFigures
+    memory: MemoryFigures
+    network: NetworkFigures
+    health: ServiceHealth
+    replicas: ServiceReplicas | None = Field(None, description="Absent only in snapshots kept by versions "
+                                                               "before 0.2")
+    tenant_id: str | None = None
+    profile: str | None = None
+
+
+class Summary(Out):
+    overall_health: str = Field(examples=["healthy"])
+    sla_percentage: float | None = Field(description="null while the SLA cannot be measured", examples=[99.972])
+    sla_status: str = Field(examples=["meeting"])
+    total_services: int
+    healthy_services: int
+    total_requests_per_second: float | None = Field(None, examples=[840.2])
+    average_response_time: float | None = Field(None, description="ms, weighted by requests", examples=[96.4])
+    degraded: bool | None = None
+
+
+class HealthDocument(Out):
+    timestamp: str = Field(examples=["2024-01-15T10:30:00Z"])
+    services: dict[str, ServiceMetrics] = Field(description="Keyed namespace/name")
+    summary: Summary
+
+
+class TenantDocument(HealthDocument):
+    tenant_id: str
+
+
+class MetricsDocument(HealthDocument):
+    tenants: dict[str, Summary]
+
+
+class HistoryPoint(Out):
+    timestamp: str
+    data: HealthDocument
+
+
+class HistoryDocument(Out):
+    status: str = "success"
+    hours: float
+    service_filter: str | None
+    data_points: int
+    history: list[HistoryPoint]
+
+
+class SlaStatus(Out):
+    status: str = Field(examples=["meeting"])
+    percentage: float = Field(examples=[99.972])
+    target: float = Field(examples=[99.5])
+    data_points: int = Field(examples=[60])
+    healthy_points: int = Field(examples=[60])
+    error_budget_remaining: float | None = None
+    burn_rates: dict[str, float] = {}
+    window_seconds: float | None = None
+    tenant_id: str | None = None
+
+
+class ReportPeriod(Out):
+    period: str
+    availability: float
+    requests: int
+    failed_requests: int
+    minutes: int
+    status: str
+
+
+class SlaReport(Out):
+    target: float
+    tenant_id: str | None
+    daily: list[ReportPeriod]
+    weekly: list[ReportPeriod]
+    monthly: list[ReportPeriod]
+
+
+class AlertRule(BaseModel):
+    """A threshold on one service figure; fires per service while the comparison holds."""
+
+    name: str = Field(min_length=1, max_length=200, pattern=PRINTABLE, examples=["high error rate"])
+    metric: Literal[RULE_METRICS] = Field(examples=["error_rate_percent"])  # type: ignore[valid-type]
+    operator: Literal[">", ">=", "<", "<="] = ">"
+    threshold: float = Field(strict=True, examples=[1.0], description="A number (true/false are refused).")
+    tenant_id: str | None = Field(None, **{k: v for k, v in TENANT_ID.items() if k != "examples"})
+    service: str | None = Field(None, max_length=317, pattern=PRINTABLE,
+                                description="namespace/name or name; all when absent")
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
+class StoredRule(AlertRule):
+    id: str
+    created_at: str
+
+
+class RuleCreated(Out):
+    status: str = "success"
+    rule: StoredRule
+
+
+class RuleList(Out):
+    rules: list[StoredRule]
+
+
+class RuleDeleted(Out):
+    status: str = "success"
+    id: str
+
+
+class AlertEvent(Out):
+    id: int
+    rule_id: str
+    name: str
+    type: str = Field(description="What ECP-AI shows as the alert's title (the rule's name)")
+    severity: str
+    service: str | None
+    tenant_id: str | None
+    value: float | None
+    message: str
+    fired_at: str
+    timestamp: str = Field(description="= fired_at, as ECP-AI reads it")
+    resolved_at: str | None
+    resolved: bool
+    state: str = Field(examples=["firing"])
+
+
+class AlertHistory(Out):
+    alerts: list[AlertEvent]

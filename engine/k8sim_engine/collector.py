@@ -7,7 +7,7 @@ a mutable gauge per series.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -28,9 +28,15 @@ class State:
         self.sla: dict[str, float] = {}
 
 
+class HasState(Protocol):
+    """What the collector reads from: the engine, whose ``state`` is its last tick."""
+
+    state: State
+
+
 class SimulatorCollector(Collector):
-    def __init__(self, state_ref: Any):
-        self.ref = state_ref  # an object with a `.state` attribute (the engine)
+    def __init__(self, state_ref: HasState):
+        self.ref = state_ref
 
     def collect(self) -> Iterator[Metric]:
         state: State = self.ref.state

@@ -58,7 +58,6 @@ class Engine:
         self.ticks = 0
         self.last_snapshot: dt.datetime | None = None
         self.document: dict[str, Any] | None = None
-        self.tick_cpu: list[float] = []  # process CPU seconds per tick, for benchmarks
 
     @property
     def step(self) -> float:
@@ -87,7 +86,6 @@ class Engine:
             await asyncio.sleep(max(0.0, self.settings.tick_seconds - (time.monotonic() - started)))
 
     async def tick(self) -> dict[str, Any]:
-        cpu_before = time.process_time()
         pods, nodes, deployments, statefulsets, namespaces = await asyncio.gather(
             self.kube.list("v1", "Pod"), self.kube.list("v1", "Node"), self.kube.list("apps/v1", "Deployment"),
             self.kube.list("apps/v1", "StatefulSet"), self.kube.list("v1", "Namespace"))
@@ -107,7 +105,6 @@ class Engine:
         await self.publish(document)
         await self.save_snapshot(document, now)
         await self.alert(samples, now, windows)
-        self.tick_cpu = [*self.tick_cpu[-99:], time.process_time() - cpu_before]
         return document
 
     # ------------------------------------------------------------------ outputs
@@ -171,14 +168,12 @@ class Engine:
                 self.pool.terminate()
             self.pool = None
             return None, {}, {}
-        percentage = round(sla.availability(good, total), 3)
-        fast_burn = sla.burn_alerts(windows, target)[0].firing
-        status = sla.status(percentage, target, sla.budget_remaining(good, total, target), fast_burn)
+        overall = sla.evaluate(good, total, target, windows)
         tenants = {}
         for tenant, (t_good, t_total) in by_tenant.items():
-            t_pct = round(sla.availability(t_good, t_total), 3)
-            tenants[tenant] = (t_pct, sla.status(t_pct, target, sla.budget_remaining(t_good, t_total, target), False))
-        return (percentage, status), tenants, windows
+            result = sla.evaluate(t_good, t_total, target)
+            tenants[tenant] = (result.percentage, result.status)
+        return (overall.percentage, overall.status), tenants, windows
 
     async def save_snapshot(self, document: dict[str, Any], now: dt.datetime) -> None:
         """Keep one snapshot per `snapshot_every` simulated seconds for /monitoring/metrics/history."""

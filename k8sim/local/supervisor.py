@@ -18,12 +18,14 @@ import httpx
 from k8sim.local.processes import say
 from k8sim.local.settings import ClusterSettings
 
+#: kopf's arguments for the operator, as production runs it (tests run it the same way).
+KOPF_ARGS = ["run", "-m", "k8sim_operator.handlers", "--all-namespaces", "--standalone", "--quiet"]
+
 
 def components(settings: ClusterSettings) -> dict[str, list[str]]:
     py = sys.executable
     return {
-        "operator": [py, "-m", "kopf", "run", "-m", "k8sim_operator.handlers", "--all-namespaces",
-                     "--standalone", "--quiet"],
+        "operator": [py, "-m", "kopf", *KOPF_ARGS],
         "api": [py, "-m", "k8sim_api"],
         "engine": [py, "-m", "k8sim_engine"],
     }
@@ -45,10 +47,10 @@ def wait_healthy(url: str, *, timeout: float = 60, proc: subprocess.Popen[bytes]
         time.sleep(0.2)
 
 
-def run(settings: ClusterSettings, only: list[str] | None = None) -> None:
+def run(settings: ClusterSettings) -> None:
     logs = settings.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    wanted = {k: v for k, v in components(settings).items() if not only or k in only}
+    wanted = components(settings)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     restarts: dict[str, float] = {}
     stopping = False

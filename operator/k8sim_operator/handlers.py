@@ -13,12 +13,12 @@ from typing import Any
 import kopf
 import yaml
 
-from k8sim import store
+from k8sim import lifecycle, store
 from k8sim.kube import Kube, KubeError
 from k8sim.kube import credentials as kube_credentials
 
 from . import addons
-from .recorder import Recorder, now
+from .recorder import Recorder
 from .settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ async def record(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: An
         return
     gone = event.get("type") == "DELETED"
     # A None type is the initial listing after (re)start: changes made while we were away.
-    memo.recorder.observe(store.Observation.of(obj, observed_at=now(), gone=gone,
+    memo.recorder.observe(store.Observation.of(obj, observed_at=lifecycle.now(), gone=gone,
                                                reconciled=event.get("type") is None))
 
 

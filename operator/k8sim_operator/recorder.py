@@ -10,7 +10,6 @@ finds objects that vanished while nobody watched and records their deletion.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
 import time
@@ -32,8 +31,6 @@ DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
            asyncio.TimeoutError, ConnectionError)
 
 
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class Recorder:
@@ -191,9 +188,7 @@ class Recorder:
         if self.pool is None:
             return 0
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT uid, api_version, kind, namespace, name, resource_version "
-                "FROM resources WHERE deleted_at IS NULL")
+            rows = await store.live_resources(conn)
         by_kind: dict[tuple[str, str], list[Any]] = {}
         for row in rows:
             by_kind.setdefault((row["api_version"], row["kind"]), []).append(row)
@@ -211,8 +206,8 @@ class Recorder:
                     found += 1
                     self.observe(store.Observation(
                         uid=row["uid"], api_version=api_version, kind=kind, namespace=row["namespace"],
-                        name=row["name"], resource_version=row["resource_version"], observed_at=now(),
-                        state=None, deleted_at=now(), reconciled=True))
+                        name=row["name"], resource_version=row["resource_version"], observed_at=lifecycle.now(),
+                        state=None, deleted_at=lifecycle.now(), reconciled=True))
         if found:
             log.info("sweep found %d objects deleted while unobserved", found)
         return found

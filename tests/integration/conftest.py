@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from k8sim.local import cluster, services, supervisor
+from k8sim.local.processes import free_port
 from k8sim.local.settings import ClusterSettings
 
 
@@ -61,10 +61,6 @@ def namespace(kubectl: Kubectl) -> Iterator[str]:
     kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -109,8 +105,7 @@ def operator_process(live_services: ClusterSettings, live_cluster: ClusterSettin
                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
     """The operator as a separate process (module-scoped: operator tests run their own)."""
     tmp = tmp_path_factory.mktemp("operator")
-    cmd = [sys.executable, "-m", "kopf", "run", "-m", "k8sim_operator.handlers", "--all-namespaces",
-           "--standalone", "--quiet"]
+    cmd = [sys.executable, "-m", "kopf", *supervisor.KOPF_ARGS]
     with process(cmd, {"K8SIM_SPOOL": str(tmp / "spool.jsonl")}, tmp / "operator.log") as proc:
         yield proc
 

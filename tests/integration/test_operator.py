@@ -16,14 +16,13 @@ import yaml
 from kopf.testing import KopfRunner
 
 from k8sim import store
-from k8sim.local import services
+from k8sim.local import services, supervisor
 from k8sim.local.settings import ClusterSettings
 
 from .conftest import Kubectl, eventually
 
 pytestmark = pytest.mark.integration
 
-OPERATOR = ["run", "-m", "k8sim_operator.handlers", "--all-namespaces", "--standalone", "--quiet"]
 
 
 def query(settings: ClusterSettings, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -48,7 +47,7 @@ def operator_env(live_services: ClusterSettings, live_cluster: ClusterSettings, 
 
 @contextmanager
 def operator() -> Iterator[KopfRunner]:
-    with KopfRunner(OPERATOR) as runner:
+    with KopfRunner(supervisor.KOPF_ARGS) as runner:
         yield runner
     assert runner.exit_code == 0, runner.output
     assert runner.exception is None

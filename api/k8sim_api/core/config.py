@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 
 from pydantic import Field
 
 from k8sim.manifests import Limits
 from k8sim.settings import ROOT, CommonSettings
+
+#: The simulator's version, from its package metadata (pyproject.toml), said once.
+VERSION = metadata.version("k8s-simulator")
 
 
 class ApiSettings(CommonSettings):

@@ -6,14 +6,14 @@ import asyncio
 import dataclasses
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse
 
 from k8sim import deploy, manifests
 from k8sim.kube import Kube
 from k8sim.manifests import Document, ManifestError, Problem
 from k8sim_api.core.config import ApiSettings
-from k8sim_api.deps import KubeDep, PoolDep, SettingsDep
+from k8sim_api.deps import BroadcasterDep, KubeDep, PoolDep, SettingsDep, TasksDep
 from k8sim_api.schemas import BAD_BODY, DeployResponse, ErrorResponse, ManifestRequest, ParseResponse
 
 router = APIRouter(prefix="/k8s/manifest", tags=["manifests"], responses=BAD_BODY)
@@ -110,8 +110,8 @@ def manifest_text(manifest: str | dict[str, str]) -> str:
              responses={**ERRORS, 202: {"model": DeployResponse, "description": "wait=false: deploy started"},
                         409: {"model": ErrorResponse}},
              summary="Apply a manifest (server-side apply, dependency order) and wait until it is ready")
-async def deploy_manifest(body: ManifestRequest, request: Request, kube: KubeDep, pool: PoolDep,
-                          settings: SettingsDep,
+async def deploy_manifest(body: ManifestRequest, kube: KubeDep, pool: PoolDep, settings: SettingsDep,
+                          broadcaster: BroadcasterDep, tasks: TasksDep,
                           wait: Annotated[bool | None, Query(description="Overrides the body's `wait`")] = None,
                           timeout: Annotated[float | None, Query(gt=0, le=3600,
                                                                  description="Readiness timeout, seconds")] = None,
@@ -122,13 +122,13 @@ async def deploy_manifest(body: ManifestRequest, request: Request, kube: KubeDep
         raise result.rejection()  # nothing is applied unless every object passes the dry run
     prepared = result.prepared
     deployer = deploy.Deployer(kube, pool, timeout=timeout or settings.deploy_timeout, tenant=tenant,
-                               announce=request.app.state.broadcaster.announce)
+                               announce=broadcaster.announce)
     outcome = await deployer.begin(prepared, tenant=tenant, namespace=result.namespace,
                                    mode=body.deployment_mode, manifest_text=manifest_text(body.manifest))
     if not (body.wait if wait is None else wait):
         task = asyncio.create_task(deployer.run(outcome, prepared))
-        request.app.state.tasks.add(task)
-        task.add_done_callback(request.app.state.tasks.discard)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
         outcome.status = "deploying"
         return JSONResponse(outcome.as_response(tenant), status_code=202)
     outcome = await deployer.run(outcome, prepared)

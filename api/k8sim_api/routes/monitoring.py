@@ -7,43 +7,43 @@ import logging
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from k8sim import contract, sla, store
 from k8sim_api.broadcast import Update
-from k8sim_api.core.config import ApiSettings
-from k8sim_api.deps import PoolDep, SettingsDep, SnapshotDep
-from k8sim_api.schemas import TENANT_ID, ErrorResponse
+from k8sim_api.deps import MaybePoolDep, PoolDep, SettingsDep, SnapshotDep
+from k8sim_api.schemas import TENANT_ID, ErrorResponse, HealthDocument, HistoryDocument, MetricsDocument, TenantDocument
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/monitoring", tags=["monitoring"])
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse, "description": "No data yet"}}
 
 
-@router.get("/health", responses=UNAVAILABLE, summary="Every service's CPU, memory, network and health, with SLA")
-async def health(snapshot: SnapshotDep, request: Request, settings: SettingsDep,
+@router.get("/health", response_model=HealthDocument | TenantDocument, responses=UNAVAILABLE,
+            summary="Every service's CPU, memory, network and health, with SLA (`tenant_id`: one tenant's)")
+async def health(snapshot: SnapshotDep, pool: MaybePoolDep, settings: SettingsDep,
                  tenant_id: Annotated[str | None, Query(**TENANT_ID)] = None) -> Any:
     if tenant_id is not None:
-        return await tenant_view(tenant_id, snapshot, request, settings)
+        return await tenant_view(tenant_id, snapshot, pool, settings.sla_target, settings.sla_window_seconds)
     # The engine's JSON as published: no decoding and re-encoding per request.
     return Response(snapshot.raw, media_type="application/json")
 
 
-@router.get("/tenant/{tenant_id}", responses=UNAVAILABLE, summary="The same, for one tenant's services")
-async def tenant(tenant_id: Annotated[str, Path(**TENANT_ID)], snapshot: SnapshotDep, request: Request,
+@router.get("/tenant/{tenant_id}", response_model=TenantDocument, responses=UNAVAILABLE,
+            summary="The same, for one tenant's services")
+async def tenant(tenant_id: Annotated[str, Path(**TENANT_ID)], snapshot: SnapshotDep, pool: MaybePoolDep,
                  settings: SettingsDep) -> dict[str, Any]:
-    return await tenant_view(tenant_id, snapshot, request, settings)
+    return await tenant_view(tenant_id, snapshot, pool, settings.sla_target, settings.sla_window_seconds)
 
 
-async def tenant_view(tenant_id: str, snapshot: Update, request: Request, settings: ApiSettings) -> dict[str, Any]:
+async def tenant_view(tenant_id: str, snapshot: Update, pool: asyncpg.Pool | None, target: float,
+                      window_s: float) -> dict[str, Any]:
     """One tenant's services (matched exactly) with the tenant's own SLA over the window."""
     figures = None
-    pool = request.app.state.pool
     if pool is not None:
         try:
             async with pool.acquire() as conn:
-                status = await sla.current(conn, target=settings.sla_target,
-                                           window_s=settings.sla_window_seconds, tenant=tenant_id)
+                status = await sla.current(conn, target=target, window_s=window_s, tenant=tenant_id)
             if status["data_points"]:
                 figures = (status["percentage"], status["status"])
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -51,14 +51,16 @@ async def tenant_view(tenant_id: str, snapshot: Update, request: Request, settin
     return contract.tenant_document(snapshot.payload, tenant_id, figures)
 
 
-@router.get("/metrics", responses=UNAVAILABLE, summary="The latest snapshot with per-tenant summaries")
+@router.get("/metrics", response_model=MetricsDocument, responses=UNAVAILABLE,
+            summary="The latest snapshot with per-tenant summaries")
 async def metrics(snapshot: SnapshotDep) -> dict[str, Any]:
     document = snapshot.payload
     tenants = sorted({v.get("tenant_id") for v in document["services"].values() if v.get("tenant_id")})
     return {**document, "tenants": {t: contract.tenant_document(document, t)["summary"] for t in tenants}}
 
 
-@router.get("/metrics/history", summary="Past snapshots (downsampled), each under `data`")
+@router.get("/metrics/history", response_model=HistoryDocument,
+            summary="Past snapshots (downsampled), each under `data`")
 async def history(pool: PoolDep, hours: Annotated[float, Query(gt=0, le=24 * 35)] = 1.0,
                   points: Annotated[int, Query(gt=0, le=2000)] = 360,
                   service: Annotated[str | None, Query(max_length=317,
@@ -73,8 +75,7 @@ async def history(pool: PoolDep, hours: Annotated[float, Query(gt=0, le=24 * 35)
     for row in rows:
         data = row["document"]
         if service is not None:
-            services = {k: v for k, v in data["services"].items() if k == service}
-            data = {**data, "services": services}
+            data = {**data, "services": {k: v for k, v in data["services"].items() if k == service}}
         history.append({"timestamp": data["timestamp"], "data": data})
     return {"status": "success", "hours": hours, "service_filter": service, "data_points": len(history),
             "history": history}

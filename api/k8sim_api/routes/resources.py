@@ -8,19 +8,27 @@ import time
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query
 
 from k8sim import explain, inventory, store
 from k8sim.kube import Kube, KubeError, UnknownKind
-from k8sim_api.deps import KubeDep
-from k8sim_api.schemas import KIND, NAMESPACE, OBJECT_NAME, TENANT_ID, ErrorResponse
+from k8sim_api.deps import KubeDep, MaybePoolDep, SettingsDep
+from k8sim_api.schemas import (
+    KIND,
+    NAMESPACE,
+    OBJECT_NAME,
+    TENANT_ID,
+    Deleted,
+    ErrorResponse,
+    ResourceList,
+    TenantDeleted,
+)
 
 router = APIRouter(prefix="/k8s/resources", tags=["resources"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
 
 
-async def latest_deployment(request: Request, tenant: str) -> Any:
-    pool = request.app.state.pool
+async def latest_deployment(pool: asyncpg.Pool | None, tenant: str) -> Any:
     if pool is None:
         return None
     try:
@@ -30,9 +38,8 @@ async def latest_deployment(request: Request, tenant: str) -> Any:
         return None  # the listing still answers from the cluster
 
 
-async def deployed_objects(request: Request, kube: Kube, tenant: str) -> list[dict[str, Any]]:
+async def deployed_objects(pool: asyncpg.Pool | None, kube: Kube, tenant: str) -> list[dict[str, Any]]:
     """Objects the tenant's deploys created that still exist, whatever their kind or labels."""
-    pool = request.app.state.pool
     if pool is None:
         return []
     try:
@@ -50,10 +57,11 @@ async def deployed_objects(request: Request, kube: Kube, tenant: str) -> list[di
     return [o for o in found if o]
 
 
-@router.get("", responses={404: {"model": ErrorResponse, "description": "Unknown kind"}},
+@router.get("", response_model=ResourceList,
+            responses={404: {"model": ErrorResponse, "description": "Unknown kind"}},
             summary="Resources by namespace, kind and tenant, with the tenant's overall status")
 async def list_resources(
-    request: Request, kube: KubeDep,
+    kube: KubeDep, pool: MaybePoolDep,
     namespace: Annotated[str | None, Query(**NAMESPACE)] = None,
     kind: Annotated[str | None, Query(**KIND)] = None,
     tenant_id: Annotated[str | None, Query(**TENANT_ID)] = None,
@@ -69,13 +77,13 @@ async def list_resources(
     if tenant_id:  # and whatever else its deploys created, of any kind (a ClusterRole, a CRD …)
         known = {o["metadata"]["uid"] for o in found}
         wanted = None if kind else set(kinds)
-        found += [o for o in await deployed_objects(request, kube, tenant_id)
+        found += [o for o in await deployed_objects(pool, kube, tenant_id)
                   if o["metadata"]["uid"] not in known and (wanted is None or (o["apiVersion"], o["kind"]) in wanted)
                   and (not namespace or o["metadata"].get("namespace") == namespace
                        or (o["kind"] == "Namespace" and o["metadata"]["name"] == namespace))]
     items = await inventory.describe_all(found, explain.Explainer(kube))
     body: dict[str, Any] = {"resources": items, "count": len(items), "tenant_id": tenant_id}
-    record = await latest_deployment(request, tenant_id) if tenant_id else None
+    record = await latest_deployment(pool, tenant_id) if tenant_id else None
     if record is not None:
         body["deployment_id"] = str(record["id"])
         body["status"] = record["status"]
@@ -102,13 +110,13 @@ async def delete_one(kube: Kube, namespace: str | None, kind: str, name: str) ->
             "id": f"{ns or ''}/{info.kind}/{name}"}
 
 
-@router.delete("/tenant/{tenant_id}", responses=NOT_FOUND,
+@router.delete("/tenant/{tenant_id}", response_model=TenantDeleted, responses=NOT_FOUND,
                summary="Delete everything of a tenant, its namespaces last")
-async def delete_tenant(tenant_id: Annotated[str, Path(**TENANT_ID)], request: Request,
-                        kube: KubeDep) -> dict[str, Any]:
+async def delete_tenant(tenant_id: Annotated[str, Path(**TENANT_ID)], kube: KubeDep, pool: MaybePoolDep,
+                        settings: SettingsDep) -> dict[str, Any]:
     kinds = list(inventory.DEFAULT_KINDS)
     targets = {o["metadata"]["uid"]: o for o in await inventory.find(kube, tenant=tenant_id, kinds=kinds)}
-    for obj in await deployed_objects(request, kube, tenant_id):
+    for obj in await deployed_objects(pool, kube, tenant_id):
         targets.setdefault(obj["metadata"]["uid"], obj)
     if not targets:
         raise HTTPException(404, f'tenant "{tenant_id}" has no resources')
@@ -122,7 +130,7 @@ async def delete_tenant(tenant_id: Annotated[str, Path(**TENANT_ID)], request: R
     await asyncio.gather(*(remove(o) for o in others))
     await asyncio.gather(*(remove(o) for o in namespaces))
     # Wait (bounded) until they are really gone, so a redeploy right after starts clean.
-    deadline = time.monotonic() + request.app.state.settings.deploy_timeout
+    deadline = time.monotonic() + settings.deploy_timeout
     remaining = list(targets.values())
     while remaining and time.monotonic() < deadline:
         await asyncio.sleep(0.3)
@@ -155,7 +163,8 @@ async def still_pending(kube: Kube, obj: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
-@router.delete("/{namespace}/{kind}/{name}", responses=NOT_FOUND, summary="Delete one object (ECP-AI's form)",
+@router.delete("/{namespace}/{kind}/{name}", response_model=Deleted, responses=NOT_FOUND,
+               summary="Delete one object (ECP-AI's form)",
                description="The namespace segment is ignored for cluster-scoped kinds (ECP-AI sends `-` or the "
                            "item's empty namespace: `/k8s/resources//Namespace/ecp-ai-t1`).")
 async def delete_by_path(namespace: Annotated[str, Path(max_length=253, pattern=r"^[^\x00-\x1f\x7f]+$")],
@@ -164,14 +173,15 @@ async def delete_by_path(namespace: Annotated[str, Path(max_length=253, pattern=
     return await delete_one(kube, namespace, kind, name)
 
 
-@router.delete("//{kind}/{name}", responses=NOT_FOUND, include_in_schema=False)
+@router.delete("//{kind}/{name}", response_model=Deleted, responses=NOT_FOUND, include_in_schema=False)
 async def delete_cluster_scoped(kind: Annotated[str, Path(**KIND)], name: Annotated[str, Path(**OBJECT_NAME)],
                                 kube: KubeDep) -> dict[str, Any]:
     """ECP-AI's form with the empty namespace it lists cluster-scoped objects with."""
     return await delete_one(kube, "", kind, name)
 
 
-@router.delete("/{resource_name}", responses=NOT_FOUND, summary="Delete one object (the guide's form)")
+@router.delete("/{resource_name}", response_model=Deleted, responses=NOT_FOUND,
+               summary="Delete one object (the guide's form)")
 async def delete_by_query(resource_name: Annotated[str, Path(**OBJECT_NAME)], kube: KubeDep,
                           namespace: Annotated[str, Query(**NAMESPACE)] = "default",
                           kind: Annotated[str, Query(**KIND)] = "Pod") -> dict[str, Any]:

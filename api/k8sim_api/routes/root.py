@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from k8sim import lifecycle
 from k8sim.kube import Kube, KubeError
-from k8sim_api.deps import KubeDep
+from k8sim_api.core.config import VERSION
+from k8sim_api.deps import KubeDep, MaybePoolDep
+from k8sim_api.schemas import HealthStatus, ServiceInfo
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/", summary="Service information (ECP-AI's troubleshooting starts here)")
+@router.get("/", response_model=ServiceInfo, summary="Service information (ECP-AI's troubleshooting starts here)")
 async def index() -> dict[str, Any]:
-    return {"name": "k8s-simulator", "version": "0.1.0", "status": "running", "docs": "/docs",
+    return {"name": "k8s-simulator", "version": VERSION, "status": "running", "docs": "/docs",
             "openapi": "/openapi.json", "health": "/health"}
 
 
@@ -37,14 +39,13 @@ async def unavailable_apiservices(kube: Kube) -> list[dict[str, str]]:
     return broken
 
 
-@router.get("/health", summary="Healthy when the cluster and the store answer",
-            responses={503: {"description": "A dependency is down; `checks` says which"}})
-async def health(request: Request, kube: KubeDep) -> JSONResponse:
+@router.get("/health", response_model=HealthStatus, summary="Healthy when the cluster and the store answer",
+            responses={503: {"model": HealthStatus, "description": "A dependency is down; `checks` says which"}})
+async def health(kube: KubeDep, pool: MaybePoolDep) -> JSONResponse:
     """``healthy``; ``degraded`` (still 200) when an aggregated API is unavailable, naming it;
     ``unhealthy`` (503) when the cluster or the store does not answer."""
     reachable = await kube.ready()
     checks = {"kubernetes": "ok" if reachable else "unreachable"}
-    pool = request.app.state.pool
     if pool is None:
         checks["postgresql"] = "unavailable"
     else:

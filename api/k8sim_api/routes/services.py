@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from k8sim import explain, lifecycle
 from k8sim_api.deps import KubeDep
-from k8sim_api.schemas import NAMESPACE, OBJECT_NAME, ErrorResponse
+from k8sim_api.schemas import NAMESPACE, OBJECT_NAME, ErrorResponse, ServiceRollout
 
 router = APIRouter(prefix="/k8s/service", tags=["services"])
 
@@ -28,7 +28,7 @@ def pod_summary(pod: dict[str, Any]) -> dict[str, Any]:
             "created": pod["metadata"].get("creationTimestamp"), "node": state.node}
 
 
-@router.get("/{name}", responses={404: {"model": ErrorResponse}},
+@router.get("/{name}", response_model=ServiceRollout, responses={404: {"model": ErrorResponse}},
             summary="Desired and current image, replica counts and pods of one service")
 async def service_status(name: Annotated[str, Path(**OBJECT_NAME)], kube: KubeDep,
                          namespace: Annotated[str, Query(**NAMESPACE)] = "default") -> dict[str, Any]:

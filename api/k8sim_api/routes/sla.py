@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
 from k8sim import sla, store
 from k8sim_api.deps import PoolDep, SettingsDep
-from k8sim_api.schemas import BAD_BODY, PRINTABLE, TENANT_ID, ErrorResponse
+from k8sim_api.schemas import (
+    BAD_BODY,
+    TENANT_ID,
+    AlertHistory,
+    AlertRule,
+    ErrorResponse,
+    RuleCreated,
+    RuleDeleted,
+    RuleList,
+    SlaReport,
+    SlaStatus,
+)
 
 router = APIRouter(prefix="/sla", tags=["sla"])
 
 
-@router.get("/status", summary="Availability over the SLA window vs the target (meeting, at_risk, breached)")
+@router.get("/status", response_model=SlaStatus,
+            summary="Availability over the SLA window vs the target (meeting, at_risk, breached)")
 async def status(pool: PoolDep, settings: SettingsDep,
                  tenant_id: Annotated[str | None, Query(**TENANT_ID)] = None) -> dict[str, Any]:
     async with pool.acquire() as conn:
@@ -25,13 +36,14 @@ async def status(pool: PoolDep, settings: SettingsDep,
                                  tenant=tenant_id)
 
 
-@router.get("/report", summary="Daily, weekly and monthly availability from the stored history")
+@router.get("/report", response_model=SlaReport,
+            summary="Daily, weekly and monthly availability from the stored history")
 async def report(pool: PoolDep, settings: SettingsDep,
                  tenant_id: Annotated[str | None, Query(**TENANT_ID)] = None) -> dict[str, Any]:
     target = settings.sla_target
     body: dict[str, Any] = {"target": target, "tenant_id": tenant_id}
     async with pool.acquire() as conn:
-        end = await conn.fetchval("SELECT max(taken_at) FROM sla_samples") or dt.datetime.now(dt.UTC)
+        end = await store.latest_sample_time(conn) or dt.datetime.now(dt.UTC)
         for name, unit, span in (("daily", "day", 7), ("weekly", "week", 35), ("monthly", "month", 92)):
             rows = await store.sla_report(conn, unit, end - dt.timedelta(days=span), tenant=tenant_id)
             body[name] = [{
@@ -43,39 +55,27 @@ async def report(pool: PoolDep, settings: SettingsDep,
     return body
 
 
-class AlertRule(BaseModel):
-    """A threshold on one service figure; fires per service while the comparison holds."""
-
-    name: str = Field(min_length=1, max_length=200, pattern=PRINTABLE, examples=["high error rate"])
-    metric: Literal[sla.RULE_METRICS] = Field(examples=["error_rate_percent"])  # type: ignore[valid-type]
-    operator: Literal[">", ">=", "<", "<="] = ">"
-    threshold: float = Field(strict=True, examples=[1.0], description="A number (true/false are refused).")
-    tenant_id: str | None = Field(None, **{k: v for k, v in TENANT_ID.items() if k != "examples"})
-    service: str | None = Field(None, max_length=317, pattern=PRINTABLE,
-                                description="namespace/name or name; all when absent")
-    severity: Literal["info", "warning", "critical"] = "warning"
-
-
 def rule_json(row: Any) -> dict[str, Any]:
     return {"id": str(row["id"]), "name": row["name"], "metric": row["metric"], "operator": row["operator"],
             "threshold": row["threshold"], "tenant_id": row["tenant"], "service": row["service"],
             "severity": row["severity"], "created_at": row["created_at"].isoformat()}
 
 
-@router.post("/alerts/rules", status_code=201, responses=BAD_BODY, summary="Add a threshold alert rule (persisted)")
+@router.post("/alerts/rules", status_code=201, response_model=RuleCreated, responses=BAD_BODY,
+             summary="Add a threshold alert rule (persisted)")
 async def add_rule(rule: AlertRule, pool: PoolDep) -> JSONResponse:
     async with pool.acquire() as conn:
         row = await store.create_alert_rule(conn, {**rule.model_dump(), "tenant": rule.tenant_id})
     return JSONResponse({"status": "success", "rule": rule_json(row)}, status_code=201)
 
 
-@router.get("/alerts/rules", summary="Alert rules")
+@router.get("/alerts/rules", response_model=RuleList, summary="Alert rules")
 async def rules(pool: PoolDep) -> dict[str, Any]:
     async with pool.acquire() as conn:
         return {"rules": [rule_json(r) for r in await store.alert_rules(conn)]}
 
 
-@router.delete("/alerts/rules/{rule_id}", responses={404: {"model": ErrorResponse}},
+@router.delete("/alerts/rules/{rule_id}", response_model=RuleDeleted, responses={404: {"model": ErrorResponse}},
                summary="Remove an alert rule (its firing alerts resolve)")
 async def delete_rule(rule_id: uuid.UUID, pool: PoolDep) -> dict[str, Any]:
     async with pool.acquire() as conn:
@@ -84,7 +84,8 @@ async def delete_rule(rule_id: uuid.UUID, pool: PoolDep) -> dict[str, Any]:
     return {"status": "success", "id": str(rule_id)}
 
 
-@router.get("/alerts/history", summary="Alerts fired and resolved, newest first (burn-rate alerts included)")
+@router.get("/alerts/history", response_model=AlertHistory,
+            summary="Alerts fired and resolved, newest first (burn-rate alerts included)")
 async def alert_history(pool: PoolDep, tenant_id: Annotated[str | None, Query(**TENANT_ID)] = None,
                         limit: Annotated[int, Query(gt=0, le=5000)] = 500) -> dict[str, Any]:
     async with pool.acquire() as conn:

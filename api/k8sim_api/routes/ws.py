@@ -7,15 +7,13 @@ import contextlib
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from k8sim_api.broadcast import Broadcaster
+from k8sim_api.deps import BroadcasterDep
 
 router = APIRouter(tags=["monitoring"])
 
 
-async def stream(websocket: WebSocket, tenant: str | None) -> None:
-    broadcaster: Broadcaster = websocket.app.state.broadcaster
+async def stream(websocket: WebSocket, broadcaster: BroadcasterDep, tenant: str | None) -> None:
     await websocket.accept()
-    client = broadcaster.subscribe(tenant)
 
     async def drain_incoming() -> None:
         # Clients may send pings or nothing; we only need to notice when they leave.
@@ -25,32 +23,32 @@ async def stream(websocket: WebSocket, tenant: str | None) -> None:
 
     reader = asyncio.create_task(drain_incoming())
     try:
-        latest = await broadcaster.snapshot()
-        if latest is not None:
-            await websocket.send_text(latest.text_for(tenant))
-        while not reader.done():
-            getter = asyncio.create_task(client.queue.get())
-            dropped = asyncio.create_task(client.dropped.wait())
-            done, pending = await asyncio.wait({getter, dropped, reader}, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending - {reader}:
-                task.cancel()
-            if dropped in done:
-                await websocket.close(code=1013, reason="too slow: updates were piling up")
-                return
-            if getter in done:
-                await websocket.send_text(getter.result().text_for(tenant))
+        async with broadcaster.subscribe(tenant) as client:
+            latest = await broadcaster.snapshot()
+            if latest is not None:
+                await websocket.send_text(latest.text_for(tenant))
+            while not reader.done():
+                getter = asyncio.create_task(client.queue.get())
+                dropped = asyncio.create_task(client.dropped.wait())
+                done, pending = await asyncio.wait({getter, dropped, reader}, return_when=asyncio.FIRST_COMPLETED)
+                for task in pending - {reader}:
+                    task.cancel()
+                if dropped in done:
+                    await websocket.close(code=1013, reason="too slow: updates were piling up")
+                    return
+                if getter in done:
+                    await websocket.send_text(getter.result().text_for(tenant))
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
-        broadcaster.unsubscribe(client)
         reader.cancel()
 
 
 @router.websocket("/ws/monitoring")
-async def monitoring(websocket: WebSocket) -> None:
-    await stream(websocket, websocket.query_params.get("tenant_id"))
+async def monitoring(websocket: WebSocket, broadcaster: BroadcasterDep) -> None:
+    await stream(websocket, broadcaster, websocket.query_params.get("tenant_id"))
 
 
 @router.websocket("/ws/monitoring/{tenant_id}")
-async def monitoring_tenant(websocket: WebSocket, tenant_id: str) -> None:
-    await stream(websocket, tenant_id)
+async def monitoring_tenant(websocket: WebSocket, broadcaster: BroadcasterDep, tenant_id: str) -> None:
+    await stream(websocket, broadcaster, tenant_id)
