@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 TENANT_LABELS = ("ecp.ai/tenant-id", "tenant")
@@ -75,104 +75,153 @@ def _int(value: Any) -> int | None:
     return int(value) if isinstance(value, int | float) else None
 
 
+@dataclasses.dataclass(frozen=True)
+class _View:
+    """The parts of an object every summary reads."""
+
+    kind: str
+    meta: Mapping[str, Any]
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    conds: dict[str, Mapping[str, Any]]
+    generation: int | None
+    terminating: bool
+
+    def cond(self, name: str) -> bool | None:
+        """True/False for a condition's status, None when the condition is absent."""
+        return None if name not in self.conds else self.conds[name].get("status") == "True"
+
+    def reason_of(self, name: str) -> str | None:
+        reason = self.conds.get(name, {}).get("reason")
+        return str(reason) if reason else None
+
+
+def _pod(v: _View) -> State:
+    statuses = (v.status.get("containerStatuses") or []) + (v.status.get("initContainerStatuses") or [])
+    restarts = sum(int(c.get("restartCount") or 0) for c in statuses)
+    phase = "Terminating" if v.terminating else v.status.get("phase", "Pending")
+    reason = v.status.get("reason")
+    if not reason and phase == "Pending" and v.cond("PodScheduled") is False:
+        reason = v.reason_of("PodScheduled")
+    return State(phase=phase, ready=bool(v.cond("Ready")), node=v.spec.get("nodeName"), restarts=restarts,
+                 generation=v.generation, reason=reason)
+
+
+def _replicated(v: _View) -> State:
+    """Deployments, ReplicaSets, StatefulSets, ReplicationControllers."""
+    desired = _int(v.spec.get("replicas"))
+    desired = 1 if desired is None else desired
+    ready_n = _int(v.status.get("readyReplicas")) or 0
+    available = _int(v.status.get("availableReplicas")) or 0
+    updated = _int(v.status.get("updatedReplicas"))
+    current = (_int(v.status.get("observedGeneration")) or 0) >= (v.generation or 0)
+    is_ready = current and available >= desired and ready_n >= desired
+    if v.kind in ("Deployment", "StatefulSet") and updated is not None:
+        is_ready = is_ready and updated >= desired
+    if v.kind == "Deployment" and v.cond("ReplicaFailure"):
+        phase, reason = "Failed", v.reason_of("ReplicaFailure")
+    elif is_ready:
+        phase, reason = "Available", None
+    else:
+        reason = v.reason_of("Progressing")
+        phase = "Failed" if reason == "ProgressDeadlineExceeded" else "Progressing"
+    return State(phase="Terminating" if v.terminating else phase, ready=is_ready, replicas=desired,
+                 ready_replicas=ready_n, generation=v.generation, reason=reason)
+
+
+def _daemonset(v: _View) -> State:
+    desired = _int(v.status.get("desiredNumberScheduled")) or 0
+    ready_n = _int(v.status.get("numberReady")) or 0
+    is_ready = ready_n >= desired and (_int(v.status.get("observedGeneration")) or 0) >= (v.generation or 0)
+    return State(phase="Available" if is_ready else "Progressing", ready=is_ready, replicas=desired,
+                 ready_replicas=ready_n, generation=v.generation)
+
+
+def _job(v: _View) -> State:
+    if v.cond("Complete"):
+        phase = "Complete"
+    elif v.cond("Failed"):
+        phase = "Failed"
+    elif v.spec.get("suspend"):
+        phase = "Suspended"
+    else:
+        phase = "Running" if (_int(v.status.get("active")) or 0) > 0 else "Pending"
+    return State(phase=phase, ready=phase == "Complete", generation=v.generation,
+                 reason=v.reason_of("Failed") if phase == "Failed" else None,
+                 replicas=_int(v.spec.get("completions")), ready_replicas=_int(v.status.get("succeeded")) or 0)
+
+
+def _cronjob(v: _View) -> State:
+    return State(phase="Suspended" if v.spec.get("suspend") else "Active", ready=True, generation=v.generation)
+
+
+def _volume(v: _View) -> State:
+    """A claim is ready when Bound; a volume when Available to be claimed, or Bound."""
+    phase = v.status.get("phase", "Pending")
+    ready = phase == "Bound" or (v.kind == "PersistentVolume" and phase == "Available")
+    return State(phase=phase, ready=ready, generation=v.generation)
+
+
+def _namespace(v: _View) -> State:
+    phase = v.status.get("phase", "Active")
+    return State(phase=phase, ready=phase == "Active")
+
+
+def _node(v: _View) -> State:
+    return State(phase="Ready" if v.cond("Ready") else "NotReady", ready=bool(v.cond("Ready")))
+
+
+def _service(v: _View) -> State:
+    is_lb = v.spec.get("type") == "LoadBalancer"
+    has_ip = bool(v.spec.get("clusterIP")) or v.spec.get("type") == "ExternalName"
+    lb_ready = bool((v.status.get("loadBalancer") or {}).get("ingress"))
+    is_ready = has_ip and (lb_ready or not is_lb)
+    return State(phase="Active" if is_ready else "Pending", ready=is_ready, generation=v.generation)
+
+
+def _ingress(v: _View) -> State:
+    has_address = bool((v.status.get("loadBalancer") or {}).get("ingress"))
+    return State(phase="Active" if has_address else "Pending", ready=has_address, generation=v.generation)
+
+
+def _hpa(v: _View) -> State:
+    able = v.cond("AbleToScale")
+    reason = v.reason_of("ScalingActive") if v.cond("ScalingActive") is False else None
+    if able is False:
+        reason = v.reason_of("AbleToScale")
+    return State(phase="Active" if able else "Pending", ready=bool(able),
+                 replicas=_int(v.status.get("desiredReplicas")), ready_replicas=_int(v.status.get("currentReplicas")),
+                 generation=v.generation, reason=reason)
+
+
+def _crd(v: _View) -> State:
+    established = bool(v.cond("Established"))
+    return State(phase="Established" if established else "Pending", ready=established, generation=v.generation)
+
+
+def _other(v: _View) -> State:
+    """Any other kind: its status.phase if it has one; readiness unknown (None)."""
+    phase = v.status.get("phase") if isinstance(v.status.get("phase"), str) else None
+    return State(phase=phase or ("Terminating" if v.terminating else "Active"), ready=None, generation=v.generation)
+
+
+#: How each kind's phase and readiness are read, in that kind's own sense.
+SUMMARIES: dict[str, Callable[[_View], State]] = {
+    "Pod": _pod, "Deployment": _replicated, "ReplicaSet": _replicated, "StatefulSet": _replicated,
+    "ReplicationController": _replicated, "DaemonSet": _daemonset, "Job": _job, "CronJob": _cronjob,
+    "PersistentVolumeClaim": _volume, "PersistentVolume": _volume, "Namespace": _namespace, "Node": _node,
+    "Service": _service, "Ingress": _ingress, "HorizontalPodAutoscaler": _hpa,
+    "CustomResourceDefinition": _crd,
+}
+
+
 def summarise(obj: Mapping[str, Any]) -> State:
     """The phase and readiness of any object, in its own kind's sense."""
-    kind = obj.get("kind", "")
     meta = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
-    conds = conditions(obj)
-    generation = _int(meta.get("generation"))
-    terminating = bool(meta.get("deletionTimestamp"))
-
-    def cond_true(name: str) -> bool | None:
-        return None if name not in conds else conds[name].get("status") == "True"
-
-    if kind == "Pod":
-        statuses = (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
-        restarts = sum(int(c.get("restartCount") or 0) for c in statuses)
-        phase = "Terminating" if terminating else status.get("phase", "Pending")
-        reason = status.get("reason")
-        if not reason and phase == "Pending" and conds.get("PodScheduled", {}).get("status") == "False":
-            reason = conds["PodScheduled"].get("reason")
-        return State(phase=phase, ready=bool(cond_true("Ready")), node=spec.get("nodeName"), restarts=restarts,
-                     generation=generation, reason=reason)
-    if kind in ("Deployment", "ReplicaSet", "StatefulSet", "ReplicationController"):
-        desired = _int(spec.get("replicas"))
-        desired = 1 if desired is None else desired
-        ready_n = _int(status.get("readyReplicas")) or 0
-        available = _int(status.get("availableReplicas")) or 0
-        updated = _int(status.get("updatedReplicas"))
-        observed = _int(status.get("observedGeneration")) or 0
-        current = observed >= (generation or 0)
-        is_ready = current and available >= desired and ready_n >= desired
-        if kind in ("Deployment", "StatefulSet") and updated is not None:
-            is_ready = is_ready and updated >= desired
-        if kind == "Deployment" and cond_true("ReplicaFailure"):
-            phase, reason = "Failed", conds["ReplicaFailure"].get("reason")
-        elif is_ready:
-            phase, reason = "Available", None
-        else:
-            phase = "Progressing"
-            reason = conds.get("Progressing", {}).get("reason")
-            if conds.get("Progressing", {}).get("reason") == "ProgressDeadlineExceeded":
-                phase = "Failed"
-        return State(phase="Terminating" if terminating else phase, ready=is_ready, replicas=desired,
-                     ready_replicas=ready_n, generation=generation, reason=reason)
-    if kind == "DaemonSet":
-        desired = _int(status.get("desiredNumberScheduled")) or 0
-        ready_n = _int(status.get("numberReady")) or 0
-        is_ready = ready_n >= desired and (_int(status.get("observedGeneration")) or 0) >= (generation or 0)
-        return State(phase="Available" if is_ready else "Progressing", ready=is_ready, replicas=desired,
-                     ready_replicas=ready_n, generation=generation)
-    if kind == "Job":
-        if cond_true("Complete"):
-            phase = "Complete"
-        elif cond_true("Failed"):
-            phase = "Failed"
-        elif spec.get("suspend"):
-            phase = "Suspended"
-        else:
-            phase = "Running" if (_int(status.get("active")) or 0) > 0 else "Pending"
-        reason = conds.get("Failed", {}).get("reason") if phase == "Failed" else None
-        return State(phase=phase, ready=phase == "Complete", generation=generation, reason=reason,
-                     replicas=_int(spec.get("completions")), ready_replicas=_int(status.get("succeeded")) or 0)
-    if kind == "CronJob":
-        phase = "Suspended" if spec.get("suspend") else "Active"
-        return State(phase=phase, ready=True, generation=generation)
-    if kind == "PersistentVolumeClaim":
-        phase = status.get("phase", "Pending")
-        return State(phase=phase, ready=phase == "Bound", generation=generation)
-    if kind == "PersistentVolume":  # an Available volume is ready to be claimed
-        phase = status.get("phase", "Pending")
-        return State(phase=phase, ready=phase in ("Available", "Bound"), generation=generation)
-    if kind == "Namespace":
-        return State(phase=status.get("phase", "Active"), ready=status.get("phase", "Active") == "Active")
-    if kind == "Node":
-        return State(phase="Ready" if cond_true("Ready") else "NotReady", ready=bool(cond_true("Ready")))
-    if kind == "Service":
-        is_lb = spec.get("type") == "LoadBalancer"
-        has_ip = bool(spec.get("clusterIP")) or spec.get("type") == "ExternalName"
-        lb_ready = bool((status.get("loadBalancer") or {}).get("ingress"))
-        is_ready = has_ip and (lb_ready or not is_lb)
-        return State(phase="Active" if is_ready else "Pending", ready=is_ready, generation=generation)
-    if kind == "Ingress":
-        has_address = bool((status.get("loadBalancer") or {}).get("ingress"))
-        return State(phase="Active" if has_address else "Pending", ready=has_address, generation=generation)
-    if kind == "HorizontalPodAutoscaler":
-        able = cond_true("AbleToScale")
-        active = cond_true("ScalingActive")
-        reason = conds.get("ScalingActive", {}).get("reason") if active is False else None
-        if able is False:
-            reason = conds["AbleToScale"].get("reason")
-        return State(phase="Active" if able else "Pending", ready=bool(able),
-                     replicas=_int(status.get("desiredReplicas")), ready_replicas=_int(status.get("currentReplicas")),
-                     generation=generation, reason=reason)
-    if kind == "CustomResourceDefinition":
-        return State(phase="Established" if cond_true("Established") else "Pending",
-                     ready=bool(cond_true("Established")), generation=generation)
-    phase = status.get("phase") if isinstance(status.get("phase"), str) else None
-    return State(phase=phase or ("Terminating" if terminating else "Active"), ready=None, generation=generation)
+    view = _View(kind=obj.get("kind", ""), meta=meta, spec=obj.get("spec") or {}, status=obj.get("status") or {},
+                 conds=conditions(obj), generation=_int(meta.get("generation")),
+                 terminating=bool(meta.get("deletionTimestamp")))
+    return SUMMARIES.get(view.kind, _other)(view)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from k8sim import lifecycle
 from k8sim.lifecycle import State
 
@@ -58,3 +60,54 @@ def test_tenant_comes_from_either_label() -> None:
     assert lifecycle.tenant_of({"metadata": {"labels": {"ecp.ai/tenant-id": "t1", "tenant": "t2"}}}) == "t1"
     assert lifecycle.tenant_of({"metadata": {"labels": {"tenant": "t2"}}}) == "t2"
     assert lifecycle.tenant_of({"metadata": {}}) is None
+
+
+def cond(kind: str, status: str, reason: str = "") -> dict[str, str]:
+    return {"type": kind, "status": status, "reason": reason}
+
+
+@pytest.mark.parametrize(("obj", "phase", "ready", "reason"), [
+    ({"kind": "Pod", "status": {"phase": "Pending", "conditions": [cond("PodScheduled", "False", "Unschedulable")]}},
+     "Pending", False, "Unschedulable"),
+    ({"kind": "Pod", "metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}, "status": {"phase": "Running"}},
+     "Terminating", False, None),
+    ({"kind": "Deployment", "spec": {"replicas": 2}, "status": {"conditions": [
+        cond("Progressing", "False", "ProgressDeadlineExceeded")]}}, "Failed", False, "ProgressDeadlineExceeded"),
+    ({"kind": "Deployment", "spec": {"replicas": 1}, "status": {"conditions": [
+        cond("ReplicaFailure", "True", "FailedCreate")]}}, "Failed", False, "FailedCreate"),
+    ({"kind": "StatefulSet", "spec": {"replicas": 0}, "status": {}}, "Available", True, None),
+    ({"kind": "DaemonSet", "status": {"desiredNumberScheduled": 10, "numberReady": 9}}, "Progressing", False, None),
+    ({"kind": "DaemonSet", "status": {"desiredNumberScheduled": 10, "numberReady": 10}}, "Available", True, None),
+    ({"kind": "Job", "status": {"conditions": [cond("Failed", "True", "BackoffLimitExceeded")]}}, "Failed", False,
+     "BackoffLimitExceeded"),
+    ({"kind": "Job", "spec": {"suspend": True}, "status": {}}, "Suspended", False, None),
+    ({"kind": "Job", "status": {"active": 1}}, "Running", False, None),
+    ({"kind": "CronJob", "spec": {"suspend": True}}, "Suspended", True, None),
+    ({"kind": "PersistentVolume", "status": {"phase": "Available"}}, "Available", True, None),
+    ({"kind": "PersistentVolumeClaim", "status": {"phase": "Pending"}}, "Pending", False, None),
+    ({"kind": "Namespace", "status": {"phase": "Terminating"}}, "Terminating", False, None),
+    ({"kind": "Node", "status": {"conditions": [cond("Ready", "True")]}}, "Ready", True, None),
+    ({"kind": "Service", "spec": {"type": "ExternalName"}}, "Active", True, None),
+    ({"kind": "Ingress", "status": {}}, "Pending", False, None),
+    ({"kind": "HorizontalPodAutoscaler", "status": {"conditions": [cond("AbleToScale", "False", "FailedGetScale")]}},
+     "Pending", False, "FailedGetScale"),
+    ({"kind": "HorizontalPodAutoscaler", "status": {"conditions": [
+        cond("AbleToScale", "True"), cond("ScalingActive", "False", "FailedGetResourceMetric")]}},
+     "Active", True, "FailedGetResourceMetric"),
+    ({"kind": "CustomResourceDefinition", "status": {"conditions": [cond("Established", "True")]}}, "Established",
+     True, None),
+])
+def test_each_kind_is_summarised_in_its_own_sense(obj: dict, phase: str, ready: bool, reason: str | None) -> None:
+    state = lifecycle.summarise(obj)
+    assert (state.phase, state.ready, state.reason) == (phase, ready, reason)
+
+
+def test_every_kind_with_a_summary_is_in_the_table() -> None:
+    assert {"Pod", "Deployment", "StatefulSet", "DaemonSet", "Job", "Node", "Service"} <= set(lifecycle.SUMMARIES)
+
+
+def test_owner_is_the_controller_reference() -> None:
+    obj = {"metadata": {"ownerReferences": [{"kind": "A", "name": "a", "uid": "1"},
+                                            {"kind": "ReplicaSet", "name": "rs", "uid": "2", "controller": True}]}}
+    assert lifecycle.owner_of(obj) == ("ReplicaSet", "rs", "2")
+    assert lifecycle.owner_of({"metadata": {}}) == (None, None, None)
