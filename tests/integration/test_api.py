@@ -133,15 +133,13 @@ def test_wait_false_answers_at_once_and_progress_is_visible(api_url: str, kubect
     resp = post(api_url, "/k8s/manifest/deploy?wait=false", manifest=tenant_manifest(tenant), tenant_id=tenant)
     assert resp.status_code == 202 and resp.json()["status"] == "deploying"
     assert time.monotonic() - started < 5
-    seen = set()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        status = httpx.get(f"{api_url}/k8s/resources", params={"tenant_id": tenant}).json()["status"]
-        seen.add(status)
-        if status in ("completed", "failed"):
-            break
-        time.sleep(0.2)
-    assert status == "completed" and seen & {"pending", "deploying"}, seen
+    seen: list[str] = []
+
+    def finished() -> str | None:
+        seen.append(httpx.get(f"{api_url}/k8s/resources", params={"tenant_id": tenant}).json()["status"])
+        return seen[-1] if seen[-1] in ("completed", "failed") else None
+    assert eventually(finished, 60, "the deploy to finish") == "completed"
+    assert set(seen) & {"pending", "deploying"}, seen
     httpx.delete(f"{api_url}/k8s/resources/tenant/{tenant}", timeout=60)
 
 
@@ -170,10 +168,8 @@ def test_service_rollout_and_single_deletes(api_url: str, kubectl: Kubectl, name
     assert ecp.status_code == 200
     assert httpx.delete(f"{api_url}/k8s/resources/{namespace}/Pod/two").status_code == 404
     assert httpx.delete(f"{api_url}/k8s/resources/{namespace}/Gizmo/two").status_code == 404
-    deadline = time.monotonic() + 30
-    while kubectl("get", "pods", "one", "two", "-n", namespace, "--ignore-not-found", "-o", "name").strip():
-        assert time.monotonic() < deadline, "deleted pods must go away"
-        time.sleep(0.3)
+    eventually(lambda: not kubectl("get", "pods", "one", "two", "-n", namespace, "--ignore-not-found", "-o",
+                                   "name").strip(), 30, "deleted pods to go away")
 
 
 BOMB = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
@@ -247,7 +243,7 @@ def test_memory_stays_bounded_under_hostile_input(api_url: str, operator_process
     assert grown_mib < 150, f"API grew by {grown_mib:.0f} MiB"
 
 
-def test_every_corpus_file_parses_and_deploys_or_says_truly_why(api_url: str, kubectl: Kubectl) -> None:
+async def test_every_corpus_file_parses_and_deploys_or_says_truly_why(api_url: str, kubectl: Kubectl) -> None:
     assert len(CORPUS) > 50
     outcomes: dict[str, tuple[int, dict[str, Any]]] = {}
     texts = {path: path.read_text() for path in CORPUS}
@@ -274,7 +270,7 @@ def test_every_corpus_file_parses_and_deploys_or_says_truly_why(api_url: str, ku
             await asyncio.gather(*(one(p) for p in CORPUS if p not in crds))
 
     try:
-        asyncio.run(run())
+        await run()
         check_corpus_outcomes(outcomes, kubectl, spaces)
     finally:
         httpx.delete(f"{api_url}/k8s/resources/tenant/corpus", timeout=120)
@@ -311,7 +307,7 @@ def kubectl_cmd(kubectl: Kubectl) -> list[str]:
     return [build.kubectl_binary(kubectl.settings), "--kubeconfig", str(kubectl.settings.kubeconfig)]
 
 
-def test_ecp_ai_style_client(api_url: str) -> None:
+async def test_ecp_ai_style_client(api_url: str) -> None:
     """The client ECP-AI uses: async, 30 s timeout, 20 connections, raise_for_status on every call."""
     tenant = f"c{uuid.uuid4().hex[:6]}"
 
@@ -335,7 +331,7 @@ def test_ecp_ai_style_client(api_url: str) -> None:
             with pytest.raises(httpx.HTTPStatusError):
                 await call("POST", "/k8s/manifest/deploy", json={"manifest": "kind: [", "tenant_id": tenant})
 
-    asyncio.run(run())
+    await run()
 
 
 def test_postgres_outage_gives_503_not_500_and_recovers(api_url: str, engine_url: str, settings: Any) -> None:
@@ -367,7 +363,7 @@ def test_postgres_outage_gives_503_not_500_and_recovers(api_url: str, engine_url
                is not None, 30, "the SLA to be measured again")
 
 
-def test_ecp_ai_delete_deployment_replayed_removes_the_namespace_too(api_url: str, kubectl: Kubectl) -> None:
+async def test_ecp_ai_delete_deployment_replayed_removes_the_namespace_too(api_url: str, kubectl: Kubectl) -> None:
     """ECP-AI's K8sSimulatorClient.delete_deployment, request for request: list the tenant's resources,
     then DELETE /k8s/resources/{item.get("namespace", "default")}/{kind}/{name} for each; cluster-scoped
     items are listed with namespace "" so it sends /k8s/resources//Namespace/<name>."""
@@ -390,7 +386,7 @@ def test_ecp_ai_delete_deployment_replayed_removes_the_namespace_too(api_url: st
                 if (await client.delete(url)).status_code == 200:
                     deleted += 1
             return deleted, urls
-    deleted, urls = asyncio.run(replay())
+    deleted, urls = await replay()
     assert f"{api_url}/k8s/resources//Namespace/{ns}" in urls
     assert f"{api_url}/k8s/resources//ClusterRole/{ns}-reader" in urls
     assert deleted == len(urls) == 3

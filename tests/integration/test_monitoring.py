@@ -100,7 +100,7 @@ def test_tenant_services_appear_with_the_contract_shape(api_url: str, tenants: l
     assert report["daily"] and {"period", "availability"} <= set(report["daily"][-1])
 
 
-def test_websocket_tenant_filter_gets_only_its_tenant(api_url: str, tenants: list[str]) -> None:
+async def test_websocket_tenant_filter_gets_only_its_tenant(api_url: str, tenants: list[str]) -> None:
     ws_url = api_url.replace("http://", "ws://")
 
     async def collect(path: str, count: int) -> list[dict[str, Any]]:
@@ -111,7 +111,7 @@ def test_websocket_tenant_filter_gets_only_its_tenant(api_url: str, tenants: lis
         return await asyncio.gather(collect(f"/ws/monitoring/{tenants[0]}", 3),
                                     collect(f"/ws/monitoring?tenant_id={tenants[1]}", 3),
                                     collect("/ws/monitoring", 2))
-    first, second, everything = asyncio.run(run())
+    first, second, everything = await run()
     for messages, tenant in ((first, tenants[0]), (second, tenants[1])):
         for msg in messages:
             assert msg["type"] == "monitoring_update" and msg["tenant_id"] == tenant and msg["timestamp"]
@@ -123,7 +123,7 @@ def test_websocket_tenant_filter_gets_only_its_tenant(api_url: str, tenants: lis
     assert keys & tenant_keys(tenants[0]) and keys & tenant_keys(tenants[1])
 
 
-def test_no_tenant_filter_lets_a_prefix_colliding_tenant_through(api_url: str, tenants: list[str],
+async def test_no_tenant_filter_lets_a_prefix_colliding_tenant_through(api_url: str, tenants: list[str],
                                                                  settings: ClusterSettings) -> None:
     """tenants[0] is a prefix of tenants[1] (m1a2b3 / m1a2b30): each view holds exactly its own."""
     for tenant in tenants:
@@ -151,7 +151,7 @@ def test_no_tenant_filter_lets_a_prefix_colliding_tenant_through(api_url: str, t
         for row in rows:
             found.setdefault(row["tenant"], set()).add(row["service"])
         return found
-    samples = asyncio.run(recorded())
+    samples = await recorded()
     for tenant in tenants:  # SLA per tenant sums exactly these rows
         assert samples[tenant] and samples[tenant] <= tenant_keys(tenant)
         status = httpx.get(f"{api_url}/sla/status", params={"tenant_id": tenant}).json()
@@ -193,8 +193,9 @@ def test_metrics_use_exporter_names_and_counters_only_grow(engine_url: str, tena
                 values[name] = float(value)
         return values
     first = eventually(lambda: (s := scrape()) and any(tenants[0] in k for k in s) and s, what="tenant metrics")
-    time.sleep(2.5)
-    second = scrape()
+    cpu = [k for k in first if k.startswith("container_cpu_usage_seconds_total")]
+    second = eventually(lambda: (s := scrape()) and any(s.get(k, 0) > first[k] for k in cpu) and s, 30,
+                        "the engine's next ticks")
     names = {k.split("{")[0] for k in second}
     assert {"container_cpu_usage_seconds_total", "container_memory_working_set_bytes",
             "container_network_receive_bytes_total", "kube_pod_status_phase", "kube_pod_info", "kube_pod_owner",
@@ -268,7 +269,7 @@ def test_alert_rules_fire_and_are_kept(api_url: str, tenants: list[str]) -> None
     eventually(resolved, 60, "the alerts to resolve")
 
 
-def test_sla_on_a_known_failure_schedule_equals_the_hand_computed_value(settings: ClusterSettings,
+async def test_sla_on_a_known_failure_schedule_equals_the_hand_computed_value(settings: ClusterSettings,
                                                                          live_services: Any) -> None:
     """One hour, two services: A serves 100 requests a minute, 40 of them failing in minutes 10-14;
     B serves 50 a minute, all good. Availability = (9000 - 200) / 9000 = 97.78 %: breached; the
@@ -298,7 +299,7 @@ def test_sla_on_a_known_failure_schedule_equals_the_hand_computed_value(settings
             await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
             await admin.close()
 
-    result = asyncio.run(run())
+    result = await run()
     assert result["percentage"] == round(100 * 8800 / 9000, 3) == 97.778
     assert result["status"] == "breached"
     assert (result["data_points"], result["healthy_points"]) == (60, 55)
@@ -309,7 +310,7 @@ def test_sla_on_a_known_failure_schedule_equals_the_hand_computed_value(settings
     assert result["t10"]["percentage"] == 100.0 and result["t10"]["status"] == "meeting"
 
 
-def test_deploy_progress_reaches_the_tenants_websocket(api_url: str, engine_url: str) -> None:
+async def test_deploy_progress_reaches_the_tenants_websocket(api_url: str, engine_url: str) -> None:
     tenant = f"d{uuid.uuid4().hex[:5]}"
     ws_url = api_url.replace("http://", "ws://")
 
@@ -330,7 +331,7 @@ def test_deploy_progress_reaches_the_tenants_websocket(api_url: str, engine_url:
         return events
 
     try:
-        events = asyncio.run(run())
+        events = await run()
     finally:
         httpx.delete(f"{api_url}/k8s/resources/tenant/{tenant}", timeout=60)
     assert events and events[-1]["status"] == "completed"
