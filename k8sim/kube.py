@@ -14,7 +14,7 @@ import json
 import os
 import ssl
 import tempfile
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -245,8 +245,10 @@ class Kube:
             raise
         return result
 
-    async def list(self, api_version: str, kind: str, namespace: str | None = None, *,
-                   label_selector: str | None = None, field_selector: str | None = None) -> list[dict[str, Any]]:
+    async def list_versioned(self, api_version: str, kind: str, namespace: str | None = None, *,
+                             label_selector: str | None = None, field_selector: str | None = None
+                             ) -> tuple[list[dict[str, Any]], str]:
+        """Every object (page by page) and the resourceVersion to watch from."""
         info = await self.resource(api_version, kind)
         params: dict[str, Any] = {}
         if label_selector:
@@ -262,8 +264,38 @@ class Kube:
                 items.append(item)
             token = page.get("metadata", {}).get("continue")
             if not token:
-                return items
+                return items, str(page.get("metadata", {}).get("resourceVersion", ""))
             params["continue"] = token
+
+    async def list(self, api_version: str, kind: str, namespace: str | None = None, *,
+                   label_selector: str | None = None, field_selector: str | None = None) -> list[dict[str, Any]]:
+        items, _ = await self.list_versioned(api_version, kind, namespace, label_selector=label_selector,
+                                             field_selector=field_selector)
+        return items
+
+    async def watch(self, api_version: str, kind: str, resource_version: str | None, *,
+                    timeout_seconds: int = 290) -> AsyncIterator[dict[str, Any]]:
+        """Watch events of a kind (all namespaces) from a resourceVersion, with bookmarks, until the
+        server ends the stream; a 410 (too old) comes as a KubeError or an ERROR event."""
+        info = await self.resource(api_version, kind)
+        params: dict[str, Any] = {"watch": "1", "allowWatchBookmarks": "true", "timeoutSeconds": timeout_seconds}
+        if resource_version:
+            params["resourceVersion"] = resource_version
+        try:
+            async with self._http.stream("GET", info.path(None), params=params,
+                                         timeout=httpx.Timeout(30.0, read=timeout_seconds + 30.0)) as resp:
+                if resp.status_code >= 400:
+                    body = await resp.aread()
+                    try:
+                        status = json.loads(body)
+                    except ValueError:
+                        status = {"message": body[:500].decode(errors="replace")}
+                    raise KubeError(resp.status_code, status.get("reason", ""), status.get("message", ""))
+                async for line in resp.aiter_lines():
+                    if line:
+                        yield json.loads(line)
+        except httpx.HTTPError as exc:
+            raise KubeError(503, "Unavailable", f"watch of {kind} interrupted: {exc}") from exc
 
     async def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         info = await self.resource(obj["apiVersion"], obj["kind"])

@@ -24,6 +24,7 @@ import hashlib
 import math
 import random
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -137,7 +138,8 @@ class Service:
         self.incident_until: dt.datetime | None = None
         self.incident_error = 0.0
 
-    def step(self, when: dt.datetime, dt_s: float) -> ServiceLoad:
+    def step(self, when: dt.datetime, dt_s: float, factor: float = 1.0) -> ServiceLoad:
+        """One step; ``factor`` scales the load (a load-control override or annotation)."""
         p = self.profile
         noise = self.noise.step(dt_s)
         self.burst *= math.exp(-dt_s / 180)
@@ -148,7 +150,7 @@ class Service:
         if self.incident_until is None and self.rng.random() < p.incidents_per_day * dt_s / 86400:
             self.incident_until = when + dt.timedelta(minutes=self.rng.uniform(2, 20))
             self.incident_error = self.rng.uniform(0.05, 0.6)
-        rps = p.peak_rps * self.scale * diurnal(when) * math.exp(noise - 0.18**2 / 2) * (1 + self.burst)
+        rps = p.peak_rps * self.scale * factor * diurnal(when) * math.exp(noise - 0.18**2 / 2) * (1 + self.burst)
         return ServiceLoad(rps, self.incident_until is not None, self.incident_error)
 
 
@@ -287,6 +289,19 @@ class ServiceSample:
         return "healthy"
 
 
+#: A new pod's share of traffic starts at this fraction of a warm one's and reaches it after a minute
+#: (load balancers' slow start, caches and JIT warming up).
+WARM_UP_FLOOR, WARM_UP_SECONDS = 0.2, 60.0
+
+
+def warm_up(when: dt.datetime, started: dt.datetime | None) -> float:
+    """Relative weight of a pod in its service's load balancing, by age."""
+    if started is None:
+        return 1.0
+    age = (when - started).total_seconds()
+    return WARM_UP_FLOOR + (1 - WARM_UP_FLOOR) * min(1.0, max(0.0, age) / WARM_UP_SECONDS)
+
+
 class Model:
     """Every service and pod; :meth:`tick` advances them all by one step of simulated time."""
 
@@ -297,12 +312,16 @@ class Model:
 
     def tick(self, specs: Iterable[PodSpec], when: dt.datetime, dt_s: float,
              labels: Mapping[str, tuple[dict[str, str], dict[str, str]]] | None = None,
-             replicas: Mapping[str, tuple[int, int]] | None = None) -> list[ServiceSample]:
+             replicas: Mapping[str, tuple[int, int]] | None = None,
+             factors: Mapping[str, float] | None = None) -> list[ServiceSample]:
+        """Advance every service and pod one step. Ready pods share their service's load, new ones
+        a growing share over their first minute (:func:`warm_up`); ``factors`` scale services' load."""
         by_service: dict[str, list[PodSpec]] = {}
         for spec in specs:
             by_service.setdefault(spec.service, []).append(spec)
         labels = labels or {}
         replicas = replicas or {}
+        factors = factors or {}
         samples = []
         for key in sorted(by_service):
             members = sorted(by_service[key], key=lambda s: s.uid)
@@ -312,16 +331,18 @@ class Model:
             service = self.services.get(key)
             if service is None or service.profile != profile:
                 service = self.services[key] = Service(key, profile, self.seed)
-            load = service.step(when, dt_s)
+            load = service.step(when, dt_s, factors.get(key, 1.0))
             ready = [s for s in members if s.ready]
-            share = load.rps / len(ready) if ready else 0.0  # ready replicas split the load
+            weights = {s.uid: warm_up(when, s.started) for s in ready}
+            total_weight = sum(weights.values())
             pod_samples = []
             for spec in members:
                 pod = self.pods.get(spec.uid)
                 if pod is None or pod.profile != profile:
                     pod = self.pods[spec.uid] = Pod(spec, profile, self.seed)
                 pod.spec = spec
-                pod_samples.append(pod.step(share if spec.ready else 0.0, load, dt_s))
+                share = load.rps * weights[spec.uid] / total_weight if spec.ready else 0.0
+                pod_samples.append(pod.step(share, load, dt_s))
             total = load.rps * dt_s  # with no ready replica every request fails
             served = [x for x, s in zip(pod_samples, members, strict=True) if s.ready]
             error = (sum(x.error_rate for x in served) / len(served)) if served else 1.0
@@ -346,3 +367,63 @@ class Model:
         for key in [k for k in self.services if k not in by_service]:
             del self.services[key]
         return samples
+
+
+# --------------------------------------------------------------------------- load control
+
+#: A pod template annotation that scales its service's load (for example "3" for three times the usual).
+LOAD_ANNOTATION = "k8sim.io/load-factor"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadOverride:
+    """A load factor on a service, a namespace or a tenant until a (wall-clock) time."""
+
+    scope: str  # service:<namespace>/<name> | namespace:<namespace> | tenant:<id>
+    factor: float
+    until: float  # epoch seconds
+
+    def as_json(self) -> dict[str, Any]:
+        return {"scope": self.scope, "factor": self.factor,
+                "until": dt.datetime.fromtimestamp(self.until, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def load_scope(namespace: str | None, service: str | None, tenant: str | None) -> str:
+    """The scope key of an override: exactly one of a service (with its namespace), a namespace or a tenant."""
+    if service:
+        if not namespace:
+            raise ValueError("a service is named with its namespace")
+        if tenant:
+            raise ValueError("name a service or a tenant, not both")
+        return f"service:{namespace}/{service}"
+    if namespace and tenant:
+        raise ValueError("name a namespace or a tenant, not both")
+    if namespace:
+        return f"namespace:{namespace}"
+    if tenant:
+        return f"tenant:{tenant}"
+    raise ValueError("name a service (with its namespace), a namespace or a tenant")
+
+
+def annotation_factor(annotations: Mapping[str, str]) -> float:
+    """The load factor a pod template's annotation asks for (1 when absent or unreadable)."""
+    try:
+        factor = float(annotations.get(LOAD_ANNOTATION, "1"))
+    except ValueError:
+        return 1.0
+    return factor if 0 < factor <= 100 else 1.0
+
+
+def service_factors(services: Mapping[str, str | None], overrides: Iterable[LoadOverride], now: float,
+                    annotations: Mapping[str, float] | None = None) -> dict[str, float]:
+    """service key → the product of every active override that covers it (and its annotation)."""
+    active = {o.scope: o.factor for o in overrides if o.until > now}
+    annotations = annotations or {}
+    found = {}
+    for key, tenant in services.items():
+        factor = annotations.get(key, 1.0)
+        for scope in (f"service:{key}", f"namespace:{key.split('/', 1)[0]}", f"tenant:{tenant}" if tenant else ""):
+            factor *= active.get(scope, 1.0)
+        if factor != 1.0:
+            found[key] = factor
+    return found

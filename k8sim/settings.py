@@ -40,4 +40,5 @@ class CommonSettings(BaseSettings):
     sla_window_seconds: float = Field(3600.0, description="Window of /sla/status and summaries, simulated s.")
     redis_key: str = Field("k8sim:monitoring:latest", description="Redis key of the latest snapshot.")
     redis_channel: str = Field("k8sim:monitoring", description="Redis channel snapshots are published on.")
+    load_key: str = Field("k8sim:load", description="Redis hash of load-control overrides (POST /monitoring/load).")
     deploy_channel: str = Field("k8sim:deployments", description="Redis channel of deploy progress events.")

@@ -9,6 +9,7 @@ import asyncio
 from typing import Annotated, Any
 
 import asyncpg
+import redis.asyncio as aioredis
 from fastapi import Depends, HTTPException
 from starlette.requests import HTTPConnection
 
@@ -53,6 +54,12 @@ def broadcaster_dep(conn: HTTPConnection) -> Broadcaster:
     return broadcaster
 
 
+def redis_dep(conn: HTTPConnection) -> aioredis.Redis:
+    """The API's Redis client (load-control overrides)."""
+    client: aioredis.Redis = conn.app.state.redis
+    return client
+
+
 def tasks_dep(conn: HTTPConnection) -> set[asyncio.Task[Any]]:
     """Background work (wait=false deploys) the app cancels on shutdown."""
     tasks: set[asyncio.Task[Any]] = conn.app.state.tasks
@@ -72,5 +79,6 @@ KubeDep = Annotated[Kube, Depends(kube_dep)]
 PoolDep = Annotated[asyncpg.Pool, Depends(pool_dep)]
 MaybePoolDep = Annotated[asyncpg.Pool | None, Depends(maybe_pool_dep)]
 BroadcasterDep = Annotated[Broadcaster, Depends(broadcaster_dep)]
+RedisDep = Annotated[aioredis.Redis, Depends(redis_dep)]
 TasksDep = Annotated[set[asyncio.Task[Any]], Depends(tasks_dep)]
 SnapshotDep = Annotated[Update, Depends(snapshot_dep)]

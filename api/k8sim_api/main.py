@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -36,6 +37,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.broadcaster = Broadcaster(RedisBackend(settings.redis_url), settings.redis_channel,
                                         settings.redis_key, settings.deploy_channel, settings.ws_queue)
     await app.state.broadcaster.start()
+    app.state.redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5)
     try:
         app.state.pool = await store.connect(settings.database_url, timeout=5)
         await store.migrate(app.state.pool)
@@ -51,6 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.warning("could not install the shipped CRDs yet: %s", exc.message)
     yield
     await app.state.broadcaster.stop()
+    await app.state.redis.aclose()
     for task in list(app.state.tasks):
         task.cancel()
     await asyncio.gather(*app.state.tasks, return_exceptions=True)

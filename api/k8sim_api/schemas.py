@@ -336,8 +336,17 @@ class AlertRule(BaseModel):
     severity: Literal["info", "warning", "critical"] = "warning"
 
 
-class StoredRule(AlertRule):
+class StoredRule(Out):
+    """A rule as stored (the input's constraints are not re-checked on the way out)."""
+
     id: str
+    name: str
+    metric: str
+    operator: str
+    threshold: float
+    tenant_id: str | None
+    service: str | None
+    severity: str
     created_at: str
 
 
@@ -374,3 +383,27 @@ class AlertEvent(Out):
 
 class AlertHistory(Out):
     alerts: list[AlertEvent]
+
+
+class LoadRequest(BaseModel):
+    """Scale a service's, a namespace's or a tenant's load for a while (drive an HPA by hand)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"namespace": "ecp-ai-t1", "service": "callbot", "factor": 5, "duration_seconds": 300},
+        {"tenant_id": "t1", "factor": 0.5, "duration_seconds": 3600}]})
+
+    namespace: str | None = Field(None, **NAMESPACE)
+    service: str | None = Field(None, **OBJECT_NAME, description="The workload's name (with its namespace)")
+    tenant_id: str | None = Field(None, **{k: v for k, v in TENANT_ID.items() if k != "examples"})
+    factor: float = Field(strict=True, gt=0, le=100, description="Multiplies the load; 1 removes the override")
+    duration_seconds: float = Field(600, strict=True, gt=0, le=7 * 86400, description="How long it lasts")
+
+
+class LoadOverrideOut(Out):
+    scope: str = Field(examples=["service:ecp-ai-t1/callbot"])
+    factor: float = Field(examples=[5.0])
+    until: str = Field(examples=["2024-01-15T10:35:00Z"])
+
+
+class LoadOverrides(Out):
+    overrides: list[LoadOverrideOut]

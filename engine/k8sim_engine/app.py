@@ -1,19 +1,56 @@
-"""The engine's HTTP face on 6381: /metrics for Prometheus, /health, /snapshot."""
+"""The engine's HTTP faces: /metrics, /health and /snapshot on 6381, and the metrics APIs
+(metrics.k8s.io, custom and external metrics) over TLS on 6382 for kube-aggregator."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from k8sim.kube import KubeError
+
+from . import metrics_api, registration
 from .runner import Engine
 from .settings import EngineSettings
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedServer(uvicorn.Server):
+    """A second uvicorn server in the engine's loop: the main one owns the signals and stops it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_metrics_apis(engine: Engine, settings: EngineSettings) -> tuple[EmbeddedServer, asyncio.Task[None]]:
+    """The aggregated API server over TLS with a certificate made now, and its APIServices applied."""
+    cert, key = registration.self_signed(settings.state_dir / "engine-tls", [settings.metrics_api_host, "localhost"])
+    config = uvicorn.Config(metrics_api.create_app(engine), host=settings.bind_address,
+                            port=settings.metrics_api_port, ssl_certfile=str(cert), ssl_keyfile=str(key),
+                            log_level=settings.log_level.lower(), access_log=False, lifespan="off")
+    server = EmbeddedServer(config)
+    task = asyncio.create_task(server.serve(), name="metrics APIs")
+    while not server.started and not task.done():  # noqa: ASYNC110 (uvicorn offers a flag, no event)
+        await asyncio.sleep(0.05)
+    if task.done():
+        task.result()  # it could not start (port taken …): say why
+    if settings.register_metrics_apis:
+        try:
+            await registration.register(engine.kube, settings.metrics_api_host, settings.metrics_api_port)
+        except KubeError as exc:
+            log.warning("metrics APIs not registered (the cluster said: %s); kubectl top and HPAs will "
+                        "not see the simulated load", exc.message)
+    return server, task
 
 
 def create_app(settings: EngineSettings | None = None) -> FastAPI:
@@ -24,13 +61,17 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        server, serving = await serve_metrics_apis(engine, settings)
         task = asyncio.create_task(engine.run(), name="engine")
         yield
+        if settings.register_metrics_apis:
+            await registration.unregister(engine.kube)  # a stopped engine must not block namespace deletion
+        server.should_exit = True
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(task, serving, return_exceptions=True)
         await engine.close()
 
-    app = FastAPI(title="k8s-simulator monitoring engine", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="k8s-simulator monitoring engine", lifespan=lifespan)
     app.state.engine = engine
 
     @app.get("/metrics", summary="Prometheus exposition of the last tick (cAdvisor, kube-state-metrics, DCGM names)")
@@ -41,7 +82,8 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
     async def health() -> JSONResponse:
         ok = engine.document is not None
         return JSONResponse({"status": "healthy" if ok else "starting", "ticks": engine.ticks,
-                             "simulated_time": engine.sim_now().isoformat(), "speed": settings.speed},
+                             "simulated_time": engine.sim_now().isoformat(), "speed": settings.speed,
+                             "watching": engine.cache is not None and engine.cache.synced},
                             status_code=200 if ok else 503)
 
     @app.get("/snapshot", summary="The last /monitoring/health document")

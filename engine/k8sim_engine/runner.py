@@ -1,4 +1,4 @@
-"""The tick loop: read the cluster, advance the model, publish, persist, alert."""
+"""The tick loop: read the cluster (from the watch cache), advance the model, publish, persist, alert."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from k8sim import contract, model, sla, store
 from k8sim.kube import Kube, KubeError
 
+from .cache import ClusterCache
 from .collector import SimulatorCollector, State
+from .metrics_api import Usage, usage_from
 from .settings import EngineSettings
 from .sources import namespace_tenants, pod_specs, service_labels, workload_replicas
 
@@ -51,6 +53,8 @@ class Engine:
         self.registry.register(SimulatorCollector(self))
         self.exposition = generate_latest(self.registry)
         self.kube = Kube(settings.kubeconfig)
+        self.cache = ClusterCache(self.kube) if settings.watch else None
+        self.usage = Usage.empty()  # what the metrics APIs serve: the last tick's figures
         self.redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5)
         self.pool: asyncpg.Pool | None = None
         start = settings.sim_start or dt.datetime.now(dt.UTC)
@@ -69,12 +73,16 @@ class Engine:
         return self.start + dt.timedelta(seconds=self.ticks * self.step)
 
     async def close(self) -> None:
+        if self.cache is not None:
+            await self.cache.stop()
         await self.kube.close()
         await self.redis.aclose()
         if self.pool is not None:
             await self.pool.close()
 
     async def run(self) -> None:
+        if self.cache is not None:
+            self.cache.start()
         while True:
             started = time.monotonic()
             try:
@@ -86,14 +94,18 @@ class Engine:
             await asyncio.sleep(max(0.0, self.settings.tick_seconds - (time.monotonic() - started)))
 
     async def tick(self) -> dict[str, Any]:
-        pods, nodes, deployments, statefulsets, namespaces = await asyncio.gather(
-            self.kube.list("v1", "Pod"), self.kube.list("v1", "Node"), self.kube.list("apps/v1", "Deployment"),
-            self.kube.list("apps/v1", "StatefulSet"), self.kube.list("v1", "Namespace"))
+        pods, nodes, deployments, statefulsets, namespaces = await self.cluster()
         self.ticks += 1
         now = self.sim_now()
         tenants = {**await self.deployed_namespaces(), **namespace_tenants(namespaces)}  # labels win
-        samples = self.model.tick(pod_specs(pods, nodes, tenants), now, self.step, service_labels(pods),
-                                  workload_replicas([*deployments, *statefulsets]))
+        specs = pod_specs(pods, nodes, tenants)
+        labels = service_labels(pods)
+        factors = model.service_factors({s.service: s.tenant for s in specs}, await self.load_overrides(),
+                                        time.time(), {k: model.annotation_factor(a) for k, (_, a) in labels.items()})
+        samples = self.model.tick(specs, now, self.step, labels, workload_replicas([*deployments, *statefulsets]),
+                                  factors)
+        self.usage = usage_from(pods, nodes, self.model, samples, dt.datetime.now(dt.UTC),
+                                self.settings.tick_seconds)
         overall, per_tenant, windows = await self.persist(samples, now)
         document = contract.health_document(samples, now, overall, per_tenant)
         state = State()
@@ -106,6 +118,31 @@ class Engine:
         await self.save_snapshot(document, now)
         await self.alert(samples, now, windows)
         return document
+
+    async def cluster(self) -> tuple[list[dict[str, Any]], ...]:
+        """Pods, nodes, Deployments, StatefulSets and Namespaces: from the watch cache once it has
+        synced, else (at start, or with watching off) by listing them."""
+        kinds = [("v1", "Pod"), ("v1", "Node"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"),
+                 ("v1", "Namespace")]
+        if self.cache is not None and self.cache.synced:
+            return tuple(self.cache.items(kind) for _, kind in kinds)
+        return tuple(await asyncio.gather(*(self.kube.list(av, kind) for av, kind in kinds)))
+
+    async def load_overrides(self) -> list[model.LoadOverride]:
+        """Active load-control overrides (POST /monitoring/load) from Redis; none while it is down."""
+        try:
+            raw = await self.redis.hgetall(self.settings.load_key)
+        except (aioredis.RedisError, OSError):
+            return []
+        found = []
+        for scope, value in raw.items():
+            try:
+                data = json.loads(value)
+                found.append(model.LoadOverride(scope.decode() if isinstance(scope, bytes) else str(scope),
+                                                float(data["factor"]), float(data["until"])))
+            except (ValueError, KeyError, TypeError):
+                continue
+        return found
 
     # ------------------------------------------------------------------ outputs
 

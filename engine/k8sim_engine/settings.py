@@ -20,3 +20,8 @@ class EngineSettings(CommonSettings):
     snapshot_every: float = Field(60.0, description="Simulated seconds between snapshots kept for history.")
     retention_days: float = Field(35.0, description="Simulated days of samples and snapshots kept.")
     redis_ttl: int = Field(60, description="Seconds the latest snapshot lives in Redis without a new tick.")
+    watch: bool = Field(True, description="Follow the cluster with watches (false: list everything every tick).")
+    metrics_api_port: int = Field(6382, description="HTTPS port of the metrics APIs kube-aggregator calls.")
+    metrics_api_host: str = Field("127.0.0.1", description="Address the aggregator dials for the metrics APIs "
+                                                          "(the ExternalName Service's target).")
+    register_metrics_apis: bool = Field(True, description="Register the metrics APIs with the cluster (APIService).")

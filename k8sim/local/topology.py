@@ -138,6 +138,14 @@ def stages_for_profile(profile: str) -> list[dict[str, Any]]:
     return stages
 
 
+def controller_manager_flags(profile: str) -> dict[str, str]:
+    """kube-controller-manager flags of a profile (the HPA's timers)."""
+    profiles = yaml.safe_load(PROFILES.read_text())
+    if profile not in profiles:
+        raise ClusterError(f"unknown profile {profile!r}; choose one of {sorted(profiles)}")
+    return {str(k): str(v) for k, v in (profiles[profile].get("kube-controller-manager") or {}).items()}
+
+
 def kwokctl_config(settings: ClusterSettings) -> str:
     docs = [kwokctl_configuration(settings), *stages_for_profile(settings.profile)]
     return yaml.safe_dump_all(docs, sort_keys=False)
@@ -145,7 +153,7 @@ def kwokctl_config(settings: ClusterSettings) -> str:
 
 def kwokctl_create_args(settings: ClusterSettings, bindir: Path, config: Path) -> list[str]:
     """Arguments of `kwokctl create cluster`: every component from the local build."""
-    return [
+    args = [
         "create",
         "cluster",
         "--name",
@@ -169,9 +177,6 @@ def kwokctl_create_args(settings: ClusterSettings, bindir: Path, config: Path) -
         # (kwokctl's own --node-lease-duration-seconds does not reach the controller).
         "--extra-args",
         "kwok-controller=node-lease-duration-seconds=40",
-        # HPAs report whether they can compute within seconds, not the default 15 s.
-        "--extra-args",
-        "kube-controller-manager=horizontal-pod-autoscaler-sync-period=5s",
         "--kubeconfig",
         str(settings.kubeconfig),
         "--config",
@@ -179,3 +184,6 @@ def kwokctl_create_args(settings: ClusterSettings, bindir: Path, config: Path) -
         "--wait",
         f"{int(settings.ready_timeout)}s",
     ]
+    for flag, value in controller_manager_flags(settings.profile).items():
+        args += ["--extra-args", f"kube-controller-manager={flag}={value}"]
+    return args

@@ -1,18 +1,31 @@
-"""GET /monitoring/health, /monitoring/tenant/{id}, /monitoring/metrics and its history."""
+"""GET /monitoring/health, /monitoring/tenant/{id}, /monitoring/metrics and its history; load control."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import time
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Path, Query, Response
+import redis.asyncio as aioredis
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 
-from k8sim import contract, sla, store
+from k8sim import contract, model, sla, store
 from k8sim_api.broadcast import Update
-from k8sim_api.deps import MaybePoolDep, PoolDep, SettingsDep, SnapshotDep
-from k8sim_api.schemas import TENANT_ID, ErrorResponse, HealthDocument, HistoryDocument, MetricsDocument, TenantDocument
+from k8sim_api.deps import MaybePoolDep, PoolDep, RedisDep, SettingsDep, SnapshotDep
+from k8sim_api.schemas import (
+    BAD_BODY,
+    TENANT_ID,
+    ErrorResponse,
+    HealthDocument,
+    HistoryDocument,
+    LoadOverrides,
+    LoadRequest,
+    MetricsDocument,
+    TenantDocument,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/monitoring", tags=["monitoring"])
@@ -79,3 +92,55 @@ async def history(pool: PoolDep, hours: Annotated[float, Query(gt=0, le=24 * 35)
         history.append({"timestamp": data["timestamp"], "data": data})
     return {"status": "success", "hours": hours, "service_filter": service, "data_points": len(history),
             "history": history}
+
+
+async def active_overrides(redis: aioredis.Redis, key: str) -> list[model.LoadOverride]:
+    """Every override still in force; expired ones are removed on the way."""
+    found: list[model.LoadOverride] = []
+    expired: list[model.LoadOverride] = []
+    now = time.time()
+    for scope, value in (await redis.hgetall(key)).items():
+        data = json.loads(value)
+        name = scope.decode() if isinstance(scope, bytes) else str(scope)
+        override = model.LoadOverride(name, float(data["factor"]), float(data["until"]))
+        (found if override.until > now else expired).append(override)
+    if expired:
+        await redis.hdel(key, *[o.scope for o in expired])
+    return sorted(found, key=lambda o: o.scope)
+
+
+@router.post("/load", response_model=LoadOverrides, responses={**BAD_BODY, **UNAVAILABLE},
+             summary="Scale a service's, namespace's or tenant's load for a while (the HPA follows)")
+async def set_load(body: LoadRequest, redis: RedisDep, settings: SettingsDep) -> dict[str, Any]:
+    try:
+        scope = model.load_scope(body.namespace, body.service, body.tenant_id)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    try:
+        if body.factor == 1:
+            await redis.hdel(settings.load_key, scope)
+        else:
+            await redis.hset(settings.load_key, scope, json.dumps(
+                {"factor": body.factor, "until": time.time() + body.duration_seconds}))
+        overrides = await active_overrides(redis, settings.load_key)
+    except (aioredis.RedisError, OSError) as exc:
+        raise HTTPException(503, f"Redis unavailable: {exc}") from None
+    return {"overrides": [o.as_json() for o in overrides]}
+
+
+@router.get("/load", response_model=LoadOverrides, responses=UNAVAILABLE, summary="Load overrides in force")
+async def get_load(redis: RedisDep, settings: SettingsDep) -> dict[str, Any]:
+    try:
+        overrides = await active_overrides(redis, settings.load_key)
+    except (aioredis.RedisError, OSError) as exc:
+        raise HTTPException(503, f"Redis unavailable: {exc}") from None
+    return {"overrides": [o.as_json() for o in overrides]}
+
+
+@router.delete("/load", response_model=LoadOverrides, responses=UNAVAILABLE, summary="Remove every load override")
+async def clear_load(redis: RedisDep, settings: SettingsDep) -> dict[str, Any]:
+    try:
+        await redis.delete(settings.load_key)
+    except (aioredis.RedisError, OSError) as exc:
+        raise HTTPException(503, f"Redis unavailable: {exc}") from None
+    return {"overrides": []}

@@ -1,0 +1,407 @@
+"""The Kubernetes metrics APIs, served from the model's last tick.
+
+``metrics.k8s.io/v1beta1`` (what ``kubectl top`` and the HPA's resource metrics read),
+``custom.metrics.k8s.io/v1beta2`` (per-pod and per-object figures: requests per second,
+latency, errors, GPU) and ``external.metrics.k8s.io/v1beta1`` (per-service and per-tenant
+figures). The numbers are the ones ``/metrics`` and ``/monitoring/*`` show.
+
+Pure document builders (:func:`usage_from`, :func:`pod_metrics` …) are apart from the
+FastAPI app (:func:`create_app`) that the engine serves over TLS for kube-aggregator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from k8sim import model
+
+from .sources import quantity, service_of
+
+GROUPS = {"metrics.k8s.io": "v1beta1", "custom.metrics.k8s.io": "v1beta2", "external.metrics.k8s.io": "v1beta1"}
+
+#: What a node spends besides its pods (kubelet, runtime, OS): cores and bytes, plus a share of capacity.
+NODE_OVERHEAD_CPU = (0.1, 0.01)
+NODE_OVERHEAD_MEMORY = (512 * model.MIB, 0.02)
+
+
+@dataclasses.dataclass(frozen=True)
+class PodUsage:
+    namespace: str
+    name: str
+    labels: dict[str, str]
+    node: str
+    service: str
+    tenant: str | None
+    containers: list[tuple[str, float, float]]  # (name, cores, bytes)
+    sample: model.PodSample
+
+
+@dataclasses.dataclass(frozen=True)
+class Usage:
+    """One tick's figures, indexed for the metrics APIs."""
+
+    taken_at: dt.datetime
+    window_s: float
+    pods: dict[tuple[str, str], PodUsage]
+    nodes: dict[str, tuple[float, float, dict[str, str]]]  # name -> (cores, bytes, labels)
+    services: dict[str, model.ServiceSample]
+
+    @classmethod
+    def empty(cls) -> Usage:
+        return cls(dt.datetime.now(dt.UTC), 0.0, {}, {}, {})
+
+
+def _split(total: float, weights: list[float]) -> list[float]:
+    """Share a pod's usage among its containers by request (equally without requests), never zero."""
+    if not weights:
+        return []
+    weights = [w if w > 0 else 0.0 for w in weights]
+    if sum(weights) <= 0:
+        weights = [1.0] * len(weights)
+    shares = [total * w / sum(weights) for w in weights]
+    floor = total * 0.01 / len(shares)
+    return [max(s, floor) for s in shares]
+
+
+def usage_from(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, Any]], m: model.Model,
+               services: Iterable[model.ServiceSample], taken_at: dt.datetime, window_s: float) -> Usage:
+    """Per pod, container and node usage from the model's last step (only pods it models)."""
+    by_uid = m.pods
+    found: dict[tuple[str, str], PodUsage] = {}
+    node_cpu: dict[str, float] = {}
+    node_mem: dict[str, float] = {}
+    for pod in pods:
+        meta = pod["metadata"]
+        modelled = by_uid.get(meta.get("uid", ""))
+        if modelled is None or modelled.last is None:
+            continue
+        sample = modelled.last
+        containers = (pod.get("spec") or {}).get("containers") or [{"name": modelled.spec.container}]
+        cpu_w = [quantity(((c.get("resources") or {}).get("requests") or {}).get("cpu")) or 0.0 for c in containers]
+        mem_w = [quantity(((c.get("resources") or {}).get("requests") or {}).get("memory")) or 0.0 for c in containers]
+        cpus, mems = _split(sample.cpu_cores, cpu_w), _split(sample.memory_bytes, mem_w)
+        usage = PodUsage(
+            namespace=meta.get("namespace", ""), name=meta["name"], labels=dict(meta.get("labels") or {}),
+            node=modelled.spec.node, service=service_of(pod), tenant=modelled.spec.tenant,
+            containers=[(str(c.get("name", "")), cpu, mem) for c, cpu, mem in zip(containers, cpus, mems, strict=True)],
+            sample=sample)
+        found[(usage.namespace, usage.name)] = usage
+        node_cpu[usage.node] = node_cpu.get(usage.node, 0.0) + sample.cpu_cores
+        node_mem[usage.node] = node_mem.get(usage.node, 0.0) + sample.memory_bytes
+    node_usage = {}
+    for node in nodes:
+        meta, status = node["metadata"], node.get("status") or {}
+        name = meta["name"]
+        capacity = status.get("capacity") or {}
+        cores = quantity(capacity.get("cpu")) or 0.0
+        memory = quantity(capacity.get("memory")) or 0.0
+        cpu = NODE_OVERHEAD_CPU[0] + NODE_OVERHEAD_CPU[1] * cores + node_cpu.get(name, 0.0)
+        mem = NODE_OVERHEAD_MEMORY[0] + NODE_OVERHEAD_MEMORY[1] * memory + node_mem.get(name, 0.0)
+        node_usage[name] = (cpu, mem, dict(meta.get("labels") or {}))
+    return Usage(taken_at, window_s, found, node_usage, {s.key: s for s in services})
+
+
+# --------------------------------------------------------------------------- selectors
+
+_TERM = re.compile(r"\s*(!?)\s*([A-Za-z0-9_./-]+)\s*(?:(==|=|!=)\s*([A-Za-z0-9_.-]*)|\s+(in|notin)\s*\(([^)]*)\))?\s*")
+
+
+def parse_selector(text: str | None) -> Callable[[Mapping[str, str]], bool]:
+    """A label (or field) selector as Kubernetes writes it: k=v, k==v, k!=v, k in (a,b), k notin (a),
+    k, !k, comma-separated. Raises ValueError on anything else."""
+    if not text:
+        return lambda _: True
+    tests: list[Callable[[Mapping[str, str]], bool]] = []
+    rest = text
+    while rest.strip():
+        match = _TERM.match(rest)
+        if not match or match.end() == 0:
+            raise ValueError(f"invalid selector {text!r}")
+        neg, key, op, value, set_op, values = match.groups()
+        if op:
+            tests.append((lambda k, v: lambda labels: labels.get(k) != v)(key, value) if op == "!=" else
+                         (lambda k, v: lambda labels: labels.get(k) == v)(key, value))
+        elif set_op:
+            members = {x.strip() for x in values.split(",") if x.strip()}
+            tests.append((lambda k, s: lambda labels: labels.get(k) in s)(key, members) if set_op == "in" else
+                         (lambda k, s: lambda labels: labels.get(k) not in s)(key, members))
+        elif neg:
+            tests.append((lambda k: lambda labels: k not in labels)(key))
+        else:
+            tests.append((lambda k: lambda labels: k in labels)(key))
+        rest = rest[match.end():]
+        if rest.startswith(","):
+            rest = rest[1:]
+        elif rest.strip():
+            raise ValueError(f"invalid selector {text!r}")
+    return lambda labels: all(t(labels) for t in tests)
+
+
+# --------------------------------------------------------------------------- quantities
+
+
+def cpu_quantity(cores: float) -> str:
+    return f"{max(1, round(cores * 1e9))}n"  # never zero: the HPA ignores pods that report none
+
+
+def memory_quantity(size: float) -> str:
+    return f"{max(1, round(size / 1024))}Ki"
+
+
+def value_quantity(value: float) -> str:
+    return f"{round(value * 1000)}m"
+
+
+def stamp(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --------------------------------------------------------------------------- metrics.k8s.io
+
+
+def _meta(name: str, namespace: str | None, labels: Mapping[str, str], when: dt.datetime) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": dict(labels), "creationTimestamp": stamp(when)}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    return meta
+
+
+def pod_metrics(pod: PodUsage, usage: Usage) -> dict[str, Any]:
+    return {"kind": "PodMetrics", "apiVersion": "metrics.k8s.io/v1beta1",
+            "metadata": _meta(pod.name, pod.namespace, pod.labels, usage.taken_at),
+            "timestamp": stamp(usage.taken_at), "window": f"{usage.window_s:g}s",
+            "containers": [{"name": name, "usage": {"cpu": cpu_quantity(cpu), "memory": memory_quantity(mem)}}
+                           for name, cpu, mem in pod.containers]}
+
+
+def node_metrics(name: str, usage: Usage) -> dict[str, Any]:
+    cpu, mem, labels = usage.nodes[name]
+    return {"kind": "NodeMetrics", "apiVersion": "metrics.k8s.io/v1beta1",
+            "metadata": _meta(name, None, labels, usage.taken_at), "timestamp": stamp(usage.taken_at),
+            "window": f"{usage.window_s:g}s", "usage": {"cpu": cpu_quantity(cpu), "memory": memory_quantity(mem)}}
+
+
+def listed(kind: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"kind": kind, "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {}, "items": items}
+
+
+def field_view(name: str, namespace: str | None) -> dict[str, str]:
+    fields = {"metadata.name": name}
+    if namespace is not None:
+        fields["metadata.namespace"] = namespace
+    return fields
+
+
+# --------------------------------------------------------------------------- custom and external metrics
+
+#: Per-pod figures of the custom metrics API, by name (aliases of the usual exporters included).
+POD_METRICS: dict[str, Callable[[model.PodSample], float]] = {
+    "requests_per_second": lambda s: s.rps,
+    "http_requests_per_second": lambda s: s.rps,
+    "response_time_ms": lambda s: s.latency_ms,
+    "error_rate_percent": lambda s: 100 * s.error_rate,
+    "gpu_utilization": lambda s: s.gpu_util,
+    "DCGM_FI_DEV_GPU_UTIL": lambda s: s.gpu_util,
+    "gpu_memory_used_bytes": lambda s: s.gpu_fb_used_mib * model.MIB,
+    "cpu_usage_cores": lambda s: s.cpu_cores,
+}
+#: Per-service figures (custom object metrics and external metrics).
+SERVICE_METRICS: dict[str, Callable[[model.ServiceSample], float]] = {
+    "requests_per_second": lambda s: s.rps,
+    "http_requests_per_second": lambda s: s.rps,
+    "response_time_ms": lambda s: s.latency_ms,
+    "error_rate_percent": lambda s: 100 * s.error_rate,
+    "ready_pods": lambda s: float(s.ready_pods),
+}
+#: Object kinds the custom metrics API describes, as the HPA names their resources.
+OBJECT_RESOURCES = {"deployments.apps": ("Deployment", "apps/v1"), "statefulsets.apps": ("StatefulSet", "apps/v1"),
+                    "services": ("Service", "/v1")}
+
+
+def custom_value(kind: str, namespace: str, name: str, api_version: str, metric: str, value: float,
+                 usage: Usage) -> dict[str, Any]:
+    return {"describedObject": {"kind": kind, "namespace": namespace, "name": name, "apiVersion": api_version},
+            "metric": {"name": metric, "selector": None}, "timestamp": stamp(usage.taken_at),
+            "windowSeconds": int(max(1, usage.window_s)), "value": value_quantity(value)}
+
+
+def custom_list(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"kind": "MetricValueList", "apiVersion": "custom.metrics.k8s.io/v1beta2", "metadata": {}, "items": items}
+
+
+def external_items(usage: Usage, namespace: str, metric: str,
+                   selector: Callable[[Mapping[str, str]], bool]) -> list[dict[str, Any]]:
+    """``<metric>`` per service of the namespace; ``tenant_<metric>`` per tenant (summed, or averaged for
+    rates and latencies), labelled so a selector picks one (service=…, tenant=…)."""
+    per_tenant = metric.startswith("tenant_")
+    read = SERVICE_METRICS.get(metric.removeprefix("tenant_"))
+    if read is None:
+        return []
+    rows: list[tuple[dict[str, str], float]] = []
+    if per_tenant:
+        groups: dict[str, list[model.ServiceSample]] = {}
+        for s in usage.services.values():
+            if s.tenant:
+                groups.setdefault(s.tenant, []).append(s)
+        additive = metric.removeprefix("tenant_") in ("requests_per_second", "http_requests_per_second", "ready_pods")
+        for tenant, members in sorted(groups.items()):
+            values = [read(s) for s in members]
+            rows.append(({"tenant": tenant}, sum(values) if additive else sum(values) / len(values)))
+    else:
+        for key, s in sorted(usage.services.items()):
+            ns, service = key.split("/", 1)
+            if ns != namespace:
+                continue
+            labels = {"namespace": ns, "service": service, **({"tenant": s.tenant} if s.tenant else {})}
+            rows.append((labels, read(s)))
+    return [{"metricName": metric, "metricLabels": labels, "timestamp": stamp(usage.taken_at),
+             "windowSeconds": int(max(1, usage.window_s)), "value": value_quantity(value)}
+            for labels, value in rows if selector(labels)]
+
+
+def resource_list(group: str) -> dict[str, Any]:
+    """Discovery of one group version (what kube-aggregator checks for availability)."""
+    version = GROUPS[group]
+    if group == "metrics.k8s.io":
+        resources = [{"name": "nodes", "singularName": "", "namespaced": False, "kind": "NodeMetrics",
+                      "verbs": ["get", "list"]},
+                     {"name": "pods", "singularName": "", "namespaced": True, "kind": "PodMetrics",
+                      "verbs": ["get", "list"]}]
+    elif group == "custom.metrics.k8s.io":
+        resources = [{"name": f"pods/{m}", "singularName": "", "namespaced": True, "kind": "MetricValueList",
+                      "verbs": ["get"]} for m in POD_METRICS]
+        resources += [{"name": f"{r}/{m}", "singularName": "", "namespaced": True, "kind": "MetricValueList",
+                       "verbs": ["get"]} for r in OBJECT_RESOURCES for m in SERVICE_METRICS]
+    else:
+        resources = [{"name": name, "singularName": "", "namespaced": True, "kind": "ExternalMetricValueList",
+                      "verbs": ["get"]} for m in SERVICE_METRICS for name in (m, f"tenant_{m}")]
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}",
+            "resources": resources}
+
+
+# --------------------------------------------------------------------------- the server
+
+
+class UsageSource(Protocol):
+    """What the metrics APIs read: the engine, whose ``usage`` is its last tick's."""
+
+    usage: Usage
+
+
+def not_found(message: str) -> HTTPException:
+    return HTTPException(404, message)
+
+
+def create_app(source: UsageSource) -> FastAPI:
+    """The aggregated API server: JSON only, no OpenAPI (kube-aggregator does not need ours)."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.exception_handler(HTTPException)
+    async def status_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                             "message": str(exc.detail), "reason": "NotFound" if exc.status_code == 404 else
+                             "BadRequest", "code": exc.status_code}, status_code=exc.status_code)
+
+    def selectors(request: Request) -> tuple[Callable[[Mapping[str, str]], bool], Callable[[Mapping[str, str]], bool]]:
+        try:
+            return (parse_selector(request.query_params.get("labelSelector")),
+                    parse_selector(request.query_params.get("fieldSelector")))
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+
+    for path in ("/healthz", "/livez", "/readyz"):
+        app.add_api_route(path, lambda: PlainTextResponse("ok"), methods=["GET"])
+
+    @app.get("/apis/{group}/{version}")
+    async def discovery(group: str, version: str) -> dict[str, Any]:
+        if GROUPS.get(group) != version:
+            raise not_found(f"{group}/{version} is not served here")
+        return resource_list(group)
+
+    # metrics.k8s.io ------------------------------------------------------------------
+
+    def pods_in(request: Request, namespace: str | None) -> dict[str, Any]:
+        usage = source.usage
+        labels, fields = selectors(request)
+        items = [pod_metrics(p, usage) for (ns, _), p in sorted(usage.pods.items())
+                 if (namespace is None or ns == namespace) and labels(p.labels) and fields(field_view(p.name, ns))]
+        return listed("PodMetricsList", items)
+
+    @app.get("/apis/metrics.k8s.io/v1beta1/pods")
+    async def all_pods(request: Request) -> dict[str, Any]:
+        return pods_in(request, None)
+
+    @app.get("/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods")
+    async def namespace_pods(namespace: str, request: Request) -> dict[str, Any]:
+        return pods_in(request, namespace)
+
+    @app.get("/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods/{name}")
+    async def one_pod(namespace: str, name: str) -> dict[str, Any]:
+        usage = source.usage
+        pod = usage.pods.get((namespace, name))
+        if pod is None:
+            raise not_found(f'podmetrics.metrics.k8s.io "{name}" not found')
+        return pod_metrics(pod, usage)
+
+    @app.get("/apis/metrics.k8s.io/v1beta1/nodes")
+    async def all_nodes(request: Request) -> dict[str, Any]:
+        usage = source.usage
+        labels, fields = selectors(request)
+        return listed("NodeMetricsList", [node_metrics(n, usage) for n in sorted(usage.nodes)
+                                          if labels(usage.nodes[n][2]) and fields(field_view(n, None))])
+
+    @app.get("/apis/metrics.k8s.io/v1beta1/nodes/{name}")
+    async def one_node(name: str) -> dict[str, Any]:
+        usage = source.usage
+        if name not in usage.nodes:
+            raise not_found(f'nodemetrics.metrics.k8s.io "{name}" not found')
+        return node_metrics(name, usage)
+
+    # custom.metrics.k8s.io -----------------------------------------------------------
+
+    @app.get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}/pods/{name}/{metric}")
+    async def custom_pods(namespace: str, name: str, metric: str, request: Request) -> dict[str, Any]:
+        usage = source.usage
+        read = POD_METRICS.get(metric)
+        if read is None:
+            raise not_found(f'the custom metric "{metric}" is not served for pods')
+        labels, _ = selectors(request)
+        pods = [p for (ns, n), p in sorted(usage.pods.items())
+                if ns == namespace and (name == "*" or n == name) and labels(p.labels)]
+        if name != "*" and not pods:
+            raise not_found(f'no metric "{metric}" for pod {namespace}/{name}')
+        return custom_list([custom_value("Pod", p.namespace, p.name, "/v1", metric, read(p.sample), usage)
+                            for p in pods])
+
+    @app.get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}/{resource}/{name}/{metric}")
+    async def custom_objects(namespace: str, resource: str, name: str, metric: str) -> dict[str, Any]:
+        usage = source.usage
+        read = SERVICE_METRICS.get(metric)
+        if resource not in OBJECT_RESOURCES or read is None:
+            raise not_found(f'the custom metric "{metric}" is not served for {resource}')
+        kind, api_version = OBJECT_RESOURCES[resource]
+        names = sorted(k.split("/", 1)[1] for k in usage.services if k.split("/", 1)[0] == namespace)
+        chosen = names if name == "*" else [name] if name in names else []
+        if not chosen:
+            raise not_found(f'no metric "{metric}" for {resource} {namespace}/{name}')
+        return custom_list([custom_value(kind, namespace, n, api_version, metric,
+                                         read(usage.services[f"{namespace}/{n}"]), usage) for n in chosen])
+
+    # external.metrics.k8s.io ---------------------------------------------------------
+
+    @app.get("/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}")
+    async def external(namespace: str, metric: str, request: Request) -> dict[str, Any]:
+        if metric.removeprefix("tenant_") not in SERVICE_METRICS:
+            raise not_found(f'the external metric "{metric}" is not served')
+        labels, _ = selectors(request)
+        return {"kind": "ExternalMetricValueList", "apiVersion": "external.metrics.k8s.io/v1beta1", "metadata": {},
+                "items": external_items(source.usage, namespace, metric, labels)}
+
+    return app
