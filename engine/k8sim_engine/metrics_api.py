@@ -110,7 +110,7 @@ def usage_from(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, A
 
 # --------------------------------------------------------------------------- selectors
 
-_TERM = re.compile(r"\s*(!?)\s*([A-Za-z0-9_./-]+)\s*(?:(==|=|!=)\s*([A-Za-z0-9_.-]*)|\s+(in|notin)\s*\(([^)]*)\))?\s*")
+_TERM = re.compile(r"\s*(!?)\s*([A-Za-z0-9_./-]+)(?:\s*(==|=|!=)\s*([A-Za-z0-9_.-]*)|\s+(in|notin)\s*\(([^)]*)\))?\s*")
 
 
 def parse_selector(text: str | None) -> Callable[[Mapping[str, str]], bool]:

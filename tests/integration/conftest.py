@@ -129,7 +129,7 @@ def engine_url(live_services: ClusterSettings, live_cluster: ClusterSettings,
     tmp = tmp_path_factory.mktemp("engine")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {"K8SIM_ENGINE_PORT": str(port), "K8SIM_TICK_SECONDS": "1"}
+    env = {"K8SIM_ENGINE_PORT": str(port), "K8SIM_METRICS_API_PORT": str(free_port()), "K8SIM_TICK_SECONDS": "1"}
     with process([sys.executable, "-m", "k8sim_engine"], env, tmp / "engine.log") as proc:
         started(f"{url}/health", proc, tmp / "engine.log")
         yield url

@@ -1,0 +1,227 @@
+"""The closed loop: the metrics APIs through the real aggregator, kubectl top, and HPAs that scale
+on the simulated load (real controller-manager, real HPA controller, no mocks of Kubernetes)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from k8sim.local import cluster
+from k8sim.local.processes import free_port
+from k8sim.local.settings import ClusterSettings
+
+from .conftest import Kubectl, eventually, process, started
+
+pytestmark = pytest.mark.integration
+
+#: A weekday's late-morning peak: the web profile's load is then ~90 requests/s, whatever the wall clock says.
+PEAK = "2026-11-23T10:30:00Z"
+
+
+def engine_env(metrics_port: int) -> dict[str, str]:
+    return {"K8SIM_ENGINE_PORT": str(free_port()), "K8SIM_METRICS_API_PORT": str(metrics_port),
+            "K8SIM_TICK_SECONDS": "1", "K8SIM_SIM_START": PEAK}
+
+
+@pytest.fixture(scope="module")
+def loop_engine(live_services: ClusterSettings, live_cluster: ClusterSettings,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An engine at a weekday peak, ticking every second, registered as the cluster's metrics APIs."""
+    tmp = tmp_path_factory.mktemp("loop-engine")
+    env = engine_env(free_port())
+    with process([sys.executable, "-m", "k8sim_engine"], env, tmp / "engine.log") as proc:
+        url = f"http://127.0.0.1:{env['K8SIM_ENGINE_PORT']}"
+        started(f"{url}/health", proc, tmp / "engine.log")
+        yield url
+
+
+def deployment(name: str, cpu: str = "1200m", replicas: int = 1, **annotations: str) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name},
+                                               "annotations": {"k8sim.io/profile": "web", **annotations}},
+                                  "spec": {"containers": [
+                                      {"name": "app", "image": "web:1.0", "resources": {
+                                          "requests": {"cpu": cpu, "memory": "256Mi"},
+                                          "limits": {"cpu": "4", "memory": "1Gi"}}},
+                                      {"name": "sidecar", "image": "envoy:1.30", "resources": {
+                                          "requests": {"cpu": "50m", "memory": "64Mi"}}}]}}}}
+
+
+def hpa(name: str, metric: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": name},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                     "minReplicas": 1, "maxReplicas": 10, "metrics": [metric]}}
+
+
+def raw(kubectl: Kubectl, path: str) -> dict[str, Any]:
+    return dict(json.loads(kubectl("get", "--raw", path)))
+
+
+def replicas(kubectl: Kubectl, namespace: str, name: str) -> int:
+    return int(kubectl.json("get", "deployment", name, "-n", namespace)["spec"].get("replicas") or 0)
+
+
+def test_apiservices_are_available_and_kubectl_top_shows_the_simulated_load(
+        loop_engine: str, api_url: str, kubectl: Kubectl) -> None:
+    tenant = f"top{uuid.uuid4().hex[:5]}"
+    ns = f"ecp-ai-{tenant}"
+    manifest = yaml.safe_dump_all([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+                                   *[{**deployment(n, replicas=2), "metadata": {"name": n, "namespace": ns}}
+                                     for n in ("callbot", "stt-server")]])
+    deployed = httpx.post(f"{api_url}/k8s/manifest/deploy", json={"manifest": manifest, "tenant_id": tenant},
+                          timeout=60)
+    assert deployed.status_code == 200, deployed.text
+    try:
+        for item in kubectl.json("get", "apiservices")["items"]:
+            if item["spec"].get("group", "").endswith("metrics.k8s.io"):
+                conditions = {c["type"]: c["status"] for c in item["status"]["conditions"]}
+                assert conditions["Available"] == "True", item["metadata"]["name"]
+
+        def top() -> dict[str, tuple[int, int]]:
+            rows = [line.split() for line in kubectl("top", "pods", "-n", ns, "--no-headers", check=False).splitlines()]
+            assert len(rows) == 4, rows
+            return {r[0]: (int(r[1].removesuffix("m")), int(r[2].removesuffix("Mi"))) for r in rows}
+        pods = eventually(top, 60, "kubectl top pods to list every pod")
+        assert all(cpu > 0 and memory > 0 for cpu, memory in pods.values())
+
+        def matches_the_monitoring_api() -> bool:
+            doc = httpx.get(f"{api_url}/monitoring/tenant/{tenant}").json()
+            metrics = raw(kubectl, f"/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods")["items"]
+            for service in ("callbot", "stt-server"):
+                mine = [m for m in metrics if m["metadata"]["labels"]["app"] == service]
+                assert len(mine) == 2
+                memory_mb = sum(int(c["usage"]["memory"].removesuffix("Ki")) for m in mine
+                                for c in m["containers"]) / 1024
+                reported = doc["services"][f"{ns}/{service}"]["memory"]["usage_mb"]
+                assert abs(memory_mb - reported) <= 0.05 * reported, (service, memory_mb, reported)
+            return True
+        eventually(matches_the_monitoring_api, 30, "the metrics API and /monitoring/tenant to agree")
+        containers = kubectl("top", "pods", "-A", "--containers", "--no-headers")
+        assert {"app", "sidecar"} <= {line.split()[2] for line in containers.splitlines() if line.startswith(ns)}
+        nodes = kubectl("top", "nodes", "--no-headers").splitlines()
+        assert len(nodes) >= 18 and all(int(line.split()[1].removesuffix("m")) > 0 for line in nodes)
+    finally:
+        httpx.delete(f"{api_url}/k8s/resources/tenant/{tenant}", timeout=60)
+
+
+def test_the_metrics_api_answers_selectors_as_metrics_server_does(loop_engine: str, kubectl: Kubectl,
+                                                                  namespace: str) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all([deployment("one"), deployment("two")]))
+    base = f"/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods"
+
+    def both() -> list[dict[str, Any]]:
+        items = raw(kubectl, base)["items"]
+        assert len(items) == 2
+        return list(items)
+    items = eventually(both, 60, "both pods in the metrics API")
+    (one,) = raw(kubectl, f"{base}?labelSelector=app%3Done")["items"]
+    assert one["metadata"]["labels"]["app"] == "one" and one["window"] and one["timestamp"]
+    assert {c["name"] for c in one["containers"]} == {"app", "sidecar"}
+    name = items[1]["metadata"]["name"]
+    assert [i["metadata"]["name"] for i in raw(kubectl, f"{base}?fieldSelector=metadata.name%3D{name}")["items"]] \
+        == [name]
+    assert raw(kubectl, f"{base}/{name}")["metadata"]["name"] == name
+    assert not raw(kubectl, f"{base}?labelSelector=app+notin+%28one%2Ctwo%29")["items"]
+    missing = cluster.kubectl(kubectl.settings, "get", "--raw", f"{base}/nothing", check=False)
+    assert missing.returncode != 0 and "not found" in missing.stderr.lower(), missing.stderr
+    node = raw(kubectl, "/apis/metrics.k8s.io/v1beta1/nodes/cpu-0")
+    assert node["usage"]["cpu"].endswith("n") and node["usage"]["memory"].endswith("Ki")
+
+
+def test_an_hpa_scales_out_on_a_load_step_and_back_in(loop_engine: str, api_url: str, kubectl: Kubectl,
+                                                      namespace: str) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all([
+        deployment("callbot"),
+        hpa("callbot", {"type": "Resource", "resource": {"name": "cpu", "target": {
+            "type": "Utilization", "averageUtilization": 50}}})]))
+
+    def measuring() -> int:
+        status = kubectl.json("get", "hpa", "callbot", "-n", namespace)["status"]
+        conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
+        assert conditions.get("ScalingActive") == "True", status
+        return int(status["currentMetrics"][0]["resource"]["current"]["averageUtilization"])
+    before = eventually(measuring, 60, "the HPA to show current utilisation")
+    assert 0 < before < 50, "at a weekday peak the web profile runs ~30 % of 1.2 cores"
+    initial = replicas(kubectl, namespace, "callbot")
+    load = {"namespace": namespace, "service": "callbot", "duration_seconds": 600}
+    assert httpx.post(f"{api_url}/monitoring/load", json={**load, "factor": 5}).status_code == 200
+
+    def scaled_out() -> int:
+        count = replicas(kubectl, namespace, "callbot")
+        assert count >= initial + 2, count
+        return count
+    out = eventually(scaled_out, 45, "the HPA to scale out (two 5 s sync periods plus the metric window)")
+
+    def cooled() -> bool:  # more replicas share the load: per-pod utilisation falls back toward 50 %
+        assert measuring() < 80
+        return True
+    eventually(cooled, 90, "per-pod CPU to fall toward the target")
+    assert httpx.post(f"{api_url}/monitoring/load", json={**load, "factor": 1}).status_code == 200
+    back = eventually(lambda: replicas(kubectl, namespace, "callbot") <= max(initial, 2)
+                      and replicas(kubectl, namespace, "callbot"), 90,
+                      "the HPA to scale back in after the 15 s stabilisation window")
+    assert back < out
+
+
+@pytest.mark.parametrize("kind", ["Pods", "External"])
+def test_hpas_scale_on_the_rps_metrics_too(kind: str, loop_engine: str, api_url: str, kubectl: Kubectl,
+                                           namespace: str) -> None:
+    name = f"rps-{kind.lower()}"
+    target = {"type": "AverageValue", "averageValue": "150"}
+    metric = ({"type": "Pods", "pods": {"metric": {"name": "requests_per_second"}, "target": target}}
+              if kind == "Pods" else
+              {"type": "External", "external": {"metric": {"name": "requests_per_second", "selector": {
+                  "matchLabels": {"service": name}}}, "target": target}})
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all([deployment(name), hpa(name, metric)]))
+
+    def measuring() -> bool:
+        status = kubectl.json("get", "hpa", name, "-n", namespace)["status"]
+        assert status.get("currentMetrics"), status
+        return True
+    eventually(measuring, 60, f"the {kind} metric to reach the HPA")
+    initial = replicas(kubectl, namespace, name)
+    httpx.post(f"{api_url}/monitoring/load", json={"namespace": namespace, "service": name, "factor": 6})
+    eventually(lambda: replicas(kubectl, namespace, name) >= initial + 2, 60, f"scale-out on the {kind} metric")
+
+
+def test_a_killed_engine_blocks_nothing_once_it_is_back(loop_engine: str, kubectl: Kubectl, tmp_path: Path) -> None:
+    """kill -9 leaves the APIServices pointing at nothing (as a crashed metrics-server would): namespace
+    deletion waits; the next start repairs them and the namespace goes. Runs last: it takes over the
+    registration from the module's engine."""
+    env = engine_env(free_port())
+    log = tmp_path / "engine.log"
+    ns = f"kill-{uuid.uuid4().hex[:6]}"
+    with process([sys.executable, "-m", "k8sim_engine"], env, log) as proc:
+        started(f"http://127.0.0.1:{env['K8SIM_ENGINE_PORT']}/health", proc, log)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def unavailable() -> bool:
+        item = kubectl.json("get", "apiservice", "v1beta1.metrics.k8s.io")
+        return {c["type"]: c["status"] for c in item["status"]["conditions"]}["Available"] == "False"
+    eventually(unavailable, 60, "the aggregator to notice the engine is gone")
+    kubectl("create", "namespace", ns)
+    kubectl("delete", "namespace", ns, "--wait=false")
+    try:
+        def blocked() -> bool:
+            phase = kubectl.json("get", "namespace", ns)["status"]
+            conditions = {c["type"]: c["status"] for c in phase.get("conditions") or []}
+            return conditions.get("NamespaceDeletionDiscoveryFailure") == "True"
+        eventually(blocked, 60, "the dead APIServices to stall the namespace's deletion")
+        with process([sys.executable, "-m", "k8sim_engine"], env, log) as proc:
+            started(f"http://127.0.0.1:{env['K8SIM_ENGINE_PORT']}/health", proc, log)
+            eventually(lambda: not kubectl("get", "namespace", ns, "--ignore-not-found", "-o", "name").strip(), 90,
+                       "the namespace to go once the engine is back")
+    finally:
+        kubectl("delete", "apiservice", "v1beta1.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io",
+                "v1beta1.external.metrics.k8s.io", "--ignore-not-found")
