@@ -449,12 +449,14 @@ def test_create_namespace_on_deploy(api_url: str, kubectl: Kubectl) -> None:
         kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found")
 
 
+# kube-prometheus's prometheus-adapter APIService, on a group of its own: the simulator serves
+# metrics.k8s.io itself while its engine runs.
 BROKEN_APISERVICE = """apiVersion: apiregistration.k8s.io/v1
 kind: APIService
 metadata:
-  name: v1beta1.metrics.k8s.io
+  name: v1beta1.adapter.example.com
 spec:
-  group: metrics.k8s.io
+  group: adapter.example.com
   version: v1beta1
   groupPriorityMinimum: 100
   versionPriority: 100
@@ -466,8 +468,6 @@ spec:
 def test_a_broken_aggregated_api_is_reported_not_silent(api_url: str, kubectl: Kubectl) -> None:
     """kube-prometheus's prometheus-adapter APIService alone: discovery fails, namespaces cannot be
     deleted. /health says degraded and names it; a tenant delete says why its namespace stays."""
-    if kubectl("get", "apiservice", "v1beta1.metrics.k8s.io", "--ignore-not-found", "-o", "name").strip():
-        pytest.skip("this cluster serves metrics.k8s.io already")
     tenant = f"agg{uuid.uuid4().hex[:5]}"
     manifest = f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ecp-ai-{tenant}\n"
     assert post(api_url, "/k8s/manifest/deploy", manifest=manifest, tenant_id=tenant).status_code == 200
@@ -479,14 +479,14 @@ def test_a_broken_aggregated_api_is_reported_not_silent(api_url: str, kubectl: K
             return dict(body)
         body = eventually(degraded, 60, "/health to report the unavailable APIService")
         broken = {b["name"]: b for b in body["unavailable_apiservices"]}
-        assert broken["v1beta1.metrics.k8s.io"]["message"]
+        assert broken["v1beta1.adapter.example.com"]["message"]
         deleted = httpx.delete(f"{api_url}/k8s/resources/tenant/{tenant}", timeout=90).json()
         assert deleted["pending_count"] == 1, deleted
         assert deleted["pending"][0]["id"] == f"/Namespace/ecp-ai-{tenant}"
         assert "NamespaceDeletionDiscoveryFailure" in deleted["pending"][0]["reason"], deleted
-        assert "metrics.k8s.io" in deleted["message"]
+        assert "adapter.example.com" in deleted["message"]
     finally:
-        kubectl("delete", "apiservice", "v1beta1.metrics.k8s.io", "--ignore-not-found")
+        kubectl("delete", "apiservice", "v1beta1.adapter.example.com", "--ignore-not-found")
     eventually(lambda: not kubectl("get", "namespace", f"ecp-ai-{tenant}", "--ignore-not-found", "-o",
                                    "name").strip(), 90, "the namespace to go once the APIService is gone")
     assert httpx.get(f"{api_url}/health", timeout=10).json()["status"] == "healthy"

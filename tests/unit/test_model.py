@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import math
 import statistics
+
+import pytest
 
 from k8sim import contract, model, sla
 
@@ -120,3 +123,34 @@ def test_sla_arithmetic() -> None:
     assert sla.status(99.4, 99.5, -0.2, False) == "breached"
     alerts = sla.burn_alerts({"1h": (800, 1000), "5m": (80, 100)}, 99.5)
     assert alerts[0].firing and not alerts[1].firing
+
+
+def test_load_overrides_cover_services_namespaces_and_tenants_exactly() -> None:
+    overrides = [model.LoadOverride("service:ns/callbot", 5, 200), model.LoadOverride("tenant:t1", 2, 200),
+                 model.LoadOverride("namespace:other", 3, 50)]
+    factors = model.service_factors({"ns/callbot": "t1", "ns/chatbot": "t10", "other/x": None}, overrides, 100,
+                                    {"ns/chatbot": 1.5})
+    assert factors == {"ns/callbot": 10.0, "ns/chatbot": 1.5}, "t10 is not t1; the namespace one has expired"
+    assert model.load_scope("ns", "callbot", None) == "service:ns/callbot"
+    assert model.load_scope(None, None, "t1") == "tenant:t1"
+    for bad in ((None, "callbot", None), ("ns", None, "t1"), (None, None, None)):
+        try:
+            model.load_scope(*bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} must be refused")
+    assert model.annotation_factor({model.LOAD_ANNOTATION: "3"}) == 3.0
+    assert model.annotation_factor({model.LOAD_ANNOTATION: "lots"}) == 1.0
+
+
+def test_a_load_factor_scales_the_service_and_new_pods_warm_up() -> None:
+    pods = [spec("a"), spec("b")]
+    _, plain = run(3, pods, 1)
+    m = model.Model(3)
+    scaled = m.tick(pods, MONDAY, 60, factors={"ns/callbot": 4.0})
+    assert scaled[0].rps == pytest.approx(4 * plain[0][0].rps)
+    warm = dataclasses.replace(spec("a"), started=MONDAY - dt.timedelta(hours=1))
+    m = model.Model(3)
+    m.tick([warm, spec("c")], MONDAY, 1)  # c starts now
+    assert m.pods["c"].last.rps == pytest.approx(model.WARM_UP_FLOOR * m.pods["a"].last.rps)
+    assert model.warm_up(MONDAY + dt.timedelta(minutes=2), MONDAY) == 1.0
