@@ -63,6 +63,7 @@ bench: venv  ## every benchmark (prints ratios against a baseline run in the sam
 	$(PY) bench/bench_operator.py
 	$(PY) bench/bench_api.py
 	$(PY) bench/bench_engine.py
+	$(PY) bench/bench_metrics.py
 
 lint: venv
 	$(VENV)/bin/ruff check k8sim api operator engine tests bench
