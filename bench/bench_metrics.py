@@ -39,6 +39,7 @@ PEAK = "2026-11-23T10:30:00Z"
 
 @contextmanager
 def engine(settings: ClusterSettings, log: Path, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    log.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
     full = {**os.environ, "K8SIM_ENGINE_PORT": str(port), "K8SIM_METRICS_API_PORT": str(free_port()),
             "K8SIM_SIM_START": PEAK, **env}

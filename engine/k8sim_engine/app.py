@@ -76,7 +76,7 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
 
     @app.get("/metrics", summary="Prometheus exposition of the last tick (cAdvisor, kube-state-metrics, DCGM names)")
     async def metrics() -> Response:
-        return Response(engine.exposition, media_type=CONTENT_TYPE_LATEST)
+        return Response(await engine.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health")
     async def health() -> JSONResponse:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
@@ -22,7 +23,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from k8sim import model
 
-from .sources import quantity, service_of
+from .sources import Memo, quantity
 
 GROUPS = {"metrics.k8s.io": "v1beta1", "custom.metrics.k8s.io": "v1beta2", "external.metrics.k8s.io": "v1beta1"}
 
@@ -70,8 +71,19 @@ def _split(total: float, weights: list[float]) -> list[float]:
     return [max(s, floor) for s in shares]
 
 
+def container_requests(pod: Mapping[str, Any]) -> list[tuple[str, float, float]]:
+    """(name, CPU request, memory request) of each container (0 where none is set)."""
+    found = []
+    for c in (pod.get("spec") or {}).get("containers") or [{}]:
+        requests = (c.get("resources") or {}).get("requests") or {}
+        found.append((str(c.get("name", "")), quantity(requests.get("cpu")) or 0.0,
+                      quantity(requests.get("memory")) or 0.0))
+    return found
+
+
 def usage_from(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, Any]], m: model.Model,
-               services: Iterable[model.ServiceSample], taken_at: dt.datetime, window_s: float) -> Usage:
+               services: Iterable[model.ServiceSample], taken_at: dt.datetime, window_s: float,
+               memo: Memo | None = None) -> Usage:
     """Per pod, container and node usage from the model's last step (only pods it models)."""
     by_uid = m.pods
     found: dict[tuple[str, str], PodUsage] = {}
@@ -83,14 +95,14 @@ def usage_from(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, A
         if modelled is None or modelled.last is None:
             continue
         sample = modelled.last
-        containers = (pod.get("spec") or {}).get("containers") or [{"name": modelled.spec.container}]
-        cpu_w = [quantity(((c.get("resources") or {}).get("requests") or {}).get("cpu")) or 0.0 for c in containers]
-        mem_w = [quantity(((c.get("resources") or {}).get("requests") or {}).get("memory")) or 0.0 for c in containers]
-        cpus, mems = _split(sample.cpu_cores, cpu_w), _split(sample.memory_bytes, mem_w)
+        containers = (container_requests(pod) if memo is None else
+                      memo.get(meta["uid"], (meta.get("resourceVersion"),), functools.partial(container_requests, pod)))
+        cpus = _split(sample.cpu_cores, [c[1] for c in containers])
+        mems = _split(sample.memory_bytes, [c[2] for c in containers])
         usage = PodUsage(
             namespace=meta.get("namespace", ""), name=meta["name"], labels=dict(meta.get("labels") or {}),
-            node=modelled.spec.node, service=service_of(pod), tenant=modelled.spec.tenant,
-            containers=[(str(c.get("name", "")), cpu, mem) for c, cpu, mem in zip(containers, cpus, mems, strict=True)],
+            node=modelled.spec.node, service=modelled.spec.service, tenant=modelled.spec.tenant,
+            containers=[(c[0], cpu, mem) for c, cpu, mem in zip(containers, cpus, mems, strict=True)],
             sample=sample)
         found[(usage.namespace, usage.name)] = usage
         node_cpu[usage.node] = node_cpu.get(usage.node, 0.0) + sample.cpu_cores

@@ -20,7 +20,7 @@ from .cache import ClusterCache
 from .collector import SimulatorCollector, State
 from .metrics_api import Usage, usage_from
 from .settings import EngineSettings
-from .sources import namespace_tenants, pod_specs, service_labels, workload_replicas
+from .sources import Memo, namespace_tenants, pod_specs, service_labels, workload_replicas
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,13 @@ class Engine:
         self.state = State()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(SimulatorCollector(self))
-        self.exposition = generate_latest(self.registry)
         self.kube = Kube(settings.kubeconfig)
         self.cache = ClusterCache(self.kube) if settings.watch else None
         self.usage = Usage.empty()  # what the metrics APIs serve: the last tick's figures
+        # Per-pod inputs, rebuilt only when a pod changes.
+        self.specs, self.containers, self.services = Memo(), Memo(), Memo()
+        self._rendered: tuple[int, bytes] = (-1, b"")
+        self._render_lock = asyncio.Lock()
         self.redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5)
         self.pool: asyncpg.Pool | None = None
         start = settings.sim_start or dt.datetime.now(dt.UTC)
@@ -98,26 +101,37 @@ class Engine:
         self.ticks += 1
         now = self.sim_now()
         tenants = {**await self.deployed_namespaces(), **namespace_tenants(namespaces)}  # labels win
-        specs = pod_specs(pods, nodes, tenants)
-        labels = service_labels(pods)
+        specs = pod_specs(pods, nodes, tenants, self.specs)
+        labels = service_labels(pods, self.services)
         factors = model.service_factors({s.service: s.tenant for s in specs}, await self.load_overrides(),
                                         time.time(), {k: model.annotation_factor(a) for k, (_, a) in labels.items()})
         samples = self.model.tick(specs, now, self.step, labels, workload_replicas([*deployments, *statefulsets]),
                                   factors)
         self.usage = usage_from(pods, nodes, self.model, samples, dt.datetime.now(dt.UTC),
-                                self.settings.tick_seconds)
+                                self.settings.tick_seconds, self.containers)
+        live = {p["metadata"]["uid"] for p in pods}
+        self.specs.keep(live)
+        self.containers.keep(live)
+        self.services.keep(live)
         overall, per_tenant, windows = await self.persist(samples, now)
         document = contract.health_document(samples, now, overall, per_tenant)
         state = State()
         state.pods, state.deployments, state.model, state.services = pods, deployments, self.model, samples
         state.sla = {"overall": overall[0]} if overall is not None else {}
         self.state = state
-        self.exposition = await asyncio.to_thread(generate_latest, self.registry)
         self.document = document
         await self.publish(document)
         await self.save_snapshot(document, now)
         await self.alert(samples, now, windows)
         return document
+
+    async def exposition(self) -> bytes:
+        """The last tick in Prometheus' text format, rendered when first scraped (not every tick:
+        with thousands of pods the render costs more than the tick itself)."""
+        async with self._render_lock:
+            if self._rendered[0] != self.ticks:
+                self._rendered = (self.ticks, await asyncio.to_thread(generate_latest, self.registry))
+            return self._rendered[1]
 
     async def cluster(self) -> tuple[list[dict[str, Any]], ...]:
         """Pods, nodes, Deployments, StatefulSets and Namespaces: from the watch cache once it has

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from k8sim import lifecycle, model
 
+T = TypeVar("T")
 _QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
 _FACTORS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 1024, "Mi": 1024**2,
             "Gi": 1024**3, "Ti": 1024**4}
@@ -47,8 +49,30 @@ def namespace_tenants(namespaces: Iterable[Mapping[str, Any]]) -> dict[str, str]
     return found
 
 
+class Memo:
+    """Per-object results kept while what they are made from is unchanged (the object's
+    resourceVersion plus whatever else the caller names), so a tick costs what changed."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[tuple[Any, ...], Any]] = {}
+
+    def get(self, uid: str, key: tuple[Any, ...], make: Callable[[], T]) -> T:
+        found = self.entries.get(uid)
+        if found is not None and found[0] == key:
+            value: T = found[1]
+            return value
+        made = make()
+        self.entries[uid] = (key, made)
+        return made
+
+    def keep(self, uids: set[str]) -> None:
+        """Forget objects that are gone."""
+        for uid in [u for u in self.entries if u not in uids]:
+            del self.entries[uid]
+
+
 def pod_specs(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, Any]],
-              tenants_by_namespace: Mapping[str, str] | None = None) -> list[model.PodSpec]:
+              tenants_by_namespace: Mapping[str, str] | None = None, memo: Memo | None = None) -> list[model.PodSpec]:
     """Model inputs for every Running pod. A pod's tenant is its own label, else its namespace's
     tenant (by label, or the tenant whose deploy created it); never a guess from names."""
     tenants_by_namespace = tenants_by_namespace or {}
@@ -59,30 +83,41 @@ def pod_specs(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, An
         status = pod.get("status") or {}
         if status.get("phase") != "Running" or pod["metadata"].get("deletionTimestamp"):
             continue
-        meta, spec = pod["metadata"], pod.get("spec") or {}
-        containers = spec.get("containers") or [{}]
-        requests: dict[str, float] = {}
-        limits: dict[str, float | None] = {}
-        for key in ("cpu", "memory", "nvidia.com/gpu"):
-            req = [quantity((c.get("resources") or {}).get("requests", {}).get(key)) for c in containers]
-            lim = [quantity((c.get("resources") or {}).get("limits", {}).get(key)) for c in containers]
-            requests[key] = sum(v or 0 for v in req) or sum(v or 0 for v in lim)
-            limits[key] = sum(v for v in lim if v) if all(lim) and lim else None
-        node = spec.get("nodeName") or ""
-        annotations = meta.get("annotations") or {}
-        accel = accelerators.get(node, "").removeprefix("nvidia-") or None
-        specs.append(model.PodSpec(
-            uid=meta["uid"], namespace=meta.get("namespace", ""), name=meta["name"], service=service_of(pod),
-            container=containers[0].get("name", ""), image=containers[0].get("image", ""), node=node,
-            tenant=lifecycle.tenant_of(pod) or tenants_by_namespace.get(meta.get("namespace", "")),
-            cpu_request=requests["cpu"] or 0.1,
-            cpu_limit=limits["cpu"], memory_request=requests["memory"] or 128 * model.MIB,
-            memory_limit=limits["memory"], gpus=int(requests["nvidia.com/gpu"] or limits["nvidia.com/gpu"] or 0),
-            accelerator=accel, ready=lifecycle.conditions(pod).get("Ready", {}).get("status") == "True",
-            started=lifecycle.parse_time(status.get("startTime")),
-            leak=annotations.get("k8sim.io/scenario") == "memory-leak",
-        ))
+        meta = pod["metadata"]
+        ns_tenant = tenants_by_namespace.get(meta.get("namespace", ""))
+        accel = accelerators.get((pod.get("spec") or {}).get("nodeName") or "", "").removeprefix("nvidia-") or None
+        if memo is None:
+            specs.append(pod_spec(pod, ns_tenant, accel))
+        else:
+            key = (meta.get("resourceVersion"), ns_tenant, accel)
+            specs.append(memo.get(meta["uid"], key, functools.partial(pod_spec, pod, ns_tenant, accel)))
     return specs
+
+
+def pod_spec(pod: Mapping[str, Any], namespace_tenant: str | None, accel: str | None) -> model.PodSpec:
+    """One Running pod as the model sees it."""
+    meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
+    containers = spec.get("containers") or [{}]
+    requests: dict[str, float] = {}
+    limits: dict[str, float | None] = {}
+    for key in ("cpu", "memory", "nvidia.com/gpu"):
+        req = [quantity((c.get("resources") or {}).get("requests", {}).get(key)) for c in containers]
+        lim = [quantity((c.get("resources") or {}).get("limits", {}).get(key)) for c in containers]
+        requests[key] = sum(v or 0 for v in req) or sum(v or 0 for v in lim)
+        limits[key] = sum(v for v in lim if v) if all(lim) and lim else None
+    node = spec.get("nodeName") or ""
+    annotations = meta.get("annotations") or {}
+    return model.PodSpec(
+        uid=meta["uid"], namespace=meta.get("namespace", ""), name=meta["name"], service=service_of(pod),
+        container=containers[0].get("name", ""), image=containers[0].get("image", ""), node=node,
+        tenant=lifecycle.tenant_of(pod) or namespace_tenant,
+        cpu_request=requests["cpu"] or 0.1,
+        cpu_limit=limits["cpu"], memory_request=requests["memory"] or 128 * model.MIB,
+        memory_limit=limits["memory"], gpus=int(requests["nvidia.com/gpu"] or limits["nvidia.com/gpu"] or 0),
+        accelerator=accel, ready=lifecycle.conditions(pod).get("Ready", {}).get("status") == "True",
+        started=lifecycle.parse_time(status.get("startTime")),
+        leak=annotations.get("k8sim.io/scenario") == "memory-leak",
+    )
 
 
 def workload_replicas(workloads: Iterable[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
@@ -96,10 +131,14 @@ def workload_replicas(workloads: Iterable[Mapping[str, Any]]) -> dict[str, tuple
     return found
 
 
-def service_labels(pods: Iterable[Mapping[str, Any]]) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+def service_labels(pods: Iterable[Mapping[str, Any]], memo: Memo | None = None
+                   ) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
     """Labels and annotations per service key, for profile selection."""
     found: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
     for pod in pods:
         meta = pod["metadata"]
-        found.setdefault(service_of(pod), (dict(meta.get("labels") or {}), dict(meta.get("annotations") or {})))
+        key = service_of(pod) if memo is None else memo.get(meta["uid"], (meta.get("resourceVersion"),),
+                                                            functools.partial(service_of, pod))
+        if key not in found:
+            found[key] = (dict(meta.get("labels") or {}), dict(meta.get("annotations") or {}))
     return found
