@@ -104,6 +104,11 @@ def test_apiservices_are_available_and_kubectl_top_shows_the_simulated_load(
                                 for c in m["containers"]) / 1024
                 reported = doc["services"][f"{ns}/{service}"]["memory"]["usage_mb"]
                 assert abs(memory_mb - reported) <= 0.05 * reported, (service, memory_mb, reported)
+                # CPU as % of the pods' requests (1.2 + 0.05 cores: the sidecar sets no limit)
+                cpu_percent = sum(int(c["usage"]["cpu"].removesuffix("n")) / 1e9 for m in mine
+                                  for c in m["containers"]) / 1.25 / len(mine) * 100
+                shown = doc["services"][f"{ns}/{service}"]["cpu"]["usage_percent"]
+                assert abs(cpu_percent - shown) <= 0.1 * shown + 0.2, (service, cpu_percent, shown)
             return True
         eventually(matches_the_monitoring_api, 30, "the metrics API and /monitoring/tenant to agree")
         containers = kubectl("top", "pods", "-A", "--containers", "--no-headers")

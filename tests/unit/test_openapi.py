@@ -10,7 +10,7 @@ from k8sim_api.main import create_app
 
 
 def schema_is_named(schema: dict[str, Any]) -> bool:
-    return "$ref" in schema or bool(schema.get("anyOf")) and all("$ref" in s for s in schema["anyOf"])
+    return "$ref" in schema or (bool(schema.get("anyOf")) and all("$ref" in s for s in schema["anyOf"]))
 
 
 def test_every_operation_documents_its_success_body_with_a_named_schema() -> None:
