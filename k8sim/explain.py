@@ -54,6 +54,21 @@ def pod_counts(pods: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
     return len(pending), len(unschedulable)
 
 
+def pod_trouble(pods: Sequence[Mapping[str, Any]]) -> dict[str, str] | None:
+    """What the pods' own status says when no event does (yet): a scheduling condition or a
+    container's waiting reason, as kubectl describe shows them."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        scheduled = lifecycle.conditions(pod).get("PodScheduled", {})
+        if scheduled.get("status") == "False" and scheduled.get("message"):
+            return {"reason": str(scheduled.get("reason") or "Unschedulable"), "message": str(scheduled["message"])}
+        for container in status.get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") not in (None, "ContainerCreating", "PodInitializing"):
+                return {"reason": str(waiting["reason"]), "message": str(waiting.get("message") or "")}
+    return None
+
+
 def compose(event: Mapping[str, Any] | None, pending: int, unschedulable: int) -> str | None:
     """'FailedScheduling: 0/18 nodes are available: … (2 pods pending, 2 unschedulable)'."""
     parts = []
@@ -115,6 +130,6 @@ class Explainer:
             event = newest_warning(await self._warnings(namespace), uids)
             return compose(event, 0, 0)
         uids |= {p["metadata"]["uid"] for p in pods}
-        event = newest_warning(await self._warnings(namespace), uids)
+        event = newest_warning(await self._warnings(namespace), uids) or pod_trouble(pods)
         pending, unschedulable = pod_counts(pods)
         return compose(event, pending, unschedulable)

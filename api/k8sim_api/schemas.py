@@ -385,18 +385,40 @@ class AlertHistory(Out):
     alerts: list[AlertEvent]
 
 
-class LoadRequest(BaseModel):
-    """Scale a service's, a namespace's or a tenant's load for a while (drive an HPA by hand)."""
+class _Load(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"namespace": "ecp-ai-t1", "service": "callbot", "factor": 5, "duration_seconds": 300},
-        {"tenant_id": "t1", "factor": 0.5, "duration_seconds": 3600}]})
-
-    namespace: str | None = Field(None, **NAMESPACE)
-    service: str | None = Field(None, **OBJECT_NAME, description="The workload's name (with its namespace)")
-    tenant_id: str | None = Field(None, **{k: v for k, v in TENANT_ID.items() if k != "examples"})
     factor: float = Field(strict=True, gt=0, le=100, description="Multiplies the load; 1 removes the override")
     duration_seconds: float = Field(600, strict=True, gt=0, le=7 * 86400, description="How long it lasts")
+
+
+class ServiceLoad(_Load):
+    """One service (a Deployment's or StatefulSet's name, with its namespace)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"namespace": "ecp-ai-t1", "service": "callbot", "factor": 5, "duration_seconds": 300}]})
+
+    namespace: str = Field(**NAMESPACE)
+    service: str = Field(**OBJECT_NAME)
+
+
+class NamespaceLoad(_Load):
+    """Every service of a namespace."""
+
+    namespace: str = Field(**NAMESPACE)
+
+
+class TenantLoad(_Load):
+    """Every service of a tenant."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"tenant_id": "t1", "factor": 0.5,
+                                                               "duration_seconds": 3600}]})
+
+    tenant_id: str = Field(**{k: v for k, v in TENANT_ID.items() if k != "examples"})
+
+
+#: Scale a service's, a namespace's or a tenant's load for a while (drive an HPA by hand).
+LoadRequest = ServiceLoad | NamespaceLoad | TenantLoad
 
 
 class LoadOverrideOut(Out):

@@ -195,8 +195,12 @@ def test_hpas_scale_on_the_rps_metrics_too(kind: str, loop_engine: str, api_url:
         return True
     eventually(measuring, 60, f"the {kind} metric to reach the HPA")
     initial = replicas(kubectl, namespace, name)
-    httpx.post(f"{api_url}/monitoring/load", json={"namespace": namespace, "service": name, "factor": 6})
-    eventually(lambda: replicas(kubectl, namespace, name) >= initial + 2, 60, f"scale-out on the {kind} metric")
+    load = {"namespace": namespace, "service": name}
+    httpx.post(f"{api_url}/monitoring/load", json={**load, "factor": 6})
+    try:
+        eventually(lambda: replicas(kubectl, namespace, name) >= initial + 2, 60, f"scale-out on the {kind} metric")
+    finally:
+        httpx.post(f"{api_url}/monitoring/load", json={**load, "factor": 1})
 
 
 def test_a_killed_engine_blocks_nothing_once_it_is_back(loop_engine: str, kubectl: Kubectl, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ def test_every_operation_documents_its_success_body_with_a_named_schema() -> Non
 
 def test_every_schema_the_contract_names_has_an_example() -> None:
     schemas = create_app().openapi()["components"]["schemas"]
-    for name in ("ManifestRequest", "LoadRequest"):
+    for name in ("ManifestRequest", "ServiceLoad", "TenantLoad"):
         assert schemas[name].get("examples"), name
     assert schemas["ResourceItem"]["properties"]["id"]["examples"] == ["ecp-ai-t1/Deployment/callbot"]
 

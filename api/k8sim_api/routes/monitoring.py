@@ -112,10 +112,8 @@ async def active_overrides(redis: aioredis.Redis, key: str) -> list[model.LoadOv
 @router.post("/load", response_model=LoadOverrides, responses={**BAD_BODY, **UNAVAILABLE},
              summary="Scale a service's, namespace's or tenant's load for a while (the HPA follows)")
 async def set_load(body: LoadRequest, redis: RedisDep, settings: SettingsDep) -> dict[str, Any]:
-    try:
-        scope = model.load_scope(body.namespace, body.service, body.tenant_id)
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+    scope = model.load_scope(getattr(body, "namespace", None), getattr(body, "service", None),
+                             getattr(body, "tenant_id", None))
     try:
         if body.factor == 1:
             await redis.hdel(settings.load_key, scope)

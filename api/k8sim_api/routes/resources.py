@@ -25,7 +25,10 @@ from k8sim_api.schemas import (
 )
 
 router = APIRouter(prefix="/k8s/resources", tags=["resources"])
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse},
+    403: {"model": ErrorResponse, "description": "The cluster refuses (e.g. the default namespace)"},
+    409: {"model": ErrorResponse, "description": "The cluster reports a conflict"}}
 
 
 async def latest_deployment(pool: asyncpg.Pool | None, tenant: str) -> Any:
