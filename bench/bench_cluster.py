@@ -15,6 +15,7 @@ import math
 import sys
 import time
 import uuid
+from typing import Any
 
 import yaml
 
@@ -50,7 +51,8 @@ def delete_nodes(settings: ClusterSettings, prefix: str) -> None:
     cluster.kubectl(settings, "delete", "node", "-l", f"k8sim.io/bench={prefix}", "--wait=false", check=False)
 
 
-def bench_pods(settings: ClusterSettings, count: int, pool: str) -> float:
+def running_pods(settings: ClusterSettings, count: int, pool: str, resources: dict[str, Any] | None = None) -> str:
+    """A namespace with a Deployment of `count` Ready pods on the bench pool's nodes."""
     ns = f"bench-{uuid.uuid4().hex[:6]}"
     cluster.kubectl(settings, "create", "namespace", ns)
     deployment = {
@@ -58,12 +60,17 @@ def bench_pods(settings: ClusterSettings, count: int, pool: str) -> float:
         "spec": {"replicas": count, "selector": {"matchLabels": {"app": "load"}},
                  "template": {"metadata": {"labels": {"app": "load"}}, "spec": {
                      "nodeSelector": {"k8sim.io/bench": pool}, "tolerations": [{**TAINT, "operator": "Equal"}],
-                     "containers": [{"name": "app", "image": "bench:1"}]}}},
+                     "containers": [{"name": "app", "image": "bench:1", "resources": resources or {}}]}}},
     }
-    started = time.monotonic()
     cluster.kubectl(settings, "apply", "-f", "-", stdin=yaml.safe_dump(deployment))
     cluster.kubectl(settings, "wait", "-n", ns, "deployment/load",
-                    f"--for=jsonpath={{.status.readyReplicas}}={count}", "--timeout=1200s")
+                    f"--for=jsonpath={{.status.readyReplicas}}={count}", "--timeout=1800s")
+    return ns
+
+
+def bench_pods(settings: ClusterSettings, count: int, pool: str) -> float:
+    started = time.monotonic()
+    ns = running_pods(settings, count, pool)
     elapsed = time.monotonic() - started
     cluster.kubectl(settings, "delete", "namespace", ns, "--wait=false")
     return elapsed

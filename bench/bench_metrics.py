@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 import yaml
-from bench_cluster import TAINT, bench_nodes, delete_nodes
+from bench_cluster import bench_nodes, delete_nodes, running_pods
 from common import simulator
 
 from k8sim.local import build, cluster, services, supervisor
@@ -90,23 +90,6 @@ def p(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, math.ceil(q * len(values)) - 1)]
 
 
-def running_pods(settings: ClusterSettings, pool: str, count: int) -> str:
-    ns = f"bench-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl(settings, "create", "namespace", ns)
-    deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "load", "namespace": ns},
-        "spec": {"replicas": count, "selector": {"matchLabels": {"app": "load"}},
-                 "template": {"metadata": {"labels": {"app": "load"}}, "spec": {
-                     "nodeSelector": {"k8sim.io/bench": pool}, "tolerations": [{**TAINT, "operator": "Equal"}],
-                     "containers": [{"name": "app", "image": "bench:1",
-                                     "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}},
-    }
-    cluster.kubectl(settings, "apply", "-f", "-", stdin=yaml.safe_dump(deployment))
-    cluster.kubectl(settings, "wait", "-n", ns, "deployment/load", f"--for=jsonpath={{.status.readyReplicas}}={count}",
-                    "--timeout=1800s")
-    return ns
-
-
 def hpa_reaction(settings: ClusterSettings, api: str) -> float:
     ns = f"bench-hpa-{uuid.uuid4().hex[:4]}"
     cluster.kubectl(settings, "create", "namespace", ns)
@@ -157,7 +140,7 @@ def main() -> int:
     bench_nodes(settings, pool, max(1, math.ceil(max(counts) / 1000)))
     try:
         for count in counts:
-            ns = running_pods(settings, pool, count)
+            ns = running_pods(settings, count, pool, {"requests": {"cpu": "10m", "memory": "16Mi"}})
             try:
                 listing = cpu_per_tick(settings, args.seconds, count, watch=False)
                 watching = cpu_per_tick(settings, args.seconds, count, watch=True)

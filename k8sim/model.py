@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 import math
 import random
 from collections.abc import Iterable, Mapping
@@ -382,6 +383,19 @@ class LoadOverride:
     scope: str  # service:<namespace>/<name> | namespace:<namespace> | tenant:<id>
     factor: float
     until: float  # epoch seconds
+
+    @classmethod
+    def stored(cls, scope: bytes | str, value: bytes | str) -> LoadOverride:
+        """One entry of the Redis hash the API writes and the engine reads (ValueError if unreadable)."""
+        try:
+            data = json.loads(value)
+            return cls(scope.decode() if isinstance(scope, bytes) else str(scope), float(data["factor"]),
+                       float(data["until"]))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"unreadable load override {scope!r}: {exc}") from None
+
+    def stored_value(self) -> str:
+        return json.dumps({"factor": self.factor, "until": self.until})
 
     def as_json(self) -> dict[str, Any]:
         return {"scope": self.scope, "factor": self.factor,

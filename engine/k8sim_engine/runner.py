@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from k8sim import contract, model, sla, store
 from k8sim.kube import Kube, KubeError
 
-from .cache import ClusterCache
+from .cache import KINDS, ClusterCache
 from .collector import SimulatorCollector, State
 from .metrics_api import Usage, usage_from
 from .settings import EngineSettings
@@ -134,13 +134,11 @@ class Engine:
             return self._rendered[1]
 
     async def cluster(self) -> tuple[list[dict[str, Any]], ...]:
-        """Pods, nodes, Deployments, StatefulSets and Namespaces: from the watch cache once it has
-        synced, else (at start, or with watching off) by listing them."""
-        kinds = [("v1", "Pod"), ("v1", "Node"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"),
-                 ("v1", "Namespace")]
+        """Pods, nodes, Deployments, StatefulSets and Namespaces (cache.KINDS, in that order): from the
+        watch cache once it has synced, else (at start, or with watching off) by listing them."""
         if self.cache is not None and self.cache.synced:
-            return tuple(self.cache.items(kind) for _, kind in kinds)
-        return tuple(await asyncio.gather(*(self.kube.list(av, kind) for av, kind in kinds)))
+            return tuple(self.cache.items(kind) for _, kind in KINDS)
+        return tuple(await asyncio.gather(*(self.kube.list(av, kind) for av, kind in KINDS)))
 
     async def load_overrides(self) -> list[model.LoadOverride]:
         """Active load-control overrides (POST /monitoring/load) from Redis; none while it is down."""
@@ -151,11 +149,9 @@ class Engine:
         found = []
         for scope, value in raw.items():
             try:
-                data = json.loads(value)
-                found.append(model.LoadOverride(scope.decode() if isinstance(scope, bytes) else str(scope),
-                                                float(data["factor"]), float(data["until"])))
-            except (ValueError, KeyError, TypeError):
-                continue
+                found.append(model.LoadOverride.stored(scope, value))
+            except ValueError as exc:
+                log.warning("%s", exc)
         return found
 
     # ------------------------------------------------------------------ outputs

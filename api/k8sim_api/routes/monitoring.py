@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import json
 import logging
 import time
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import asyncpg
@@ -94,19 +95,33 @@ async def history(pool: PoolDep, hours: Annotated[float, Query(gt=0, le=24 * 35)
             "history": history}
 
 
-async def active_overrides(redis: aioredis.Redis, key: str) -> list[model.LoadOverride]:
-    """Every override still in force; expired ones are removed on the way."""
+@contextlib.contextmanager
+def redis_answers() -> Iterator[None]:
+    """Redis unreachable is a 503 with its reason, never a 500."""
+    try:
+        yield
+    except (aioredis.RedisError, OSError) as exc:
+        raise HTTPException(503, f"Redis unavailable: {exc}") from None
+
+
+async def active_overrides(redis: aioredis.Redis, key: str) -> dict[str, Any]:
+    """Every override still in force, as the routes answer; expired ones are removed on the way."""
     found: list[model.LoadOverride] = []
-    expired: list[model.LoadOverride] = []
+    expired: list[str] = []
     now = time.time()
     for scope, value in (await redis.hgetall(key)).items():
-        data = json.loads(value)
-        name = scope.decode() if isinstance(scope, bytes) else str(scope)
-        override = model.LoadOverride(name, float(data["factor"]), float(data["until"]))
-        (found if override.until > now else expired).append(override)
+        try:
+            override = model.LoadOverride.stored(scope, value)
+        except ValueError:
+            expired.append(scope.decode() if isinstance(scope, bytes) else str(scope))  # unreadable: drop it
+            continue
+        if override.until > now:
+            found.append(override)
+        else:
+            expired.append(override.scope)
     if expired:
-        await redis.hdel(key, *[o.scope for o in expired])
-    return sorted(found, key=lambda o: o.scope)
+        await redis.hdel(key, *expired)
+    return {"overrides": [o.as_json() for o in sorted(found, key=lambda o: o.scope)]}
 
 
 @router.post("/load", response_model=LoadOverrides, responses={**BAD_BODY, **UNAVAILABLE},
@@ -114,31 +129,23 @@ async def active_overrides(redis: aioredis.Redis, key: str) -> list[model.LoadOv
 async def set_load(body: LoadRequest, redis: RedisDep, settings: SettingsDep) -> dict[str, Any]:
     scope = model.load_scope(getattr(body, "namespace", None), getattr(body, "service", None),
                              getattr(body, "tenant_id", None))
-    try:
+    with redis_answers():
         if body.factor == 1:
             await redis.hdel(settings.load_key, scope)
         else:
-            await redis.hset(settings.load_key, scope, json.dumps(
-                {"factor": body.factor, "until": time.time() + body.duration_seconds}))
-        overrides = await active_overrides(redis, settings.load_key)
-    except (aioredis.RedisError, OSError) as exc:
-        raise HTTPException(503, f"Redis unavailable: {exc}") from None
-    return {"overrides": [o.as_json() for o in overrides]}
+            override = model.LoadOverride(scope, body.factor, time.time() + body.duration_seconds)
+            await redis.hset(settings.load_key, scope, override.stored_value())
+        return await active_overrides(redis, settings.load_key)
 
 
 @router.get("/load", response_model=LoadOverrides, responses=UNAVAILABLE, summary="Load overrides in force")
 async def get_load(redis: RedisDep, settings: SettingsDep) -> dict[str, Any]:
-    try:
-        overrides = await active_overrides(redis, settings.load_key)
-    except (aioredis.RedisError, OSError) as exc:
-        raise HTTPException(503, f"Redis unavailable: {exc}") from None
-    return {"overrides": [o.as_json() for o in overrides]}
+    with redis_answers():
+        return await active_overrides(redis, settings.load_key)
 
 
 @router.delete("/load", response_model=LoadOverrides, responses=UNAVAILABLE, summary="Remove every load override")
 async def clear_load(redis: RedisDep, settings: SettingsDep) -> dict[str, Any]:
-    try:
+    with redis_answers():
         await redis.delete(settings.load_key)
-    except (aioredis.RedisError, OSError) as exc:
-        raise HTTPException(503, f"Redis unavailable: {exc}") from None
     return {"overrides": []}
