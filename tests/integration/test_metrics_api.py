@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import yaml
 from k8sim.local import cluster
 from k8sim.local.processes import free_port
 from k8sim.local.settings import ClusterSettings
+from tests.ecp_ai import APP, CPU, GPU, tenant_files
 
 from .conftest import Kubectl, eventually, process, started
 
@@ -115,6 +117,28 @@ def test_apiservices_are_available_and_kubectl_top_shows_the_simulated_load(
         assert {"app", "sidecar"} <= {line.split()[2] for line in containers.splitlines() if line.startswith(ns)}
         nodes = kubectl("top", "nodes", "--no-headers").splitlines()
         assert len(nodes) >= 18 and all(int(line.split()[1].removesuffix("m")) > 0 for line in nodes)
+    finally:
+        httpx.delete(f"{api_url}/k8s/resources/tenant/{tenant}", timeout=60)
+
+
+def test_every_hpa_of_an_ecp_ai_tenant_shows_utilisation_within_a_minute(loop_engine: str, api_url: str,
+                                                                        kubectl: Kubectl) -> None:
+    tenant = f"hpa{uuid.uuid4().hex[:5]}"
+    deployed = httpx.post(f"{api_url}/k8s/manifest/deploy", json={"manifest": tenant_files(tenant, gpu="l40s"),
+                                                                  "tenant_id": tenant}, timeout=60)
+    assert deployed.status_code == 200, deployed.text
+    started = time.monotonic()
+    try:
+        def measuring() -> list[str]:
+            hpas = kubectl.json("get", "hpa", "-n", f"ecp-ai-{tenant}")["items"]
+            assert len(hpas) == len(APP + GPU + CPU)
+            for item in hpas:
+                conditions = {c["type"]: c["status"] for c in item["status"].get("conditions") or []}
+                assert conditions.get("ScalingActive") == "True", (item["metadata"]["name"], conditions)
+                assert item["status"]["currentMetrics"][0]["resource"]["current"]["averageUtilization"] > 0
+            return [h["metadata"]["name"] for h in hpas]
+        eventually(measuring, 60, "every HPA of the tenant to show current utilisation")
+        assert time.monotonic() - started < 60
     finally:
         httpx.delete(f"{api_url}/k8s/resources/tenant/{tenant}", timeout=60)
 
