@@ -8,6 +8,7 @@ need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v wrk >/dev/null || need+=(wrk)  # load generator of the benchmarks
+command -v ss >/dev/null || need+=(iproute2)  # the test that every listening socket is on loopback
 command -v python3 >/dev/null || need+=(python3 python3-venv)
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
