@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -32,9 +34,11 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
-async def serve_metrics_apis(engine: Engine, settings: EngineSettings) -> tuple[EmbeddedServer, asyncio.Task[None]]:
-    """The aggregated API server over TLS with a certificate made now, and its APIServices applied."""
-    cert, key = registration.self_signed(settings.state_dir / "engine-tls", [settings.metrics_api_host, "localhost"])
+async def serve_metrics_apis(engine: Engine, settings: EngineSettings, folder: Path
+                             ) -> tuple[EmbeddedServer, asyncio.Task[None]]:
+    """The aggregated API server over TLS with a certificate made now (kept in ``folder``), and its
+    APIServices applied."""
+    cert, key = registration.self_signed(folder, [settings.metrics_api_host, "localhost"])
     config = uvicorn.Config(metrics_api.create_app(engine), host=settings.bind_address,
                             port=settings.metrics_api_port, ssl_certfile=str(cert), ssl_keyfile=str(key),
                             log_level=settings.log_level.lower(), access_log=False, lifespan="off")
@@ -61,7 +65,10 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        server, serving = await serve_metrics_apis(engine, settings)
+        # A fresh key each start, in a private temporary folder: the state folder may be read-only
+        # (the chart's containers) and nothing needs the key after the process.
+        tls = tempfile.TemporaryDirectory(prefix="k8sim-tls-")
+        server, serving = await serve_metrics_apis(engine, settings, Path(tls.name))
         task = asyncio.create_task(engine.run(), name="engine")
         yield
         if settings.register_metrics_apis:
@@ -70,6 +77,7 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
         task.cancel()
         await asyncio.gather(task, serving, return_exceptions=True)
         await engine.close()
+        tls.cleanup()
 
     app = FastAPI(title="k8s-simulator monitoring engine", lifespan=lifespan)
     app.state.engine = engine
