@@ -274,7 +274,9 @@ async def test_every_corpus_file_parses_and_deploys_or_says_truly_why(api_url: s
         check_corpus_outcomes(outcomes, kubectl, spaces)
     finally:
         httpx.delete(f"{api_url}/k8s/resources/tenant/corpus", timeout=120)
-        kubectl("delete", "namespace", *spaces.values(), "--wait=false", "--ignore-not-found")
+        # Wait (bounded) for the 78 namespaces to go: their deletion is heavy work for the controllers,
+        # and the next test must not share the machine with it.
+        kubectl("delete", "namespace", *spaces.values(), "--ignore-not-found", "--timeout=180s", check=False)
 
 
 def check_corpus_outcomes(outcomes: dict[str, tuple[int, dict[str, Any]]], kubectl: Kubectl,
@@ -316,7 +318,11 @@ async def test_ecp_ai_style_client(api_url: str) -> None:
         async with httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits) as client:
             async def call(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
                 resp = await client.request(method, path, **kwargs)
-                resp.raise_for_status()
+                try:
+                    resp.raise_for_status()
+                except httpx.HTTPStatusError as exc:
+                    exc.add_note(resp.text[:3000])  # what failed, when it does
+                    raise
                 return dict(resp.json())
 
             body = {"manifest": tenant_manifest(tenant), "tenant_id": tenant, "deployment_mode": "demo"}
