@@ -234,7 +234,7 @@ async def _wait_namespace_gone_if_terminating(kube: Kube, name: str, timeout: fl
 async def readiness(kube: Kube, result: Result, explainer: explain.Explainer | None = None
                     ) -> tuple[bool, str, str | None]:
     """(ready, status, reason) of one deployed object right now; with an explainer, the reason
-    of a workload or pod that is not ready is what the cluster says (events, pending pods)."""
+    of any object that is not ready is what the cluster says (its events, its pods' state)."""
     obj = await kube.get(result.api_version, result.kind, result.name, result.namespace or None)
     if obj is None:
         return False, "Missing", "the object no longer exists"

@@ -2,8 +2,9 @@
 
 The cluster already knows: the newest Warning event of the object, of the ReplicaSets or
 Jobs it owns and of its pods (FailedScheduling, FailedCreate, BackOff …), and how many of
-its pods are pending or unschedulable. :class:`Explainer` reads those once per namespace
-and per call, so explaining a whole listing costs two requests per namespace.
+its pods are pending or unschedulable (else the pods' own conditions, when no event has come
+yet). :class:`Explainer` reads Warning events, pods and ReplicaSets once per namespace and per
+call, so explaining a whole listing costs at most three requests per namespace.
 """
 
 from __future__ import annotations
