@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 TENANT_LABELS = ("ecp.ai/tenant-id", "tenant")
+#: The annotation the operator puts on the pods and nodes a Scenario hits (namespace/name).
+SCENARIO_ANNOTATION = "k8sim.io/scenario"
 
 #: Transitions that happen at most once in an object's life.
 ONCE = frozenset({"created", "scheduled", "deleted"})
@@ -29,6 +31,7 @@ class State:
     ready_replicas: int | None = None
     generation: int | None = None
     reason: str | None = None
+    scenario: str | None = None  # the Scenario (namespace/name) playing on the object, if any
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -71,6 +74,18 @@ def owner_of(obj: Mapping[str, Any]) -> tuple[str | None, str | None, str | None
     return owner.get("kind"), owner.get("name"), owner.get("uid")
 
 
+def service_of(pod: Mapping[str, Any]) -> str:
+    """namespace/service: the owning workload (Deployment name from its ReplicaSet), else the pod."""
+    meta = pod["metadata"]
+    kind, name, _ = owner_of(pod)
+    if kind == "ReplicaSet" and name:
+        template_hash = (meta.get("labels") or {}).get("pod-template-hash")
+        if template_hash and name.endswith(f"-{template_hash}"):
+            name = name[: -len(template_hash) - 1]
+    service = name or (meta.get("labels") or {}).get("app") or meta["name"]
+    return f"{meta.get('namespace', '')}/{service}"
+
+
 def _int(value: Any) -> int | None:
     return int(value) if isinstance(value, int | float) else None
 
@@ -91,6 +106,10 @@ class _View:
         """True/False for a condition's status, None when the condition is absent."""
         return None if name not in self.conds else self.conds[name].get("status") == "True"
 
+    @property
+    def scenario(self) -> str | None:
+        return (self.meta.get("annotations") or {}).get(SCENARIO_ANNOTATION)
+
     def reason_of(self, name: str) -> str | None:
         reason = self.conds.get(name, {}).get("reason")
         return str(reason) if reason else None
@@ -103,8 +122,11 @@ def _pod(v: _View) -> State:
     reason = v.status.get("reason")
     if not reason and phase == "Pending" and v.cond("PodScheduled") is False:
         reason = v.reason_of("PodScheduled")
+    if not reason:  # what kubectl shows in STATUS: CrashLoopBackOff, ImagePullBackOff, OOMKilled …
+        reason = next((state.get("reason") for c in statuses for key in ("waiting", "terminated")
+                       if (state := (c.get("state") or {}).get(key) or {}).get("reason")), None)
     return State(phase=phase, ready=bool(v.cond("Ready")), node=v.spec.get("nodeName"), restarts=restarts,
-                 generation=v.generation, reason=reason)
+                 generation=v.generation, reason=reason, scenario=v.scenario)
 
 
 def _replicated(v: _View) -> State:
@@ -168,7 +190,9 @@ def _namespace(v: _View) -> State:
 
 
 def _node(v: _View) -> State:
-    return State(phase="Ready" if v.cond("Ready") else "NotReady", ready=bool(v.cond("Ready")))
+    ready = bool(v.cond("Ready"))
+    return State(phase="Ready" if ready else "NotReady", ready=ready,
+                 reason=None if ready else v.reason_of("Ready"), scenario=v.scenario)
 
 
 def _service(v: _View) -> State:
@@ -233,7 +257,10 @@ class Transition:
 def transitions(before: State | None, after: State | None) -> list[Transition]:
     """The lifecycle steps between two observed states (``None``: absent / deleted)."""
     if after is None:
-        return [] if before is None else [Transition("deleted", {"phase": before.phase})]
+        if before is None:
+            return []
+        gone = {"phase": before.phase, **({"scenario": before.scenario} if before.scenario else {})}
+        return [Transition("deleted", gone)]
     steps: list[Transition] = []
     prior = before or State()
     if before is None:
@@ -255,4 +282,10 @@ def transitions(before: State | None, after: State | None) -> list[Transition]:
         steps.append(Transition("ready", {}))
     elif after.ready is False and prior.ready is True:
         steps.append(Transition("not_ready", {"reason": after.reason} if after.reason else {}))
+    if (after.reason and after.reason != prior.reason and after.phase == prior.phase and before is not None
+            and not any(st.detail.get("reason") == after.reason for st in steps)):
+        steps.append(Transition("reason", {"reason": after.reason}))  # e.g. Error → CrashLoopBackOff
+    scenario = after.scenario or prior.scenario
+    if scenario:  # the history says which Scenario did it, and when it let go
+        steps = [Transition(s.name, {**s.detail, "scenario": scenario}) for s in steps]
     return steps

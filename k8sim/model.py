@@ -121,11 +121,25 @@ class AR1:
         return self.value
 
 
+@dataclasses.dataclass(frozen=True)
+class Effect:
+    """What active model Scenarios do to one service: its load, added latency, failed share."""
+
+    factor: float = 1.0
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+
+    def combine(self, other: Effect) -> Effect:
+        return Effect(self.factor * other.factor, self.latency_ms + other.latency_ms,
+                      max(self.error_rate, other.error_rate))
+
+
 @dataclasses.dataclass
 class ServiceLoad:
     rps: float
     incident: bool
     incident_error_rate: float
+    latency_ms: float = 0.0  # added to every request (a LatencyIncident)
 
 
 class Service:
@@ -139,8 +153,9 @@ class Service:
         self.incident_until: dt.datetime | None = None
         self.incident_error = 0.0
 
-    def step(self, when: dt.datetime, dt_s: float, factor: float = 1.0) -> ServiceLoad:
-        """One step; ``factor`` scales the load (a load-control override or annotation)."""
+    def step(self, when: dt.datetime, dt_s: float, factor: float = 1.0, effect: Effect | None = None) -> ServiceLoad:
+        """One step; ``factor`` scales the load (a load-control override or annotation), ``effect``
+        is what active Scenarios do (their error rate is an incident while it lasts)."""
         p = self.profile
         noise = self.noise.step(dt_s)
         self.burst *= math.exp(-dt_s / 180)
@@ -151,8 +166,14 @@ class Service:
         if self.incident_until is None and self.rng.random() < p.incidents_per_day * dt_s / 86400:
             self.incident_until = when + dt.timedelta(minutes=self.rng.uniform(2, 20))
             self.incident_error = self.rng.uniform(0.05, 0.6)
-        rps = p.peak_rps * self.scale * factor * diurnal(when) * math.exp(noise - 0.18**2 / 2) * (1 + self.burst)
-        return ServiceLoad(rps, self.incident_until is not None, self.incident_error)
+        effect = effect or Effect()
+        rps = (p.peak_rps * self.scale * factor * effect.factor * diurnal(when) * math.exp(noise - 0.18**2 / 2)
+               * (1 + self.burst))
+        incident = self.incident_until is not None
+        error = self.incident_error if incident else 0.0
+        if effect.error_rate > 0:
+            incident, error = True, max(error, effect.error_rate)
+        return ServiceLoad(rps, incident, error, effect.latency_ms)
 
 
 @dataclasses.dataclass
@@ -175,7 +196,8 @@ class PodSpec:
     accelerator: str | None
     ready: bool
     started: dt.datetime | None
-    leak: bool = False  # a memory-leak scenario: working set grows past its limit
+    oom_after: float | None = None  # an OOMKill Scenario: seconds for the working set to reach its limit
+    container_started: dt.datetime | None = None  # (wall clock) when the container last started
 
 
 @dataclasses.dataclass
@@ -203,7 +225,6 @@ class Pod:
         self.spec, self.profile = spec, profile
         rng = seeded(seed, "pod", spec.uid)
         self.memory_drift = AR1(rng, tau=3 * 3600, sigma=0.05)
-        self.leaked = 0.0
         self.gpu_temp = 35.0
         self.cpu_seconds = 0.0
         self.rx_bytes = 0.0
@@ -212,24 +233,27 @@ class Pod:
         self.errors = 0.0
         self.last: PodSample | None = None
 
-    def step(self, rps: float, load: ServiceLoad, dt_s: float) -> PodSample:
+    def step(self, rps: float, load: ServiceLoad, dt_s: float, wall: dt.datetime | None = None) -> PodSample:
         p, s = self.profile, self.spec
         cpu_cap = s.cpu_limit or max(s.cpu_request * 4, 1.0)
         demand = p.cpu_idle + rps * p.cpu_per_request
         cpu = min(demand, cpu_cap)  # throttled at the limit, as CFS quota does
         rho = min(demand / cpu_cap, 0.995)
-        latency = p.latency_ms / (1 - rho) if rho > 0.5 else p.latency_ms * (1 + rho)
+        latency = (p.latency_ms / (1 - rho) if rho > 0.5 else p.latency_ms * (1 + rho)) + load.latency_ms
         error = p.error_rate + max(0.0, rho - 0.85) * 0.5
         if load.incident:
             error = max(error, load.incident_error_rate)
         error = min(error, 1.0)
         base = p.memory_base * (1 + self.memory_drift.step(dt_s)) + rps * p.memory_per_rps
-        if s.leak:
-            self.leaked += p.memory_base * 0.02 * dt_s / 60
         limit = s.memory_limit
-        memory = base + self.leaked
-        if limit and not s.leak:
+        memory = base
+        if limit:
             memory = min(memory, 0.92 * limit)  # a healthy working set stays under its limit
+        if s.oom_after:
+            # A leak that reaches the limit (or twice the request) when the kernel's OOM killer strikes.
+            ceiling = limit or 2 * s.memory_request
+            elapsed = (wall - s.container_started).total_seconds() if wall and s.container_started else s.oom_after
+            memory += max(0.0, ceiling - memory) * min(1.0, max(0.0, elapsed) / s.oom_after)
         memory = max(memory, 8 * MIB)
         sample = PodSample(
             cpu_cores=cpu,
@@ -314,15 +338,18 @@ class Model:
     def tick(self, specs: Iterable[PodSpec], when: dt.datetime, dt_s: float,
              labels: Mapping[str, tuple[dict[str, str], dict[str, str]]] | None = None,
              replicas: Mapping[str, tuple[int, int]] | None = None,
-             factors: Mapping[str, float] | None = None) -> list[ServiceSample]:
+             factors: Mapping[str, float] | None = None, effects: Mapping[str, Effect] | None = None,
+             wall: dt.datetime | None = None) -> list[ServiceSample]:
         """Advance every service and pod one step. Ready pods share their service's load, new ones
-        a growing share over their first minute (:func:`warm_up`); ``factors`` scale services' load."""
+        a growing share over their first minute (:func:`warm_up`); ``factors`` scale services' load,
+        ``effects`` are active Scenarios'; ``wall`` (the real time) paces OOMKill leaks."""
         by_service: dict[str, list[PodSpec]] = {}
         for spec in specs:
             by_service.setdefault(spec.service, []).append(spec)
         labels = labels or {}
         replicas = replicas or {}
         factors = factors or {}
+        effects = effects or {}
         samples = []
         for key in sorted(by_service):
             members = sorted(by_service[key], key=lambda s: s.uid)
@@ -332,7 +359,7 @@ class Model:
             service = self.services.get(key)
             if service is None or service.profile != profile:
                 service = self.services[key] = Service(key, profile, self.seed)
-            load = service.step(when, dt_s, factors.get(key, 1.0))
+            load = service.step(when, dt_s, factors.get(key, 1.0), effects.get(key))
             ready = [s for s in members if s.ready]
             weights = {s.uid: warm_up(when, s.started) for s in ready}
             total_weight = sum(weights.values())
@@ -343,7 +370,7 @@ class Model:
                     pod = self.pods[spec.uid] = Pod(spec, profile, self.seed)
                 pod.spec = spec
                 share = load.rps * weights[spec.uid] / total_weight if spec.ready else 0.0
-                pod_samples.append(pod.step(share, load, dt_s))
+                pod_samples.append(pod.step(share, load, dt_s, wall))
             total = load.rps * dt_s  # with no ready replica every request fails
             served = [x for x, s in zip(pod_samples, members, strict=True) if s.ready]
             error = (sum(x.error_rate for x in served) / len(served)) if served else 1.0

@@ -429,3 +429,97 @@ class LoadOverrideOut(Out):
 
 class LoadOverrides(Out):
     overrides: list[LoadOverrideOut]
+
+
+# --------------------------------------------------------------------------- scenarios
+
+SCENARIO_EXAMPLE: dict[str, Any] = {
+    "apiVersion": "k8sim.io/v1alpha1", "kind": "Scenario",
+    "metadata": {"name": "crash-tts", "namespace": "ecp-ai-tenant-123"},
+    "spec": {"type": "PodCrash", "target": {"namespace": "ecp-ai-tenant-123",
+                                            "selector": {"matchLabels": {"app": "tts-server"}}},
+             "duration": "5m", "parameters": {"exitCode": 1}},
+}
+#: Names of namespaced objects we create (DNS subdomains, lower case).
+DNS_NAME: dict[str, Any] = {"min_length": 1, "max_length": 253,
+                            "pattern": r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"}
+_LABEL_MAP = dict[Annotated[str, StringConstraints(min_length=1, max_length=317, pattern=PRINTABLE)],
+                  Annotated[str, StringConstraints(max_length=63, pattern=PRINTABLE)]]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SelectorExpression(_Strict):
+    key: str = Field(min_length=1, max_length=317, pattern=PRINTABLE)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[Annotated[str, StringConstraints(max_length=63, pattern=PRINTABLE)]] = []
+
+
+class LabelSelector(_Strict):
+    matchLabels: _LABEL_MAP | None = None
+    matchExpressions: list[SelectorExpression] | None = None
+
+
+class ScenarioTarget(_Strict):
+    namespace: str | None = Field(None, **NAMESPACE)
+    selector: LabelSelector | None = None
+    tenant: str | None = Field(None, **{k: v for k, v in TENANT_ID.items() if k != "examples"})
+    nodes: list[Annotated[str, StringConstraints(**OBJECT_NAME)]] | None = None
+    pool: str | None = Field(None, max_length=63, pattern=PRINTABLE)
+    zone: str | None = Field(None, max_length=63, pattern=PRINTABLE)
+
+
+class ScenarioRepeat(_Strict):
+    every: str = Field(min_length=1, max_length=40, pattern=PRINTABLE, examples=["1h"])
+    jitter: str | None = Field(None, max_length=40, pattern=PRINTABLE, examples=["10m"])
+    times: int | None = Field(None, strict=True, ge=1, le=100000)
+
+
+class ScenarioSpec(_Strict):
+    type: Literal["PodCrash", "OOMKill", "NodeNotReady", "ZoneOutage", "ImagePullBackOff", "LoadSpike",
+                  "LatencyIncident", "ErrorBurst", "ProbeFailure"]
+    target: ScenarioTarget | None = None
+    start: str | None = Field(None, max_length=64, pattern=PRINTABLE, description="RFC 3339 or '+30s'; default now")
+    duration: str | None = Field(None, max_length=40, pattern=PRINTABLE,
+                                 description="'90s', '5m', '1h30m'; default until deleted")
+    parameters: dict[Annotated[str, StringConstraints(max_length=40, pattern=PRINTABLE)],
+                     Annotated[float, Field(strict=True)]] | None = None
+    repeat: ScenarioRepeat | None = None
+
+
+class ScenarioMetadata(_Strict):
+    name: str = Field(**DNS_NAME)
+    namespace: str = Field(**NAMESPACE)
+    labels: _LABEL_MAP | None = None
+
+
+class ScenarioRequest(_Strict):
+    """A Scenario as kubectl would apply it (apiVersion and kind may be left out)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [SCENARIO_EXAMPLE]})
+
+    apiVersion: Literal["k8sim.io/v1alpha1"] = "k8sim.io/v1alpha1"
+    kind: Literal["Scenario"] = "Scenario"
+    metadata: ScenarioMetadata
+    spec: ScenarioSpec
+
+
+class ScenarioOut(Out):
+    apiVersion: str
+    kind: str
+    metadata: dict[str, Any]
+    spec: dict[str, Any]
+    status: dict[str, Any] = {}
+
+
+class ScenarioList(Out):
+    scenarios: list[ScenarioOut]
+    count: int
+
+
+class ScenarioDeleted(Out):
+    status: Literal["deleted", "deleting"]
+    namespace: str
+    name: str

@@ -13,10 +13,10 @@ import asyncpg
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, generate_latest
 
-from k8sim import contract, model, sla, store
+from k8sim import alerts, contract, model, scenarios, sla, store
 from k8sim.kube import Kube, KubeError
 
-from .cache import KINDS, ClusterCache
+from .cache import KINDS, ClusterCache, Informer
 from .collector import SimulatorCollector, State
 from .metrics_api import Usage, usage_from
 from .settings import EngineSettings
@@ -53,6 +53,8 @@ class Engine:
         self.registry.register(SimulatorCollector(self))
         self.kube = Kube(settings.kubeconfig)
         self.cache = ClusterCache(self.kube) if settings.watch else None
+        # Followed apart from the cache: the Scenario CRD may come later (the operator installs it).
+        self.scenarios = Informer(self.kube, scenarios.API_VERSION, scenarios.KIND) if settings.watch else None
         self.usage = Usage.empty()  # what the metrics APIs serve: the last tick's figures
         # Per-pod inputs, rebuilt only when a pod changes.
         self.specs, self.containers, self.services = Memo(), Memo(), Memo()
@@ -65,6 +67,7 @@ class Engine:
         self.ticks = 0
         self.last_snapshot: dt.datetime | None = None
         self.document: dict[str, Any] | None = None
+        self._scenario_task: asyncio.Task[None] | None = None
 
     @property
     def step(self) -> float:
@@ -78,6 +81,9 @@ class Engine:
     async def close(self) -> None:
         if self.cache is not None:
             await self.cache.stop()
+        if self._scenario_task is not None:
+            self._scenario_task.cancel()
+            await asyncio.gather(self._scenario_task, return_exceptions=True)
         await self.kube.close()
         await self.redis.aclose()
         if self.pool is not None:
@@ -86,6 +92,8 @@ class Engine:
     async def run(self) -> None:
         if self.cache is not None:
             self.cache.start()
+        if self.scenarios is not None:
+            self._scenario_task = asyncio.create_task(self.scenarios.run(), name="watch Scenario")
         while True:
             started = time.monotonic()
             try:
@@ -106,7 +114,8 @@ class Engine:
         factors = model.service_factors({s.service: s.tenant for s in specs}, await self.load_overrides(),
                                         time.time(), {k: model.annotation_factor(a) for k, (_, a) in labels.items()})
         samples = self.model.tick(specs, now, self.step, labels, workload_replicas([*deployments, *statefulsets]),
-                                  factors)
+                                  factors, scenarios.model_effects(await self.scenario_objects()),
+                                  dt.datetime.now(dt.UTC))
         self.usage = usage_from(pods, nodes, self.model, samples, dt.datetime.now(dt.UTC),
                                 self.settings.tick_seconds, self.containers)
         live = {p["metadata"]["uid"] for p in pods}
@@ -122,7 +131,8 @@ class Engine:
         self.document = document
         await self.publish(document)
         await self.save_snapshot(document, now)
-        await self.alert(samples, now, windows)
+        await self.alert(samples, now, windows,
+                         alerts.cluster_alerts(pods, nodes, tenants, dt.datetime.now(dt.UTC)))
         return document
 
     async def exposition(self) -> bytes:
@@ -139,6 +149,15 @@ class Engine:
         if self.cache is not None and self.cache.synced:
             return tuple(self.cache.items(kind) for _, kind in KINDS)
         return tuple(await asyncio.gather(*(self.kube.list(av, kind) for av, kind in KINDS)))
+
+    async def scenario_objects(self) -> list[dict[str, Any]]:
+        """Scenarios (their model effects apply while Active): watched, else listed; none without the CRD."""
+        if self.scenarios is not None:
+            return self.scenarios.items()
+        try:
+            return await self.kube.list(scenarios.API_VERSION, scenarios.KIND)
+        except KubeError:
+            return []
 
     async def load_overrides(self) -> list[model.LoadOverride]:
         """Active load-control overrides (POST /monitoring/load) from Redis; none while it is down."""
@@ -236,8 +255,9 @@ class Engine:
             log.warning("snapshot not kept: %s", exc)
 
     async def alert(self, samples: list[model.ServiceSample], now: dt.datetime,
-                    windows: dict[str, tuple[float, float]]) -> None:
-        """Threshold rules per service and the built-in multi-window burn-rate alerts."""
+                    windows: dict[str, tuple[float, float]], cluster: list[alerts.Firing]) -> None:
+        """Threshold rules per service, the built-in service and cluster alerts (``cluster``: pods
+        and nodes in trouble) and the multi-window burn-rate alerts."""
         pool = self.pool
         if pool is None:
             return
@@ -260,6 +280,11 @@ class Engine:
                                 service=s.key, tenant=s.tenant, value=value, at=now,
                                 message=f"{rule['metric']} {value:.2f} {rule['operator']} {rule['threshold']} "
                                         f"on {s.key}")
+                for f in [*alerts.service_alerts(samples), *cluster]:
+                    firing.add((f.rule_id, f.subject))
+                    await store.fire_alert(conn, rule_id=f.rule_id, name=f.name, severity=f.severity,
+                                           service=f.subject, tenant=f.tenant, value=f.value, at=now,
+                                           message=f.message)
                 for burn in sla.burn_alerts(windows, self.settings.sla_target):
                     if burn.firing:
                         rule_id = f"burn-rate:{burn.long_window}/{burn.short_window}"

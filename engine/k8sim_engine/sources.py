@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from k8sim import lifecycle, model
+from k8sim import lifecycle, model, scenarios
 
 T = TypeVar("T")
 _QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
@@ -25,18 +25,6 @@ def quantity(value: Any) -> float | None:
     if not match or match[2] not in _FACTORS:
         return None
     return float(match[1]) * _FACTORS[match[2]]
-
-
-def service_of(pod: Mapping[str, Any]) -> str:
-    """namespace/service: the owning workload (Deployment name from its ReplicaSet), else the pod."""
-    meta = pod["metadata"]
-    kind, name, _ = lifecycle.owner_of(pod)
-    if kind == "ReplicaSet" and name:
-        template_hash = (meta.get("labels") or {}).get("pod-template-hash")
-        if template_hash and name.endswith(f"-{template_hash}"):
-            name = name[: -len(template_hash) - 1]
-    service = name or (meta.get("labels") or {}).get("app") or meta["name"]
-    return f"{meta.get('namespace', '')}/{service}"
 
 
 def namespace_tenants(namespaces: Iterable[Mapping[str, Any]]) -> dict[str, str]:
@@ -106,9 +94,8 @@ def pod_spec(pod: Mapping[str, Any], namespace_tenant: str | None, accel: str | 
         requests[key] = sum(v or 0 for v in req) or sum(v or 0 for v in lim)
         limits[key] = sum(v for v in lim if v) if all(lim) and lim else None
     node = spec.get("nodeName") or ""
-    annotations = meta.get("annotations") or {}
     return model.PodSpec(
-        uid=meta["uid"], namespace=meta.get("namespace", ""), name=meta["name"], service=service_of(pod),
+        uid=meta["uid"], namespace=meta.get("namespace", ""), name=meta["name"], service=lifecycle.service_of(pod),
         container=containers[0].get("name", ""), image=containers[0].get("image", ""), node=node,
         tenant=lifecycle.tenant_of(pod) or namespace_tenant,
         cpu_request=requests["cpu"] or 0.1,
@@ -116,8 +103,21 @@ def pod_spec(pod: Mapping[str, Any], namespace_tenant: str | None, accel: str | 
         memory_limit=limits["memory"], gpus=int(requests["nvidia.com/gpu"] or limits["nvidia.com/gpu"] or 0),
         accelerator=accel, ready=lifecycle.conditions(pod).get("Ready", {}).get("status") == "True",
         started=lifecycle.parse_time(status.get("startTime")),
-        leak=annotations.get("k8sim.io/scenario") == "memory-leak",
+        oom_after=oom_after(meta),
+        container_started=lifecycle.parse_time(
+            next((c["state"]["running"].get("startedAt") for c in status.get("containerStatuses") or []
+                  if (c.get("state") or {}).get("running")), None)),
     )
+
+
+def oom_after(meta: Mapping[str, Any]) -> float | None:
+    """Seconds an OOMKill Scenario gives this pod's memory to reach its limit (None: no such Scenario)."""
+    if (meta.get("labels") or {}).get(scenarios.FAULT_LABEL) != "OOMKill":
+        return None
+    try:
+        return max(1.0, scenarios.parse_duration((meta.get("annotations") or {}).get(scenarios.AFTER_ANNOTATION)))
+    except scenarios.ScenarioError:
+        return scenarios.PARAMETERS["OOMKill"]["after"][0]
 
 
 def workload_replicas(workloads: Iterable[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
@@ -137,8 +137,8 @@ def service_labels(pods: Iterable[Mapping[str, Any]], memo: Memo | None = None
     found: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
     for pod in pods:
         meta = pod["metadata"]
-        key = service_of(pod) if memo is None else memo.get(meta["uid"], (meta.get("resourceVersion"),),
-                                                            functools.partial(service_of, pod))
+        key = lifecycle.service_of(pod) if memo is None else memo.get(meta["uid"], (meta.get("resourceVersion"),),
+                                                            functools.partial(lifecycle.service_of, pod))
         if key not in found:
             found[key] = (dict(meta.get("labels") or {}), dict(meta.get("annotations") or {}))
     return found

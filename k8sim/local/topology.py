@@ -111,10 +111,24 @@ def node_manifests(pools: list[dict[str, Any]], ip_range: str = "10.240.0.0/16")
     return nodes
 
 
+#: Flags of KWOK's controller in every profile.
+KWOK_FLAGS = {
+    # A node lease outliving its KWOK controller stalls that node's pods for this long
+    # (kwokctl's own --node-lease-duration-seconds does not reach the controller).
+    "node-lease-duration-seconds": "40",
+}
+
+
 def kwokctl_configuration(settings: ClusterSettings) -> dict[str, Any]:
-    """kwokctl's own options: every component (etcd, controllers, KWOK) listens on one address."""
+    """kwokctl's own options: every component (etcd, controllers, KWOK) listens on one address,
+    with the profile's flags. (In the configuration, not as --extra-args: kwokctl v0.8.0 indexes
+    those wrongly past two components.)"""
+    flags = {"kwok-controller": KWOK_FLAGS,
+             **{c: component_flags(settings.profile, c) for c in ("kube-apiserver", "kube-controller-manager")}}
+    patches = [{"name": name, "extraArgs": [{"key": k, "value": v} for k, v in values.items()]}
+               for name, values in flags.items() if values]
     return {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokctlConfiguration",
-            "options": {"bindAddress": settings.bind_address}}
+            "options": {"bindAddress": settings.bind_address}, "componentsPatches": patches}
 
 
 def stages_for_profile(profile: str) -> list[dict[str, Any]]:
@@ -138,12 +152,12 @@ def stages_for_profile(profile: str) -> list[dict[str, Any]]:
     return stages
 
 
-def controller_manager_flags(profile: str) -> dict[str, str]:
-    """kube-controller-manager flags of a profile (the HPA's timers)."""
+def component_flags(profile: str, component: str) -> dict[str, str]:
+    """Flags of one control-plane component in a profile (the HPA's timers, eviction tolerations)."""
     profiles = yaml.safe_load(PROFILES.read_text())
     if profile not in profiles:
         raise ClusterError(f"unknown profile {profile!r}; choose one of {sorted(profiles)}")
-    return {str(k): str(v) for k, v in (profiles[profile].get("kube-controller-manager") or {}).items()}
+    return {str(k): str(v) for k, v in (profiles[profile].get(component) or {}).items()}
 
 
 def kwokctl_config(settings: ClusterSettings) -> str:
@@ -173,10 +187,6 @@ def kwokctl_create_args(settings: ClusterSettings, bindir: Path, config: Path) -
         "--etcd-binary",
         str(bindir / "etcd"),
         "--disable-qps-limits",
-        # A node lease outliving its KWOK controller stalls that node's pods for this long
-        # (kwokctl's own --node-lease-duration-seconds does not reach the controller).
-        "--extra-args",
-        "kwok-controller=node-lease-duration-seconds=40",
         "--kubeconfig",
         str(settings.kubeconfig),
         "--config",
@@ -184,6 +194,4 @@ def kwokctl_create_args(settings: ClusterSettings, bindir: Path, config: Path) -
         "--wait",
         f"{int(settings.ready_timeout)}s",
     ]
-    for flag, value in controller_manager_flags(settings.profile).items():
-        args += ["--extra-args", f"kube-controller-manager={flag}={value}"]
     return args

@@ -1,7 +1,8 @@
-"""Kopf handlers: the passive lifecycle recorder and the cluster add-ons.
+"""Kopf handlers: the passive lifecycle recorder, the cluster add-ons and the Scenario player.
 
-Every handler is an ``on.event`` handler: no finalizers and no annotations are put on
-user objects, and each add-on action is idempotent, so replays and restarts are safe.
+The recorder and add-ons are ``on.event`` handlers: no finalizers and no annotations are put
+on user objects, and each add-on action is idempotent, so replays and restarts are safe.
+Scenarios (our own resource) each get a daemon, whose finalizer lets a deletion restore first.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ import asyncio
 import logging
 from typing import Any
 
+import asyncpg
 import kopf
 import yaml
 
-from k8sim import lifecycle, store
+from k8sim import deploy, lifecycle, scenarios, store
 from k8sim.kube import Kube, KubeError
 from k8sim.kube import credentials as kube_credentials
 
-from . import addons
+from . import addons, player
 from .recorder import Recorder
 from .settings import OperatorSettings
 
@@ -70,6 +72,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     for obj in yaml.safe_load_all(conf.storage_classes.read_text()):
         if obj:
             await kube.apply(obj, field_manager="k8sim-operator")
+    crds = [c for c in yaml.safe_load_all(conf.scenario_crd.read_text()) if c]
+    for crd in crds:
+        await kube.apply(crd, field_manager="k8sim-operator")
+    await deploy.wait_established(kube, [c["metadata"]["name"] for c in crds], 30)
 
 
 @kopf.on.cleanup()
@@ -163,3 +169,28 @@ async def ingress_address(body: kopf.Body, type: str | None, memo: kopf.Memo, **
     await memo.kube.patch("networking.k8s.io/v1", "Ingress", body["metadata"]["name"],
                           addons.status_ingress(memo.conf.ingress_address, service=False),
                           namespace=body["metadata"]["namespace"], subresource="status")
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+async def _tenants(memo: kopf.Memo) -> dict[str, str]:
+    """namespace → tenant: the namespaces tenants' deploys made (from the store), overridden by labels."""
+    found: dict[str, str] = {}
+    pool = memo.recorder.pool
+    if pool is not None:
+        try:
+            async with pool.acquire() as conn:
+                found.update(await store.namespace_tenants(conn))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("tenant namespaces not read from the store: %s", exc)
+    for ns in await memo.kube.list("v1", "Namespace"):
+        if tenant := lifecycle.tenant_of(ns):
+            found[ns["metadata"]["name"]] = tenant
+    return found
+
+
+@kopf.daemon(scenarios.GROUP, scenarios.VERSION, scenarios.PLURAL, cancellation_timeout=60)
+async def scenario(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any) -> None:
+    """Play a Scenario's runs; deleting it (or stopping the operator) ends the current run and restores."""
+    await player.play(memo.kube, dict(body), stopped, lambda: _tenants(memo))

@@ -18,6 +18,8 @@ class OperatorSettings(CommonSettings):
     lb_pool: str = Field("172.18.255.10-172.18.255.250",
                          description="Addresses for LoadBalancer status (first-last); never contacted.")
     ingress_address: str = Field("172.18.255.2", description="Status address of every Ingress.")
+    scenario_crd: Path = Field(ROOT / "cluster" / "crds" / "scenario.yaml",
+                               description="The Scenario CRD the operator installs at start.")
     spool: Path = Field(ROOT / ".state" / "operator-spool.jsonl",
                         description="Observations kept on disk while PostgreSQL is unavailable.")
     batch_size: int = Field(500, description="Observations written per transaction.")

@@ -94,3 +94,14 @@ def test_every_component_binds_the_configured_address(settings: ClusterSettings)
     docs = list(yaml.safe_load_all(topology.kwokctl_config(settings)))
     options = next(d for d in docs if d["kind"] == "KwokctlConfiguration")["options"]
     assert options["bindAddress"] == settings.bind_address == "127.0.0.1"
+
+
+def test_profile_flags_reach_each_component_once(settings: ClusterSettings) -> None:
+    conf = topology.kwokctl_configuration(settings.model_copy(update={"profile": "demo"}))
+    patches = {p["name"]: {a["key"]: a["value"] for a in p["extraArgs"]} for p in conf["componentsPatches"]}
+    assert len(patches) == len(conf["componentsPatches"])  # one patch per component
+    assert patches["kube-apiserver"]["default-unreachable-toleration-seconds"] == "20"
+    assert patches["kube-controller-manager"]["horizontal-pod-autoscaler-sync-period"] == "5s"
+    assert patches["kwok-controller"]["node-lease-duration-seconds"] == "40"
+    realistic = topology.kwokctl_configuration(settings.model_copy(update={"profile": "realistic"}))
+    assert {p["name"] for p in realistic["componentsPatches"]} == {"kwok-controller"}  # Kubernetes' defaults

@@ -15,12 +15,12 @@ from k8sim import contract, model, sla
 MONDAY = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
 
 
-def spec(uid: str, service: str = "ns/callbot", *, ready: bool = True, gpus: int = 0, leak: bool = False,
+def spec(uid: str, service: str = "ns/callbot", *, ready: bool = True, gpus: int = 0, oom_after: float | None = None,
          cpu_limit: float | None = 2.0, memory_limit: float | None = 2 * model.GIB) -> model.PodSpec:
     return model.PodSpec(uid=uid, namespace="ns", name=uid, service=service, container="c", image="i", node="n1",
                          tenant="t1", cpu_request=0.25, cpu_limit=cpu_limit, memory_request=512 * model.MIB,
                          memory_limit=memory_limit, gpus=gpus, accelerator="t4" if gpus else None, ready=ready,
-                         started=MONDAY, leak=leak)
+                         started=MONDAY, oom_after=oom_after, container_started=MONDAY)
 
 
 def run(seed: int, specs: list[model.PodSpec], steps: int, dt_s: float = 60,
@@ -86,12 +86,31 @@ def test_counters_never_decrease_and_values_stay_physical() -> None:
                 assert 10 <= x.gpu_power_w <= 70 and 25 < x.gpu_temp_c < 95
 
 
-def test_a_leak_breaks_the_memory_limit() -> None:
+def test_an_oom_kill_leak_reaches_the_limit_when_the_container_is_killed() -> None:
     m = model.Model(1)
-    pods = [spec("leaky", leak=True)]
-    for i in range(24 * 60):
-        m.tick(pods, MONDAY + dt.timedelta(minutes=i), 60)
-    assert m.pods["leaky"].last.memory_bytes > 2 * model.GIB  # type: ignore[union-attr]
+    pods = [spec("leaky", oom_after=30), spec("fine")]
+    seen = []
+    for second in range(0, 31, 5):
+        m.tick(pods, MONDAY, 5, wall=MONDAY + dt.timedelta(seconds=second))
+        seen.append(m.pods["leaky"].last.memory_bytes)  # type: ignore[union-attr]
+    limit = pods[0].memory_limit
+    assert seen == sorted(seen) and seen[0] < 0.8 * limit  # type: ignore[operator]
+    assert seen[-1] == limit  # the kernel kills at the limit
+    assert m.pods["fine"].last.memory_bytes <= 0.92 * limit  # type: ignore[union-attr,operator]
+
+
+def test_scenario_effects_change_load_latency_and_errors() -> None:
+    def run(effect: model.Effect | None) -> model.ServiceSample:
+        m = model.Model(3)
+        pods = [spec("a"), spec("b")]
+        return m.tick(pods, MONDAY + dt.timedelta(hours=10), 5, effects={"ns/callbot": effect} if effect else None)[0]
+
+    base = run(None)
+    assert run(model.Effect(factor=3)).rps == pytest.approx(3 * base.rps)
+    assert run(model.Effect(latency_ms=500)).latency_ms == pytest.approx(base.latency_ms + 500)
+    burst = run(model.Effect(error_rate=0.2))
+    assert burst.incident and burst.error_rate == pytest.approx(0.2)
+    assert burst.good == pytest.approx(0.8 * burst.total)
 
 
 def test_more_ready_replicas_share_the_load() -> None:

@@ -1,0 +1,343 @@
+"""Failure scenarios: what a Scenario asks for, what it hits, and when it plays.
+
+Pure: the operator plays them (marks pods, nodes and workloads that KWOK's fault stages in
+``cluster/stages/fault-*.yaml`` act on), the engine reads the model effects of active ones,
+the API validates bodies with :func:`validate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from k8sim import lifecycle, model
+
+GROUP, VERSION, PLURAL, KIND = "k8sim.io", "v1alpha1", "scenarios", "Scenario"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+#: The label KWOK's fault stages select on, and its value while a hit object recovers.
+FAULT_LABEL, RECOVERING = "k8sim.io/fault", "Recovering"
+SCENARIO_ANNOTATION = lifecycle.SCENARIO_ANNOTATION
+AFTER_ANNOTATION, EXIT_CODE_ANNOTATION = "k8sim.io/fault-after", "k8sim.io/fault-exit-code"
+
+POD_TYPES = frozenset({"PodCrash", "OOMKill", "ProbeFailure"})
+NODE_TYPES = frozenset({"NodeNotReady", "ZoneOutage"})
+WORKLOAD_TYPES = frozenset({"ImagePullBackOff"})
+MODEL_TYPES = frozenset({"LoadSpike", "LatencyIncident", "ErrorBurst"})
+TYPES = POD_TYPES | NODE_TYPES | WORKLOAD_TYPES | MODEL_TYPES
+#: The label a hit node's pods and nodes carry: a zone outage is every node of it not ready.
+NODE_FAULT = "NodeNotReady"
+
+#: Per type: parameter → (default, lowest, highest).
+PARAMETERS: dict[str, dict[str, tuple[float, float, float]]] = {
+    "PodCrash": {"exitCode": (1, 1, 255), "after": (5, 0, 3600), "pods": (0, 0, 100000)},
+    "OOMKill": {"after": (30, 1, 3600), "pods": (0, 0, 100000)},
+    "ProbeFailure": {"pods": (0, 0, 100000)},
+    "LoadSpike": {"factor": (3, 0.01, 100)},
+    "LatencyIncident": {"latencyMs": (500, 0, 600000)},
+    "ErrorBurst": {"rate": (0.2, 0, 1)},
+}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+class ScenarioError(ValueError):
+    """A Scenario that cannot be played, and why (its status message)."""
+
+
+def parse_duration(text: Any) -> float:
+    """Seconds of a Go-style duration: "90s", "5m", "1h30m", "250ms"."""
+    if not isinstance(text, str) or not text.strip():
+        raise ScenarioError(f"duration must be a string such as '90s' or '5m', not {text!r}")
+    value = text.strip()
+    if _DURATION.sub("", value) != "" or not _DURATION.search(value):
+        raise ScenarioError(f"unreadable duration {text!r}: use units h, m, s or ms, for example '1h30m'")
+    return sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(value))
+
+
+def parse_start(text: Any, base: dt.datetime) -> dt.datetime:
+    """An RFC 3339 time, or an offset ("+30s") from ``base``; ``None`` is ``base``."""
+    if text is None or text == "":
+        return base
+    if not isinstance(text, str):
+        raise ScenarioError(f"start must be an RFC 3339 time or an offset such as '+30s', not {text!r}")
+    if text.startswith("+"):
+        return base + dt.timedelta(seconds=parse_duration(text[1:]))
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ScenarioError(f"unreadable start {text!r}: an RFC 3339 time or an offset such as '+30s'") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """A validated Scenario spec."""
+
+    type: str
+    target: Mapping[str, Any]
+    start: Any
+    duration: float | None  # seconds; None: until deleted
+    parameters: Mapping[str, float]
+    every: float | None = None  # repeat period, seconds
+    jitter: float = 0.0
+    times: int | None = None  # number of runs when repeating (None: unbounded)
+
+    def parameter(self, name: str) -> float:
+        return self.parameters[name]
+
+
+def validate(spec: Any) -> Spec:
+    """The Spec of a Scenario body's ``spec``, or ScenarioError saying what is wrong."""
+    if not isinstance(spec, Mapping):
+        raise ScenarioError("spec must be an object")
+    kind = spec.get("type")
+    if kind not in TYPES:
+        raise ScenarioError(f"spec.type must be one of {', '.join(sorted(TYPES))}, not {kind!r}")
+    target = spec.get("target") or {}
+    if not isinstance(target, Mapping):
+        raise ScenarioError("spec.target must be an object")
+    unknown = set(target) - {"namespace", "selector", "tenant", "nodes", "pool", "zone"}
+    if unknown:
+        raise ScenarioError(f"spec.target has unknown fields: {', '.join(sorted(unknown))}")
+    if "nodes" in target and not (isinstance(target["nodes"], list)
+                                  and all(isinstance(n, str) for n in target["nodes"])):
+        raise ScenarioError("spec.target.nodes must be a list of node names")
+    if kind == "ZoneOutage" and not (target.get("zone") or target.get("pool")):
+        raise ScenarioError("a ZoneOutage names target.zone or target.pool")
+    if kind not in NODE_TYPES and not any(target.get(k) for k in target):
+        raise ScenarioError(f"a {kind} needs a target (namespace, selector, tenant, nodes, pool or zone)")
+    selector = target.get("selector")
+    if selector is not None:
+        matches_selector({}, selector)  # refuses a malformed selector now rather than at play time
+    raw = spec.get("parameters") or {}
+    if not isinstance(raw, Mapping):
+        raise ScenarioError("spec.parameters must be an object")
+    known = PARAMETERS.get(kind, {})
+    unknown = set(raw) - set(known)
+    if unknown:
+        raise ScenarioError(f"{kind} has no parameter {', '.join(sorted(unknown))}"
+                            + (f" (it takes {', '.join(sorted(known))})" if known else ""))
+    parameters = {}
+    for name, (default, low, high) in known.items():
+        value = raw.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise ScenarioError(f"parameters.{name} must be a number from {low:g} to {high:g}, not {value!r}")
+        parameters[name] = float(value)
+    duration = None if spec.get("duration") in (None, "") else parse_duration(spec["duration"])
+    if duration is not None and duration <= 0:
+        raise ScenarioError("duration must be longer than zero")
+    parse_start(spec.get("start"), lifecycle.now())
+    repeat = spec.get("repeat")
+    every = jitter = None
+    times = None
+    if repeat is not None:
+        if not isinstance(repeat, Mapping) or "every" not in repeat:
+            raise ScenarioError("repeat needs 'every', for example {every: 1h, jitter: 10m}")
+        if duration is None:
+            raise ScenarioError("a repeating Scenario needs a duration (each run must end)")
+        every = parse_duration(repeat["every"])
+        jitter = parse_duration(repeat["jitter"]) if repeat.get("jitter") else 0.0
+        if every < duration + jitter:
+            raise ScenarioError("repeat.every must be at least duration + jitter (runs would overlap)")
+        times = repeat.get("times")
+        if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
+            raise ScenarioError("repeat.times must be a whole number of runs, 1 or more")
+    return Spec(kind, dict(target), spec.get("start"), duration, parameters, every, jitter or 0.0, times)
+
+
+def windows(spec: Spec, created: dt.datetime, seed: str) -> Iterator[tuple[dt.datetime, dt.datetime | None]]:
+    """Each run's (start, end) in order; the same Scenario gives the same runs (seeded by its uid),
+    so an operator that restarts resumes the schedule it was playing."""
+    first = parse_start(spec.start, created)
+    rng = model.seeded(0, "scenario", seed)
+    run = 0
+    while True:
+        offset = run * (spec.every or 0) + (rng.uniform(0, spec.jitter) if spec.jitter else 0.0)
+        start = first + dt.timedelta(seconds=offset)
+        yield start, None if spec.duration is None else start + dt.timedelta(seconds=spec.duration)
+        run += 1
+        if spec.every is None or (spec.times is not None and run >= spec.times):
+            return
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def matches_selector(labels: Mapping[str, str], selector: Any) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions) against labels."""
+    if not isinstance(selector, Mapping):
+        raise ScenarioError("target.selector must be an object with matchLabels and/or matchExpressions")
+    match_labels = selector.get("matchLabels") or {}
+    if not isinstance(match_labels, Mapping):
+        raise ScenarioError("target.selector.matchLabels must map label keys to values")
+    if any(labels.get(str(k)) != str(v) for k, v in match_labels.items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        if not isinstance(expr, Mapping) or "key" not in expr:
+            raise ScenarioError("every target.selector.matchExpressions item needs a key and an operator")
+        key, op, values = str(expr["key"]), expr.get("operator"), [str(v) for v in expr.get("values") or []]
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            raise ScenarioError(f"unknown selector operator {op!r}")
+    return True
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    return (obj.get("metadata") or {}).get("labels") or {}
+
+
+def node_matches(node: Mapping[str, Any], target: Mapping[str, Any]) -> bool:
+    labels = _labels(node)
+    if target.get("nodes") and node["metadata"]["name"] not in target["nodes"]:
+        return False
+    if target.get("pool") and labels.get("k8sim.io/pool") != target["pool"]:
+        return False
+    return not target.get("zone") or labels.get("topology.kubernetes.io/zone") == target["zone"]
+
+
+def target_pods(spec: Spec, pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, Any]],
+                tenants: Mapping[str, str]) -> list[Mapping[str, Any]]:
+    """Live pods the target names (every given field must match; tenants matched exactly: the pod's
+    label, else its namespace's tenant), in name order, at most ``parameters.pods`` when set."""
+    target = spec.target
+    hosts = {n["metadata"]["name"] for n in nodes if node_matches(n, target)}
+    by_node = bool(target.get("nodes") or target.get("pool") or target.get("zone"))
+    found = []
+    for pod in pods:
+        meta = pod["metadata"]
+        if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        if target.get("namespace") and meta.get("namespace") != target["namespace"]:
+            continue
+        if target.get("selector") and not matches_selector(_labels(pod), target["selector"]):
+            continue
+        if target.get("tenant") and (lifecycle.tenant_of(pod) or tenants.get(meta.get("namespace", ""))) \
+                != target["tenant"]:
+            continue
+        if by_node and (pod.get("spec") or {}).get("nodeName") not in hosts:
+            continue
+        found.append(pod)
+    found.sort(key=lambda p: (p["metadata"].get("namespace", ""), p["metadata"]["name"]))
+    limit = int(spec.parameters.get("pods", 0))
+    return found[:limit] if limit else found
+
+
+def target_nodes(spec: Spec, pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, Any]],
+                 tenants: Mapping[str, str]) -> list[Mapping[str, Any]]:
+    """Nodes a node Scenario takes down: a ZoneOutage every node of its zone or pool; a NodeNotReady
+    the named nodes, else the node of the first pod its target names, else the first node of its
+    pool or zone."""
+    nodes = sorted(nodes, key=lambda n: n["metadata"]["name"])
+    target = spec.target
+    if spec.type == "ZoneOutage" or target.get("nodes"):
+        return [n for n in nodes if node_matches(n, target)]
+    if target.get("namespace") or target.get("selector") or target.get("tenant"):
+        placed = [p for p in target_pods(spec, pods, nodes, tenants) if (p.get("spec") or {}).get("nodeName")]
+        if not placed:
+            return []
+        host = placed[0]["spec"]["nodeName"]
+        return [n for n in nodes if n["metadata"]["name"] == host]
+    return [n for n in nodes if node_matches(n, target)][:1]
+
+
+def workload_of(pod: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The (kind, name) of the workload whose template made this pod, if any."""
+    kind, name, _ = lifecycle.owner_of(pod)
+    if kind == "ReplicaSet" and name:
+        template_hash = _labels(pod).get("pod-template-hash")
+        if template_hash and name.endswith(f"-{template_hash}"):
+            return "Deployment", name[: -len(template_hash) - 1]
+        return None
+    if kind in ("StatefulSet", "DaemonSet") and name:
+        return kind, name
+    return None
+
+
+def affected_item(obj: Mapping[str, Any], kind: str | None = None) -> dict[str, Any]:
+    meta = obj["metadata"]
+    item = {"kind": kind or obj.get("kind", "Pod"), "name": meta["name"]}
+    if meta.get("namespace"):
+        item["namespace"] = meta["namespace"]
+    return item
+
+
+# --------------------------------------------------------------------------- model effects
+
+
+def effect_of(spec: Spec) -> model.Effect:
+    if spec.type == "LoadSpike":
+        return model.Effect(factor=spec.parameter("factor"))
+    if spec.type == "LatencyIncident":
+        return model.Effect(latency_ms=spec.parameter("latencyMs"))
+    if spec.type == "ErrorBurst":
+        return model.Effect(error_rate=spec.parameter("rate"))
+    return model.Effect()
+
+
+def model_effects(scenarios: Iterable[Mapping[str, Any]]) -> dict[str, model.Effect]:
+    """namespace/service → the combined effect of every Active model Scenario on it (their
+    ``status.affected`` services, which the operator resolved when the run began)."""
+    found: dict[str, model.Effect] = {}
+    for obj in scenarios:
+        status = obj.get("status") or {}
+        if status.get("phase") != "Active" or (obj.get("spec") or {}).get("type") not in MODEL_TYPES:
+            continue
+        try:
+            effect = effect_of(validate(obj.get("spec")))
+        except ScenarioError:
+            continue
+        for item in status.get("affected") or []:
+            key = f"{item.get('namespace', '')}/{item.get('name', '')}"
+            found[key] = found[key].combine(effect) if key in found else effect
+    return found
+
+
+def marked_by(obj: Mapping[str, Any], key: str) -> bool:
+    """Whether this object carries this Scenario's (namespace/name) mark."""
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(SCENARIO_ANNOTATION) == key
+
+
+def mark(kind: str, key: str, spec: Spec) -> dict[str, Any]:
+    """The metadata patch that hands a pod or node to the fault stages."""
+    annotations = {SCENARIO_ANNOTATION: key}
+    if kind in ("PodCrash", "OOMKill"):
+        annotations[AFTER_ANNOTATION] = f"{spec.parameter('after'):g}s"
+    if kind == "PodCrash":
+        annotations[EXIT_CODE_ANNOTATION] = str(int(spec.parameter("exitCode")))
+    return {"metadata": {"labels": {FAULT_LABEL: kind}, "annotations": annotations}}
+
+
+def recover() -> dict[str, Any]:
+    """The metadata patch that hands a hit pod to the fault-pod-recover stage."""
+    return {"metadata": {"labels": {FAULT_LABEL: RECOVERING}}}
+
+
+def unmark() -> dict[str, Any]:
+    """The metadata patch that gives a node back (node-initialize makes it Ready)."""
+    return {"metadata": {"labels": {FAULT_LABEL: None},
+                         "annotations": {SCENARIO_ANNOTATION: None, AFTER_ANNOTATION: None,
+                                         EXIT_CODE_ANNOTATION: None}}}
+
+
+def template_mark(kind: str | None) -> dict[str, Any]:
+    """The workload patch whose new pods carry (kind) or no longer carry (None) a fault label."""
+    return {"spec": {"template": {"metadata": {"labels": {FAULT_LABEL: kind}}}}}
+
+
+def status(phase: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"status": {"phase": phase, "message": message, **extra}}
+
+
+def stamp(when: dt.datetime | None) -> str | None:
+    return None if when is None else when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
