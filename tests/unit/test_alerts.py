@@ -22,7 +22,8 @@ def pod(name: str, namespace: str, *, waiting: str | None = None, oom_at: dt.dat
 
 def test_pods_and_nodes_in_trouble_fire_with_their_tenant() -> None:
     pods = [pod("a", "ns-t1", waiting="CrashLoopBackOff"), pod("b", "ns-t10", waiting="ImagePullBackOff"),
-            pod("c", "ns-t1", oom_at=NOW - dt.timedelta(minutes=2)), pod("d", "ns-t1", oom_at=NOW - dt.timedelta(hours=1)),
+            pod("c", "ns-t1", oom_at=NOW - dt.timedelta(minutes=2)),
+            pod("d", "ns-t1", oom_at=NOW - dt.timedelta(hours=1)),
             pod("e", "ns-t1"), pod("f", "ns-t1", waiting="CrashLoopBackOff", deletionTimestamp="2026-11-23T10:00:00Z")]
     nodes = [{"metadata": {"name": "cpu-0"}, "status": {"conditions": [
                  {"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",

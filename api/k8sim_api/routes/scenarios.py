@@ -25,7 +25,8 @@ from k8sim_api.schemas import (
 
 router = APIRouter(prefix="/scenarios", tags=["scenarios"])
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "No such Scenario (or namespace)"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No such Scenario (or namespace)"}}
 #: How long DELETE waits for the operator to give back what the Scenario hit.
 DELETE_WAIT = 15.0
 
