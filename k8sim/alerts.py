@@ -42,6 +42,9 @@ WAITING_ALERTS = {"CrashLoopBackOff": ("KubePodCrashLooping", "warning"),
                   "ErrImagePull": ("KubePodImagePullBackOff", "warning")}
 #: How long after an OOM kill KubeContainerOOMKilled keeps firing.
 OOM_WINDOW = dt.timedelta(minutes=10)
+#: A container that exited this recently and is not ready is still crash-looping between back-offs
+#: (kube-prometheus looks at CrashLoopBackOff over 5 minutes, so the alert does not flap).
+CRASH_WINDOW = dt.timedelta(minutes=5)
 
 
 def service_alerts(samples: Iterable[model.ServiceSample]) -> list[Firing]:
@@ -76,14 +79,16 @@ def cluster_alerts(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[st
         seen: set[str] = set()
         for c in (pod.get("status") or {}).get("containerStatuses") or []:
             waiting = ((c.get("state") or {}).get("waiting") or {}).get("reason")
+            last = (c.get("lastState") or {}).get("terminated") or {}
+            finished = lifecycle.parse_time(last.get("finishedAt"))
+            if waiting is None and not c.get("ready") and finished and now - finished < CRASH_WINDOW:
+                waiting = "CrashLoopBackOff"  # restarted between two back-offs
             if waiting in WAITING_ALERTS and WAITING_ALERTS[waiting][0] not in seen:
                 name, severity = WAITING_ALERTS[waiting]
                 seen.add(name)
                 found.append(Firing(f"builtin:{name}", name, severity, key, tenant, float(c.get("restartCount") or 0),
                                     f"container {c.get('name')} of {key} is {waiting} "
                                     f"({c.get('restartCount') or 0} restarts)"))
-            last = (c.get("lastState") or {}).get("terminated") or {}
-            finished = lifecycle.parse_time(last.get("finishedAt"))
             if last.get("reason") == "OOMKilled" and finished and now - finished < OOM_WINDOW \
                     and "KubeContainerOOMKilled" not in seen:
                 seen.add("KubeContainerOOMKilled")

@@ -424,13 +424,18 @@ async def resolve_alerts(conn: asyncpg.Connection, still_firing: set[tuple[str, 
     return len(done)
 
 
-async def alert_history(conn: asyncpg.Connection, *, tenant: str | None = None,
-                        limit: int = 500) -> list[asyncpg.Record]:
+async def alert_history(conn: asyncpg.Connection, *, tenant: str | None = None, limit: int = 500,
+                        name: str | None = None, firing: bool | None = None) -> list[asyncpg.Record]:
+    """Newest first; each given filter must hold (tenant and name exactly)."""
     args: list[Any] = [limit]
-    where = ""
-    if tenant is not None:
-        args.append(tenant)
-        where = "WHERE tenant = $2"
+    where = []
+    for column, value in (("tenant", tenant), ("name", name)):
+        if value is not None:
+            args.append(value)
+            where.append(f"{column} = ${len(args)}")
+    if firing is not None:
+        where.append("resolved_at IS NULL" if firing else "resolved_at IS NOT NULL")
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
     rows: list[asyncpg.Record] = await conn.fetch(
-        f"SELECT * FROM alert_events {where} ORDER BY fired_at DESC, id DESC LIMIT $1", *args)
+        f"SELECT * FROM alert_events {clause} ORDER BY fired_at DESC, id DESC LIMIT $1", *args)
     return rows

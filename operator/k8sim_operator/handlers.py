@@ -62,6 +62,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
     settings.queueing.worker_limit = 2000
+    # A deleted Scenario's daemon gives back what it hit within seconds: wait for that, then look
+    # again every second (not Kopf's default minute) before letting the finalizer go.
+    settings.background.instant_exit_timeout = 5.0
+    settings.background.cancellation_polling = 1.0
     kube = Kube(conf.kubeconfig)
     recorder = Recorder(conf, kube)
     memo.conf, memo.kube, memo.recorder = conf, kube, recorder
@@ -190,7 +194,8 @@ async def _tenants(memo: kopf.Memo) -> dict[str, str]:
     return found
 
 
-@kopf.daemon(scenarios.GROUP, scenarios.VERSION, scenarios.PLURAL, cancellation_timeout=60)
+# A graceful stop first: the run ends and gives back what it hit before the finalizer lets go.
+@kopf.daemon(scenarios.GROUP, scenarios.VERSION, scenarios.PLURAL, cancellation_backoff=30, cancellation_timeout=30)
 async def scenario(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any) -> None:
     """Play a Scenario's runs; deleting it (or stopping the operator) ends the current run and restores."""
     await player.play(memo.kube, dict(body), stopped, lambda: _tenants(memo))

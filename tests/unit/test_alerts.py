@@ -11,8 +11,8 @@ NOW = dt.datetime(2026, 11, 23, 10, tzinfo=dt.UTC)
 
 
 def pod(name: str, namespace: str, *, waiting: str | None = None, oom_at: dt.datetime | None = None,
-        **meta: Any) -> dict[str, Any]:
-    status: dict[str, Any] = {"name": "c", "restartCount": 3,
+        ready: bool = True, **meta: Any) -> dict[str, Any]:
+    status: dict[str, Any] = {"name": "c", "restartCount": 3, "ready": ready and not waiting,
                               "state": {"waiting": {"reason": waiting}} if waiting else {"running": {}}}
     if oom_at:
         status["lastState"] = {"terminated": {"reason": "OOMKilled", "exitCode": 137,
@@ -24,7 +24,8 @@ def test_pods_and_nodes_in_trouble_fire_with_their_tenant() -> None:
     pods = [pod("a", "ns-t1", waiting="CrashLoopBackOff"), pod("b", "ns-t10", waiting="ImagePullBackOff"),
             pod("c", "ns-t1", oom_at=NOW - dt.timedelta(minutes=2)),
             pod("d", "ns-t1", oom_at=NOW - dt.timedelta(hours=1)),
-            pod("e", "ns-t1"), pod("f", "ns-t1", waiting="CrashLoopBackOff", deletionTimestamp="2026-11-23T10:00:00Z")]
+            pod("e", "ns-t1"), pod("f", "ns-t1", waiting="CrashLoopBackOff", deletionTimestamp="2026-11-23T10:00:00Z"),
+            pod("g", "ns-t10", oom_at=NOW - dt.timedelta(seconds=30), ready=False)]
     nodes = [{"metadata": {"name": "cpu-0"}, "status": {"conditions": [
                  {"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
                   "message": "Kubelet stopped posting node status."}]}},
@@ -32,7 +33,9 @@ def test_pods_and_nodes_in_trouble_fire_with_their_tenant() -> None:
     found = {(f.name, f.subject, f.tenant) for f in alerts.cluster_alerts(pods, nodes, {"ns-t1": "t1",
                                                                                         "ns-t10": "t10"}, NOW)}
     assert found == {("KubePodCrashLooping", "ns-t1/a", "t1"), ("KubePodImagePullBackOff", "ns-t10/b", "t10"),
-                     ("KubeContainerOOMKilled", "ns-t1/c", "t1"), ("KubeNodeNotReady", "cpu-0", None)}
+                     ("KubeContainerOOMKilled", "ns-t1/c", "t1"), ("KubeNodeNotReady", "cpu-0", None),
+                     # running again between two back-offs, not ready: still crash-looping
+                     ("KubePodCrashLooping", "ns-t10/g", "t10"), ("KubeContainerOOMKilled", "ns-t10/g", "t10")}
 
 
 def test_service_rules_fire_on_their_thresholds_only() -> None:

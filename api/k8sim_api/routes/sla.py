@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
@@ -13,6 +13,7 @@ from k8sim import sla, store
 from k8sim_api.deps import PoolDep, SettingsDep
 from k8sim_api.schemas import (
     BAD_BODY,
+    PRINTABLE,
     TENANT_ID,
     AlertHistory,
     AlertRule,
@@ -87,9 +88,14 @@ async def delete_rule(rule_id: uuid.UUID, pool: PoolDep) -> dict[str, Any]:
 @router.get("/alerts/history", response_model=AlertHistory,
             summary="Alerts fired and resolved, newest first (burn-rate alerts included)")
 async def alert_history(pool: PoolDep, tenant_id: Annotated[str | None, Query(**TENANT_ID)] = None,
-                        limit: Annotated[int, Query(gt=0, le=5000)] = 500) -> dict[str, Any]:
+                        limit: Annotated[int, Query(gt=0, le=5000)] = 500,
+                        name: Annotated[str | None, Query(max_length=200, pattern=PRINTABLE,
+                                                          examples=["KubePodCrashLooping"])] = None,
+                        state: Annotated[Literal["firing", "resolved"] | None, Query()] = None,
+                        ) -> dict[str, Any]:
     async with pool.acquire() as conn:
-        rows = await store.alert_history(conn, tenant=tenant_id, limit=limit)
+        rows = await store.alert_history(conn, tenant=tenant_id, limit=limit, name=name,
+                                         firing=None if state is None else state == "firing")
     return {"alerts": [{
         "id": r["id"], "rule_id": r["rule_id"], "name": r["name"], "severity": r["severity"],
         "service": r["service"], "tenant_id": r["tenant"], "value": r["value"], "message": r["message"],
