@@ -327,13 +327,62 @@ def warm_up(when: dt.datetime, started: dt.datetime | None) -> float:
     return WARM_UP_FLOOR + (1 - WARM_UP_FLOOR) * min(1.0, max(0.0, age) / WARM_UP_SECONDS)
 
 
-class Model:
-    """Every service and pod; :meth:`tick` advances them all by one step of simulated time."""
+@dataclasses.dataclass(frozen=True)
+class Background:
+    """Failures a well-run cluster has on its own, per simulated day (a cluster profile's
+    ``background``). Error bursts are the services' own incidents (Profile.incidents_per_day)."""
 
-    def __init__(self, seed: int = 42):
+    pod_crashes_per_day: float = 0.0  # per running pod: its container crashes and restarts
+    pod_crash_seconds: float = 90.0  # out of service: the 10 s back-off, start-up and readiness
+    node_failures_per_day: float = 0.0  # per node: it stops posting status
+    node_failure_seconds: float = 420.0  # its pods out: the 300 s toleration, then rescheduled elsewhere
+
+    @property
+    def active(self) -> bool:
+        return self.pod_crashes_per_day > 0 or self.node_failures_per_day > 0
+
+
+class Model:
+    """Every service and pod; :meth:`tick` advances them all by one step of simulated time.
+
+    With a ``background``, the model itself plays pod crashes and node failures on simulated time
+    (the engine asks for that when its clock is accelerated: the cluster cannot fail that fast)."""
+
+    def __init__(self, seed: int = 42, background: Background | None = None):
         self.seed = seed
+        self.background = background or Background()
         self.services: dict[str, Service] = {}
         self.pods: dict[str, Pod] = {}
+        self.down: dict[str, dt.datetime] = {}  # "pod:<uid>" or "node:<name>" → back at
+        self._failures: dict[str, random.Random] = {}
+        self.failures = 0  # background failures played so far (pods and nodes)
+
+    def _fails(self, key: str, rate_per_day: float, dt_s: float) -> bool:
+        rng = self._failures.get(key)
+        if rng is None:
+            rng = self._failures[key] = seeded(self.seed, "background", key)
+        return rng.random() < rate_per_day * dt_s / 86400
+
+    def _background(self, specs: list[PodSpec], when: dt.datetime, dt_s: float) -> list[PodSpec]:
+        """The specs with the pods a background failure has taken out marked not ready."""
+        bg = self.background
+        self.down = {k: t for k, t in self.down.items() if t > when}
+        for node in sorted({s.node for s in specs}):
+            if f"node:{node}" not in self.down and self._fails(f"node:{node}", bg.node_failures_per_day, dt_s):
+                self.down[f"node:{node}"] = when + dt.timedelta(seconds=bg.node_failure_seconds)
+                self.failures += 1
+        by_service: dict[str, list[PodSpec]] = {}
+        for spec in specs:
+            by_service.setdefault(spec.service, []).append(spec)
+        for key in sorted(by_service):  # one process per service, so a tenant's month replays with its seed
+            members = sorted(by_service[key], key=lambda s: s.name)
+            if self._fails(f"service:{key}", bg.pod_crashes_per_day * len(members), dt_s):
+                victim = members[self._failures[f"service:{key}"].randrange(len(members))]
+                self.down[f"pod:{victim.uid}"] = when + dt.timedelta(seconds=bg.pod_crash_seconds)
+                self.failures += 1
+        return [dataclasses.replace(s, ready=False)
+                if s.ready and (f"pod:{s.uid}" in self.down or f"node:{s.node}" in self.down) else s
+                for s in specs]
 
     def tick(self, specs: Iterable[PodSpec], when: dt.datetime, dt_s: float,
              labels: Mapping[str, tuple[dict[str, str], dict[str, str]]] | None = None,
@@ -343,6 +392,8 @@ class Model:
         """Advance every service and pod one step. Ready pods share their service's load, new ones
         a growing share over their first minute (:func:`warm_up`); ``factors`` scale services' load,
         ``effects`` are active Scenarios'; ``wall`` (the real time) paces OOMKill leaks."""
+        if self.background.active:
+            specs = self._background(list(specs), when, dt_s)
         by_service: dict[str, list[PodSpec]] = {}
         for spec in specs:
             by_service.setdefault(spec.service, []).append(spec)

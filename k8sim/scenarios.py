@@ -11,9 +11,13 @@ import dataclasses
 import datetime as dt
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 from k8sim import lifecycle, model
+from k8sim.settings import ROOT
 
 GROUP, VERSION, PLURAL, KIND = "k8sim.io", "v1alpha1", "scenarios", "Scenario"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -162,6 +166,20 @@ def windows(spec: Spec, created: dt.datetime, seed: str) -> Iterator[tuple[dt.da
         run += 1
         if spec.every is None or (spec.times is not None and run >= spec.times):
             return
+
+
+def background(profile: str, overrides: Mapping[str, float] | None = None,
+               profiles: Path = ROOT / "cluster" / "profiles.yaml") -> model.Background:
+    """The background failure rates of a cluster profile (none when it names none), with overrides."""
+    data = yaml.safe_load(profiles.read_text()) or {}
+    if profile not in data:
+        raise ScenarioError(f"unknown profile {profile!r}; choose one of {sorted(data)}")
+    found = {**(data[profile].get("background") or {}), **(overrides or {})}
+    known = {f.name for f in dataclasses.fields(model.Background)}
+    unknown = set(found) - known
+    if unknown:
+        raise ScenarioError(f"profile {profile}: unknown background settings {sorted(unknown)}")
+    return model.Background(**{k: float(v) for k, v in found.items()})
 
 
 # --------------------------------------------------------------------------- targets

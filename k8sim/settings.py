@@ -35,6 +35,14 @@ class CommonSettings(BaseSettings):
         "postgresql://k8sim@127.0.0.1:6350/k8sim", description="asyncpg DSN of the store."
     )
     redis_url: str = Field("redis://127.0.0.1:6351/0", description="Redis URL for snapshots.")
+    profile: str = Field("demo", description="Cluster profile of cluster/profiles.yaml: stage delays, control-plane "
+                                             "timers, background failures (demo or realistic).")
+    speed: float = Field(1.0, description="Simulated seconds per real second of the model and the SLA (60: a day in "
+                                          "24 minutes); the cluster's own timers always run in real time.")
+    seed: int = Field(42, description="Seed of every random process (the model, background failures).")
+    background: dict[str, float] = Field(
+        {}, description="Overrides of the profile's background failure rates, as JSON "
+                        '(for example {"pod_crashes_per_day": 0.2}); see cluster/profiles.yaml.')
     log_level: str = Field("WARNING", description="Log level of our own loggers (quiet by default).")
     sla_target: float = Field(99.5, description="SLA target, percent of good requests.")
     sla_window_seconds: float = Field(3600.0, description="Window of /sla/status and summaries, simulated s.")

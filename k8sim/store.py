@@ -365,10 +365,23 @@ async def snapshot_history(conn: asyncpg.Connection, since: dt.datetime, until: 
     return rows
 
 
-async def latest_sample_time(conn: asyncpg.Connection) -> dt.datetime | None:
-    """The newest SLA sample's (simulated) time: SLA windows end there."""
-    value: dt.datetime | None = await conn.fetchval("SELECT max(taken_at) FROM sla_samples")
+async def latest_sample_time(conn: asyncpg.Connection, tenant: str | None = None) -> dt.datetime | None:
+    """The newest SLA sample's (simulated) time, of one tenant or of all: SLA windows end there."""
+    args: list[Any] = []
+    value: dt.datetime | None = await conn.fetchval(
+        f"SELECT max(taken_at) FROM sla_samples WHERE true {_scope(tenant, None, args)}", *args)
     return value
+
+
+async def period_sums(conn: asyncpg.Connection, since: dt.datetime, until: dt.datetime, *,
+                      tenant: str | None = None) -> asyncpg.Record:
+    """Over (since, until]: good and total requests, samples, and the minutes that have samples."""
+    args: list[Any] = [since, until]
+    row: asyncpg.Record = await conn.fetchrow(
+        "SELECT coalesce(sum(good), 0) AS good, coalesce(sum(total), 0) AS total, count(*) AS samples, "
+        "       count(DISTINCT date_trunc('minute', taken_at)) AS minutes, min(taken_at) AS first "
+        f"FROM sla_samples WHERE taken_at > $1 AND taken_at <= $2 {_scope(tenant, None, args)}", *args)
+    return row
 
 
 async def latest_snapshot_time(conn: asyncpg.Connection) -> dt.datetime | None:

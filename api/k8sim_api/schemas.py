@@ -315,9 +315,22 @@ class ReportPeriod(Out):
     status: str
 
 
+class ReportSpan(Out):
+    """The last ``days`` as recorded (``coverage``: the share of its minutes that have samples)."""
+
+    days: float
+    availability: float
+    requests: int
+    failed_requests: int
+    samples: int
+    coverage: float
+    status: str
+
+
 class SlaReport(Out):
     target: float
     tenant_id: str | None
+    period: ReportSpan | None = None
     daily: list[ReportPeriod]
     weekly: list[ReportPeriod]
     monthly: list[ReportPeriod]

@@ -14,8 +14,6 @@ class EngineSettings(CommonSettings):
 
     engine_port: int = Field(6381, description="Port of /metrics and /health.")
     tick_seconds: float = Field(5.0, description="Real seconds between ticks.")
-    speed: float = Field(1.0, description="Simulated seconds per real second (60: a day in 24 minutes).")
-    seed: int = Field(42, description="Seed of every random process of the model.")
     sim_start: dt.datetime | None = Field(None, description="Simulated start time (ISO 8601); default now.")
     snapshot_every: float = Field(60.0, description="Simulated seconds between snapshots kept for history.")
     retention_days: float = Field(35.0, description="Simulated days of samples and snapshots kept.")

@@ -17,7 +17,6 @@ class ClusterSettings(CommonSettings):
     )
     cluster_name: str = Field("k8sim", description="kwokctl cluster name.")
     apiserver_port: int = Field(6443, description="Fixed kube-apiserver port on loopback.")
-    profile: str = Field("demo", description="Pod lifecycle delays: demo (fast) or realistic.")
     nodepools: Path = Field(ROOT / "cluster" / "nodepools.yaml", description="Node-pool file.")
     bin_cache: Path = Field(
         Path.home() / ".cache" / "k8s-simulator" / "bin",

@@ -73,6 +73,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.lb_pool = addons.parse_pool(conf.lb_pool)
     memo.tasks = [asyncio.create_task(recorder.run(), name="recorder"),
                   asyncio.create_task(recorder.sweep_forever(), name="sweep")]
+    background = scenarios.background(conf.profile, conf.background)
+    if background.active and conf.speed <= 1:  # an accelerated clock plays them in the engine's model
+        memo.tasks.append(asyncio.create_task(player.background(
+            kube, background, conf.seed, conf.background_interval, conf.background_selector), name="background"))
     for obj in yaml.safe_load_all(conf.storage_classes.read_text()):
         if obj:
             await kube.apply(obj, field_manager="k8sim-operator")

@@ -14,7 +14,7 @@ from typing import Any
 
 import kopf
 
-from k8sim import lifecycle, scenarios
+from k8sim import lifecycle, model, scenarios
 from k8sim.kube import Kube, KubeError
 
 log = logging.getLogger(__name__)
@@ -138,3 +138,62 @@ async def play(kube: Kube, body: Mapping[str, Any], stopped: kopf.DaemonStopped,
             return
     await set_status(kube, body, scenarios.status("Completed", f"{run} run(s) played; everything given back",
                                                   nextStart=None, endedAt=scenarios.stamp(lifecycle.now())))
+
+
+# --------------------------------------------------------------------------- background failures
+
+BACKGROUND_LABEL = "k8sim.io/background"
+#: Finished background Scenarios are deleted after this long (their history stays recorded).
+BACKGROUND_KEEP = 3600.0
+
+
+def _ready(obj: Mapping[str, Any]) -> bool:
+    return lifecycle.conditions(obj).get("Ready", {}).get("status") == "True"
+
+
+def background_scenario(kind: str, namespace: str, target: dict[str, Any], seconds: float,
+                        parameters: dict[str, float] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"type": kind, "target": target, "duration": f"{seconds:g}s"}
+    if parameters:
+        spec["parameters"] = parameters
+    return {"apiVersion": scenarios.API_VERSION, "kind": scenarios.KIND,
+            "metadata": {"generateName": f"background-{kind.lower()}-", "namespace": namespace,
+                         "labels": {BACKGROUND_LABEL: "true"}}, "spec": spec}
+
+
+async def background(kube: Kube, bg: model.Background, seed: int, interval: float, selector: str) -> None:
+    """The profile's background failures, played in the cluster as Scenarios (the clock at speed 1):
+    each running pod crashes and each node fails as a Poisson process at the profile's daily rate."""
+    rng = model.seeded(seed, "operator-background")
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            pods = await kube.list("v1", "Pod", label_selector=selector or None)
+            nodes = await kube.list("v1", "Node")
+            for pod in sorted(pods, key=lambda p: (p["metadata"].get("namespace", ""), p["metadata"]["name"])):
+                meta = pod["metadata"]
+                busy = scenarios.FAULT_LABEL in (meta.get("labels") or {})
+                if meta.get("deletionTimestamp") or not _ready(pod) or busy:
+                    continue
+                if rng.random() < bg.pod_crashes_per_day * interval / 86400:
+                    labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != scenarios.FAULT_LABEL}
+                    target = {"namespace": meta["namespace"], "selector": {"matchLabels": labels},
+                              "nodes": [pod["spec"].get("nodeName", "")]}
+                    await kube.create(background_scenario("PodCrash", meta["namespace"], target, bg.pod_crash_seconds,
+                                                          {"pods": 1, "after": 1}))
+            for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
+                labels = node["metadata"].get("labels") or {}
+                if not _ready(node) or scenarios.FAULT_LABEL in labels:
+                    continue
+                if rng.random() < bg.node_failures_per_day * interval / 86400:
+                    await kube.create(background_scenario("NodeNotReady", "default",
+                                                          {"nodes": [node["metadata"]["name"]]},
+                                                          bg.node_failure_seconds))
+            played = await kube.list(scenarios.API_VERSION, scenarios.KIND, label_selector=f"{BACKGROUND_LABEL}=true")
+            for obj in played:
+                ended = lifecycle.parse_time((obj.get("status") or {}).get("endedAt"))
+                if ended and (lifecycle.now() - ended).total_seconds() > BACKGROUND_KEEP:
+                    await kube.delete(scenarios.API_VERSION, scenarios.KIND, obj["metadata"]["name"],
+                                      obj["metadata"]["namespace"])
+        except KubeError as exc:
+            log.warning("background failures skipped a round: %s", exc.message)

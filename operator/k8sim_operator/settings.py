@@ -20,6 +20,9 @@ class OperatorSettings(CommonSettings):
     ingress_address: str = Field("172.18.255.2", description="Status address of every Ingress.")
     scenario_crd: Path = Field(ROOT / "cluster" / "crds" / "scenario.yaml",
                                description="The Scenario CRD the operator installs at start.")
+    background_interval: float = Field(10.0, description="Seconds between draws of background failures.")
+    background_selector: str = Field("", description="Label selector of the pods background crashes may hit "
+                                                     "(empty: every pod).")
     spool: Path = Field(ROOT / ".state" / "operator-spool.jsonl",
                         description="Observations kept on disk while PostgreSQL is unavailable.")
     batch_size: int = Field(500, description="Observations written per transaction.")

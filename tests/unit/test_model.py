@@ -173,3 +173,25 @@ def test_a_load_factor_scales_the_service_and_new_pods_warm_up() -> None:
     m.tick([warm, spec("c")], MONDAY, 1)  # c starts now
     assert m.pods["c"].last.rps == pytest.approx(model.WARM_UP_FLOOR * m.pods["a"].last.rps)
     assert model.warm_up(MONDAY + dt.timedelta(minutes=2), MONDAY) == 1.0
+
+
+def test_background_failures_take_replicas_out_reproducibly() -> None:
+    bg = model.Background(pod_crashes_per_day=4, pod_crash_seconds=600, node_failures_per_day=0)
+
+    def run(seed: int) -> list[int]:
+        m = model.Model(seed, bg)
+        pods = [spec(f"p{i}") for i in range(4)]
+        return [m.tick(pods, MONDAY + dt.timedelta(minutes=5 * i), 300)[0].ready_pods for i in range(288)]
+
+    day = run(5)
+    assert day == run(5) and day != run(6)  # seeded
+    assert min(day) < 4 and day.count(4) > 200  # crashes happen, and most of the day all four serve
+    untouched = model.Model(5)
+    assert all(untouched.tick([spec("p0")], MONDAY + dt.timedelta(minutes=i), 60)[0].ready_pods == 1 for i in range(99))
+
+
+def test_a_node_failure_takes_out_every_pod_on_it() -> None:
+    m = model.Model(1, model.Background(node_failures_per_day=1e9, node_failure_seconds=600))
+    pods = [spec("a"), spec("b"), dataclasses.replace(spec("c"), node="n2")]
+    sample = m.tick(pods, MONDAY, 60)[0]
+    assert sample.ready_pods == 0 and sample.good == 0 and m.failures == 2  # nodes n1 and n2

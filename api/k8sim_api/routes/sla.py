@@ -40,11 +40,30 @@ async def status(pool: PoolDep, settings: SettingsDep,
 @router.get("/report", response_model=SlaReport,
             summary="Daily, weekly and monthly availability from the stored history")
 async def report(pool: PoolDep, settings: SettingsDep,
-                 tenant_id: Annotated[str | None, Query(**TENANT_ID)] = None) -> dict[str, Any]:
+                 tenant_id: Annotated[str | None, Query(**TENANT_ID)] = None,
+                 days: Annotated[float | None, Query(gt=0, le=366, description=(
+                     "Also sum the last N (simulated) days, up to the newest sample"))] = None) -> dict[str, Any]:
+    """Computed from the recorded samples only: a period with gaps says so (``coverage``); nothing
+    is extrapolated."""
     target = settings.sla_target
     body: dict[str, Any] = {"target": target, "tenant_id": tenant_id}
     async with pool.acquire() as conn:
-        end = await store.latest_sample_time(conn) or dt.datetime.now(dt.UTC)
+        end = await store.latest_sample_time(conn, tenant_id) or dt.datetime.now(dt.UTC)
+        if days is not None:
+            since = end - dt.timedelta(days=days)
+            row = await store.period_sums(conn, since, end, tenant=tenant_id)
+            availability = sla.availability(row["good"], row["total"])
+            body["period"] = {
+                "days": days, "from": since.isoformat(), "to": end.isoformat(),
+                "first_sample": row["first"].isoformat() if row["first"] else None,
+                "availability": round(availability, 4), "requests": round(row["total"]),
+                "failed_requests": round(row["total"] - row["good"]), "samples": row["samples"],
+                "minutes_with_samples": row["minutes"],
+                # The share of the period from its first sample on; earlier (or engine-down) time is not counted.
+                "coverage": round(((end - row["first"]).total_seconds() / (days * 86400)) if row["first"] else 0.0,
+                                  4),
+                "error_budget_remaining": round(sla.budget_remaining(row["good"], row["total"], target), 4),
+                "status": "meeting" if availability >= target else "breached"}
         for name, unit, span in (("daily", "day", 7), ("weekly", "week", 35), ("monthly", "month", 92)):
             rows = await store.sla_report(conn, unit, end - dt.timedelta(days=span), tenant=tenant_id)
             body[name] = [{
