@@ -7,7 +7,8 @@ import datetime as dt
 import json
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -23,6 +24,7 @@ from .settings import EngineSettings
 from .sources import Memo, namespace_tenants, pod_specs, service_labels, workload_replicas
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: How to read each of sla.RULE_METRICS from a service sample.
 READ_METRIC = {
@@ -73,6 +75,9 @@ class Engine:
         self._sums: tuple[tuple[float, float], dict[str, tuple[float, float]],
                           dict[str, tuple[float, float]]] | None = None
         self._sums_at = 0.0
+        self._open: set[tuple[str, str]] | None = None  # (rule_id, subject) of the alerts open in the store
+        self._open_synced = 0.0
+        self._recent: dict[str, tuple[float, Any]] = {}
 
     @property
     def step(self) -> float:
@@ -99,8 +104,13 @@ class Engine:
             self.cache.start()
         if self.scenarios is not None:
             self._scenario_task = asyncio.create_task(self.scenarios.run(), name="watch Scenario")
+        end = self.settings.sim_end
+        end = None if end is None else end if end.tzinfo else end.replace(tzinfo=dt.UTC)
         while True:
             started = time.monotonic()
+            if end is not None and self.sim_now() + dt.timedelta(seconds=self.step) > end:
+                await asyncio.sleep(self.settings.tick_seconds)  # the bounded run is over: serve what it made
+                continue
             try:
                 await self.tick()
             except KubeError as exc:
@@ -113,11 +123,13 @@ class Engine:
         pods, nodes, deployments, statefulsets, namespaces = await self.cluster()
         self.ticks += 1
         now = self.sim_now()
-        tenants = {**await self.deployed_namespaces(), **namespace_tenants(namespaces)}  # labels win
+        deployed = await self.recent("tenants", self.deployed_namespaces)
+        tenants = {**deployed, **namespace_tenants(namespaces)}  # labels win
         specs = pod_specs(pods, nodes, tenants, self.specs)
         labels = service_labels(pods, self.services)
-        factors = model.service_factors({s.service: s.tenant for s in specs}, await self.load_overrides(),
-                                        time.time(), {k: model.annotation_factor(a) for k, (_, a) in labels.items()})
+        overrides = await self.recent("load", self.load_overrides)
+        factors = model.service_factors({s.service: s.tenant for s in specs}, overrides, time.time(),
+                                        {k: model.annotation_factor(a) for k, (_, a) in labels.items()})
         samples = self.model.tick(specs, now, self.step, labels, workload_replicas([*deployments, *statefulsets]),
                                   factors, scenarios.model_effects(await self.scenario_objects()),
                                   dt.datetime.now(dt.UTC))
@@ -154,6 +166,22 @@ class Engine:
         if self.cache is not None and self.cache.synced:
             return tuple(self.cache.items(kind) for _, kind in KINDS)
         return tuple(await asyncio.gather(*(self.kube.list(av, kind) for av, kind in KINDS)))
+
+    async def recent(self, name: str, read: Callable[[], Awaitable[T]]) -> T:
+        """``read()``, reused for a real second: on a fast clock (many ticks a second) the rules,
+        tenants and load overrides are not read again every tick."""
+        found = self._recent.get(name)
+        if found is not None and (self.settings.tick_seconds < 1 and time.monotonic() - found[0] < 1):
+            value: T = found[1]
+            return value
+        fresh = await read()
+        self._recent[name] = (time.monotonic(), fresh)
+        return fresh
+
+    @staticmethod
+    async def _rules(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+        async with pool.acquire() as conn:
+            return await store.alert_rules(conn)
 
     async def scenario_objects(self) -> list[dict[str, Any]]:
         """Scenarios (their model effects apply while Active): watched, else listed; none without the CRD."""
@@ -271,39 +299,54 @@ class Engine:
         pool = self.pool
         if pool is None:
             return
+        found: list[alerts.Firing] = []
+        try:
+            rules = await self.recent("rules", lambda: self._rules(pool))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("alert rules not read: %s", exc)
+            rules = []
+        by_service: dict[str, list[model.ServiceSample]] = {}
+        by_tenant: dict[str | None, list[model.ServiceSample]] = {}
+        for s in samples:
+            by_service.setdefault(s.key, []).append(s)
+            by_service.setdefault(s.key.split("/", 1)[1], []).append(s)
+            by_tenant.setdefault(s.tenant, []).append(s)
+        for rule in rules:
+            read = READ_METRIC.get(rule["metric"])
+            compare = OPERATORS.get(rule["operator"])
+            if read is None or compare is None:
+                continue
+            # Only the samples a rule can apply to (thousands of rules must not cost rules times services).
+            candidates = (by_service.get(rule["service"], []) if rule["service"]
+                          else by_tenant.get(rule["tenant"], []) if rule["tenant"] else samples)
+            for s in candidates:
+                if applies(rule, s) and compare(value := float(read(s)), rule["threshold"]):
+                    found.append(alerts.Firing(
+                        str(rule["id"]), rule["name"], rule["severity"], s.key, s.tenant, value,
+                        f"{rule['metric']} {value:.2f} {rule['operator']} {rule['threshold']} on {s.key}"))
+        found += [*alerts.service_alerts(samples), *cluster]
+        for burn in sla.burn_alerts(windows, self.settings.sla_target):
+            if burn.firing:
+                found.append(alerts.Firing(
+                    f"burn-rate:{burn.long_window}/{burn.short_window}",
+                    f"SLO burn rate {burn.long_window}/{burn.short_window}", burn.severity, "", None, burn.long_rate,
+                    f"error budget burning {burn.long_rate:.1f}x over {burn.long_window} and "
+                    f"{burn.short_rate:.1f}x over {burn.short_window} (threshold {burn.threshold}x)"))
+        firing = {(f.rule_id, f.subject) for f in found}
+        # Only changes are written: an alert opens once and is resolved once (the store stays the truth:
+        # the open set is re-read from it at start and every minute).
+        resync = self._open is None or time.monotonic() - self._open_synced > 60
         try:
             async with pool.acquire() as conn:
-                firing: set[tuple[str, str]] = set()
-                for rule in await store.alert_rules(conn):
-                    read = READ_METRIC.get(rule["metric"])
-                    compare = OPERATORS.get(rule["operator"])
-                    if read is None or compare is None:
-                        continue
-                    for s in samples:
-                        if not applies(rule, s):
-                            continue
-                        value = float(read(s))
-                        if compare(value, rule["threshold"]):
-                            firing.add((str(rule["id"]), s.key))
-                            await store.fire_alert(
-                                conn, rule_id=str(rule["id"]), name=rule["name"], severity=rule["severity"],
-                                service=s.key, tenant=s.tenant, value=value, at=now,
-                                message=f"{rule['metric']} {value:.2f} {rule['operator']} {rule['threshold']} "
-                                        f"on {s.key}")
-                for f in [*alerts.service_alerts(samples), *cluster]:
-                    firing.add((f.rule_id, f.subject))
-                    await store.fire_alert(conn, rule_id=f.rule_id, name=f.name, severity=f.severity,
-                                           service=f.subject, tenant=f.tenant, value=f.value, at=now,
-                                           message=f.message)
-                for burn in sla.burn_alerts(windows, self.settings.sla_target):
-                    if burn.firing:
-                        rule_id = f"burn-rate:{burn.long_window}/{burn.short_window}"
-                        firing.add((rule_id, ""))
-                        await store.fire_alert(
-                            conn, rule_id=rule_id, name=f"SLO burn rate {burn.long_window}/{burn.short_window}",
-                            severity=burn.severity, service=None, tenant=None, value=burn.long_rate, at=now,
-                            message=(f"error budget burning {burn.long_rate:.1f}x over {burn.long_window} and "
-                                     f"{burn.short_rate:.1f}x over {burn.short_window} (threshold {burn.threshold}x)"))
-                await store.resolve_alerts(conn, firing, now)
+                for f in found:
+                    if resync or (f.rule_id, f.subject) not in (self._open or set()):
+                        await store.fire_alert(conn, rule_id=f.rule_id, name=f.name, severity=f.severity,
+                                               service=f.subject or None, tenant=f.tenant, value=f.value, at=now,
+                                               message=f.message)
+                if resync or (self._open or set()) - firing:
+                    await store.resolve_alerts(conn, firing, now)
+                if resync:
+                    self._open_synced = time.monotonic()
+                self._open = firing
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("alerts not evaluated: %s", exc)

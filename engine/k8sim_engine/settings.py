@@ -15,6 +15,8 @@ class EngineSettings(CommonSettings):
     engine_port: int = Field(6381, description="Port of /metrics and /health.")
     tick_seconds: float = Field(5.0, description="Real seconds between ticks.")
     sim_start: dt.datetime | None = Field(None, description="Simulated start time (ISO 8601); default now.")
+    sim_end: dt.datetime | None = Field(None, description="Simulated time the clock stops at (a bounded run, such "
+                                                          "as a month at high speed); default never.")
     snapshot_every: float = Field(60.0, description="Simulated seconds between snapshots kept for history.")
     retention_days: float = Field(35.0, description="Simulated days of samples and snapshots kept.")
     redis_ttl: int = Field(60, description="Seconds the latest snapshot lives in Redis without a new tick.")
