@@ -101,8 +101,9 @@ def evaluate(good: float, total: float, target: float,
 
 async def current(conn: asyncpg.Connection, *, target: float, window_s: float,
                   tenant: str | None = None) -> dict[str, Any]:
-    """The /sla/status document over the window ending at the newest sample (simulated time)."""
-    end = await store.latest_sample_time(conn)
+    """The /sla/status document over the window ending at the newest sample (simulated time; a
+    tenant's own newest, so a tenant's windows are its own even where engines' clocks differ)."""
+    end = await store.latest_sample_time(conn, tenant)
     if end is None:
         return {"status": "meeting", "percentage": 100.0, "target": target, "data_points": 0, "healthy_points": 0,
                 "error_budget_remaining": 1.0, "burn_rates": {}, "window_seconds": window_s, "tenant_id": tenant}

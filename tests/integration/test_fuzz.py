@@ -26,6 +26,8 @@ def test_schemathesis_finds_no_failure(api_url: str, engine_url: str, tmp_path: 
     binary = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     assert binary, "schemathesis is a dev dependency (pip install -e '.[dev]')"
     rules_before = {r["id"] for r in httpx.get(f"{api_url}/sla/alerts/rules").json()["rules"]}
+    scenarios_before = {(s["metadata"]["namespace"], s["metadata"]["name"])
+                        for s in httpx.get(f"{api_url}/scenarios").json()["scenarios"]}
     cmd = [binary, "--config-file", str(ROOT / "schemathesis.toml"), "run", f"{api_url}/openapi.json",
            "--checks", "all", "--phases", "examples,coverage,fuzzing", "--seed", str(SEED),
            "-n", str(EXAMPLES), "--request-timeout", "60", "--max-response-time", "60",
@@ -36,6 +38,10 @@ def test_schemathesis_finds_no_failure(api_url: str, engine_url: str, tmp_path: 
         for rule in httpx.get(f"{api_url}/sla/alerts/rules").json()["rules"]:
             if rule["id"] not in rules_before:
                 httpx.delete(f"{api_url}/sla/alerts/rules/{rule['id']}")
+        for scenario in httpx.get(f"{api_url}/scenarios").json()["scenarios"]:  # ended: what they hit is given back
+            key = (scenario["metadata"]["namespace"], scenario["metadata"]["name"])
+            if key not in scenarios_before:
+                httpx.delete(f"{api_url}/scenarios/{key[0]}/{key[1]}", timeout=60)
         httpx.delete(f"{api_url}/k8s/resources/tenant/tenant-123", timeout=60)  # the schema's own example
         httpx.delete(f"{api_url}/monitoring/load")
     summary = run.stdout[-3000:]

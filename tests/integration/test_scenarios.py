@@ -376,15 +376,36 @@ def test_error_burst_costs_the_sla_exactly_its_share(api_url: str, tenant: tuple
                                                      live_services: ClusterSettings) -> None:
     tenant_id, ns = tenant
     key = f"{ns}/api-gateway"
+    burn_before = httpx.get(f"{api_url}/sla/status", params={"tenant_id": tenant_id}).json()["burn_rates"]["5m"]
     start(api_url, ns, "errors", {"type": "ErrorBurst", "duration": "8s", "parameters": {"rate": 0.25},
                                   "target": {"namespace": ns, "selector": {"matchLabels": {"app": "api-gateway"}}}})
     eventually(lambda: firing(api_url, tenant_id, "ServiceErrorRateHigh", key), 20, what="ServiceErrorRateHigh")
+    # The proxy carries a good share of the tenant's traffic: its 5-minute burn rate jumps.
+    eventually(lambda: httpx.get(f"{api_url}/sla/status", params={"tenant_id": tenant_id}).json()["burn_rates"][
+        "5m"] > max(2 * burn_before, 2.0), 15, what="the 5 m burn rate up")
     eventually(lambda: scenario(api_url, ns, "errors")["status"]["phase"] == "Completed", 30, what="Completed")
     eventually(lambda: resolved(api_url, tenant_id, "ServiceErrorRateHigh", key), 20, what="resolved")
     burst = [(good, total) for good, total in samples(live_services, key) if total and good / total < 0.99]
     # By hand: a quarter of every request fails while it lasts, the proxy's own 0.02 % included in it.
     assert 5 <= len(burst) <= 12, burst
     assert all(good == pytest.approx(0.75 * total, rel=1e-9) for good, total in burst)
+
+
+def test_a_scheduled_scenario_waits_then_repeats_its_runs(api_url: str, kubectl: Kubectl,
+                                                          tenant: tuple[str, str]) -> None:
+    _, ns = tenant
+    start(api_url, ns, "twice", {"type": "LatencyIncident", "start": "+4s", "duration": "3s",
+                                 "repeat": {"every": "8s", "times": 2}, "parameters": {"latencyMs": 100},
+                                 "target": {"namespace": ns, "selector": {"matchLabels": {"app": "auth-service"}}}})
+    pending = eventually(lambda: (s := scenario(api_url, ns, "twice")["status"]).get("phase") == "Pending" and s, 10,
+                         what="Pending until its start")
+    assert pending["nextStart"] and "run 1 starts at" in pending["message"]
+    eventually(lambda: scenario(api_url, ns, "twice")["status"].get("runs") == 2, 30, what="the second run")
+    done = eventually(lambda: (s := scenario(api_url, ns, "twice")["status"]).get("phase") == "Completed" and s, 20,
+                      what="Completed after two runs")
+    assert done["runs"] == 2
+    listed = kubectl("get", "scenarios", "-n", ns, "twice", "-o", "wide", "--no-headers").split()
+    assert listed[1:3] == ["LatencyIncident", "Completed"]
 
 
 def test_bad_scenarios_are_refused_and_change_nothing(api_url: str, tenant: tuple[str, str]) -> None:
