@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from k8sim import lifecycle, model
+from k8sim import explain, lifecycle, model
 from k8sim.settings import ROOT
 
 GROUP, VERSION, PLURAL, KIND = "k8sim.io", "v1alpha1", "scenarios", "Scenario"
@@ -186,29 +186,20 @@ def background(profile: str, overrides: Mapping[str, float] | None = None,
 
 
 def matches_selector(labels: Mapping[str, str], selector: Any) -> bool:
-    """A Kubernetes label selector (matchLabels, matchExpressions) against labels."""
+    """A Kubernetes label selector (matchLabels, matchExpressions) against labels; an empty one
+    matches everything. ScenarioError when it is malformed."""
     if not isinstance(selector, Mapping):
         raise ScenarioError("target.selector must be an object with matchLabels and/or matchExpressions")
-    match_labels = selector.get("matchLabels") or {}
-    if not isinstance(match_labels, Mapping):
+    if not isinstance(selector.get("matchLabels") or {}, Mapping):
         raise ScenarioError("target.selector.matchLabels must map label keys to values")
-    if any(labels.get(str(k)) != str(v) for k, v in match_labels.items()):
-        return False
     for expr in selector.get("matchExpressions") or []:
         if not isinstance(expr, Mapping) or "key" not in expr:
             raise ScenarioError("every target.selector.matchExpressions item needs a key and an operator")
-        key, op, values = str(expr["key"]), expr.get("operator"), [str(v) for v in expr.get("values") or []]
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
-            raise ScenarioError(f"unknown selector operator {op!r}")
-    return True
+        if expr.get("operator") not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            raise ScenarioError(f"unknown selector operator {expr.get('operator')!r}")
+    if not (selector.get("matchLabels") or selector.get("matchExpressions")):
+        return True
+    return explain.selector_matches(selector, labels)
 
 
 def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:

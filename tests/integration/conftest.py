@@ -133,3 +133,23 @@ def engine_url(live_services: ClusterSettings, live_cluster: ClusterSettings,
     with process([sys.executable, "-m", "k8sim_engine"], env, tmp / "engine.log") as proc:
         started(f"{url}/health", proc, tmp / "engine.log")
         yield url
+
+
+PEAK = "2026-11-23T10:30:00Z"
+
+
+def engine_env(metrics_port: int) -> dict[str, str]:
+    return {"K8SIM_ENGINE_PORT": str(free_port()), "K8SIM_METRICS_API_PORT": str(metrics_port),
+            "K8SIM_TICK_SECONDS": "1", "K8SIM_SIM_START": PEAK}
+
+
+@pytest.fixture(scope="module")
+def loop_engine(live_services: ClusterSettings, live_cluster: ClusterSettings,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An engine at a weekday peak, ticking every second, registered as the cluster's metrics APIs."""
+    tmp = tmp_path_factory.mktemp("loop-engine")
+    env = engine_env(free_port())
+    with process([sys.executable, "-m", "k8sim_engine"], env, tmp / "engine.log") as proc:
+        url = f"http://127.0.0.1:{env['K8SIM_ENGINE_PORT']}"
+        started(f"{url}/health", proc, tmp / "engine.log")
+        yield url

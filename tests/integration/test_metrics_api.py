@@ -8,7 +8,6 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,34 +17,13 @@ import yaml
 
 from k8sim.local import cluster
 from k8sim.local.processes import free_port
-from k8sim.local.settings import ClusterSettings
 from tests.ecp_ai import APP, CPU, GPU, tenant_files
 
-from .conftest import Kubectl, eventually, process, started
+from .conftest import Kubectl, engine_env, eventually, process, started
 
 pytestmark = pytest.mark.integration
 
 #: A weekday's late-morning peak: the web profile's load is then ~90 requests/s, whatever the wall clock says.
-PEAK = "2026-11-23T10:30:00Z"
-
-
-def engine_env(metrics_port: int) -> dict[str, str]:
-    return {"K8SIM_ENGINE_PORT": str(free_port()), "K8SIM_METRICS_API_PORT": str(metrics_port),
-            "K8SIM_TICK_SECONDS": "1", "K8SIM_SIM_START": PEAK}
-
-
-@pytest.fixture(scope="module")
-def loop_engine(live_services: ClusterSettings, live_cluster: ClusterSettings,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An engine at a weekday peak, ticking every second, registered as the cluster's metrics APIs."""
-    tmp = tmp_path_factory.mktemp("loop-engine")
-    env = engine_env(free_port())
-    with process([sys.executable, "-m", "k8sim_engine"], env, tmp / "engine.log") as proc:
-        url = f"http://127.0.0.1:{env['K8SIM_ENGINE_PORT']}"
-        started(f"{url}/health", proc, tmp / "engine.log")
-        yield url
-
-
 def deployment(name: str, cpu: str = "1200m", replicas: int = 1, **annotations: str) -> dict[str, Any]:
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
