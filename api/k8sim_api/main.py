@@ -23,7 +23,7 @@ from k8sim.kube import Kube, KubeError
 from k8sim.manifests import ManifestError
 from k8sim_api.broadcast import Broadcaster, RedisBackend
 from k8sim_api.core.config import VERSION, ApiSettings, get_settings
-from k8sim_api.routes import manifests, monitoring, resources, root, scenarios, services, sla, ws
+from k8sim_api.routes import capacity, manifests, monitoring, resources, root, scenarios, services, sla, ws
 
 log = logging.getLogger("k8sim_api")
 
@@ -165,6 +165,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         log.exception("unhandled error")
         return error(500, f"internal error: {type(exc).__name__}")
 
-    for module in (root, manifests, resources, services, monitoring, sla, scenarios, ws):
+    for module in (root, manifests, resources, services, monitoring, sla, scenarios, capacity, ws):
         app.include_router(module.router)
     return app

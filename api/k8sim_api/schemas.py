@@ -536,3 +536,41 @@ class ScenarioDeleted(Out):
     status: Literal["deleted", "deleting"]
     namespace: str
     name: str
+
+
+# --------------------------------------------------------------------------- capacity
+
+
+class CapacityDocument(Out):
+    """Per pool and node: allocatable, requested (by bound pods) and used (metrics.k8s.io; null
+    without it); GPUs by type; pending pods grouped by the scheduler's reason."""
+
+    pools: list[dict[str, Any]]
+    nodes: list[dict[str, Any]]
+    gpus: dict[str, dict[str, float]]
+    pending: list[dict[str, Any]]
+    pending_pods: int
+    metrics_available: bool
+
+
+class WhatIfRequest(BaseModel):
+    """A manifest whose pods should be placed on the cluster as it is now (nothing of it is applied)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"manifest": (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: tts\nspec:\n  replicas: 3\n  selector:\n"
+        "    matchLabels: {app: tts}\n  template:\n    metadata:\n      labels: {app: tts}\n    spec:\n"
+        "      containers:\n      - name: tts\n        image: tts:1\n        resources:\n"
+        "          requests: {cpu: '2', memory: 8Gi}\n")}]})
+
+    manifest: YamlText | Annotated[dict[str, str], Field(min_length=1)] = Field(
+        description="Multi-document YAML, or file name → YAML (not empty).")
+    max_pods: int = Field(500, strict=True, gt=0, le=5000, description="Refuse manifests asking for more pods")
+
+
+class WhatIfResult(Out):
+    fits: bool
+    pods: int
+    placed: int
+    unplaced: int
+    workloads: list[dict[str, Any]]
+    additional_nodes: dict[str, int] = Field(description="pool → nodes to add so the rest fits ('none': no pool can)")

@@ -21,9 +21,9 @@ from typing import Any, Protocol
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from k8sim import model
+from k8sim import capacity, model
 
-from .sources import Memo, quantity
+from .sources import Memo
 
 GROUPS = {"metrics.k8s.io": "v1beta1", "custom.metrics.k8s.io": "v1beta2", "external.metrics.k8s.io": "v1beta1"}
 
@@ -76,8 +76,8 @@ def container_requests(pod: Mapping[str, Any]) -> list[tuple[str, float, float]]
     found = []
     for c in (pod.get("spec") or {}).get("containers") or [{}]:
         requests = (c.get("resources") or {}).get("requests") or {}
-        found.append((str(c.get("name", "")), quantity(requests.get("cpu")) or 0.0,
-                      quantity(requests.get("memory")) or 0.0))
+        found.append((str(c.get("name", "")), capacity.quantity(requests.get("cpu")) or 0.0,
+                      capacity.quantity(requests.get("memory")) or 0.0))
     return found
 
 
@@ -111,9 +111,9 @@ def usage_from(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, A
     for node in nodes:
         meta, status = node["metadata"], node.get("status") or {}
         name = meta["name"]
-        capacity = status.get("capacity") or {}
-        cores = quantity(capacity.get("cpu")) or 0.0
-        memory = quantity(capacity.get("memory")) or 0.0
+        size = status.get("capacity") or {}
+        cores = capacity.quantity(size.get("cpu")) or 0.0
+        memory = capacity.quantity(size.get("memory")) or 0.0
         cpu = NODE_OVERHEAD_CPU[0] + NODE_OVERHEAD_CPU[1] * cores + node_cpu.get(name, 0.0)
         mem = NODE_OVERHEAD_MEMORY[0] + NODE_OVERHEAD_MEMORY[1] * memory + node_mem.get(name, 0.0)
         node_usage[name] = (cpu, mem, dict(meta.get("labels") or {}))

@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from k8sim import lifecycle, model, scenarios
+from k8sim import capacity, lifecycle, model, scenarios
 
 T = TypeVar("T")
-_QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
-_FACTORS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 1024, "Mi": 1024**2,
-            "Gi": 1024**3, "Ti": 1024**4}
-
-
-def quantity(value: Any) -> float | None:
-    """A Kubernetes quantity ("250m", "2Gi", 3) as a float; None when absent or unreadable."""
-    if value is None:
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    match = _QUANTITY.match(str(value).strip())
-    if not match or match[2] not in _FACTORS:
-        return None
-    return float(match[1]) * _FACTORS[match[2]]
 
 
 def namespace_tenants(namespaces: Iterable[Mapping[str, Any]]) -> dict[str, str]:
@@ -89,8 +73,8 @@ def pod_spec(pod: Mapping[str, Any], namespace_tenant: str | None, accel: str | 
     requests: dict[str, float] = {}
     limits: dict[str, float | None] = {}
     for key in ("cpu", "memory", "nvidia.com/gpu"):
-        req = [quantity((c.get("resources") or {}).get("requests", {}).get(key)) for c in containers]
-        lim = [quantity((c.get("resources") or {}).get("limits", {}).get(key)) for c in containers]
+        req = [capacity.quantity((c.get("resources") or {}).get("requests", {}).get(key)) for c in containers]
+        lim = [capacity.quantity((c.get("resources") or {}).get("limits", {}).get(key)) for c in containers]
         requests[key] = sum(v or 0 for v in req) or sum(v or 0 for v in lim)
         limits[key] = sum(v for v in lim if v) if all(lim) and lim else None
     node = spec.get("nodeName") or ""

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -19,6 +19,7 @@ import websockets
 
 from k8sim import sla, store
 from k8sim.local.settings import ClusterSettings
+from k8sim.settings import ROOT
 from tests.ecp_ai import APP, CPU, GPU, INFRA, tenant_files
 
 from .conftest import eventually, free_port, process
@@ -210,24 +211,69 @@ def test_metrics_use_exporter_names_and_counters_only_grow(engine_url: str, tena
     assert len(gpu) == 3 and all('modelName="NVIDIA A100"' in k for k in gpu)
 
 
-@pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian's prometheus is installed by .ci/run")
-def test_real_prometheus_scrapes_and_answers_promql(engine_url: str, tenants: list[str], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def prometheus(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Debian's Prometheus scraping the engine every second (installed by .ci/run)."""
+    if shutil.which("prometheus") is None:
+        pytest.skip("Debian's prometheus is installed by .ci/run")
+    tmp = tmp_path_factory.mktemp("prometheus")
     port = free_port()
     target = engine_url.removeprefix("http://")
-    (tmp_path / "prometheus.yml").write_text(
+    (tmp / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         f"scrape_configs:\n  - job_name: k8sim\n    static_configs: [{{targets: ['{target}']}}]\n")
-    cmd = ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+    cmd = ["prometheus", f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
            f"--web.listen-address=127.0.0.1:{port}"]
-    with process(cmd, {}, tmp_path / "prometheus.log"):
-        query = "sum by (namespace) (rate(container_cpu_usage_seconds_total[1m]))"
+    with process(cmd, {}, tmp / "prometheus.log"):
+        yield f"http://127.0.0.1:{port}"
 
-        def answer() -> set[str]:
-            resp = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": query}, timeout=5).json()
-            found = {r["metric"]["namespace"] for r in resp["data"]["result"] if float(r["value"][1]) > 0}
-            assert {f"ecp-ai-{t}" for t in tenants} <= found
-            return found
-        eventually(answer, 60, "PromQL to see both tenants' namespaces")
+
+def promql(prometheus: str, query: str) -> list[dict[str, Any]]:
+    body = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=10).json()
+    assert body["status"] == "success", (query, body)
+    return list(body["data"]["result"])
+
+
+def test_real_prometheus_scrapes_and_answers_promql(prometheus: str, tenants: list[str]) -> None:
+    query = "sum by (namespace) (rate(container_cpu_usage_seconds_total[1m]))"
+
+    def answer() -> set[str]:
+        found = {r["metric"]["namespace"] for r in promql(prometheus, query) if float(r["value"][1]) > 0}
+        assert {f"ecp-ai-{t}" for t in tenants} <= found
+        return found
+    eventually(answer, 60, "PromQL to see both tenants' namespaces")
+
+
+def dashboard_queries(board: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, PromQL) of every panel target and query variable of a Grafana dashboard."""
+    found = [(f"panel {p['title']!r}", t["expr"]) for p in board["panels"] for t in p.get("targets") or []]
+    for var in board["templating"]["list"]:
+        if var.get("type") == "query":  # label_values(metric, label) is Grafana's; ask PromQL the same
+            match = re.fullmatch(r"label_values\((.+), (\w+)\)", var["query"]["query"])
+            assert match, var
+            metric, label = match.groups()
+            found.append((f"variable {var['name']}", f"group by ({label}) ({metric})"))
+    return found
+
+
+def test_every_grafana_query_returns_data(prometheus: str, tenants: list[str]) -> None:
+    boards = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
+    assert {b.stem for b in boards} == {"k8sim-cluster", "k8sim-tenant", "k8sim-service", "k8sim-gpu", "k8sim-sla"}
+    values = {"$tenant": tenants[0], "$namespace": f"ecp-ai-{tenants[0]}", "$service": "callbot",
+              "$__rate_interval": "1m"}
+    queries = []
+    for path in boards:
+        for where, expr in dashboard_queries(json.loads(path.read_text())):
+            for name, value in values.items():
+                expr = expr.replace(name, value)
+            queries.append((f"{path.stem} {where}", expr))
+    assert len(queries) >= 30
+
+    def all_answer() -> list[str]:
+        empty = [f"{where}: {expr}" for where, expr in queries if not promql(prometheus, expr)]
+        assert not empty, empty
+        return [q for q, _ in queries]
+    eventually(all_answer, 90, "every dashboard query to return data")
 
 
 def test_alert_rules_fire_and_are_kept(api_url: str, tenants: list[str]) -> None:

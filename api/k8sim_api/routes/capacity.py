@@ -1,0 +1,99 @@
+"""GET /cluster/capacity and POST /cluster/capacity/what-if: what the cluster holds and would hold."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from fastapi import APIRouter
+
+from k8sim import capacity, lifecycle, manifests
+from k8sim.kube import Kube, KubeError
+from k8sim_api.deps import KubeDep, SettingsDep
+from k8sim_api.schemas import BAD_BODY, CapacityDocument, ErrorResponse, WhatIfRequest, WhatIfResult
+
+router = APIRouter(prefix="/cluster/capacity", tags=["capacity"])
+
+#: How long the scheduler gets to answer for every probe pod.
+WHAT_IF_WAIT = 20.0
+
+
+async def node_usage(kube: Kube) -> dict[str, tuple[float, float]] | None:
+    """Per node (cores, bytes) from metrics.k8s.io, as `kubectl top nodes` reads it; None without."""
+    try:
+        listing = await kube.request("GET", "/apis/metrics.k8s.io/v1beta1/nodes")
+    except KubeError:
+        return None
+    return {item["metadata"]["name"]: (capacity.quantity(item["usage"].get("cpu")) or 0.0,
+                                       capacity.quantity(item["usage"].get("memory")) or 0.0)
+            for item in listing.get("items") or []}
+
+
+@router.get("", response_model=CapacityDocument, summary="Allocatable, requested and used per node pool and node; "
+                                                         "pending pods by the scheduler's reason")
+async def cluster_capacity(kube: KubeDep) -> dict[str, Any]:
+    nodes, pods, used = await asyncio.gather(kube.list("v1", "Node"), kube.list("v1", "Pod"), node_usage(kube))
+    return capacity.document(nodes, pods, used)
+
+
+@router.post("/what-if", response_model=WhatIfResult,
+             responses={**BAD_BODY, 422: {"model": ErrorResponse, "description": "Not a usable manifest"}},
+             summary="Would a manifest's pods fit now? The scheduler's answer, and the nodes it would need")
+async def what_if(body: WhatIfRequest, kube: KubeDep, settings: SettingsDep) -> dict[str, Any]:
+    """Every pod the manifest's workloads would create goes to the real scheduler as a probe pod (same
+    requests and placement rules, lowest priority, no preemption) in a scratch namespace that is
+    deleted afterwards. Pods it cannot place are packed onto new nodes shaped like each pool's."""
+    documents = manifests.parse(body.manifest, settings.limits)
+    wanted: list[tuple[str, int, Any]] = []
+    for doc in documents:
+        found = capacity.workload_pods(doc.obj)
+        if found is not None and found[0] > 0:
+            wanted.append((f"{doc.kind}/{doc.name}", *found))
+    total = sum(n for _, n, _ in wanted)
+    if total > body.max_pods:
+        raise manifests.ManifestError(f"the manifest asks for {total} pods; what-if places at most {body.max_pods}",
+                                      status=422)
+    namespace = f"k8sim-what-if-{uuid.uuid4().hex[:8]}"
+    await kube.apply(capacity.priority_class())
+    await kube.create({"apiVersion": "v1", "kind": "Namespace",
+                       "metadata": {"name": namespace, "labels": {capacity.PROBE_LABEL: "scratch"}}})
+    try:
+        index = 0
+        for source, count, spec in wanted:
+            for _ in range(count):
+                await kube.create(capacity.probe_pod(f"probe-{index}", namespace, spec, source))
+                index += 1
+        deadline = time.monotonic() + WHAT_IF_WAIT
+        while True:
+            probes = await kube.list("v1", "Pod", namespace)
+            undecided = [p for p in probes if not (p.get("spec") or {}).get("nodeName")
+                         and (lifecycle.conditions(p).get("PodScheduled") or {}).get("status") != "False"]
+            if not undecided or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        nodes = await kube.list("v1", "Node")
+    finally:
+        await kube.delete("v1", "Namespace", namespace)
+    by_node = {n["metadata"]["name"]: n for n in nodes}
+    results: dict[str, dict[str, Any]] = {s: {"workload": s, "pods": n, "placed": 0, "unplaced": 0, "nodes": {},
+                                              "reasons": {}} for s, n, _ in wanted}
+    unplaced_specs = []
+    for probe in probes:
+        source = probe["metadata"]["annotations"]["k8sim.io/what-if-of"]
+        entry = results[source]
+        node = (probe.get("spec") or {}).get("nodeName")
+        if node:
+            entry["placed"] += 1
+            pool = capacity.pool_of(by_node[node]) if node in by_node else "unknown"
+            entry["nodes"][pool] = entry["nodes"].get(pool, 0) + 1
+        else:
+            entry["unplaced"] += 1
+            reason = capacity.pending_reason(probe) or "not decided in time"
+            entry["reasons"][reason] = entry["reasons"].get(reason, 0) + 1
+            unplaced_specs.append(next(spec for s, _, spec in wanted if s == source))
+    fits = all(r["unplaced"] == 0 for r in results.values())
+    return {"fits": fits, "pods": total, "placed": total - len(unplaced_specs), "unplaced": len(unplaced_specs),
+            "workloads": list(results.values()),
+            "additional_nodes": {} if fits else capacity.extra_nodes(unplaced_specs, nodes)}

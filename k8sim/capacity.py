@@ -1,0 +1,275 @@
+"""Capacity: what each node and node pool can hold, what is asked of it and used, what waits.
+
+Pure functions over Node and Pod objects (and, when the metrics API answers, node usage); the
+API's /cluster/capacity routes read the cluster and hand it here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from k8sim import lifecycle
+
+_QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
+_FACTORS = {"": 1, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 1024, "Mi": 1024**2,
+            "Gi": 1024**3, "Ti": 1024**4}
+GPU = "nvidia.com/gpu"
+POOL_LABEL = "k8sim.io/pool"
+
+
+def quantity(value: Any) -> float | None:
+    """A Kubernetes quantity ("250m", "2Gi", 3) as a float; None when absent or unreadable."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    match = _QUANTITY.match(str(value).strip())
+    if not match or match[2] not in _FACTORS:
+        return None
+    return float(match[1]) * _FACTORS[match[2]]
+
+
+@dataclasses.dataclass
+class Resources:
+    cpu: float = 0.0  # cores
+    memory: float = 0.0  # bytes
+    gpu: float = 0.0
+    pods: float = 0.0
+
+    def add(self, other: Resources) -> None:
+        self.cpu += other.cpu
+        self.memory += other.memory
+        self.gpu += other.gpu
+        self.pods += other.pods
+
+    def fits(self, other: Resources) -> bool:
+        return (other.cpu <= self.cpu + 1e-9 and other.memory <= self.memory + 1e-9
+                and other.gpu <= self.gpu + 1e-9 and other.pods <= self.pods + 1e-9)
+
+    def minus(self, other: Resources) -> Resources:
+        return Resources(self.cpu - other.cpu, self.memory - other.memory, self.gpu - other.gpu,
+                         self.pods - other.pods)
+
+    def as_json(self) -> dict[str, float]:
+        return {"cpu_cores": round(self.cpu, 3), "memory_bytes": round(self.memory), "gpus": round(self.gpu, 3),
+                "pods": round(self.pods)}
+
+
+def pod_requests(pod_spec: Mapping[str, Any]) -> Resources:
+    """What the scheduler reserves for a pod: its containers' requests summed, or its largest init
+    container's if that is more (limits stand in for missing requests), plus the pod itself."""
+    def of(containers: Iterable[Mapping[str, Any]]) -> list[Resources]:
+        found = []
+        for c in containers:
+            resources = c.get("resources") or {}
+            req, lim = resources.get("requests") or {}, resources.get("limits") or {}
+            pick = {k: quantity(req.get(k)) if req.get(k) is not None else quantity(lim.get(k))
+                    for k in ("cpu", "memory", GPU)}
+            found.append(Resources(pick["cpu"] or 0.0, pick["memory"] or 0.0, pick[GPU] or 0.0))
+        return found
+    main = Resources(pods=1)
+    for r in of(pod_spec.get("containers") or []):
+        main.add(r)
+    for r in of(pod_spec.get("initContainers") or []):
+        main.cpu, main.memory, main.gpu = max(main.cpu, r.cpu), max(main.memory, r.memory), max(main.gpu, r.gpu)
+    return main
+
+
+def allocatable(node: Mapping[str, Any]) -> Resources:
+    status = node.get("status") or {}
+    alloc = status.get("allocatable") or status.get("capacity") or {}
+    return Resources(quantity(alloc.get("cpu")) or 0.0, quantity(alloc.get("memory")) or 0.0,
+                     quantity(alloc.get(GPU)) or 0.0, quantity(alloc.get("pods")) or 0.0)
+
+
+def gpu_type(node: Mapping[str, Any]) -> str | None:
+    accelerator = ((node.get("metadata") or {}).get("labels") or {}).get("accelerator")
+    return accelerator.removeprefix("nvidia-") if accelerator else None
+
+
+def pool_of(node: Mapping[str, Any]) -> str:
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    return str(labels.get(POOL_LABEL) or labels.get("node.kubernetes.io/instance-type") or "default")
+
+
+def holds(pod: Mapping[str, Any]) -> bool:
+    """A pod that takes room on its node: bound and not finished."""
+    return bool((pod.get("spec") or {}).get("nodeName")) and \
+        (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+
+
+def pending_reason(pod: Mapping[str, Any]) -> str | None:
+    """The scheduler's word on a pod it could not place (its PodScheduled condition)."""
+    if (pod.get("spec") or {}).get("nodeName") or (pod.get("status") or {}).get("phase") != "Pending":
+        return None
+    cond = lifecycle.conditions(pod).get("PodScheduled") or {}
+    if cond.get("status") == "False":
+        return f"{cond.get('reason') or 'Unschedulable'}: {cond.get('message') or ''}".rstrip(": ")
+    return "not yet scheduled"
+
+
+def document(nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]],
+             used: Mapping[str, tuple[float, float]] | None) -> dict[str, Any]:
+    """The /cluster/capacity answer: per node and per pool allocatable, requested and used (None
+    where the metrics API does not answer), GPUs by type, and pending pods grouped by reason."""
+    pods = list(pods)
+    requested: dict[str, Resources] = {}
+    for pod in pods:
+        if holds(pod):
+            requested.setdefault(pod["spec"]["nodeName"], Resources()).add(pod_requests(pod.get("spec") or {}))
+    node_rows: list[dict[str, Any]] = []
+    pools: dict[str, dict[str, Any]] = {}
+    for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
+        name, pool, kind = node["metadata"]["name"], pool_of(node), gpu_type(node)
+        labels = node["metadata"].get("labels") or {}
+        alloc, req = allocatable(node), requested.get(name, Resources())
+        usage = None if used is None else used.get(name)
+        ready = lifecycle.conditions(node).get("Ready", {}).get("status") == "True"
+        unschedulable = bool((node.get("spec") or {}).get("unschedulable"))
+        node_rows.append({
+            "name": name, "pool": pool, "zone": labels.get("topology.kubernetes.io/zone"),
+            "instance_type": labels.get("node.kubernetes.io/instance-type"), "gpu_type": kind,
+            "ready": ready, "schedulable": not unschedulable,
+            "taints": [f"{t.get('key')}{'=' + t['value'] if t.get('value') else ''}:{t.get('effect')}"
+                       for t in (node.get("spec") or {}).get("taints") or []],
+            "allocatable": alloc.as_json(), "requested": req.as_json(),
+            "used": None if usage is None else {"cpu_cores": round(usage[0], 3), "memory_bytes": round(usage[1])},
+        })
+        entry = pools.setdefault(pool, {"name": pool, "nodes": 0, "ready_nodes": 0, "gpu_type": kind,
+                                        "allocatable": Resources(), "requested": Resources(),
+                                        "used": None if used is None else [0.0, 0.0]})
+        entry["nodes"] += 1
+        entry["ready_nodes"] += int(ready)
+        entry["allocatable"].add(alloc)
+        entry["requested"].add(req)
+        if entry["used"] is not None and usage is not None:
+            entry["used"][0] += usage[0]
+            entry["used"][1] += usage[1]
+    pool_rows = []
+    for entry in sorted(pools.values(), key=lambda e: e["name"]):
+        alloc, req = entry["allocatable"], entry["requested"]
+        pool_rows.append({**entry, "allocatable": alloc.as_json(), "requested": req.as_json(),
+                          "used": None if entry["used"] is None else {"cpu_cores": round(entry["used"][0], 3),
+                                                                     "memory_bytes": round(entry["used"][1])},
+                          "requested_percent": {
+                              "cpu": round(100 * req.cpu / alloc.cpu, 1) if alloc.cpu else 0.0,
+                              "memory": round(100 * req.memory / alloc.memory, 1) if alloc.memory else 0.0,
+                              "gpus": round(100 * req.gpu / alloc.gpu, 1) if alloc.gpu else 0.0}})
+    gpus: dict[str, dict[str, float]] = {}
+    for row in node_rows:
+        if row["gpu_type"]:
+            g = gpus.setdefault(row["gpu_type"], {"allocatable": 0.0, "requested": 0.0})
+            g["allocatable"] += row["allocatable"]["gpus"]
+            g["requested"] += row["requested"]["gpus"]
+    pending: dict[str, list[str]] = {}
+    for pod in pods:
+        reason = pending_reason(pod)
+        if reason:
+            pending.setdefault(reason, []).append(f"{pod['metadata'].get('namespace', '')}/{pod['metadata']['name']}")
+    return {"pools": pool_rows, "nodes": node_rows, "gpus": gpus,
+            "pending": [{"reason": r, "count": len(p), "pods": sorted(p)[:50]}
+                        for r, p in sorted(pending.items(), key=lambda kv: -len(kv[1]))],
+            "pending_pods": sum(len(p) for p in pending.values()),
+            "metrics_available": used is not None}
+
+
+def tolerates(pod_spec: Mapping[str, Any], taints: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether a pod tolerates every NoSchedule/NoExecute taint (the scheduler's TaintToleration)."""
+    tolerations = pod_spec.get("tolerations") or []
+    for taint in taints:
+        if taint.get("effect") not in ("NoSchedule", "NoExecute"):
+            continue
+        if not any((t.get("operator") == "Exists" and (not t.get("key") or t.get("key") == taint.get("key")))
+                   or (t.get("key") == taint.get("key") and t.get("value", "") == taint.get("value", ""))
+                   for t in tolerations if not t.get("effect") or t.get("effect") == taint.get("effect")):
+            return False
+    return True
+
+
+def extra_nodes(pod_specs: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """For pods the scheduler could not place: how many more nodes of which pool would hold them,
+    packing them first-fit decreasing onto new nodes shaped like the pool's (its first node's
+    allocatable, labels and taints). Pods no pool can hold are counted under "none"."""
+    shapes: dict[str, Mapping[str, Any]] = {}
+    for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
+        shapes.setdefault(pool_of(node), node)
+    opened: dict[str, list[Resources]] = {}
+    needed: dict[str, int] = {}
+    for spec in sorted(pod_specs, key=lambda s: -pod_requests(s).cpu):
+        want = pod_requests(spec)
+        for pool, shape in shapes.items():
+            labels = shape["metadata"].get("labels") or {}
+            selector = spec.get("nodeSelector") or {}
+            if any(labels.get(k) != v for k, v in selector.items()):
+                continue
+            if not tolerates(spec, (shape.get("spec") or {}).get("taints") or []):
+                continue
+            if not allocatable(shape).fits(want):
+                continue
+            room = next((r for r in opened.get(pool, []) if r.fits(want)), None)
+            if room is None:
+                room = allocatable(shape)
+                opened.setdefault(pool, []).append(room)
+                needed[pool] = needed.get(pool, 0) + 1
+            room.cpu, room.memory, room.gpu, room.pods = (room.cpu - want.cpu, room.memory - want.memory,
+                                                          room.gpu - want.gpu, room.pods - 1)
+            break
+        else:
+            needed["none"] = needed.get("none", 0) + 1
+    return needed
+
+
+# --------------------------------------------------------------------------- what-if
+
+#: What a probe pod keeps of its template: what the scheduler looks at.
+SCHEDULING_FIELDS = ("nodeSelector", "affinity", "tolerations", "topologySpreadConstraints", "nodeName",
+                     "hostNetwork", "overhead")
+PROBE_PRIORITY = "k8sim-what-if"
+PROBE_LABEL = "k8sim.io/what-if"
+
+
+def workload_pods(obj: Mapping[str, Any]) -> tuple[int, Mapping[str, Any]] | None:
+    """(how many pods, their pod spec) a manifest object asks the scheduler to place; None for objects
+    that place no pods now (Services, CronJobs, DaemonSets: one per node, so they always fit)."""
+    kind, spec = obj.get("kind"), obj.get("spec") or {}
+    if kind == "Pod":
+        return 1, spec
+    template = (spec.get("template") or {}).get("spec")
+    if not isinstance(template, Mapping):
+        return None
+    if kind in ("Deployment", "StatefulSet", "ReplicaSet", "ReplicationController"):
+        replicas = spec.get("replicas")
+        return (1 if replicas is None else int(replicas)), template
+    if kind == "Job":
+        return int(spec.get("parallelism") or 1), template
+    return None
+
+
+def probe_pod(name: str, namespace: str, spec: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """A pod that asks the scheduler where (and whether) one of the manifest's pods would go: the
+    same requests and placement rules, no volumes or service account to wait for, a priority
+    below every workload's and no preemption."""
+    containers = [{"name": str(c.get("name") or f"c{i}"), "image": "registry.k8s.io/pause:3.10",
+                   "resources": {k: v for k, v in (c.get("resources") or {}).items() if k in ("requests", "limits")}}
+                  for i, c in enumerate(spec.get("containers") or [{}])]
+    init = [{"name": str(c.get("name") or f"i{i}"), "image": "registry.k8s.io/pause:3.10",
+             "resources": {k: v for k, v in (c.get("resources") or {}).items() if k in ("requests", "limits")}}
+            for i, c in enumerate(spec.get("initContainers") or [])]
+    pod_spec: dict[str, Any] = {k: spec[k] for k in SCHEDULING_FIELDS if k in spec}
+    pod_spec.update({"containers": containers, "priorityClassName": PROBE_PRIORITY,
+                     "automountServiceAccountToken": False, "terminationGracePeriodSeconds": 0})
+    if init:
+        pod_spec["initContainers"] = init
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": {PROBE_LABEL: "probe"},
+                         "annotations": {"k8sim.io/what-if-of": source}},
+            "spec": pod_spec}
+
+
+def priority_class() -> dict[str, Any]:
+    return {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": PROBE_PRIORITY},
+            "value": -1000000, "preemptionPolicy": "Never", "globalDefault": False,
+            "description": "k8s-simulator's what-if probe pods: below every workload, never preempting."}

@@ -1,0 +1,98 @@
+"""Capacity: requests as the scheduler counts them, pools, pending reasons, the nodes a plan needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from k8sim import capacity
+
+GIB = 1024**3
+
+
+def node(name: str, pool: str, cpu: str = "32", memory: str = "128Gi", gpus: int = 0,
+         taints: list[dict[str, str]] | None = None, ready: bool = True) -> dict[str, Any]:
+    alloc = {"cpu": cpu, "memory": memory, "pods": "110", **({"nvidia.com/gpu": str(gpus)} if gpus else {})}
+    labels = {"k8sim.io/pool": pool, **({"accelerator": "nvidia-t4"} if gpus else {})}
+    return {"metadata": {"name": name, "labels": labels}, "spec": {"taints": taints or []},
+            "status": {"allocatable": alloc, "conditions": [{"type": "Ready", "status": str(ready)}]}}
+
+
+def pod(name: str, node_name: str | None, cpu: str = "1", memory: str = "1Gi", gpus: int = 0,
+        phase: str = "Running", **spec: Any) -> dict[str, Any]:
+    limits = {"nvidia.com/gpu": str(gpus)} if gpus else {}
+    body: dict[str, Any] = {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": memory},
+                                                                      "limits": limits}}], **spec}
+    if node_name:
+        body["nodeName"] = node_name
+    return {"metadata": {"name": name, "namespace": "ns"}, "spec": body, "status": {"phase": phase}}
+
+
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+
+
+def test_requests_count_as_the_scheduler_counts_them() -> None:
+    spec = {"containers": [{"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}},
+                           {"resources": {"limits": {"cpu": "250m", "nvidia.com/gpu": "1"}}}],
+            "initContainers": [{"resources": {"requests": {"cpu": "2", "memory": "512Mi"}}}]}
+    r = capacity.pod_requests(spec)
+    assert (r.cpu, r.memory, r.gpu, r.pods) == (2.0, GIB, 1.0, 1)  # init's 2 cores win; limits stand in
+
+
+def test_pools_nodes_and_pending_reasons() -> None:
+    nodes = [node("cpu-0", "cpu"), node("cpu-1", "cpu", ready=False), node("t4-0", "gpu-t4", gpus=4,
+                                                                           taints=[GPU_TAINT])]
+    waiting = pod("w", None, phase="Pending")
+    waiting["status"]["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                        "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]
+    pods = [pod("a", "cpu-0", cpu="4"), pod("b", "cpu-1"), pod("g", "t4-0", gpus=2),
+            pod("done", "cpu-0", cpu="8", phase="Succeeded"), waiting, {**waiting, "metadata": {"name": "w2"}}]
+    doc = capacity.document(nodes, pods, {"cpu-0": (3.5, 2 * GIB)})
+    cpu = next(p for p in doc["pools"] if p["name"] == "cpu")
+    assert cpu["nodes"] == 2 and cpu["ready_nodes"] == 1
+    assert cpu["allocatable"]["cpu_cores"] == 64 and cpu["requested"]["cpu_cores"] == 5  # finished pods hold nothing
+    assert cpu["requested_percent"]["cpu"] == pytest.approx(7.8, abs=0.1)
+    assert doc["gpus"] == {"t4": {"allocatable": 4, "requested": 2}}
+    assert doc["pending"] == [{"reason": "Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+                               "count": 2, "pods": ["/w2", "ns/w"]}] and doc["pending_pods"] == 2
+    rows = {n["name"]: n for n in doc["nodes"]}
+    assert rows["cpu-0"]["used"] == {"cpu_cores": 3.5, "memory_bytes": 2 * GIB} and rows["cpu-1"]["used"] is None
+    assert rows["t4-0"]["taints"] == ["nvidia.com/gpu=present:NoSchedule"]
+    assert capacity.document(nodes, pods, None)["metrics_available"] is False
+
+
+def test_extra_nodes_pack_unplaced_pods_onto_the_pools_that_can_take_them() -> None:
+    nodes = [node("cpu-0", "cpu", cpu="32"), node("t4-0", "gpu-t4", cpu="48", gpus=4, taints=[GPU_TAINT])]
+    gpu_spec = {"containers": [{"resources": {"requests": {"cpu": "4"}, "limits": {"nvidia.com/gpu": "1"}}}],
+                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                "nodeSelector": {"accelerator": "nvidia-t4"}}
+    cpu_spec = {"containers": [{"resources": {"requests": {"cpu": "10"}}}]}
+    huge = {"containers": [{"resources": {"requests": {"cpu": "100"}}}]}
+    assert capacity.extra_nodes([gpu_spec] * 6 + [cpu_spec] * 7 + [huge], nodes) == {"gpu-t4": 2, "cpu": 3,
+                                                                                      "none": 1}
+    untolerated = {**gpu_spec, "tolerations": []}
+    assert capacity.extra_nodes([untolerated], nodes) == {"none": 1}  # the taint keeps it off
+
+
+def test_probe_pods_keep_what_the_scheduler_reads_and_nothing_it_would_wait_for() -> None:
+    spec = {"containers": [{"name": "tts", "image": "x", "resources": {"requests": {"cpu": "2"}},
+                            "volumeMounts": [{"name": "m", "mountPath": "/m"}]}],
+            "volumes": [{"name": "m", "persistentVolumeClaim": {"claimName": "models"}}],
+            "serviceAccountName": "tts", "nodeSelector": {"accelerator": "nvidia-t4"},
+            "tolerations": [GPU_TAINT]}
+    probe = capacity.probe_pod("probe-0", "scratch", spec, "Deployment/tts")
+    assert probe["spec"]["nodeSelector"] == spec["nodeSelector"] and probe["spec"]["tolerations"] == [GPU_TAINT]
+    assert "volumes" not in probe["spec"] and "serviceAccountName" not in probe["spec"]
+    assert probe["spec"]["containers"] == [{"name": "tts", "image": "registry.k8s.io/pause:3.10",
+                                            "resources": {"requests": {"cpu": "2"}}}]
+    assert probe["spec"]["priorityClassName"] == capacity.PROBE_PRIORITY
+    assert capacity.workload_pods({"kind": "Deployment", "spec": {"replicas": 3, "template": {"spec": spec}}}) \
+        == (3, spec)
+    assert capacity.workload_pods({"kind": "DaemonSet", "spec": {"template": {"spec": spec}}}) is None
+
+
+@pytest.mark.parametrize(("text", "value"), [("250m", 0.25), ("1500000n", 0.0015), ("20u", 2e-5), ("2Gi", 2 * GIB),
+                                             ("1k", 1000), (3, 3), ("bogus", None), (None, None)])
+def test_quantities_in_every_unit_the_apis_write(text: Any, value: float | None) -> None:
+    assert capacity.quantity(text) == (pytest.approx(value) if value is not None else None)
