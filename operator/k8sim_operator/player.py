@@ -128,7 +128,7 @@ async def play(kube: Kube, body: Mapping[str, Any], stopped: kopf.DaemonStopped,
                 "Active", f"{spec.type} on {len(affected)} object(s): {what}" if affected
                 else f"{spec.type}: nothing matched the target",
                 affected=list(affected), affectedCount=len(affected), runs=run,
-                startedAt=scenarios.stamp(start if start <= now else now), endsAt=scenarios.stamp(end),
+                startedAt=scenarios.stamp(start), endsAt=scenarios.stamp(end),
                 nextStart=None))
             log.info("scenario %s run %d: %s on %d object(s)", key, run, spec.type, len(affected))
             await stopped.wait(None if end is None else max(0.0, (end - lifecycle.now()).total_seconds()))
