@@ -165,7 +165,8 @@ def test_an_hpa_scales_out_on_a_load_step_and_back_in(loop_engine: str, api_url:
 
     def scaled_out() -> int:
         count = replicas(kubectl, namespace, "callbot")
-        assert count >= initial + 2, count
+        status = kubectl.json("get", "hpa", "callbot", "-n", namespace)["status"]  # what it saw, if it fails
+        assert count >= initial + 2, (count, status.get("currentMetrics"), status.get("conditions"))
         return count
     out = eventually(scaled_out, 45, "the HPA to scale out (two 5 s sync periods plus the metric window)")
 
