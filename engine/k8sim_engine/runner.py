@@ -72,9 +72,6 @@ class Engine:
         self.last_snapshot: dt.datetime | None = None
         self.document: dict[str, Any] | None = None
         self._scenario_task: asyncio.Task[None] | None = None
-        self._sums: tuple[tuple[float, float], dict[str, tuple[float, float]],
-                          dict[str, tuple[float, float]]] | None = None
-        self._sums_at = 0.0
         self._open: set[tuple[str, str]] | None = None  # (rule_id, subject) of the alerts open in the store
         self._open_synced = 0.0
         self._recent: dict[str, tuple[float, Any]] = {}
@@ -168,8 +165,8 @@ class Engine:
         return tuple(await asyncio.gather(*(self.kube.list(av, kind) for av, kind in KINDS)))
 
     async def recent(self, name: str, read: Callable[[], Awaitable[T]]) -> T:
-        """``read()``, reused for a real second: on a fast clock (many ticks a second) the rules,
-        tenants and load overrides are not read again every tick."""
+        """``read()``, reused for a real second: on a fast clock (many ticks a second) the SLA window
+        sums, rules, tenants and load overrides are not read again every tick."""
         found = self._recent.get(name)
         if found is not None and (self.settings.tick_seconds < 1 and time.monotonic() - found[0] < 1):
             value: T = found[1]
@@ -177,6 +174,13 @@ class Engine:
         fresh = await read()
         self._recent[name] = (time.monotonic(), fresh)
         return fresh
+
+    @staticmethod
+    async def _sums(conn: asyncpg.Connection, now: dt.datetime, window: float
+                    ) -> tuple[tuple[float, float], dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
+        """Overall and per-tenant (good, total) over the SLA window, and overall per burn-rate window."""
+        return (await store.window_sums(conn, now, window), await store.tenant_window_sums(conn, now, window),
+                {name: await store.window_sums(conn, now, seconds) for name, seconds in sla.WINDOW_SECONDS.items()})
 
     @staticmethod
     async def _rules(pool: asyncpg.Pool) -> list[asyncpg.Record]:
@@ -255,15 +259,8 @@ class Engine:
                 await store.insert_samples(
                     conn, [(now, s.key, s.tenant, s.good, s.total, contract.service_health(s) != "unhealthy")
                            for s in samples])
-                # A fast clock (ticks under a second, an accelerated month) re-reads the window sums at
-                # most once a real second: they are seven scans of the window per read.
-                if self._sums is None or self.settings.tick_seconds >= 1 or time.monotonic() - self._sums_at >= 1:
-                    self._sums = (await store.window_sums(conn, now, window),
-                                  await store.tenant_window_sums(conn, now, window),
-                                  {name: await store.window_sums(conn, now, seconds)
-                                   for name, seconds in sla.WINDOW_SECONDS.items()})
-                    self._sums_at = time.monotonic()
-                (good, total), by_tenant, windows = self._sums
+                # Seven scans of the window: on a fast clock (an accelerated month) once a real second.
+                (good, total), by_tenant, windows = await self.recent("sums", lambda: self._sums(conn, now, window))
                 if self.ticks % 200 == 0:
                     await store.prune_monitoring(conn, now - dt.timedelta(days=self.settings.retention_days))
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
