@@ -164,8 +164,11 @@ def document(nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any
             g = gpus.setdefault(row["gpu_type"], {"allocatable": 0.0, "requested": 0.0})
             g["allocatable"] += row["allocatable"]["gpus"]
             g["requested"] += row["requested"]["gpus"]
+    phases: dict[str, int] = {}
     pending: dict[str, list[str]] = {}
     for pod in pods:
+        phase = str((pod.get("status") or {}).get("phase") or "Pending")
+        phases[phase] = phases.get(phase, 0) + 1
         reason = pending_reason(pod)
         if reason:
             pending.setdefault(reason, []).append(f"{pod['metadata'].get('namespace', '')}/{pod['metadata']['name']}")
@@ -173,6 +176,7 @@ def document(nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any
             "pending": [{"reason": r, "count": len(p), "pods": sorted(p)[:50]}
                         for r, p in sorted(pending.items(), key=lambda kv: -len(kv[1]))],
             "pending_pods": sum(len(p) for p in pending.values()),
+            "pods_by_phase": dict(sorted(phases.items())),
             "metrics_available": used is not None}
 
 

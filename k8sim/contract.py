@@ -27,7 +27,7 @@ def service_entry(sample: ServiceSample) -> dict[str, Any]:
     """One service of the health document."""
     desired = sample.desired if sample.desired is not None else sample.pods
     available = sample.available if sample.available is not None else sample.ready_pods
-    return {
+    entry = {
         "cpu": {"usage_percent": round(sample.cpu_percent, 1),
                 "load_1m": round(sample.cpu_cores * (1 + min(sample.cpu_percent, 100) / 100), 2)},
         "memory": {"usage_mb": round(sample.memory_mb, 1), "usage_percent": round(sample.memory_percent, 1)},
@@ -38,6 +38,10 @@ def service_entry(sample: ServiceSample) -> dict[str, Any]:
         "tenant_id": sample.tenant, "profile": sample.profile,
         "pods": {"total": sample.pods, "ready": sample.ready_pods},
     }
+    if sample.gpus:
+        entry["gpu"] = {"count": sample.gpus, "utilization_percent": round(sample.gpu_util, 1),
+                        "memory_used_mb": round(sample.gpu_memory_mib, 1)}
+    return entry
 
 
 def overall_health(statuses: list[str]) -> str:

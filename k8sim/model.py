@@ -304,6 +304,9 @@ class ServiceSample:
     uptime_s: float
     desired: int | None = None  # the workload's spec.replicas (None: pods count)
     available: int | None = None  # the workload's available replicas (None: ready pods)
+    gpus: int = 0  # GPUs its pods ask for
+    gpu_util: float = 0.0  # mean utilisation over those GPUs, %
+    gpu_memory_mib: float = 0.0  # framebuffer used, summed
 
     @property
     def health(self) -> str:
@@ -426,6 +429,7 @@ class Model:
             served = [x for x, s in zip(pod_samples, members, strict=True) if s.ready]
             error = (sum(x.error_rate for x in served) / len(served)) if served else 1.0
             uptimes = [(when - s.started).total_seconds() for s in members if s.started]
+            gpus = sum(s.gpus for s in members)
             samples.append(ServiceSample(
                 key=key, tenant=next((s.tenant for s in members if s.tenant), None), profile=profile.name,
                 pods=len(members), ready_pods=len(ready), rps=load.rps,
@@ -439,6 +443,10 @@ class Model:
                 uptime_s=max(uptimes) if uptimes else 0.0,
                 desired=replicas[key][0] if key in replicas else None,
                 available=replicas[key][1] if key in replicas else None,
+                gpus=gpus,
+                gpu_util=sum(x.gpu_util * s.gpus for x, s in zip(pod_samples, members, strict=True)) / gpus
+                if gpus else 0.0,
+                gpu_memory_mib=sum(x.gpu_fb_used_mib for x in pod_samples),
             ))
         live = {s.uid for members in by_service.values() for s in members}
         for uid in [u for u in self.pods if u not in live]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http.cookies import SimpleCookie
 from typing import Any
+from urllib.parse import parse_qs
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -14,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,7 +27,7 @@ from k8sim.kube import Kube, KubeError
 from k8sim.manifests import ManifestError
 from k8sim_api.broadcast import Broadcaster, RedisBackend
 from k8sim_api.core.config import VERSION, ApiSettings, get_settings
-from k8sim_api.routes import capacity, manifests, monitoring, resources, root, scenarios, services, sla, ws
+from k8sim_api.routes import capacity, manifests, monitoring, resources, root, scenarios, services, sla, ui, ws
 
 log = logging.getLogger("k8sim_api")
 
@@ -94,6 +98,54 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+class TokenAuth:
+    """With a token configured, every request but ``GET /health`` (probes) and CORS preflights must
+    carry it: ``Authorization: Bearer``, the dashboard's cookie, or ``?access_token=`` (a browser's
+    first visit; the answer sets the cookie, so WebSockets and fetches carry it from then on)."""
+
+    COOKIE = "k8sim_token"
+
+    def __init__(self, app: ASGIApp, token: str):
+        self.app, self.token = app, token.encode()
+
+    def _valid(self, offered: str | None) -> bool:
+        return offered is not None and hmac.compare_digest(offered.encode(), self.token)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or scope["path"] == "/health" or scope.get("method") == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        scheme, _, credentials = headers.get("authorization", "").partition(" ")
+        cookie = SimpleCookie()
+        try:
+            cookie.load(headers.get("cookie", ""))
+        except Exception:  # an unparsable Cookie header is simply no cookie
+            cookie = SimpleCookie()
+        from_cookie = cookie[self.COOKIE].value if self.COOKIE in cookie else None
+        if (scheme.lower() == "bearer" and self._valid(credentials.strip())) or self._valid(from_cookie):
+            await self.app(scope, receive, send)
+            return
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("access_token")
+        if query and self._valid(query[0]):
+            await self.app(scope, receive, self._setting_cookie(send, query[0]) if scope["type"] == "http" else send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": "a valid token is required"})
+            return
+        response = error(401, "a valid bearer token is required (Authorization: Bearer <token>)")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="k8s-simulator"'
+        await response(scope, receive, send)
+
+    def _setting_cookie(self, send: Send, token: str) -> Send:
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append(
+                    "set-cookie", f"{self.COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict")
+            await send(message)
+        return wrapped
+
+
 def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
     """Every method some route serves at this request's path."""
     methods: set[str] = set()
@@ -120,6 +172,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
                        allow_methods=["*"], allow_headers=["*"])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.api_token is not None and settings.api_token.get_secret_value():
+        app.add_middleware(TokenAuth, token=settings.api_token.get_secret_value())
 
     @app.exception_handler(ManifestError)
     async def manifest_error(_: Request, exc: ManifestError) -> JSONResponse:
@@ -158,13 +212,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             # are two routes here.
             response.headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
         return response
-        return response
 
     @app.exception_handler(Exception)
     async def internal(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return error(500, f"internal error: {type(exc).__name__}")
 
-    for module in (root, manifests, resources, services, monitoring, sla, scenarios, capacity, ws):
+    for module in (root, manifests, resources, services, monitoring, sla, scenarios, capacity, ws, ui):
         app.include_router(module.router)
+    app.mount("/ui", ui.static(), name="ui")
     return app

@@ -116,6 +116,7 @@ class ServiceInfo(Out):
     docs: str = "/docs"
     openapi: str = "/openapi.json"
     health: str = "/health"
+    dashboard: str = Field("/ui/", description="The dashboard (browsers opening / are sent there)")
 
 
 class ApiServiceProblem(Out):
@@ -245,10 +246,17 @@ class ServiceReplicas(Out):
     available: int
 
 
+class GpuFigures(Out):
+    count: int = Field(examples=[2], description="GPUs the service's pods ask for")
+    utilization_percent: float = Field(examples=[41.5], description="Mean over those GPUs (DCGM_FI_DEV_GPU_UTIL)")
+    memory_used_mb: float = Field(examples=[6800.0], description="Framebuffer used, summed (DCGM_FI_DEV_FB_USED)")
+
+
 class ServiceMetrics(Out):
     cpu: CpuFigures
     memory: MemoryFigures
     network: NetworkFigures
+    gpu: GpuFigures | None = Field(None, description="Present when the service's pods use GPUs")
     health: ServiceHealth
     replicas: ServiceReplicas | None = Field(None, description="Absent only in snapshots kept by versions "
                                                                "before 0.2")
@@ -550,6 +558,7 @@ class CapacityDocument(Out):
     gpus: dict[str, dict[str, float]]
     pending: list[dict[str, Any]]
     pending_pods: int
+    pods_by_phase: dict[str, int] = Field(description="Every pod by status.phase", examples=[{"Running": 42}])
     metrics_available: bool
 
 

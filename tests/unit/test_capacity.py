@@ -56,6 +56,7 @@ def test_pools_nodes_and_pending_reasons() -> None:
     assert doc["gpus"] == {"t4": {"allocatable": 4, "requested": 2}}
     assert doc["pending"] == [{"reason": "Unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
                                "count": 2, "pods": ["/w2", "ns/w"]}] and doc["pending_pods"] == 2
+    assert doc["pods_by_phase"] == {"Pending": 2, "Running": 3, "Succeeded": 1}
     rows = {n["name"]: n for n in doc["nodes"]}
     assert rows["cpu-0"]["used"] == {"cpu_cores": 3.5, "memory_bytes": 2 * GIB} and rows["cpu-1"]["used"] is None
     assert rows["t4-0"]["taints"] == ["nvidia.com/gpu=present:NoSchedule"]

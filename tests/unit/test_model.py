@@ -195,3 +195,19 @@ def test_a_node_failure_takes_out_every_pod_on_it() -> None:
     pods = [spec("a"), spec("b"), dataclasses.replace(spec("c"), node="n2")]
     sample = m.tick(pods, MONDAY, 60)[0]
     assert sample.ready_pods == 0 and sample.good == 0 and m.failures == 2  # nodes n1 and n2
+
+
+def test_a_gpu_service_reports_its_gpus_in_the_health_document() -> None:
+    m = model.Model(3)
+    pods = [spec("a"), spec("g1", "ns/tts-server", gpus=1), spec("g2", "ns/tts-server", gpus=2)]
+    samples = {s.key: s for s in m.tick(pods, MONDAY + dt.timedelta(hours=10), 30)}
+    tts, cpu_only = samples["ns/tts-server"], samples["ns/callbot"]
+    by_pod = {uid: p.last for uid, p in m.pods.items()}
+    assert tts.gpus == 3 and cpu_only.gpus == 0
+    expected = (by_pod["g1"].gpu_util * 1 + by_pod["g2"].gpu_util * 2) / 3  # type: ignore[union-attr]
+    assert tts.gpu_util == pytest.approx(expected) and tts.gpu_util > 0
+    assert tts.gpu_memory_mib == pytest.approx(by_pod["g1"].gpu_fb_used_mib + by_pod["g2"].gpu_fb_used_mib)  # type: ignore[union-attr]
+    entry = contract.service_entry(tts)
+    assert entry["gpu"] == {"count": 3, "utilization_percent": round(expected, 1),
+                            "memory_used_mb": round(tts.gpu_memory_mib, 1)}
+    assert "gpu" not in contract.service_entry(cpu_only)

@@ -6,7 +6,7 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from k8sim.manifests import Limits
 from k8sim.settings import ROOT, CommonSettings
@@ -30,6 +30,9 @@ class ApiSettings(CommonSettings):
     max_nodes: int = Field(500_000, description="Most YAML nodes one document may expand to.")
     default_namespace: str = Field("default", description="Namespace of objects that name none.")
     ws_queue: int = Field(16, description="Updates buffered per WebSocket client before it is dropped as slow.")
+    api_token: SecretStr | None = Field(None, description="When set, every endpoint but /health needs it: "
+                                        "`Authorization: Bearer <token>`, or `?access_token=` once in a "
+                                        "browser (it then keeps a cookie).")
 
     @property
     def limits(self) -> Limits:

@@ -11,11 +11,13 @@ from typing import Annotated, Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi.responses import RedirectResponse
 
 from k8sim import contract, model, sla, store
 from k8sim_api.broadcast import Update
 from k8sim_api.deps import MaybePoolDep, PoolDep, RedisDep, SettingsDep, SnapshotDep
+from k8sim_api.routes import ui
 from k8sim_api.schemas import (
     BAD_BODY,
     TENANT_ID,
@@ -43,10 +45,13 @@ async def health(snapshot: SnapshotDep, pool: MaybePoolDep, settings: SettingsDe
     return Response(snapshot.raw, media_type="application/json")
 
 
-@router.get("/tenant/{tenant_id}", response_model=TenantDocument, responses=UNAVAILABLE,
+@router.get("/tenant/{tenant_id}", response_model=TenantDocument,
+            responses={**UNAVAILABLE, 303: {"description": "A browser (Accept: text/html) goes to the tenant's view"}},
             summary="The same, for one tenant's services")
-async def tenant(tenant_id: Annotated[str, Path(**TENANT_ID)], snapshot: SnapshotDep, pool: MaybePoolDep,
-                 settings: SettingsDep) -> dict[str, Any]:
+async def tenant(tenant_id: Annotated[str, Path(**TENANT_ID)], request: Request, snapshot: SnapshotDep,
+                 pool: MaybePoolDep, settings: SettingsDep) -> dict[str, Any] | RedirectResponse:
+    if ui.wants_html(request):
+        return ui.tenant_view(tenant_id)
     return await tenant_view(tenant_id, snapshot, pool, settings.sla_target, settings.sla_window_seconds)
 
 

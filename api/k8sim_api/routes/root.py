@@ -5,22 +5,26 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from k8sim import lifecycle
 from k8sim.kube import Kube, KubeError
 from k8sim_api.core.config import VERSION
 from k8sim_api.deps import KubeDep, MaybePoolDep
+from k8sim_api.routes import ui
 from k8sim_api.schemas import HealthStatus, ServiceInfo
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/", response_model=ServiceInfo, summary="Service information (ECP-AI's troubleshooting starts here)")
-async def index() -> dict[str, Any]:
+@router.get("/", response_model=ServiceInfo, summary="Service information (ECP-AI's troubleshooting starts here)",
+            responses={303: {"description": "A browser (Accept: text/html) goes to the dashboard"}})
+async def index(request: Request) -> dict[str, Any] | RedirectResponse:
+    if ui.wants_html(request):
+        return ui.view("overview")
     return {"name": "k8s-simulator", "version": VERSION, "status": "running", "docs": "/docs",
-            "openapi": "/openapi.json", "health": "/health"}
+            "openapi": "/openapi.json", "health": "/health", "dashboard": "/ui/"}
 
 
 async def unavailable_apiservices(kube: Kube) -> list[dict[str, str]]:

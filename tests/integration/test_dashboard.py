@@ -1,0 +1,236 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright, against the real API,
+engine, operator and cluster. Screenshots are kept under .artifacts/dashboard/ (K8SIM_ARTIFACTS)."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from k8sim.settings import ROOT
+
+from .conftest import eventually
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("K8SIM_ARTIFACTS", ROOT / ".artifacts")) / "dashboard"
+VIEWPORT = {"width": 1366, "height": 768}
+
+
+def manifest(tenant: str, replicas: int = 2) -> str:
+    ns = f"dash-{tenant}"
+    labels = {"ecp.ai/tenant-id": tenant, "app": "voicebot"}
+    meta = {"name": "voicebot", "namespace": ns}
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"ecp.ai/tenant-id": tenant}}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {**meta, "labels": dict(labels)},
+         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "voicebot"}},
+                  "template": {"metadata": {"labels": dict(labels)}, "spec": {"containers": [{
+                      "name": "voicebot", "image": "ecp-ai/voicebot:1.4",
+                      "resources": {"requests": {"cpu": "250m", "memory": "512Mi"},
+                                    "limits": {"cpu": "1", "memory": "1Gi"}}}]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {**meta, "labels": dict(labels)},
+         "spec": {"selector": {"app": "voicebot"}, "ports": [{"port": 8080}]}},
+    ]
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/install-deps.sh does)")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def tenants(api_url: str, engine_url: str) -> Iterator[list[str]]:
+    """The tenant the browser deploys and one whose id extends it (the filters must keep them apart)."""
+    base = f"d{uuid.uuid4().hex[:5]}"
+    other = f"{base}0"
+    resp = httpx.post(f"{api_url}/k8s/manifest/deploy", json={"manifest": manifest(other, 1), "tenant_id": other},
+                      timeout=60)
+    assert resp.status_code == 200, resp.text
+    yield [base, other]
+    for tenant in (base, other):
+        httpx.delete(f"{api_url}/k8s/resources/tenant/{tenant}", timeout=60)
+
+
+def shot(page: Any, name: str) -> Path:
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def test_a_browser_deploys_a_manifest_and_watches_it_run(browser: Any, api_url: str, tenants: list[str],
+                                                         tmp_path: Path) -> None:
+    tenant, other = tenants
+    assert other.startswith(tenant)  # deployed by the fixture: a pod the tenant filter must leave out
+    context = browser.new_context(viewport=VIEWPORT, color_scheme="light")
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None)
+    page.on("dialog", lambda dialog: dialog.accept())
+
+    # A browser opening the simulator's address lands on the cluster overview.
+    page.goto(api_url + "/")
+    assert page.url.endswith("/ui/#/overview"), page.url
+    page.get_by_role("heading", name="Cluster overview").wait_for()
+    page.locator("[data-pool='cpu']").wait_for()
+    nodes = httpx.get(f"{api_url}/cluster/capacity", timeout=30).json()["nodes"]
+    assert page.locator("table", has_text=f"{len(nodes)} nodes").locator("tbody tr").count() == len(nodes)
+    shot(page, "1-overview")
+
+    # Deploy: a broken manifest is explained per document, field by field, and nothing is applied.
+    page.get_by_role("link", name="Deploy").click()
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(manifest(tenant).replace("replicas: 2", "replicas: -3"))
+    page.get_by_label("Manifest file").set_input_files(str(bad))
+    page.get_by_label("Tenant id").fill(tenant)
+    page.get_by_role("button", name="Validate").click()
+    invalid = page.locator("#deploy-result tbody tr", has_text="invalid")
+    invalid.wait_for()
+    assert invalid.count() == 1
+    assert "Deployment" in invalid.inner_text() and "spec.replicas" in invalid.inner_text()
+    assert page.locator("#deploy-result tbody tr", has_text="valid").count() == 3
+    assert httpx.get(f"{api_url}/k8s/resources", params={"tenant_id": tenant}, timeout=30).json()["count"] == 0
+
+    # The good one passes, deploys, and its progress arrives over the WebSocket.
+    good = tmp_path / "voicebot.yaml"
+    good.write_text(manifest(tenant))
+    page.get_by_label("Manifest file").set_input_files(str(good))
+    page.get_by_role("button", name="Validate").click()
+    page.get_by_text("All 3 documents pass the cluster's dry run.").wait_for()
+    page.get_by_role("button", name="Deploy", exact=True).click()
+    page.locator("#deploy-result [role=status] .badge", has_text="completed").wait_for(timeout=60_000)
+    rows = page.locator("#deploy-result tbody tr")
+    assert rows.count() == 3
+    shot(page, "2-deploy")
+
+    # Resources: the tenant's pods become Running in the table; the tenant filter is exact.
+    page.get_by_role("link", name="Resources").click()
+    page.get_by_label("Tenant").select_option(tenant)
+    page.get_by_label("Kind").select_option("Pod")
+    running = page.locator("tbody tr[data-status='Running']")
+    eventually(lambda: running.count() == 2, 60, "both pods Running in the table")
+    tenant_cells = page.locator("tbody tr td:nth-child(7)").all_inner_texts()
+    assert tenant_cells == [tenant, tenant], tenant_cells  # never the colliding tenant's pod
+    page.get_by_label("Kind").select_option("")
+    shot(page, "3-resources")
+
+    # The tenant's dashboard, as ECP-AI links it, shows its service and a chart that gains points.
+    page.goto(f"{api_url}/monitoring/tenant/{tenant}")
+    assert page.url.endswith(f"/ui/#/tenants/{tenant}"), page.url
+    services = page.locator("table", has_text=f"Services of {tenant}")
+    services.get_by_role("link", name="voicebot").wait_for(timeout=30_000)
+    assert services.locator("tbody tr").count() == 1
+    chart = page.locator("figure[data-metric='rps']")
+    chart.wait_for()
+    first = int(chart.get_attribute("data-points") or 0)
+    eventually(lambda: int(chart.get_attribute("data-points") or 0) >= first + 3, 30, "the RPS chart gaining points")
+    assert re.search(r"latest [\d,.]+ req/s", chart.inner_text())
+    page.get_by_label("Time range").select_option("6")
+    page.get_by_text(re.compile(r"points of history over 6 h")).wait_for()
+    shot(page, "4-tenant")
+
+    # Delete from the table: the Service goes from the cluster.
+    page.get_by_role("link", name="Resources").click()
+    page.get_by_label("Tenant").select_option(tenant)
+    page.get_by_role("button", name=f"Delete Service dash-{tenant}/voicebot").click()
+    page.get_by_text(re.compile("deleted")).first.wait_for()
+    eventually(lambda: not [r for r in httpx.get(f"{api_url}/k8s/resources", params={"tenant_id": tenant},
+                                                 timeout=30).json()["resources"] if r["kind"] == "Service"],
+               30, "the Service deleted")
+
+    # SLA, alerts (a rule created and deleted in the page) and scenarios (started and ended).
+    page.get_by_role("link", name="SLA").click()
+    page.locator("[data-sla='gauge'] meter").wait_for()
+    page.get_by_role("heading", name="Burn rates").wait_for()
+    shot(page, "5-sla")
+    page.get_by_role("link", name="Alerts").click()
+    rule = f"dash rule {tenant}"
+    page.get_by_label("Name", exact=True).fill(rule)
+    page.get_by_label("Threshold").fill("5000")
+    page.get_by_label("Tenant id").fill(tenant)
+    page.get_by_role("button", name="Create rule").click()
+    page.get_by_role("button", name=f"Delete rule {rule}").wait_for()
+    assert any(r["name"] == rule and r["tenant_id"] == tenant
+               for r in httpx.get(f"{api_url}/sla/alerts/rules", timeout=30).json()["rules"])
+    shot(page, "6-alerts")
+    page.get_by_role("button", name=f"Delete rule {rule}").click()
+    page.get_by_role("button", name=f"Delete rule {rule}").wait_for(state="detached")
+
+    page.get_by_role("link", name="Scenarios").click()
+    name = f"spike-{tenant}"
+    page.get_by_label("Name", exact=True).fill(name)
+    page.get_by_label("Namespace", exact=True).fill(f"dash-{tenant}")
+    page.get_by_label("Type").select_option("LoadSpike")
+    page.get_by_label("Parameters").fill('{"factor": 3}')
+    page.get_by_role("button", name="Start").click()
+    row = page.locator("tbody tr", has_text=name)
+    row.locator(".badge", has_text="Active").wait_for(timeout=30_000)
+    shot(page, "7-scenarios")
+    page.get_by_role("button", name=f"End scenario {name}").click()
+    row.wait_for(state="detached", timeout=30_000)
+
+    # Readable on a 1366x768 laptop in both themes: no sideways scrolling, every control labelled.
+    for view in ("overview", f"tenants/{tenant}", "resources", "deploy", "sla", "alerts", "scenarios"):
+        page.goto(f"{api_url}/ui/#/{view}")
+        page.get_by_role("heading", level=2).wait_for()
+        page.wait_for_timeout(300)
+        assert page.evaluate("document.documentElement.scrollWidth") <= VIEWPORT["width"], view
+        unlabelled = page.evaluate("""[...document.querySelectorAll('input, select, textarea, button')]
+            .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label') && !el.textContent.trim())
+            .map(el => el.outerHTML.slice(0, 80))""")
+        assert unlabelled == [], (view, unlabelled)
+    page.reload()
+    page.get_by_role("heading", level=2).wait_for()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "k8s-simulator"
+    page.get_by_role("button", name="Switch between light and dark theme").click()
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    page.goto(f"{api_url}/ui/#/tenants/{tenant}")
+    page.locator("figure[data-metric='rps']").wait_for()
+    page.wait_for_timeout(1500)
+    shot(page, "8-tenant-dark")
+    context.close()
+    assert problems == [], problems
+    taken = {p.stem for p in ARTIFACTS.glob("*.png")}
+    assert {"1-overview", "2-deploy", "3-resources", "4-tenant", "5-sla", "6-alerts", "7-scenarios",
+            "8-tenant-dark"} <= taken, taken
+    print("screenshots:", *sorted(str(p) for p in ARTIFACTS.glob("*.png")), sep="\n  ")
+
+
+def test_programs_still_get_json_where_browsers_get_the_dashboard(api_url: str, tenants: list[str]) -> None:
+    tenant = tenants[1]
+    for accept in ("application/json", "*/*", None):
+        headers = {"Accept": accept} if accept else {}
+        root = httpx.get(f"{api_url}/", headers=headers, timeout=30)
+        assert root.status_code == 200 and root.json()["name"] == "k8s-simulator"
+        doc = eventually(lambda h=headers: httpx.get(f"{api_url}/monitoring/tenant/{tenant}", headers=h, timeout=30)
+                         .raise_for_status().json(), 30, "the tenant document")
+        assert doc["tenant_id"] == tenant
+    html = httpx.get(f"{api_url}/monitoring/tenant/{tenant}", headers={"Accept": "text/html,*/*;q=0.8"}, timeout=30)
+    assert html.status_code == 303 and html.headers["location"] == f"/ui/#/tenants/{tenant}"
+    page = httpx.get(f"{api_url}/ui/", timeout=30)
+    assert page.status_code == 200 and "k8s-simulator" in page.text
+    for asset in re.findall(r'(?:src|href)="(vendor/[^"]+|app\.[a-z]+)"', page.text):
+        assert httpx.get(f"{api_url}/ui/{asset}", timeout=30).status_code == 200, asset
+    assert "cdn" not in page.text.lower() and "https://" not in page.text
