@@ -1,35 +1,240 @@
-"""The Helm chart renders, lints, and the apiserver accepts what it renders."""
+"""The Helm chart: it lints, renders, passes the apiserver's server-side dry run, hardens every pod,
+and its RBAC is both least-privilege and enough: the real API, operator and engine run here under
+the chart's service accounts (their own tokens) and do their work."""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
 import pytest
 import yaml
 
 from k8sim.local import build, processes
+from k8sim.local.processes import free_port
 from k8sim.local.settings import ClusterSettings
 from k8sim.settings import ROOT
+from tests.ecp_ai import tenant_files
 
-from .conftest import Kubectl
+from .conftest import Kubectl, eventually, process, started
 
 pytestmark = pytest.mark.integration
 
 CHART = ROOT / "charts" / "k8s-simulator"
+KUBE_VERSION = "1.36.3"
+EVERYTHING = ["kwok.enabled=true", "database.bundled.enabled=true", "redis.bundled.enabled=true",
+              "auth.token=s3cret", "grafana.dashboards.enabled=true", "engine.serviceMonitor.enabled=true",
+              "api.replicas=3"]
 
 
-def test_chart_lints_renders_and_passes_a_server_dry_run(settings: ClusterSettings, kubectl: Kubectl,
-                                                           namespace: str) -> None:
-    helm = str(build.ensure_helm(settings))
-    lint = processes.run([helm, "lint", str(CHART), "--kube-version", "1.36.3"])
-    assert "0 chart(s) failed" in lint.stdout
-    rendered = processes.run([helm, "template", "sim", str(CHART), "--namespace", namespace, "--kube-version",
-                            "1.36.3", "--set", "database.existingSecret=sim-db"]).stdout
-    docs = [d for d in yaml.safe_load_all(rendered) if d]
+@pytest.fixture(scope="module")
+def helm(live_cluster: ClusterSettings) -> str:
+    return str(build.ensure_helm(live_cluster))
+
+
+def render(helm: str, release: str, namespace: str, *sets: str) -> tuple[str, list[dict[str, Any]]]:
+    args = [helm, "template", release, str(CHART), "--namespace", namespace, "--kube-version", KUBE_VERSION]
+    for value in sets:
+        args += ["--set", value]
+    text = processes.run(args).stdout
+    return text, [d for d in yaml.safe_load_all(text) if d]
+
+
+def pods(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {f"{d['kind']}/{d['metadata']['name']}": d["spec"]["template"]["spec"]
+            for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Job")}
+
+
+def test_chart_lints_renders_and_passes_a_server_dry_run(helm: str, kubectl: Kubectl, namespace: str) -> None:
+    for sets in ([], EVERYTHING):
+        lint = processes.run([helm, "lint", str(CHART), "--kube-version", KUBE_VERSION,
+                              *[a for s in sets for a in ("--set", s)]])
+        assert "0 chart(s) failed" in lint.stdout
+    text, docs = render(helm, "sim", namespace)
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Deployment", "Deployment", "Service",
-                     "Service", "ServiceAccount"]
+    assert kinds == ["ClusterRole"] * 4 + ["ClusterRoleBinding"] * 4 + ["Deployment"] * 3 + [
+        "Job", "PodDisruptionBudget", "Secret", "Service", "Service"] + ["ServiceAccount"] * 3
     commands = {d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]["command"]
-                for d in docs if d["kind"] == "Deployment"}
+                for d in docs if d["kind"] in ("Deployment", "Job")}
     assert commands["sim-k8s-simulator-operator"][:4] == ["kopf", "run", "-m", "k8sim_operator.handlers"]
     assert commands["sim-k8s-simulator-api"] == ["python", "-m", "k8sim_api"]
-    out = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=rendered)
+    assert commands["sim-k8s-simulator-migrations"] == ["python", "-m", "k8sim.jobs", "migrate"]
+    out = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=text)
     assert out.count("(server dry run)") == len(docs)
+
+    text, docs = render(helm, "sim", namespace, *EVERYTHING)
+    names = {f"{d['kind']}/{d['metadata']['name']}" for d in docs}
+    assert {"Deployment/sim-k8s-simulator-kwok", "StatefulSet/sim-k8s-simulator-postgresql",
+            "Deployment/sim-k8s-simulator-redis", "Job/sim-k8s-simulator-nodes-apply",
+            "Job/sim-k8s-simulator-nodes-delete", "ServiceMonitor/sim-k8s-simulator-engine",
+            "ConfigMap/sim-k8s-simulator-dashboards", "Secret/sim-k8s-simulator-api-token"} <= names
+    out = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=text)
+    assert out.count("(server dry run)") == len(docs)
+
+
+def test_every_pod_is_hardened_and_the_pieces_fit_together(helm: str, namespace: str) -> None:
+    _, docs = render(helm, "sim", namespace, *EVERYTHING)
+    by_name = {f"{d['kind']}/{d['metadata']['name']}": d for d in docs}
+    for name, spec in pods(docs).items():
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        long_running = not name.startswith("Job/")
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True, (name, container["name"])
+            assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"]), (name, container["name"])
+            if long_running and container in spec["containers"]:
+                assert "readinessProbe" in container and "livenessProbe" in container, (name, container["name"])
+    deployments = {n.split("/", 1)[1]: d for n, d in by_name.items() if n.startswith("Deployment/")}
+    assert deployments["sim-k8s-simulator-api"]["spec"]["replicas"] == 3
+    assert deployments["sim-k8s-simulator-operator"]["spec"]["replicas"] == 1
+    assert deployments["sim-k8s-simulator-engine"]["spec"]["replicas"] == 1
+
+    def env(deployment: str) -> dict[str, Any]:
+        container = deployments[deployment]["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+    api = env("sim-k8s-simulator-api")
+    assert api["K8SIM_API_TOKEN"] == {"secretKeyRef": {"name": "sim-k8s-simulator-api-token", "key": "API_TOKEN"}}
+    assert by_name["Secret/sim-k8s-simulator-api-token"]["stringData"]["API_TOKEN"] == "s3cret"
+    assert api["K8SIM_REDIS_URL"] == "redis://sim-k8s-simulator-redis:6379/0"
+    db = by_name["Secret/sim-k8s-simulator-db"]["stringData"]
+    assert db["DATABASE_URL"].endswith(f"{db['POSTGRES_PASSWORD']}@sim-k8s-simulator-postgresql:5432/k8sim")
+    assert len(db["POSTGRES_PASSWORD"]) == 32
+    for deployment in ("sim-k8s-simulator-operator", "sim-k8s-simulator-engine"):
+        assert env(deployment)["K8SIM_DATABASE_URL"] == {"secretKeyRef": {"name": "sim-k8s-simulator-db",
+                                                                          "key": "DATABASE_URL"}}
+    boards = by_name["ConfigMap/sim-k8s-simulator-dashboards"]
+    assert boards["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = {p.name: json.loads(p.read_text()) for p in (ROOT / "grafana" / "dashboards").glob("*.json")}
+    assert {k: json.loads(v) for k, v in boards["data"].items()} == shipped and len(shipped) == 5
+    kwok = deployments["sim-k8s-simulator-kwok"]["spec"]["template"]["spec"]
+    assert kwok["initContainers"][0]["command"] == ["python", "-m", "k8sim.jobs", "kwok-config", "demo",
+                                                    "/etc/kwok/kwok.yaml"]
+    assert "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake" in kwok["containers"][0]["args"]
+
+
+def sa_kubeconfig(kubectl: Kubectl, settings: ClusterSettings, namespace: str, account: str, out: Path) -> Path:
+    """A kubeconfig that logs in as the service account, with a token the apiserver issues."""
+    token = kubectl("create", "token", account, "-n", namespace, "--duration=1h").strip()
+    admin = yaml.safe_load(Path(settings.kubeconfig).read_text())
+    cluster = admin["clusters"][0]
+    ca = cluster["cluster"].get("certificate-authority")
+    if ca and not Path(ca).is_absolute():
+        cluster["cluster"]["certificate-authority"] = str((Path(settings.kubeconfig).parent / ca).resolve())
+    out.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "clusters": [cluster], "current-context": account,
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": cluster["name"], "user": account}}]}))
+    return out
+
+
+@pytest.fixture
+def release(helm: str, kubectl: Kubectl, namespace: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """The chart's service accounts and roles applied for real (as `helm install` would)."""
+    name = f"r{uuid.uuid4().hex[:6]}"
+    _, docs = render(helm, name, namespace, "kwok.enabled=true")
+    rbac = [d for d in docs if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(rbac))
+    accounts = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d["metadata"]["name"]
+                for d in rbac if d["kind"] == "ServiceAccount"}
+    yield name, accounts
+    kubectl("delete", "clusterrole,clusterrolebinding", "-l", f"app.kubernetes.io/instance={name}", check=False)
+
+
+def test_each_component_may_do_its_job_and_no_more(kubectl: Kubectl, namespace: str,
+                                                   release: tuple[str, dict[str, str]]) -> None:
+    _, accounts = release
+    assert set(accounts) == {"api", "operator", "engine", "kwok", "node-setup"}
+
+    def can(component: str, verb: str, resource: str) -> bool:
+        resource, _, subresource = resource.partition("/")
+        extra = [f"--subresource={subresource}"] if subresource else []
+        answer = kubectl("auth", "can-i", verb, resource, *extra, "--all-namespaces",
+                         f"--as=system:serviceaccount:{namespace}:{accounts[component]}", check=False)
+        return answer.strip() == "yes"
+
+    expected = {
+        ("api", "create", "deployments.apps"): True, ("api", "patch", "customresourcedefinitions"): True,
+        ("api", "list", "secrets"): True, ("api", "delete", "nodes"): False, ("api", "patch", "nodes/status"): False,
+        ("api", "create", "persistentvolumes"): False,
+        ("operator", "list", "secrets"): True, ("operator", "watch", "deployments.apps"): True,
+        ("operator", "create", "persistentvolumes"): True, ("operator", "patch", "services/status"): True,
+        ("operator", "create", "deployments.apps"): False, ("operator", "delete", "pods"): False,
+        ("operator", "update", "secrets"): False,
+        ("engine", "list", "pods"): True, ("engine", "watch", "scenarios.k8sim.io"): True,
+        ("engine", "list", "secrets"): False, ("engine", "patch", "pods"): False,
+        ("kwok", "patch", "pods/status"): True, ("kwok", "update", "leases.coordination.k8s.io"): True,
+        ("kwok", "create", "deployments.apps"): False, ("kwok", "list", "secrets"): False,
+        ("node-setup", "create", "nodes"): True, ("node-setup", "delete", "pods"): False,
+    }
+    actual = {key: can(*key) for key in expected}
+    assert actual == expected
+
+
+def test_the_simulator_works_under_the_charts_service_accounts(settings: ClusterSettings, kubectl: Kubectl,
+                                                                namespace: str, tmp_path: Path,
+                                                                release: tuple[str, dict[str, str]]) -> None:
+    _, accounts = release
+    configs = {c: sa_kubeconfig(kubectl, settings, namespace, a, tmp_path / f"{c}.kubeconfig")
+               for c, a in accounts.items()}
+
+    # node-setup registers a pool's nodes (the local KWOK plays them) and removes them.
+    pool = f"chart{uuid.uuid4().hex[:5]}"
+    pools = tmp_path / "pools.yaml"
+    pools.write_text(yaml.safe_dump({"pools": [{"name": pool, "count": 1, "cpu": "8", "memory": "32Gi"}]}))
+    env = {**os.environ, "K8SIM_KUBECONFIG": str(configs["node-setup"]), "K8SIM_NODEPOOLS": str(pools),
+           "K8SIM_NODE_IP_RANGE": "10.251.0.0/16"}
+    processes.run([sys.executable, "-m", "k8sim.jobs", "nodes", "apply"], env=env)
+    eventually(lambda: kubectl("get", "node", f"{pool}-0", "-o",
+                               "jsonpath={.status.conditions[?(@.type=='Ready')].status}") == "True",
+               60, "the chart-registered node Ready")
+
+    logs = {c: tmp_path / f"{c}.log" for c in ("operator", "api", "engine")}
+    operator_env = {"K8SIM_KUBECONFIG": str(configs["operator"]), "K8SIM_SPOOL": str(tmp_path / "spool.jsonl")}
+    liveness = f"http://127.0.0.1:{free_port()}/healthz"  # Kopf serves it once its startup has succeeded
+    api_port, engine_port = free_port(), free_port()
+    api = f"http://127.0.0.1:{api_port}"
+    engine = f"http://127.0.0.1:{engine_port}"
+    tenant = f"c{uuid.uuid4().hex[:5]}"
+    try:
+        api_env = {"K8SIM_KUBECONFIG": str(configs["api"]), "K8SIM_API_PORT": str(api_port)}
+        engine_env = {"K8SIM_KUBECONFIG": str(configs["engine"]), "K8SIM_ENGINE_PORT": str(engine_port),
+                      "K8SIM_METRICS_API_PORT": str(free_port()), "K8SIM_TICK_SECONDS": "1",
+                      "K8SIM_REGISTER_METRICS_APIS": "false"}
+        with process([sys.executable, "-m", "kopf", "run", "-m", "k8sim_operator.handlers", "--all-namespaces",
+                      "--standalone", "--quiet", f"--liveness={liveness}"], operator_env, logs["operator"]) as op, \
+             process([sys.executable, "-m", "k8sim_api"], api_env, logs["api"]) as api_proc, \
+             process([sys.executable, "-m", "k8sim_engine"], engine_env, logs["engine"]) as engine_proc:
+            started(liveness, op, logs["operator"])
+            started(f"{api}/health", api_proc, logs["api"])
+            started(f"{engine}/health", engine_proc, logs["engine"])
+            # The API applies a whole ECP-AI tenant; its volumes bind because the operator provisions them.
+            resp = httpx.post(f"{api}/k8s/manifest/deploy", json={"manifest": tenant_files(tenant, gpu="v100"),
+                                                                   "tenant_id": tenant}, timeout=120)
+            assert resp.status_code == 200 and resp.json()["status"] == "completed", resp.text[:2000]
+            pvcs = kubectl.json("get", "pvc", "-n", f"ecp-ai-{tenant}")["items"]
+            assert pvcs and all(p["status"]["phase"] == "Bound" for p in pvcs)
+            # The engine, reading with its own rights, attributes the tenant's pods.
+            eventually(lambda: f'namespace="ecp-ai-{tenant}"' in httpx.get(f"{engine}/metrics", timeout=30).text,
+                       60, "the engine's series for the tenant")
+            # The operator records what happened (it only reads to do so).
+            history = eventually(lambda: httpx.get(f"{api}/k8s/resources", params={"tenant_id": tenant},
+                                                   timeout=30).json()["count"], 30, "the tenant's objects")
+            assert history > 30
+            gone = httpx.delete(f"{api}/k8s/resources/tenant/{tenant}", timeout=120)
+            assert gone.status_code == 200, gone.text
+    finally:
+        processes.run([sys.executable, "-m", "k8sim.jobs", "nodes", "delete"], env=env)
+        kubectl("delete", "namespace", f"ecp-ai-{tenant}", "--wait=false", "--ignore-not-found", check=False)
+    assert kubectl("get", "node", f"{pool}-0", check=False).strip() == ""
+    for component, log in logs.items():
+        text = log.read_text()
+        assert "Forbidden" not in text and " 403" not in text, (component, text[-3000:])

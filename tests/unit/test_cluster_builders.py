@@ -105,3 +105,13 @@ def test_profile_flags_reach_each_component_once(settings: ClusterSettings) -> N
     assert patches["kwok-controller"]["node-lease-duration-seconds"] == "40"
     realistic = topology.kwokctl_configuration(settings.model_copy(update={"profile": "realistic"}))
     assert {p["name"] for p in realistic["componentsPatches"]} == {"kwok-controller"}  # Kubernetes' defaults
+
+
+def test_kwoks_in_cluster_configuration_is_the_profiles_stages_with_its_options() -> None:
+    from k8sim import jobs
+
+    docs = list(yaml.safe_load_all(jobs.kwok_config("demo")))
+    assert docs[0] == {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokConfiguration",
+                       "options": {"nodeLeaseDurationSeconds": 40}}
+    assert docs[1:] == topology.stages_for_profile("demo")
+    assert {d["metadata"]["name"] for d in docs[1:]} >= {"pod-ready", "fault-pod-crash", "node-initialize"}

@@ -1,5 +1,5 @@
 {{- define "k8sim.fullname" -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
 {{- end -}}
 
 {{- define "k8sim.labels" -}}
@@ -7,30 +7,77 @@ app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
-{{- define "k8sim.serviceAccount" -}}
-{{- if .Values.serviceAccount.create -}}{{ default (include "k8sim.fullname" .) .Values.serviceAccount.name }}{{- else -}}{{ default "default" .Values.serviceAccount.name }}{{- end -}}
+{{/* Labels of one component: include with (dict "ctx" $ "component" "api"). */}}
+{{- define "k8sim.componentLabels" -}}
+{{ include "k8sim.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
-{{/* Environment shared by every component: where the store and Redis are. */}}
+{{- define "k8sim.selector" -}}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* A component's ServiceAccount name. */}}
+{{- define "k8sim.sa" -}}
+{{ include "k8sim.fullname" .ctx }}-{{ .component }}
+{{- end -}}
+
+{{- define "k8sim.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag }}
+{{- end -}}
+
+{{- define "k8sim.dbSecret" -}}
+{{- if .Values.database.existingSecret -}}{{ .Values.database.existingSecret }}{{- else -}}{{ include "k8sim.fullname" . }}-db{{- end -}}
+{{- end -}}
+
+{{- define "k8sim.redisUrl" -}}
+{{- if .Values.redis.bundled.enabled -}}redis://{{ include "k8sim.fullname" . }}-redis:6379/0{{- else -}}{{ .Values.redis.url }}{{- end -}}
+{{- end -}}
+
+{{- define "k8sim.tokenSecret" -}}
+{{- if .Values.auth.existingSecret -}}{{ .Values.auth.existingSecret }}{{- else -}}{{ include "k8sim.fullname" . }}-api-token{{- end -}}
+{{- end -}}
+
+{{/* Pod-level security and the shared pieces of every pod of the simulator's image. */}}
+{{- define "k8sim.podSecurity" -}}
+securityContext: {{- toYaml .Values.securityContext.pod | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- define "k8sim.containerSecurity" -}}
+securityContext: {{- toYaml .Values.securityContext.container | nindent 2 }}
+{{- end -}}
+
+{{/* Environment shared by every component: where the store and Redis are. The database URL
+     always comes from a Secret (the bundled one's, an existing one, or one made from `url`). */}}
 {{- define "k8sim.env" -}}
 - name: K8SIM_KUBECONFIG
   value: /nonexistent  # in-cluster service account
 - name: K8SIM_STATE_DIR
   value: /tmp/k8sim
+- name: PYTHONDONTWRITEBYTECODE
+  value: "1"
 - name: K8SIM_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
+- name: K8SIM_PROFILE
+  value: {{ .Values.profile | quote }}
 - name: K8SIM_REDIS_URL
-  value: {{ .Values.redis.url | quote }}
+  value: {{ include "k8sim.redisUrl" . | quote }}
 - name: K8SIM_SLA_TARGET
   value: {{ .Values.engine.slaTarget | quote }}
-{{- if .Values.database.existingSecret }}
 - name: K8SIM_DATABASE_URL
   valueFrom:
-    secretKeyRef: {name: {{ .Values.database.existingSecret }}, key: DATABASE_URL}
-{{- else }}
-- name: K8SIM_DATABASE_URL
-  value: {{ .Values.database.url | quote }}
-{{- end }}
+    secretKeyRef: {name: {{ include "k8sim.dbSecret" . }}, key: DATABASE_URL}
+{{- end -}}
+
+{{/* Writable scratch space under a read-only root filesystem. */}}
+{{- define "k8sim.tmpVolume" -}}
+- name: tmp
+  emptyDir: {sizeLimit: 256Mi}
 {{- end -}}
