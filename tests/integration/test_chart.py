@@ -205,7 +205,9 @@ def test_the_simulator_works_under_the_charts_service_accounts(settings: Cluster
     engine = f"http://127.0.0.1:{engine_port}"
     tenant = f"c{uuid.uuid4().hex[:5]}"
     try:
-        api_env = {"K8SIM_KUBECONFIG": str(configs["api"]), "K8SIM_API_PORT": str(api_port)}
+        token = uuid.uuid4().hex  # as the chart passes auth.token
+        api_env = {"K8SIM_KUBECONFIG": str(configs["api"]), "K8SIM_API_PORT": str(api_port), "K8SIM_API_TOKEN": token}
+        auth = {"Authorization": f"Bearer {token}"}
         engine_env = {"K8SIM_KUBECONFIG": str(configs["engine"]), "K8SIM_ENGINE_PORT": str(engine_port),
                       "K8SIM_METRICS_API_PORT": str(free_port()), "K8SIM_TICK_SECONDS": "1",
                       "K8SIM_REGISTER_METRICS_APIS": "false"}
@@ -217,8 +219,10 @@ def test_the_simulator_works_under_the_charts_service_accounts(settings: Cluster
             started(f"{api}/health", api_proc, logs["api"])
             started(f"{engine}/health", engine_proc, logs["engine"])
             # The API applies a whole ECP-AI tenant; its volumes bind because the operator provisions them.
-            resp = httpx.post(f"{api}/k8s/manifest/deploy", json={"manifest": tenant_files(tenant, gpu="v100"),
-                                                                   "tenant_id": tenant}, timeout=120)
+            body = {"manifest": tenant_files(tenant, gpu="v100"), "tenant_id": tenant}
+            refused = httpx.post(f"{api}/k8s/manifest/deploy", json=body, timeout=30)
+            assert refused.status_code == 401 and kubectl("get", "ns", f"ecp-ai-{tenant}", check=False) == ""
+            resp = httpx.post(f"{api}/k8s/manifest/deploy", json=body, headers=auth, timeout=120)
             assert resp.status_code == 200 and resp.json()["status"] == "completed", resp.text[:2000]
             pvcs = kubectl.json("get", "pvc", "-n", f"ecp-ai-{tenant}")["items"]
             assert pvcs and all(p["status"]["phase"] == "Bound" for p in pvcs)
@@ -226,10 +230,10 @@ def test_the_simulator_works_under_the_charts_service_accounts(settings: Cluster
             eventually(lambda: f'namespace="ecp-ai-{tenant}"' in httpx.get(f"{engine}/metrics", timeout=30).text,
                        60, "the engine's series for the tenant")
             # The operator records what happened (it only reads to do so).
-            history = eventually(lambda: httpx.get(f"{api}/k8s/resources", params={"tenant_id": tenant},
+            history = eventually(lambda: httpx.get(f"{api}/k8s/resources", params={"tenant_id": tenant}, headers=auth,
                                                    timeout=30).json()["count"], 30, "the tenant's objects")
             assert history > 30
-            gone = httpx.delete(f"{api}/k8s/resources/tenant/{tenant}", timeout=120)
+            gone = httpx.delete(f"{api}/k8s/resources/tenant/{tenant}", headers=auth, timeout=120)
             assert gone.status_code == 200, gone.text
     finally:
         processes.run([sys.executable, "-m", "k8sim.jobs", "nodes", "delete"], env=env)
