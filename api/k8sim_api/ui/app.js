@@ -295,9 +295,9 @@ function tenantsView(arg) {
     ctx.services = h("select", { id: "service-select", onchange: (e) => { state.service = e.target.value; state.points = []; loadHistory(ctx); } });
     ctx.range = h("select", { id: "range-select", onchange: (e) => { state.hours = Number(e.target.value); loadHistory(ctx); } },
       [["0.25", "15 minutes"], ["1", "1 hour"], ["6", "6 hours"], ["24", "24 hours"], ["168", "7 days"]].map(([v, t]) => h("option", { value: v, selected: v === "1" }, t)));
-    ctx.table = h("div"); ctx.grid = h("div", { class: "charts" }); ctx.note = h("p", { class: "muted" });
+    ctx.summary = h("div"); ctx.table = h("div"); ctx.grid = h("div", { class: "charts" }); ctx.note = h("p", { class: "muted" });
     ctx.section.append(h("div", { class: "filters" }, field("Tenant", ctx.picker), field("Service", ctx.services), field("Time range", ctx.range)),
-      ctx.table, h("h3", {}, "Over time"), ctx.note, ctx.grid);
+      ctx.summary, ctx.note, ctx.grid, h("h3", {}, "Services"), ctx.table);
     ctx.observer = new ResizeObserver(() => { for (const c of state.charts.values()) c.plot.setSize({ width: Math.max(300, c.el.clientWidth - 10), height: 170 }); });
     ctx.cleanup = () => ctx.observer.disconnect();
     fillPickers(ctx);
@@ -333,9 +333,10 @@ function tenantsView(arg) {
   function renderServices(ctx, doc) {
     const rows = Object.entries(doc.services).filter(([, v]) => v.tenant_id === state.tenant).sort(([a], [b]) => a.localeCompare(b));
     const sla = doc.tenant_sla?.[state.tenant];
-    ctx.table.replaceChildren(
+    ctx.summary.replaceChildren(
       h("p", {}, state.tenant ? [`Tenant `, h("strong", {}, state.tenant), ` · ${rows.length} services`,
-        sla ? [" · SLA ", h("strong", {}, fmt.pct(sla.sla_percentage, 3)), " ", badge(sla.sla_status)] : null] : "No tenant has services yet: deploy one."),
+        sla ? [" · SLA ", h("strong", {}, fmt.pct(sla.sla_percentage, 3)), " ", badge(sla.sla_status)] : null] : "No tenant has services yet: deploy one."));
+    ctx.table.replaceChildren(
       table(`Services of ${state.tenant || "–"}`, [
         { title: "Service", cell: ([k]) => h("a", { href: "#", onclick: (e) => { e.preventDefault(); state.service = k; ctx.services.value = k; state.points = []; loadHistory(ctx); } }, k.split("/")[1]) },
         { title: "Health", cell: ([, v]) => badge(v.health.status) },
