@@ -1,0 +1,375 @@
+"""Scale: the cluster alone (raw) against the whole simulator (full), side by side in one run.
+
+For each pod count, on dedicated bench nodes (100 pods per node): seconds until every pod of one
+Deployment is Ready, and until every pod is gone after the Deployment is deleted; for each node
+count, seconds until every node is Ready. Over each phase, per process: CPU seconds and peak RSS;
+the apiserver's requests by verb and resource (its own /metrics). In full mode it also checks that
+the recorder's history holds every pod's created, running and deleted transitions, and how long
+after the last deletion it caught up. Prints full/raw ratios. With --py-spy DIR, records a flame
+graph of each Python process (py-spy from PyPI) during the full runs.
+
+    python bench/bench_scale.py [--pods 1000,10000] [--nodes 1000,5000] [--modes raw,full] [--py-spy DIR]
+
+Nothing of the simulator may be running besides the cluster and services (`make up`, not `make run`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import simulator
+
+from k8sim import store
+from k8sim.local import cluster, topology
+from k8sim.local.settings import ClusterSettings
+
+TAINT = {"key": "k8sim.io/bench", "value": "true", "effect": "NoSchedule"}
+PODS_PER_NODE = 100
+REST_SECONDS = 30  # sampled with every pod Running, before the deletion
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+#: Which process is which, by its command line (several postgres backends count as one role).
+ROLES = [
+    ("kube-apiserver", re.compile(r"(^|/)kube-apiserver\b")),
+    ("etcd", re.compile(r"(^|/)etcd\b")),
+    ("kube-controller-manager", re.compile(r"(^|/)kube-controller-manager\b")),
+    ("kube-scheduler", re.compile(r"(^|/)kube-scheduler\b")),
+    ("kwok", re.compile(r"(^|/)kwok\b(?!ctl)")),
+    ("operator", re.compile(r"kopf .*k8sim_operator")),
+    ("api", re.compile(r"-m k8sim_api\b")),
+    ("engine", re.compile(r"-m k8sim_engine\b")),
+    ("postgres", re.compile(r"^postgres\b|/postgres\b")),
+    ("redis", re.compile(r"redis-server")),
+]
+PYTHON_ROLES = ("operator", "api", "engine")
+
+
+def processes() -> dict[int, str]:
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        for role, pattern in ROLES:
+            if cmdline and pattern.search(cmdline):
+                found[int(entry.name)] = role
+                break
+    return found
+
+
+def cpu_and_rss(pid: int) -> tuple[float, int] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        rss_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK, rss_pages * PAGE  # utime + stime
+
+
+@dataclass
+class Usage:
+    """CPU seconds and peak RSS per role over one phase, sampled twice a second."""
+
+    cpu: dict[str, float] = field(default_factory=dict)
+    peak_rss: dict[str, int] = field(default_factory=dict)
+
+
+@contextmanager
+def sampled() -> Iterator[Usage]:
+    usage = Usage()
+    first: dict[int, float] = {}
+    last: dict[int, tuple[str, float]] = {}
+    stop = threading.Event()
+
+    def sample() -> None:
+        roles = processes()
+        rss: dict[str, int] = {}
+        for pid, role in roles.items():
+            got = cpu_and_rss(pid)
+            if got is None:
+                continue
+            first.setdefault(pid, got[0])
+            last[pid] = (role, got[0])
+            rss[role] = rss.get(role, 0) + got[1]
+        for role, value in rss.items():
+            usage.peak_rss[role] = max(usage.peak_rss.get(role, 0), value)
+
+    def loop() -> None:
+        while not stop.wait(0.5):
+            sample()
+
+    sample()
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield usage
+    finally:
+        stop.set()
+        thread.join()
+        sample()
+        for pid, (role, cpu) in last.items():
+            usage.cpu[role] = usage.cpu.get(role, 0.0) + cpu - first[pid]
+
+
+def apiserver_requests(settings: ClusterSettings) -> dict[tuple[str, str], float]:
+    """apiserver_request_total summed by (verb, resource)."""
+    text = cluster.kubectl(settings, "get", "--raw", "/metrics").stdout
+    totals: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        key = (labels.get("verb", ""), labels.get("resource", "") +
+               (f"/{labels['subresource']}" if labels.get("subresource") else ""))
+        totals[key] = totals.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+def watches(settings: ClusterSettings) -> float:
+    text = cluster.kubectl(settings, "get", "--raw", "/metrics").stdout
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("apiserver_longrunning_requests{") and 'verb="WATCH"' in line)
+
+
+def add_nodes(settings: ClusterSettings, prefix: str, count: int, pods: int) -> float:
+    """Register `count` bench nodes; seconds until all are Ready."""
+    nodes = topology.node_manifests([{"name": prefix, "count": count, "cpu": "1000", "memory": "4Ti",
+                                     "pods": pods, "labels": {"k8sim.io/bench": prefix}}], ip_range="10.128.0.0/9")
+    for node in nodes:
+        node["spec"]["taints"] = [dict(TAINT)]
+    started = time.monotonic()
+    for chunk in range(0, len(nodes), 500):
+        cluster.kubectl(settings, "apply", "--server-side", "--field-manager=k8sim-bench", "-f", "-",
+                        stdin=yaml.safe_dump_all(nodes[chunk:chunk + 500]))
+    while time.monotonic() - started < 1800:
+        listing = json.loads(cluster.kubectl(settings, "get", "nodes", "-l", f"k8sim.io/bench={prefix}",
+                                             "-o", "json").stdout)
+        ready = sum(1 for n in listing["items"] for c in n["status"].get("conditions", [])
+                    if c["type"] == "Ready" and c["status"] == "True")
+        if ready >= count:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise RuntimeError(f"{count} nodes not Ready after 1800 s")
+
+
+def delete_nodes(settings: ClusterSettings, prefix: str) -> None:
+    cluster.kubectl(settings, "delete", "node", "-l", f"k8sim.io/bench={prefix}", "--wait=false", check=False)
+
+
+def pod_count(settings: ClusterSettings, ns: str) -> int:
+    page = json.loads(cluster.kubectl(settings, "get", "--raw", f"/api/v1/namespaces/{ns}/pods?limit=1").stdout)
+    return len(page.get("items") or []) + int(page["metadata"].get("remainingItemCount") or 0)
+
+
+def create_pods(settings: ClusterSettings, count: int, pool: str) -> tuple[str, float]:
+    """A Deployment of `count` pods on the bench pool; seconds until all are Ready."""
+    ns = f"bench-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl(settings, "create", "namespace", ns)
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "load", "namespace": ns},
+        "spec": {"replicas": count, "selector": {"matchLabels": {"app": "load"}},
+                 "template": {"metadata": {"labels": {"app": "load"}}, "spec": {
+                     "nodeSelector": {"k8sim.io/bench": pool}, "tolerations": [{**TAINT, "operator": "Equal"}],
+                     "containers": [{"name": "app", "image": "bench:1",
+                                     "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}},
+    }
+    started = time.monotonic()
+    cluster.kubectl(settings, "apply", "-f", "-", stdin=yaml.safe_dump(deployment))
+    while True:
+        status = json.loads(cluster.kubectl(settings, "get", "deployment", "load", "-n", ns, "-o",
+                                            "jsonpath={.status}").stdout or "{}")
+        if int(status.get("readyReplicas") or 0) >= count:
+            return ns, time.monotonic() - started
+        if time.monotonic() - started > 3600:
+            raise RuntimeError(f"{count} pods not Ready after 3600 s: {status}")
+        time.sleep(0.5)
+
+
+def delete_pods(settings: ClusterSettings, ns: str) -> float:
+    """Delete the Deployment; seconds until none of its pods is left."""
+    started = time.monotonic()
+    cluster.kubectl(settings, "delete", "deployment", "load", "-n", ns, "--wait=false")
+    while pod_count(settings, ns):
+        if time.monotonic() - started > 3600:
+            raise RuntimeError(f"pods of {ns} not deleted after 3600 s")
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+async def history(settings: ClusterSettings, ns: str, count: int, timeout: float = 600) -> tuple[dict[str, int], float]:
+    """Pods of the namespace with each of created/running/deleted recorded; seconds until complete."""
+    pool = await store.connect(settings.database_url)
+    started = time.monotonic()
+    try:
+        while True:
+            rows = await pool.fetch("SELECT transition, count(DISTINCT uid) AS n FROM resource_events "
+                                    "WHERE kind = 'Pod' AND namespace = $1 AND transition = ANY($2) "
+                                    "GROUP BY transition", ns, ["created", "running", "deleted"])
+            seen = {r["transition"]: r["n"] for r in rows}
+            if all(seen.get(t, 0) >= count for t in ("created", "running", "deleted")) \
+                    or time.monotonic() - started > timeout:
+                return seen, time.monotonic() - started
+            await asyncio.sleep(1)
+    finally:
+        await pool.close()
+
+
+@dataclass
+class Result:
+    what: str
+    count: int
+    seconds: float
+    usage: Usage
+    requests: dict[tuple[str, str], float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds if self.seconds else float("inf")
+
+
+def gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def show(result: Result, mode: str) -> None:
+    print(f"  [{mode}] {result.what} {result.count}: {result.seconds:.1f} s ({result.rate:.1f}/s)",
+          result.extra or "")
+    for role in sorted(result.usage.cpu, key=lambda r: -result.usage.cpu[r]):
+        rss = gib(result.usage.peak_rss.get(role, 0))
+        print(f"      {role:24} cpu {result.usage.cpu[role]:7.1f} s   peak rss {rss}")
+    top = sorted(result.requests.items(), key=lambda kv: -kv[1])[:8]
+    if top:
+        print("      apiserver requests: " + ", ".join(f"{v} {r or '-'} {n:.0f}" for (v, r), n in top))
+
+
+@contextmanager
+def profiling(directory: Path | None, seconds: int) -> Iterator[None]:
+    """py-spy flame graphs of the simulator's Python processes for the phase (best effort)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if directory is None or not Path(spy).exists():
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    procs = [subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50",
+                               "--nonblocking", "-o", str(directory / f"{role}-{pid}.svg")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for pid, role in processes().items() if role in PYTHON_ROLES]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+
+
+def measure(settings: ClusterSettings, mode: str, pod_counts: list[int], node_counts: list[int],
+            spy: Path | None) -> list[Result]:
+    results = []
+    for count in pod_counts:
+        pool = f"bp{uuid.uuid4().hex[:4]}"
+        nodes = math.ceil(count / PODS_PER_NODE)
+        add_nodes(settings, pool, nodes, PODS_PER_NODE + 10)
+        try:
+            before = apiserver_requests(settings)
+            with sampled() as usage, profiling(spy and spy / f"{mode}-{count}-create", 600):
+                ns, running = create_pods(settings, count, pool)
+            middle = apiserver_requests(settings)
+            results.append(Result("pods Running", count, running, usage, delta(before, middle)))
+            rest = at_rest(REST_SECONDS)
+            results[-1].extra["at rest, % of a core"] = {r: round(100 * c / REST_SECONDS, 1)
+                                                          for r, c in sorted(rest.cpu.items()) if c > 0.05}
+            with sampled() as usage, profiling(spy and spy / f"{mode}-{count}-delete", 600):
+                deleted = delete_pods(settings, ns)
+            results.append(Result("pods deleted", count, deleted, usage, delta(middle, apiserver_requests(settings))))
+            if mode == "full":
+                seen, lag = asyncio.run(history(settings, ns, count))
+                complete = all(seen.get(t, 0) >= count for t in ("created", "running", "deleted"))
+                results[-1].extra = {"history": seen, "history_complete_after_s": round(lag, 1), "complete": complete}
+            cluster.kubectl(settings, "delete", "namespace", ns, "--wait=false")
+        finally:
+            delete_nodes(settings, pool)
+        show(results[-2], mode)
+        show(results[-1], mode)
+    for count in node_counts:
+        prefix = f"bn{uuid.uuid4().hex[:4]}"
+        with sampled() as usage:
+            seconds = add_nodes(settings, prefix, count, 110)
+        delete_nodes(settings, prefix)
+        results.append(Result("nodes Ready", count, seconds, usage))
+        show(results[-1], mode)
+    return results
+
+
+def delta(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]) -> dict[tuple[str, str], float]:
+    return {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0) > 0}
+
+
+def at_rest(seconds: float) -> Usage:
+    with sampled() as usage:
+        time.sleep(seconds)
+    return usage
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", default="1000,10000", help="comma-separated pod counts")
+    parser.add_argument("--nodes", default="1000,5000", help="comma-separated node counts ('' for none)")
+    parser.add_argument("--modes", default="raw,full")
+    parser.add_argument("--py-spy", type=Path, default=None, help="write flame graphs here (full mode)")
+    args = parser.parse_args()
+    pod_counts = [int(x) for x in args.pods.split(",") if x]
+    node_counts = [int(x) for x in args.nodes.split(",") if x]
+    settings = ClusterSettings()
+    running = {role for role in processes().values() if role in PYTHON_ROLES}
+    if running:
+        print(f"stop the simulator's own processes first ({', '.join(sorted(running))}): `make up`, not `make run`",
+              file=sys.stderr)
+        return 2
+    cluster.up(settings)
+    print(f"watches open before: {watches(settings):.0f}")
+    results: dict[str, list[Result]] = {}
+    for mode in args.modes.split(","):
+        print(f"{mode}:")
+        if mode == "full":
+            with simulator(settings, "operator", "api", "engine"):
+                time.sleep(10)  # the operator's initial lists and the engine's first ticks
+                print(f"  watches open: {watches(settings):.0f}")
+                results[mode] = measure(settings, mode, pod_counts, node_counts, args.py_spy)
+        else:
+            results[mode] = measure(settings, mode, pod_counts, node_counts, None)
+    if {"raw", "full"} <= results.keys():
+        print("full / raw throughput:")
+        for raw, full in zip(results["raw"], results["full"], strict=True):
+            print(f"  {raw.what} {raw.count}: raw {raw.rate:.1f}/s, full {full.rate:.1f}/s, "
+                  f"ratio {full.rate / raw.rate:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
