@@ -27,11 +27,24 @@ log = logging.getLogger("k8sim.jobs")
 FIELD_MANAGER = "k8sim-nodes"
 
 
+#: KWOK's options in the chart. A KwokConfiguration read from a file gets no defaults (KWOK v0.8.0
+#: then refuses to start: "node leases parallelism must be greater than 0"), so every option KWOK
+#: defaults is set here, to its default. Play-stage parallelism stays at 4: at 16, stale stage
+#: jobs of a pod overtake newer ones (KWOK evaluates a stage's selector when it queues the job, and
+#: patches without a precondition), so 2,000 pods flapped between ContainerCreating and Running
+#: for minutes with about 650 Ready (measured on the local cluster).
+KWOK_OPTIONS: dict[str, Any] = {
+    "podPlayStageParallelism": 4, "nodePlayStageParallelism": 4, "nodeLeaseParallelism": 4,
+    "podsOnNodeSyncParallelism": 1, "enablePodsOnNodeSyncListPager": True, "enablePodsOnNodeSyncStreamWatch": False,
+    "enableDebuggingHandlers": True, "enableProfilingHandler": True, "enableContentionProfiling": False,
+    "nodeLeaseDurationSeconds": int(topology.KWOK_FLAGS["node-lease-duration-seconds"]),
+}
+
+
 def kwok_config(profile: str) -> str:
-    """KWOK's own configuration file: its options (the flags kwokctl would pass) and the stages
-    with the profile's delays, one YAML stream, as `kwok --config` reads it."""
-    options: dict[str, Any] = {"nodeLeaseDurationSeconds": int(topology.KWOK_FLAGS["node-lease-duration-seconds"])}
-    docs = [{"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokConfiguration", "options": options},
+    """KWOK's own configuration file: its options and the stages with the profile's delays, one
+    YAML stream, as `kwok --config` reads it."""
+    docs = [{"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokConfiguration", "options": KWOK_OPTIONS},
             *topology.stages_for_profile(profile)]
     return yaml.safe_dump_all(docs, sort_keys=False)
 

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import yaml
 
+from k8sim import jobs
 from k8sim.local import build, processes
 from k8sim.local.processes import free_port
 from k8sim.local.settings import ClusterSettings
@@ -242,3 +243,27 @@ def test_the_simulator_works_under_the_charts_service_accounts(settings: Cluster
     for component, log in logs.items():
         text = log.read_text()
         assert "Forbidden" not in text and " 403" not in text, (component, text[-3000:])
+
+
+def test_kwok_runs_with_the_charts_configuration_and_account(settings: ClusterSettings, kubectl: Kubectl,
+                                                             namespace: str, tmp_path: Path,
+                                                             release: tuple[str, dict[str, str]]) -> None:
+    """The KWOK controller the chart runs, with the configuration its init container renders, starts,
+    answers its health check and stays up (it manages no node here: the local KWOK plays them all)."""
+    _, accounts = release
+    config = tmp_path / "kwok.yaml"
+    config.write_text(jobs.kwok_config("demo"))
+    kubeconfig = sa_kubeconfig(kubectl, settings, namespace, accounts["kwok"], tmp_path / "kwok.kubeconfig")
+    port = free_port()
+    kwok = build.ensure_binaries(settings) / "kwok"
+    args = [str(kwok), f"--config={config}", f"--kubeconfig={kubeconfig}", "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=k8sim.io/chart-test=none", "--manage-nodes-with-label-selector=",
+            "--node-ip=10.0.0.1", f"--server-address=127.0.0.1:{port}"]
+    log = tmp_path / "kwok.log"
+    with process(args, {}, log) as proc:
+        started(f"http://127.0.0.1:{port}/healthz", proc, log)
+        eventually(lambda: proc.poll() is None and httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                   .status_code == 200, 10, "KWOK still healthy")
+        assert proc.poll() is None, log.read_text()[-2000:]
+    text = log.read_text()
+    assert "Execute exit" not in text and "forbidden" not in text.lower(), text[-3000:]

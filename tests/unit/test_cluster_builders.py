@@ -111,7 +111,7 @@ def test_kwoks_in_cluster_configuration_is_the_profiles_stages_with_its_options(
     from k8sim import jobs
 
     docs = list(yaml.safe_load_all(jobs.kwok_config("demo")))
-    assert docs[0] == {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokConfiguration",
-                       "options": {"nodeLeaseDurationSeconds": 40}}
+    assert docs[0]["kind"] == "KwokConfiguration" and docs[0]["options"]["nodeLeaseDurationSeconds"] == 40
+    assert docs[0]["options"]["podPlayStageParallelism"] == docs[0]["options"]["nodeLeaseParallelism"] == 4
     assert docs[1:] == topology.stages_for_profile("demo")
     assert {d["metadata"]["name"] for d in docs[1:]} >= {"pod-ready", "fault-pod-crash", "node-initialize"}
