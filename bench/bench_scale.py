@@ -1,7 +1,7 @@
 """Scale: the cluster alone (raw) against the whole simulator (full), side by side in one run.
 
-For each pod count, on dedicated bench nodes (100 pods per node): seconds until every pod of one
-Deployment is Ready, and until every pod is gone after the Deployment is deleted; for each node
+For each pod count, on dedicated bench nodes (100 pods per node, 100 pods per Deployment): seconds
+until every pod is Ready, and until every pod is gone after the Deployments are deleted; for each node
 count, seconds until every node is Ready. Over each phase, per process: CPU seconds and peak RSS;
 the apiserver's requests by verb and resource (its own /metrics). In full mode it also checks that
 the recorder's history holds every pod's created, running and deleted transitions, and how long
@@ -22,6 +22,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -185,34 +186,37 @@ def pod_count(settings: ClusterSettings, ns: str) -> int:
     return len(page.get("items") or []) + int(page["metadata"].get("remainingItemCount") or 0)
 
 
-def create_pods(settings: ClusterSettings, count: int, pool: str) -> tuple[str, float]:
-    """A Deployment of `count` pods on the bench pool; seconds until all are Ready."""
+def create_pods(settings: ClusterSettings, count: int, pool: str, per_deployment: int) -> tuple[str, float]:
+    """`count` pods on the bench pool, `per_deployment` to a Deployment; seconds until all are Ready."""
     ns = f"bench-{uuid.uuid4().hex[:6]}"
     cluster.kubectl(settings, "create", "namespace", ns)
-    deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "load", "namespace": ns},
-        "spec": {"replicas": count, "selector": {"matchLabels": {"app": "load"}},
-                 "template": {"metadata": {"labels": {"app": "load"}}, "spec": {
-                     "nodeSelector": {"k8sim.io/bench": pool}, "tolerations": [{**TAINT, "operator": "Equal"}],
-                     "containers": [{"name": "app", "image": "bench:1",
-                                     "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}},
-    }
+    deployments = []
+    for index, start in enumerate(range(0, count, per_deployment)):
+        name = f"load-{index}"
+        deployments.append({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
+            "spec": {"replicas": min(per_deployment, count - start), "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                         "nodeSelector": {"k8sim.io/bench": pool}, "tolerations": [{**TAINT, "operator": "Equal"}],
+                         "containers": [{"name": "app", "image": "bench:1",
+                                         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}}},
+        })
     started = time.monotonic()
-    cluster.kubectl(settings, "apply", "-f", "-", stdin=yaml.safe_dump(deployment))
+    cluster.kubectl(settings, "apply", "-f", "-", stdin=yaml.safe_dump_all(deployments))
     while True:
-        status = json.loads(cluster.kubectl(settings, "get", "deployment", "load", "-n", ns, "-o",
-                                            "jsonpath={.status}").stdout or "{}")
-        if int(status.get("readyReplicas") or 0) >= count:
+        listing = json.loads(cluster.kubectl(settings, "get", "deployments", "-n", ns, "-o", "json").stdout)
+        ready = sum(int((d.get("status") or {}).get("readyReplicas") or 0) for d in listing["items"])
+        if ready >= count:
             return ns, time.monotonic() - started
         if time.monotonic() - started > 3600:
-            raise RuntimeError(f"{count} pods not Ready after 3600 s: {status}")
+            raise RuntimeError(f"{count} pods not Ready after 3600 s ({ready} are)")
         time.sleep(0.5)
 
 
 def delete_pods(settings: ClusterSettings, ns: str) -> float:
-    """Delete the Deployment; seconds until none of its pods is left."""
+    """Delete the Deployments; seconds until none of their pods is left."""
     started = time.monotonic()
-    cluster.kubectl(settings, "delete", "deployment", "load", "-n", ns, "--wait=false")
+    cluster.kubectl(settings, "delete", "deployments", "--all", "-n", ns, "--wait=false")
     while pod_count(settings, ns):
         if time.monotonic() - started > 3600:
             raise RuntimeError(f"pods of {ns} not deleted after 3600 s")
@@ -283,13 +287,13 @@ def profiling(directory: Path | None, seconds: int) -> Iterator[None]:
         yield
     finally:
         for proc in procs:
-            proc.terminate()
+            proc.send_signal(signal.SIGINT)  # py-spy writes its flame graph on SIGINT, not on SIGTERM
         for proc in procs:
-            proc.wait(timeout=30)
+            proc.wait(timeout=60)
 
 
 def measure(settings: ClusterSettings, mode: str, pod_counts: list[int], node_counts: list[int],
-            spy: Path | None) -> list[Result]:
+            spy: Path | None, per_deployment: int) -> list[Result]:
     results = []
     for count in pod_counts:
         pool = f"bp{uuid.uuid4().hex[:4]}"
@@ -298,7 +302,7 @@ def measure(settings: ClusterSettings, mode: str, pod_counts: list[int], node_co
         try:
             before = apiserver_requests(settings)
             with sampled() as usage, profiling(spy and spy / f"{mode}-{count}-create", 600):
-                ns, running = create_pods(settings, count, pool)
+                ns, running = create_pods(settings, count, pool, per_deployment)
             middle = apiserver_requests(settings)
             results.append(Result("pods Running", count, running, usage, delta(before, middle)))
             rest = at_rest(REST_SECONDS)
@@ -340,9 +344,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", default="1000,10000", help="comma-separated pod counts")
     parser.add_argument("--nodes", default="1000,5000", help="comma-separated node counts ('' for none)")
-    parser.add_argument("--modes", default="raw,full")
+    # The simulator first: started after a raw run, its operator would first record the thousands of
+    # Events and objects that run left behind, and be measured doing so.
+    parser.add_argument("--modes", default="full,raw")
+    parser.add_argument("--per-deployment", type=int, default=100,
+                        help="pods per Deployment (one Deployment of 10,000 replicas is quadratic in the "
+                             "ReplicaSet controller and the scheduler's topology spreading)")
     parser.add_argument("--py-spy", type=Path, default=None, help="write flame graphs here (full mode)")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # progress while redirected
     pod_counts = [int(x) for x in args.pods.split(",") if x]
     node_counts = [int(x) for x in args.nodes.split(",") if x]
     settings = ClusterSettings()
@@ -360,9 +370,9 @@ def main() -> int:
             with simulator(settings, "operator", "api", "engine"):
                 time.sleep(10)  # the operator's initial lists and the engine's first ticks
                 print(f"  watches open: {watches(settings):.0f}")
-                results[mode] = measure(settings, mode, pod_counts, node_counts, args.py_spy)
+                results[mode] = measure(settings, mode, pod_counts, node_counts, args.py_spy, args.per_deployment)
         else:
-            results[mode] = measure(settings, mode, pod_counts, node_counts, None)
+            results[mode] = measure(settings, mode, pod_counts, node_counts, None, args.per_deployment)
     if {"raw", "full"} <= results.keys():
         print("full / raw throughput:")
         for raw, full in zip(results["raw"], results["full"], strict=True):

@@ -58,6 +58,16 @@ class Usage:
     def empty(cls) -> Usage:
         return cls(dt.datetime.now(dt.UTC), 0.0, {}, {}, {})
 
+    @functools.cached_property
+    def by_namespace(self) -> dict[str | None, list[PodUsage]]:
+        """Pods per namespace in name order (None: every pod), made once per tick: the HPA
+        controller asks for a namespace's pods per HPA, every sync."""
+        index: dict[str | None, list[PodUsage]] = {None: []}
+        for (ns, _), pod in sorted(self.pods.items()):
+            index[None].append(pod)
+            index.setdefault(ns, []).append(pod)
+        return index
+
 
 def _split(total: float, weights: list[float]) -> list[float]:
     """Share a pod's usage among its containers by request (equally without requests), never zero."""
@@ -342,8 +352,8 @@ def create_app(source: UsageSource) -> FastAPI:
     def pods_in(request: Request, namespace: str | None) -> dict[str, Any]:
         usage = source.usage
         labels, fields = selectors(request)
-        items = [pod_metrics(p, usage) for (ns, _), p in sorted(usage.pods.items())
-                 if (namespace is None or ns == namespace) and labels(p.labels) and fields(field_view(p.name, ns))]
+        items = [pod_metrics(p, usage) for p in usage.by_namespace.get(namespace, [])
+                 if labels(p.labels) and fields(field_view(p.name, p.namespace))]
         return listed("PodMetricsList", items)
 
     @app.get("/apis/metrics.k8s.io/v1beta1/pods")
