@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 K8SIM := $(PY) -m k8sim
 
-.PHONY: setup deps venv run up down test unit bench lint cluster-up cluster-down cluster-delete \
+.PHONY: setup deps venv run up down test unit bench bench-scale lint cluster-up cluster-down cluster-delete \
         services-up services-down status clean
 
 deps:  ## Debian packages the simulator needs (idempotent; needs root or sudo)
@@ -64,6 +64,10 @@ bench: venv  ## every benchmark (prints ratios against a baseline run in the sam
 	$(PY) bench/bench_api.py
 	$(PY) bench/bench_engine.py
 	$(PY) bench/bench_metrics.py
+
+bench-scale: venv  ## raw cluster vs the whole simulator at 1,000 and 10,000 pods (tens of minutes)
+	$(K8SIM) up
+	$(PY) bench/bench_scale.py --py-spy .state/flamegraphs
 
 lint: venv
 	$(VENV)/bin/ruff check k8sim api operator engine tests bench

@@ -25,26 +25,28 @@ from k8sim.local.settings import ClusterSettings
 TAINT = {"key": "k8sim.io/bench", "value": "true", "effect": "NoSchedule"}
 
 
-def bench_nodes(settings: ClusterSettings, prefix: str, count: int, pods_per_node: int = 1000) -> float:
+def bench_nodes(settings: ClusterSettings, prefix: str, count: int, pods_per_node: int = 1000,
+                timeout: float = 1800) -> float:
+    """Register `count` tainted bench nodes (labelled k8sim.io/bench=prefix); seconds until all are Ready."""
     nodes = topology.node_manifests([{"name": prefix, "count": count, "cpu": "1000", "memory": "4Ti",
                                      "pods": pods_per_node, "labels": {"k8sim.io/bench": prefix}}],
-                                  ip_range="10.241.0.0/16")  # apart from the default pools' range
+                                    ip_range="10.128.0.0/9")  # apart from the default pools' range
     for node in nodes:
         node["spec"]["taints"] = [dict(TAINT)]
     started = time.monotonic()
-    cluster.kubectl(settings, "apply", "--server-side", "--field-manager=k8sim-bench", "-f", "-",
-                    stdin=yaml.safe_dump_all(nodes))
+    for chunk in range(0, len(nodes), 500):  # one apply of thousands of nodes is one huge request
+        cluster.kubectl(settings, "apply", "--server-side", "--field-manager=k8sim-bench", "-f", "-",
+                        stdin=yaml.safe_dump_all(nodes[chunk:chunk + 500]))
     # One list per poll: `kubectl wait` on many nodes waits for them one by one (~0.1 s each).
-    deadline = started + 600
-    while time.monotonic() < deadline:
+    while time.monotonic() - started < timeout:
         listing = json.loads(cluster.kubectl(settings, "get", "nodes", "-l", f"k8sim.io/bench={prefix}",
                                              "-o", "json").stdout)
         ready = sum(1 for n in listing["items"] for c in n["status"].get("conditions", [])
                     if c["type"] == "Ready" and c["status"] == "True")
         if ready >= count:
             return time.monotonic() - started
-        time.sleep(0.2)
-    raise RuntimeError(f"{count} nodes not Ready after 600 s")
+        time.sleep(0.5)
+    raise RuntimeError(f"{count} nodes not Ready after {timeout:.0f} s")
 
 
 def delete_nodes(settings: ClusterSettings, prefix: str) -> None:

@@ -37,13 +37,13 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_cluster import TAINT, bench_nodes, delete_nodes
 from common import simulator
 
 from k8sim import store
-from k8sim.local import cluster, topology
+from k8sim.local import cluster
 from k8sim.local.settings import ClusterSettings
 
-TAINT = {"key": "k8sim.io/bench", "value": "true", "effect": "NoSchedule"}
 PODS_PER_NODE = 100
 REST_SECONDS = 30  # sampled with every pod Running, before the deletion
 TICK = os.sysconf("SC_CLK_TCK")
@@ -154,31 +154,6 @@ def watches(settings: ClusterSettings) -> float:
     text = cluster.kubectl(settings, "get", "--raw", "/metrics").stdout
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("apiserver_longrunning_requests{") and 'verb="WATCH"' in line)
-
-
-def add_nodes(settings: ClusterSettings, prefix: str, count: int, pods: int) -> float:
-    """Register `count` bench nodes; seconds until all are Ready."""
-    nodes = topology.node_manifests([{"name": prefix, "count": count, "cpu": "1000", "memory": "4Ti",
-                                     "pods": pods, "labels": {"k8sim.io/bench": prefix}}], ip_range="10.128.0.0/9")
-    for node in nodes:
-        node["spec"]["taints"] = [dict(TAINT)]
-    started = time.monotonic()
-    for chunk in range(0, len(nodes), 500):
-        cluster.kubectl(settings, "apply", "--server-side", "--field-manager=k8sim-bench", "-f", "-",
-                        stdin=yaml.safe_dump_all(nodes[chunk:chunk + 500]))
-    while time.monotonic() - started < 1800:
-        listing = json.loads(cluster.kubectl(settings, "get", "nodes", "-l", f"k8sim.io/bench={prefix}",
-                                             "-o", "json").stdout)
-        ready = sum(1 for n in listing["items"] for c in n["status"].get("conditions", [])
-                    if c["type"] == "Ready" and c["status"] == "True")
-        if ready >= count:
-            return time.monotonic() - started
-        time.sleep(0.5)
-    raise RuntimeError(f"{count} nodes not Ready after 1800 s")
-
-
-def delete_nodes(settings: ClusterSettings, prefix: str) -> None:
-    cluster.kubectl(settings, "delete", "node", "-l", f"k8sim.io/bench={prefix}", "--wait=false", check=False)
 
 
 def pod_count(settings: ClusterSettings, ns: str) -> int:
@@ -298,7 +273,7 @@ def measure(settings: ClusterSettings, mode: str, pod_counts: list[int], node_co
     for count in pod_counts:
         pool = f"bp{uuid.uuid4().hex[:4]}"
         nodes = math.ceil(count / PODS_PER_NODE)
-        add_nodes(settings, pool, nodes, PODS_PER_NODE + 10)
+        bench_nodes(settings, pool, nodes, PODS_PER_NODE + 10)
         try:
             before = apiserver_requests(settings)
             with sampled() as usage, profiling(spy and spy / f"{mode}-{count}-create", 600):
@@ -323,7 +298,7 @@ def measure(settings: ClusterSettings, mode: str, pod_counts: list[int], node_co
     for count in node_counts:
         prefix = f"bn{uuid.uuid4().hex[:4]}"
         with sampled() as usage:
-            seconds = add_nodes(settings, prefix, count, 110)
+            seconds = bench_nodes(settings, prefix, count, 110)
         delete_nodes(settings, prefix)
         results.append(Result("nodes Ready", count, seconds, usage))
         show(results[-1], mode)
