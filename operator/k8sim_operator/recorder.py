@@ -276,8 +276,6 @@ class Watches:
                 except KubeError as exc:
                     log.warning("discovery failed (%s); retrying", exc.message)
                     wanted = set(self.streams)
-                else:
-                    await self.kube.discover(refresh=True)  # so watches resolve new kinds' paths
                 for key in [k for k, task in self.streams.items() if task.done()]:
                     del self.streams[key]  # its kind went away (404); it may come back
                 for key in wanted - set(self.streams):

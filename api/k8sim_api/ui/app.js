@@ -162,16 +162,22 @@ function mount(title, build, { refresh, every = 3000, onSnapshot } = {}) {
   build(ctx);
   let last = 0; let running = false;
   const tick = async (force) => {
-    if (!refresh || ctx.stopped || running || (!force && Date.now() - last < every)) return;
+    // A hidden tab asks nothing: listing a big cluster every few seconds for nobody is real load.
+    if (!refresh || ctx.stopped || running || (!force && (document.hidden || Date.now() - last < every))) return;
     running = true; last = Date.now();
     try { await refresh(ctx); } catch (e) { ctx.error?.(e); } finally { running = false; }
   };
   const listener = (doc) => { onSnapshot?.(ctx, doc); tick(false); };
   live.listeners.add(listener);
   const timer = setInterval(() => tick(false), every * 2); // keeps going if the engine is quiet
+  const visible = () => { if (!document.hidden) tick(true); };
+  document.addEventListener("visibilitychange", visible);
   tick(true);
   if (live.snapshot && onSnapshot) onSnapshot(ctx, live.snapshot);
-  return { title, stop() { ctx.stopped = true; live.listeners.delete(listener); clearInterval(timer); ctx.cleanup?.(); } };
+  return { title, stop() {
+    ctx.stopped = true; live.listeners.delete(listener); clearInterval(timer);
+    document.removeEventListener("visibilitychange", visible); ctx.cleanup?.();
+  } };
 }
 
 // ---------------------------------------------------------------- cluster overview
@@ -411,7 +417,7 @@ function resourcesView() {
       field("Kind", ctx.selects.kind), field("Status", ctx.selects.status), field("Name", ctx.text)), ctx.msg, ctx.out);
     ctx.error = (e) => ctx.msg.replaceChildren(message(`Resources unavailable: ${e.message}`, false));
   }, {
-    every: 2500,
+    every: 5000,
     async refresh(ctx) {
       const data = await api("/k8s/resources");
       all = data.resources;
