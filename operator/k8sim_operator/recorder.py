@@ -1,10 +1,7 @@
-"""The lifecycle recorder: its watches and its writer, which batches observations into
-PostgreSQL and never drops one.
+"""The lifecycle recorder's writer: batches observations into PostgreSQL, never drops one.
 
-One list-then-watch stream per kind (with bookmarks) only enqueues: Kopf is not in this path,
-because its per-event machinery (a deep-copied diff base of every object, per-object workers)
-cost more CPU than the control plane's own work at thousands of pods. One writer task turns
-observations into history rows in order. While PostgreSQL is unavailable the writer spools observations to a local file
+Watch handlers only enqueue. One writer task turns observations into history rows in
+order. While PostgreSQL is unavailable the writer spools observations to a local file
 (so an operator restart does not lose them either) and retries with backoff; when the
 database returns, the spool is written first, then the live queue. A periodic sweep
 finds objects that vanished while nobody watched and records their deletion.
@@ -16,7 +13,6 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +24,6 @@ from k8sim.kube import Kube, KubeError, UnknownKind
 from .settings import OperatorSettings
 
 log = logging.getLogger(__name__)
-
-#: (group, plural) of kinds not recorded: heartbeats, duplicates and our own machinery.
-NOT_RECORDED = {
-    ("coordination.k8s.io", "leases"),
-    ("events.k8s.io", "events"),  # the same objects as core v1 events, which are recorded
-    ("kopf.dev", "clusterkopfpeerings"),
-    ("kopf.dev", "kopfpeerings"),
-    ("kwok.x-k8s.io", "stages"),
-}
 
 #: Errors after which the database counts as unavailable (connection lost, server down).
 DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
@@ -233,102 +220,3 @@ class Recorder:
             except DB_DOWN as exc:
                 log.info("sweep postponed: %s", exc)
             await asyncio.sleep(self.settings.sweep_interval)
-
-
-class Watches:
-    """Every kind the cluster serves (its preferred version, listable and watchable) streamed into
-    the recorder: a listing first (observations marked reconciled: changes made while nobody
-    watched), then a watch from that version with bookmarks, relisting when it is too old. New
-    kinds are picked up when a CustomResourceDefinition changes, and by a periodic rescan."""
-
-    def __init__(self, kube: Kube, observe: Callable[[store.Observation], None], rescan: float = 30.0):
-        self.kube, self.observe, self.rescan = kube, observe, rescan
-        self.streams: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._changed = asyncio.Event()
-
-    async def kinds(self) -> set[tuple[str, str]]:
-        """(apiVersion, kind) of everything to record."""
-        versions = ["v1"]
-        groups = await self.kube.request("GET", "/apis")
-        versions += [g["preferredVersion"]["groupVersion"] for g in groups.get("groups", [])
-                     if g.get("preferredVersion")]
-        found: set[tuple[str, str]] = set()
-
-        async def one(gv: str) -> None:
-            try:
-                listing = await self.kube.request("GET", "/api/v1" if gv == "v1" else f"/apis/{gv}")
-            except KubeError:
-                return  # an aggregated API that is down
-            group = gv.rpartition("/")[0]
-            for res in listing.get("resources", []):
-                verbs = set(res.get("verbs") or [])
-                if "/" not in res["name"] and {"list", "watch"} <= verbs and (group, res["name"]) not in NOT_RECORDED:
-                    found.add((gv, res["kind"]))
-
-        await asyncio.gather(*(one(gv) for gv in versions))
-        return found
-
-    async def run(self) -> None:
-        try:
-            while True:
-                try:
-                    wanted = await self.kinds()
-                except KubeError as exc:
-                    log.warning("discovery failed (%s); retrying", exc.message)
-                    wanted = set(self.streams)
-                for key in [k for k, task in self.streams.items() if task.done()]:
-                    del self.streams[key]  # its kind went away (404); it may come back
-                for key in wanted - set(self.streams):
-                    self.streams[key] = asyncio.create_task(self.stream(*key), name=f"record {key[1]}")
-                for key in set(self.streams) - wanted:  # its CRD went; the sweep records the deletions
-                    self.streams.pop(key).cancel()
-                self._changed.clear()
-                try:
-                    await asyncio.wait_for(self._changed.wait(), timeout=self.rescan)
-                    await asyncio.sleep(1)  # a CRD is served a moment after it is established
-                except TimeoutError:
-                    pass
-        finally:
-            for task in self.streams.values():
-                task.cancel()
-            await asyncio.gather(*self.streams.values(), return_exceptions=True)
-
-    async def stream(self, api_version: str, kind: str) -> None:
-        version: str | None = None
-        backoff = 0.5
-        while True:
-            try:
-                if version is None:
-                    items, version = await self.kube.list_versioned(api_version, kind)
-                    now = lifecycle.now()
-                    for obj in items:
-                        if (obj.get("metadata") or {}).get("uid"):
-                            self.observe(store.Observation.of(obj, observed_at=now, reconciled=True))
-                async for event in self.kube.watch(api_version, kind, version):
-                    kind_of_event, obj = event.get("type"), event.get("object") or {}
-                    meta = obj.get("metadata") or {}
-                    if kind_of_event == "ERROR":
-                        raise KubeError(int(obj.get("code") or 500), str(obj.get("reason", "")),
-                                        str(obj.get("message", "")))
-                    version = meta.get("resourceVersion") or version
-                    if kind_of_event == "BOOKMARK" or not meta.get("uid"):
-                        continue
-                    obj.setdefault("apiVersion", api_version)
-                    obj.setdefault("kind", kind)
-                    self.observe(store.Observation.of(obj, observed_at=lifecycle.now(),
-                                                      gone=kind_of_event == "DELETED"))
-                    if kind == "CustomResourceDefinition":
-                        self._changed.set()
-                    backoff = 0.5
-            except UnknownKind:
-                return
-            except KubeError as exc:
-                if exc.status == 410:  # compacted away: list again (the sweep finds what went meanwhile)
-                    version = None
-                    continue
-                if exc.status == 404:
-                    return
-                log.info("watch of %s %s interrupted (%s); retrying in %.1f s", api_version, kind, exc.message,
-                         backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
