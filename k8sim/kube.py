@@ -152,6 +152,9 @@ class Kube:
         )
         self._resources: dict[tuple[str, str], ResourceInfo] = {}
         self._discovered = False
+        #: Group versions the last discovery could not read (an aggregated API that is down, or a
+        #: transient failure): their kinds are unknown, not known to be gone.
+        self.unreachable: frozenset[str] = frozenset()
         self._lock = asyncio.Lock()
 
     async def close(self) -> None:
@@ -195,12 +198,14 @@ class Kube:
             for group in groups.get("groups", []):
                 versions += [v["groupVersion"] for v in group["versions"]]
             found: dict[tuple[str, str], ResourceInfo] = {}
+            unreachable: set[str] = set()
 
             async def one(gv: str) -> None:
                 path = "/api/v1" if gv == "v1" else f"/apis/{gv}"
                 try:
                     listing = await self.request("GET", path)
                 except KubeError:
+                    unreachable.add(gv)
                     return  # an aggregated API that is down: skip it, as kubectl does
                 for res in listing.get("resources", []):
                     if "/" in res["name"]:
@@ -210,6 +215,7 @@ class Kube:
 
             await asyncio.gather(*(one(gv) for gv in versions))
             self._resources, self._discovered = found, True
+            self.unreachable = frozenset(unreachable)
             return found
 
     async def resource(self, api_version: str, kind: str) -> ResourceInfo:

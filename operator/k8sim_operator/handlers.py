@@ -1,7 +1,8 @@
-"""Kopf handlers: the passive lifecycle recorder, the cluster add-ons and the Scenario player.
+"""Kopf handlers: the cluster add-ons and the Scenario player; startup runs the lifecycle recorder
+(its own watches, see :mod:`recorder`).
 
-The recorder and add-ons are ``on.event`` handlers: no finalizers and no annotations are put
-on user objects, and each add-on action is idempotent, so replays and restarts are safe.
+The add-ons are ``on.event`` handlers: no finalizers and no annotations are put on user
+objects, and each add-on action is idempotent, so replays and restarts are safe.
 Scenarios (our own resource) each get a daemon, whose finalizer lets a deletion restore first.
 """
 
@@ -20,27 +21,10 @@ from k8sim.kube import Kube, KubeError
 from k8sim.kube import credentials as kube_credentials
 
 from . import addons, player
-from .recorder import Recorder
+from .recorder import Recorder, Watches
 from .settings import OperatorSettings
 
 log = logging.getLogger(__name__)
-
-#: Kinds that only churn (heartbeats, reviews) and say nothing about a workload's lifecycle.
-NOT_RECORDED = {
-    ("coordination.k8s.io", "leases"),
-    ("events.k8s.io", "events"),  # the same objects as core v1 events, which are recorded
-    ("kopf.dev", "clusterkopfpeerings"),
-    ("kopf.dev", "kopfpeerings"),
-    ("kwok.x-k8s.io", "stages"),
-}
-
-
-def recorded(resource: kopf.Resource) -> bool:
-    # A callable selector sees every served version; one (the preferred) is enough.
-    if not resource.preferred or (resource.group, resource.plural) in NOT_RECORDED:
-        return False
-    return "watch" in resource.verbs and "list" in resource.verbs
-
 
 @kopf.on.login()
 def login(**_: Any) -> kopf.ConnectionInfo:
@@ -67,11 +51,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.background.instant_exit_timeout = 5.0
     settings.background.cancellation_polling = 1.0
     kube = Kube(conf.kubeconfig)
+    # Its own client: a watch per kind holds a connection each, which must not starve the add-ons.
+    memo.watch_kube = Kube(conf.kubeconfig, max_connections=1000)
     recorder = Recorder(conf, kube)
     memo.conf, memo.kube, memo.recorder = conf, kube, recorder
     memo.lb_lock = asyncio.Lock()
     memo.lb_pool = addons.parse_pool(conf.lb_pool)
     memo.tasks = [asyncio.create_task(recorder.run(), name="recorder"),
+                  asyncio.create_task(Watches(memo.watch_kube, recorder).run(), name="watches"),
                   asyncio.create_task(recorder.sweep_forever(), name="sweep")]
     background = scenarios.background(conf.profile, conf.background)
     if background.active and conf.speed <= 1:  # an accelerated clock plays them in the engine's model
@@ -95,19 +82,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await asyncio.gather(*memo.tasks, return_exceptions=True)
     await recorder.close()
     await memo.kube.close()
-
-
-@kopf.on.event(recorded)
-@kopf.on.event("v1", "events")
-async def record(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Every change of every object becomes an observation for the writer."""
-    obj = event["object"]
-    if not obj.get("metadata", {}).get("uid"):
-        return
-    gone = event.get("type") == "DELETED"
-    # A None type is the initial listing after (re)start: changes made while we were away.
-    memo.recorder.observe(store.Observation.of(obj, observed_at=lifecycle.now(), gone=gone,
-                                               reconciled=event.get("type") is None))
+    await memo.watch_kube.close()
 
 
 # --------------------------------------------------------------------------- storage

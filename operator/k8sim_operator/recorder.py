@@ -1,7 +1,10 @@
-"""The lifecycle recorder's writer: batches observations into PostgreSQL, never drops one.
+"""The lifecycle recorder: its watches and its writer, which batches observations into
+PostgreSQL and never drops one.
 
-Watch handlers only enqueue. One writer task turns observations into history rows in
-order. While PostgreSQL is unavailable the writer spools observations to a local file
+One list-then-watch stream per kind (with bookmarks) only enqueues: Kopf is not in this path,
+because its per-event machinery (a deep-copied diff base of every object, per-object workers)
+cost more CPU than the control plane's own work at thousands of pods. One writer task turns
+observations into history rows in order. While PostgreSQL is unavailable the writer spools observations to a local file
 (so an operator restart does not lose them either) and retries with backoff; when the
 database returns, the spool is written first, then the live queue. A periodic sweep
 finds objects that vanished while nobody watched and records their deletion.
@@ -25,6 +28,15 @@ from .settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
+#: (group, plural) of kinds not recorded: heartbeats, duplicates and our own machinery.
+NOT_RECORDED = {
+    ("coordination.k8s.io", "leases"),
+    ("events.k8s.io", "events"),  # the same objects as core v1 events, which are recorded
+    ("kopf.dev", "clusterkopfpeerings"),
+    ("kopf.dev", "kopfpeerings"),
+    ("kwok.x-k8s.io", "stages"),
+}
+
 #: Errors after which the database counts as unavailable (connection lost, server down).
 DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
            asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError,
@@ -44,6 +56,8 @@ class Recorder:
         self.pool: asyncpg.Pool | None = None
         self.spool = Path(settings.spool)
         self._idle = asyncio.Event()
+        self._sweep_kinds: set[tuple[str, str]] = set()
+        self._sweep_wanted = asyncio.Event()
 
     # ------------------------------------------------------------------ input
 
@@ -183,20 +197,26 @@ class Recorder:
 
     # ------------------------------------------------------------------ sweep
 
-    async def sweep(self) -> int:
-        """Record the deletion of objects that exist in the store but no longer in the cluster."""
+    async def sweep(self, kinds: set[tuple[str, str]] | None = None) -> int:
+        """Record the deletion of objects that exist in the store but no longer in the cluster
+        (of the given (apiVersion, kind)s, or of every recorded kind)."""
         if self.pool is None:
-            return 0
+            raise ConnectionError("no PostgreSQL connection yet")
+        # The rows are read before the listing: an object created in between is in neither.
         async with self.pool.acquire() as conn:
             rows = await store.live_resources(conn)
         by_kind: dict[tuple[str, str], list[Any]] = {}
         for row in rows:
-            by_kind.setdefault((row["api_version"], row["kind"]), []).append(row)
+            key = (row["api_version"], row["kind"])
+            if kinds is None or key in kinds:
+                by_kind.setdefault(key, []).append(row)
         found = 0
         for (api_version, kind), recorded in by_kind.items():
             try:
                 present = {i["metadata"]["uid"] for i in await self.kube.list(api_version, kind)}
             except UnknownKind:
+                if api_version in self.kube.unreachable:
+                    continue  # discovery could not tell: unknown is not gone
                 present = set()  # its CRD is gone, and with it every object
             except KubeError as exc:
                 log.debug("sweep skipped %s %s: %s", api_version, kind, exc)
@@ -212,11 +232,142 @@ class Recorder:
             log.info("sweep found %d objects deleted while unobserved", found)
         return found
 
+    def request_sweep(self, key: tuple[str, str]) -> None:
+        """A kind was (re)listed or went away: what vanished while nobody watched is found by a sweep."""
+        self._sweep_kinds.add(key)
+        self._sweep_wanted.set()
+
     async def sweep_forever(self) -> None:
-        await asyncio.sleep(self.settings.sweep_delay)
+        """Sweep the kinds that relisted (a watch only misses deletions across a gap), and every kind
+        now and then as a safety net."""
         while True:
             try:
-                await self.sweep()
+                await asyncio.wait_for(self._sweep_wanted.wait(), timeout=self.settings.sweep_interval)
+                await asyncio.sleep(self.settings.sweep_delay)  # kinds relisted together, swept together
+                kinds: set[tuple[str, str]] | None = set(self._sweep_kinds)
+            except TimeoutError:
+                kinds = None
+            self._sweep_wanted.clear()
+            try:
+                await self.sweep(kinds)
             except DB_DOWN as exc:
                 log.info("sweep postponed: %s", exc)
-            await asyncio.sleep(self.settings.sweep_interval)
+                self._sweep_wanted.set()  # kept pending until a sweep succeeds
+                await asyncio.sleep(self.settings.retry_max)
+                continue
+            if kinds is not None:
+                self._sweep_kinds -= kinds
+
+
+class Watches:
+    """Every kind the cluster serves (its preferred version, listable and watchable) streamed into
+    the recorder: a listing first (observations marked reconciled: changes made while nobody
+    watched, and a sweep for what went meanwhile), then a watch from that version with bookmarks,
+    relisting only when the version is too old. New kinds are picked up when a
+    CustomResourceDefinition changes, and by a periodic rescan.
+
+    A relist sees current states only, so a stream is never stopped on a discovery that could not
+    read its group version: only a kind positively gone (its group version read without it) ends."""
+
+    def __init__(self, kube: Kube, recorder: Recorder, rescan: float = 30.0):
+        self.kube, self.recorder, self.rescan = kube, recorder, rescan
+        self.streams: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._changed = asyncio.Event()
+
+    async def kinds(self) -> tuple[set[tuple[str, str]], set[str]]:
+        """(apiVersion, kind) of everything to record, and the group versions that could not be read."""
+        versions = ["v1"]
+        groups = await self.kube.request("GET", "/apis")
+        versions += [g["preferredVersion"]["groupVersion"] for g in groups.get("groups", [])
+                     if g.get("preferredVersion")]
+        found: set[tuple[str, str]] = set()
+        unreachable: set[str] = set()
+
+        async def one(gv: str) -> None:
+            try:
+                listing = await self.kube.request("GET", "/api/v1" if gv == "v1" else f"/apis/{gv}")
+            except KubeError:
+                unreachable.add(gv)  # an aggregated API that is down, or a moment's failure
+                return
+            group = gv.rpartition("/")[0]
+            for res in listing.get("resources", []):
+                verbs = set(res.get("verbs") or [])
+                if "/" not in res["name"] and {"list", "watch"} <= verbs and (group, res["name"]) not in NOT_RECORDED:
+                    found.add((gv, res["kind"]))
+
+        await asyncio.gather(*(one(gv) for gv in versions))
+        return found, unreachable
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    wanted, unreachable = await self.kinds()
+                except KubeError as exc:
+                    log.warning("discovery failed (%s); retrying", exc.message)
+                    wanted, unreachable = set(self.streams), set()
+                else:
+                    await self.kube.discover(refresh=True)  # so watches resolve new kinds' paths
+                for key in [k for k, task in self.streams.items() if task.done()]:
+                    del self.streams[key]  # its kind went away; it may come back
+                for key in wanted - set(self.streams):
+                    self.streams[key] = asyncio.create_task(self.stream(*key), name=f"record {key[1]}")
+                for key in set(self.streams) - wanted:
+                    if key[0] in unreachable:
+                        continue  # unknown is not gone: keep watching
+                    self.streams.pop(key).cancel()
+                    self.recorder.request_sweep(key)  # its CRD went, and with it every object
+                self._changed.clear()
+                try:
+                    await asyncio.wait_for(self._changed.wait(), timeout=self.rescan)
+                    await asyncio.sleep(1)  # a CRD is served a moment after it is established
+                except TimeoutError:
+                    pass
+        finally:
+            for task in self.streams.values():
+                task.cancel()
+            await asyncio.gather(*self.streams.values(), return_exceptions=True)
+
+    async def stream(self, api_version: str, kind: str) -> None:
+        version: str | None = None
+        backoff = 0.5
+        while True:
+            try:
+                if version is None:
+                    items, version = await self.kube.list_versioned(api_version, kind)
+                    now = lifecycle.now()
+                    for obj in items:
+                        if (obj.get("metadata") or {}).get("uid"):
+                            self.recorder.observe(store.Observation.of(obj, observed_at=now, reconciled=True))
+                    self.recorder.request_sweep((api_version, kind))
+                async for event in self.kube.watch(api_version, kind, version):
+                    kind_of_event, obj = event.get("type"), event.get("object") or {}
+                    meta = obj.get("metadata") or {}
+                    if kind_of_event == "ERROR":
+                        raise KubeError(int(obj.get("code") or 500), str(obj.get("reason", "")),
+                                        str(obj.get("message", "")))
+                    version = meta.get("resourceVersion") or version
+                    if kind_of_event == "BOOKMARK" or not meta.get("uid"):
+                        continue
+                    obj.setdefault("apiVersion", api_version)
+                    obj.setdefault("kind", kind)
+                    self.recorder.observe(store.Observation.of(obj, observed_at=lifecycle.now(),
+                                                               gone=kind_of_event == "DELETED"))
+                    if kind == "CustomResourceDefinition":
+                        self._changed.set()
+                    backoff = 0.5
+            except UnknownKind:
+                if api_version not in self.kube.unreachable:
+                    return  # gone; the rescan that notices it asks for the sweep
+                await asyncio.sleep(backoff)  # discovery could not tell: keep the version, try again
+                backoff = min(backoff * 2, 10.0)
+            except KubeError as exc:
+                if exc.status == 410:  # compacted away: list again (the sweep finds what went meanwhile)
+                    version = None
+                    continue
+                if exc.status == 404:
+                    return
+                log.info("watch of %s %s interrupted (%s); retrying in %.1f s", api_version, kind, exc.message,
+                         backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)

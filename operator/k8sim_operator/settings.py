@@ -28,5 +28,7 @@ class OperatorSettings(CommonSettings):
     batch_size: int = Field(500, description="Observations written per transaction.")
     flush_interval: float = Field(0.1, description="Seconds a partial batch waits for more (latency bound).")
     retry_max: float = Field(10.0, description="Cap of the reconnect backoff, seconds.")
-    sweep_interval: float = Field(60.0, description="Seconds between checks for objects deleted unseen.")
-    sweep_delay: float = Field(10.0, description="Seconds after start before the first such check.")
+    sweep_interval: float = Field(300.0, description="Seconds between safety-net checks of every kind for "
+                                                     "objects deleted unseen (a relisted kind is checked at once).")
+    sweep_delay: float = Field(2.0, description="Seconds a check waits after a relist, so kinds relisted "
+                                                "together are checked together.")

@@ -1,0 +1,82 @@
+"""Which kinds the recorder keeps watching when discovery fails (a relist would lose transitions)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from k8sim_operator.recorder import Watches
+
+from k8sim.kube import KubeError
+
+LISTINGS = {
+    "/api/v1": {"resources": [{"name": "pods", "kind": "Pod", "verbs": ["list", "watch"]},
+                              {"name": "pods/status", "kind": "Pod", "verbs": ["get"]},
+                              {"name": "bindings", "kind": "Binding", "verbs": ["create"]}]},
+    "/apis/example.com/v1": {"resources": [{"name": "widgets", "kind": "Widget", "verbs": ["list", "watch"]}]},
+    "/apis/coordination.k8s.io/v1": {"resources": [{"name": "leases", "kind": "Lease", "verbs": ["list", "watch"]}]},
+}
+
+
+class DiscoveryOnly:
+    """Answers discovery from a table; a path in ``failing`` fails like an apiserver under load."""
+
+    def __init__(self) -> None:
+        self.groups = ["example.com/v1", "coordination.k8s.io/v1"]
+        self.failing: set[str] = set()
+        self.unreachable: frozenset[str] = frozenset()
+
+    async def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
+        if path == "/apis":
+            return {"groups": [{"preferredVersion": {"groupVersion": gv}} for gv in self.groups]}
+        if path in self.failing:
+            raise KubeError(503, "ServiceUnavailable", "the server is currently unable to handle the request")
+        return LISTINGS[path]
+
+    async def discover(self, refresh: bool = False) -> None:
+        return None
+
+
+class Sweeps:
+    def __init__(self) -> None:
+        self.requested: list[tuple[str, str]] = []
+
+    def request_sweep(self, key: tuple[str, str]) -> None:
+        self.requested.append(key)
+
+
+async def _watching(kube: DiscoveryOnly, sweeps: Sweeps, rounds: list[Any]) -> list[set[tuple[str, str]]]:
+    """Run the watcher's rescans; before each, ``rounds`` changes the fake cluster."""
+    watches = Watches(kube, sweeps, rescan=0.01)  # type: ignore[arg-type]
+
+    async def forever(api_version: str, kind: str) -> None:
+        await asyncio.sleep(3600)
+
+    watches.stream = forever  # type: ignore[method-assign]
+    seen: list[set[tuple[str, str]]] = []
+    task = asyncio.create_task(watches.run())
+    for change in rounds:
+        await asyncio.sleep(0.05)
+        seen.append({k for k, t in watches.streams.items() if not t.done()})
+        change()
+    await asyncio.sleep(0.05)
+    seen.append({k for k, t in watches.streams.items() if not t.done()})
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return seen
+
+
+def test_streams_survive_a_discovery_that_could_not_read_their_group_version() -> None:
+    kube, sweeps = DiscoveryOnly(), Sweeps()
+    seen = asyncio.run(_watching(kube, sweeps, [lambda: kube.failing.add("/api/v1")]))
+    pods, widgets = ("v1", "Pod"), ("example.com/v1", "Widget")
+    assert seen[0] == {pods, widgets}, "leases are not recorded; subresources and create-only kinds neither"
+    assert seen[1] == {pods, widgets}, "a failed /api/v1 read must not stop (and later relist) the pod stream"
+    assert sweeps.requested == []
+
+
+def test_a_kind_whose_group_version_went_away_stops_and_is_swept() -> None:
+    kube, sweeps = DiscoveryOnly(), Sweeps()
+    seen = asyncio.run(_watching(kube, sweeps, [lambda: kube.groups.remove("example.com/v1")]))
+    assert seen[-1] == {("v1", "Pod")}
+    assert sweeps.requested == [("example.com/v1", "Widget")]
