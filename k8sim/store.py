@@ -94,6 +94,29 @@ class Observation:
     created_at: dt.datetime | None = None
     deleted_at: dt.datetime | None = None
     reconciled: bool = False
+    #: A Kubernetes Event about this object: recorded as one ``event`` step of its history, the
+    #: object's state untouched (an Event is a note about an object, not an object to track).
+    note: dict[str, Any] | None = None
+
+    @classmethod
+    def of_event(cls, event: Mapping[str, Any], *, observed_at: dt.datetime,
+                 reconciled: bool = False) -> Observation | None:
+        """A core v1 Event as a step of its involved object's history; None if it names no object uid."""
+        involved = event.get("involvedObject") or {}
+        meta = event.get("metadata") or {}
+        if not involved.get("uid"):
+            return None
+        when = (event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp")
+                or meta.get("creationTimestamp"))
+        source = event.get("source") or {}
+        note = {"reason": event.get("reason"), "type": event.get("type"), "message": event.get("message"),
+                "count": event.get("count") or 1, "source": source.get("component") or event.get("reportingComponent"),
+                "event": meta.get("name")}
+        return cls(uid=involved["uid"], api_version=involved.get("apiVersion") or "v1",
+                   kind=involved.get("kind") or "", namespace=involved.get("namespace") or meta.get("namespace") or "",
+                   name=involved.get("name") or "", resource_version=str(meta.get("resourceVersion", "")),
+                   observed_at=observed_at, state=None, created_at=lifecycle.parse_time(when),
+                   reconciled=reconciled, note={k: v for k, v in note.items() if v is not None})
 
     @classmethod
     def of(cls, obj: Mapping[str, Any], *, observed_at: dt.datetime, gone: bool = False,
@@ -182,6 +205,11 @@ async def record(conn: asyncpg.Connection, observations: Iterable[Observation],
     deletes: list[tuple[Any, ...]] = []
     events: list[tuple[Any, ...]] = []
     for obs in observations:
+        if obs.note is not None:
+            occurred = min(obs.created_at, obs.observed_at) if obs.created_at else obs.observed_at
+            events.append((obs.uid, obs.api_version, obs.kind, obs.namespace, obs.name, obs.tenant, "event",
+                           obs.note, obs.resource_version, occurred, obs.observed_at, obs.reconciled))
+            continue
         known = obs.uid in prior
         before = prior.get(obs.uid)
         if known and before is None:

@@ -139,7 +139,7 @@ class Recorder:
     async def _write(self, batch: list[store.Observation]) -> None:
         assert self.pool is not None
         async with self.pool.acquire() as conn, conn.transaction():
-            unknown = list({o.uid for o in batch if o.uid not in self.prior})
+            unknown = list({o.uid for o in batch if o.uid not in self.prior and o.note is None})
             prior = {o.uid: self.prior[o.uid] for o in batch if o.uid in self.prior}
             if unknown:
                 prior.update(await store.load_states(conn, unknown))
@@ -328,6 +328,17 @@ class Watches:
                 task.cancel()
             await asyncio.gather(*self.streams.values(), return_exceptions=True)
 
+    def _observe(self, obj: dict[str, Any], *, observed_at: Any, gone: bool = False, reconciled: bool = False) -> None:
+        if not (obj.get("metadata") or {}).get("uid"):
+            return
+        if obj.get("kind") == "Event" and obj.get("apiVersion") == "v1":
+            # An Event is a step of its object's history; its expiry (an hour later) is not news.
+            note = None if gone else store.Observation.of_event(obj, observed_at=observed_at, reconciled=reconciled)
+            if note is not None:
+                self.recorder.observe(note)
+            return
+        self.recorder.observe(store.Observation.of(obj, observed_at=observed_at, gone=gone, reconciled=reconciled))
+
     async def stream(self, api_version: str, kind: str) -> None:
         version: str | None = None
         backoff = 0.5
@@ -337,8 +348,7 @@ class Watches:
                     items, version = await self.kube.list_versioned(api_version, kind)
                     now = lifecycle.now()
                     for obj in items:
-                        if (obj.get("metadata") or {}).get("uid"):
-                            self.recorder.observe(store.Observation.of(obj, observed_at=now, reconciled=True))
+                        self._observe(obj, observed_at=now, reconciled=True)
                     self.recorder.request_sweep((api_version, kind))
                 async for event in self.kube.watch(api_version, kind, version):
                     kind_of_event, obj = event.get("type"), event.get("object") or {}
@@ -347,12 +357,11 @@ class Watches:
                         raise KubeError(int(obj.get("code") or 500), str(obj.get("reason", "")),
                                         str(obj.get("message", "")))
                     version = meta.get("resourceVersion") or version
-                    if kind_of_event == "BOOKMARK" or not meta.get("uid"):
+                    if kind_of_event == "BOOKMARK":
                         continue
                     obj.setdefault("apiVersion", api_version)
                     obj.setdefault("kind", kind)
-                    self.recorder.observe(store.Observation.of(obj, observed_at=lifecycle.now(),
-                                                               gone=kind_of_event == "DELETED"))
+                    self._observe(obj, observed_at=lifecycle.now(), gone=kind_of_event == "DELETED")
                     if kind == "CustomResourceDefinition":
                         self._changed.set()
                     backoff = 0.5

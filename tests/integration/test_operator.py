@@ -54,8 +54,9 @@ def operator() -> Iterator[KopfRunner]:
 
 
 def history(settings: ClusterSettings, namespace: str, kind: str) -> dict[str, list[str]]:
+    """Each object's lifecycle steps in order (the Kubernetes Events about it left out)."""
     rows = query(settings, "SELECT uid, transition FROM resource_events WHERE namespace = $1 AND kind = $2 "
-                 "ORDER BY id", namespace, kind)
+                 "AND transition <> 'event' ORDER BY id", namespace, kind)
     found: dict[str, list[str]] = {}
     for row in rows:
         found.setdefault(row["uid"], []).append(row["transition"])
@@ -96,6 +97,15 @@ def test_deployment_scale_and_delete_are_recorded_transition_by_transition(
         for uid, steps in history(s, namespace, "Pod").items():
             assert steps[:1] == ["created"] and {"scheduled", "running", "ready"} <= set(steps), (uid, steps)
             assert steps.index("scheduled") < steps.index("running") < steps.index("ready"), (uid, steps)
+        # Kubernetes Events are steps of their object's history, not objects of their own.
+        def scheduled_events() -> dict[str, Any]:
+            rows = query(s, "SELECT uid, name, detail FROM resource_events WHERE namespace = $1 AND kind = 'Pod' "
+                         "AND transition = 'event'", namespace)
+            return {r["uid"]: r for r in rows if r["detail"]["reason"] == "Scheduled"}
+        eventually(lambda: set(scheduled_events()) == first, what="each pod's Scheduled event in its history")
+        for row in scheduled_events().values():
+            assert row["detail"]["type"] == "Normal" and row["name"] in row["detail"]["message"], row
+        assert not query(s, "SELECT 1 FROM resources WHERE namespace = $1 AND kind = 'Event'", namespace)
 
         kubectl("scale", "-n", namespace, "deployment/web", "--replicas=2")
         eventually(lambda: len(cluster_uids(kubectl, namespace, "pods")) == 2, what="scale-down in the cluster")

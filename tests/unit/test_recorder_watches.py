@@ -80,3 +80,24 @@ def test_a_kind_whose_group_version_went_away_stops_and_is_swept() -> None:
     seen = asyncio.run(_watching(kube, sweeps, [lambda: kube.groups.remove("example.com/v1")]))
     assert seen[-1] == {("v1", "Pod")}
     assert sweeps.requested == [("example.com/v1", "Widget")]
+
+
+def test_an_event_becomes_a_step_of_its_object_and_round_trips_through_the_spool() -> None:
+    import datetime as dt
+
+    from k8sim import store
+    now = dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.UTC)
+    event = {"apiVersion": "v1", "kind": "Event", "reason": "BackOff", "type": "Warning", "count": 3,
+             "message": "Back-off restarting failed container", "source": {"component": "kubelet"},
+             "lastTimestamp": "2026-11-28T09:59:58Z",
+             "metadata": {"name": "web-1.17f", "namespace": "t1", "uid": "e-1", "resourceVersion": "42"},
+             "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": "web-1", "namespace": "t1", "uid": "p-1"}}
+    obs = store.Observation.of_event(event, observed_at=now)
+    assert obs is not None
+    assert (obs.uid, obs.kind, obs.name, obs.namespace, obs.resource_version) == ("p-1", "Pod", "web-1", "t1", "42")
+    assert obs.note == {"reason": "BackOff", "type": "Warning", "message": "Back-off restarting failed container",
+                        "count": 3, "source": "kubelet", "event": "web-1.17f"}
+    assert obs.created_at == dt.datetime(2026, 11, 28, 9, 59, 58, tzinfo=dt.UTC)
+    assert store.Observation.from_json(obs.to_json()) == obs
+    assert store.Observation.of_event({**event, "involvedObject": {"kind": "Node", "name": "n1"}},
+                                      observed_at=now) is None
