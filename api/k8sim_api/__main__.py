@@ -10,7 +10,8 @@ from k8sim_api.core.config import get_settings
 def main() -> None:
     settings = get_settings()
     uvicorn.run("k8sim_api.main:create_app", factory=True, host=settings.bind_address, port=settings.api_port,
-                log_level=settings.log_level.lower(), access_log=False)
+                log_level=settings.log_level.lower(), access_log=False,
+                ws_per_message_deflate=settings.ws_compression)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Dependencies of the routes: settings, the cluster client, the store, the broadcaster.
 
-Routes take everything through these ``Annotated`` types and never read ``app.state``.
+Routes take everything through these ``Annotated`` types and never read ``app.state``. Every
+dependency is ``async``: FastAPI runs a plain ``def`` one in a worker thread, a thread hop per
+request that was most of a cached answer's cost.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ from k8sim_api.broadcast import Broadcaster, Update
 from k8sim_api.core.config import ApiSettings
 
 
-def settings_dep(conn: HTTPConnection) -> ApiSettings:
+async def settings_dep(conn: HTTPConnection) -> ApiSettings:
     settings: ApiSettings = conn.app.state.settings
     return settings
 
 
-def kube_dep(conn: HTTPConnection) -> Kube:
+async def kube_dep(conn: HTTPConnection) -> Kube:
     kube: Kube = conn.app.state.kube
     return kube
 
@@ -43,24 +45,24 @@ async def pool_dep(conn: HTTPConnection) -> asyncpg.Pool:
     return result
 
 
-def maybe_pool_dep(conn: HTTPConnection) -> asyncpg.Pool | None:
+async def maybe_pool_dep(conn: HTTPConnection) -> asyncpg.Pool | None:
     """The pool if the API has one; for answers that can do without the store."""
     pool: asyncpg.Pool | None = conn.app.state.pool
     return pool
 
 
-def broadcaster_dep(conn: HTTPConnection) -> Broadcaster:
+async def broadcaster_dep(conn: HTTPConnection) -> Broadcaster:
     broadcaster: Broadcaster = conn.app.state.broadcaster
     return broadcaster
 
 
-def redis_dep(conn: HTTPConnection) -> aioredis.Redis:
+async def redis_dep(conn: HTTPConnection) -> aioredis.Redis:
     """The API's Redis client (load-control overrides)."""
     client: aioredis.Redis = conn.app.state.redis
     return client
 
 
-def tasks_dep(conn: HTTPConnection) -> set[asyncio.Task[Any]]:
+async def tasks_dep(conn: HTTPConnection) -> set[asyncio.Task[Any]]:
     """Background work (wait=false deploys) the app cancels on shutdown."""
     tasks: set[asyncio.Task[Any]] = conn.app.state.tasks
     return tasks

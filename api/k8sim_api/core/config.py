@@ -30,6 +30,9 @@ class ApiSettings(CommonSettings):
     max_nodes: int = Field(500_000, description="Most YAML nodes one document may expand to.")
     default_namespace: str = Field("default", description="Namespace of objects that name none.")
     ws_queue: int = Field(16, description="Updates buffered per WebSocket client before it is dropped as slow.")
+    ws_compression: bool = Field(False, description="Offer permessage-deflate on WebSockets: less traffic, but "
+                                                    "every snapshot compressed once per client (at 1,000 clients "
+                                                    "most of the API's CPU).")
     api_token: SecretStr | None = Field(None, description="When set, every endpoint but /health needs it: "
                                         "`Authorization: Bearer <token>`, or `?access_token=` once in a "
                                         "browser (it then keeps a cookie).")

@@ -24,20 +24,14 @@ async def stream(websocket: WebSocket, broadcaster: BroadcasterDep, tenant: str 
     reader = asyncio.create_task(drain_incoming())
     try:
         async with broadcaster.subscribe(tenant) as client:
+            reader.add_done_callback(lambda _: client.stop())  # the client left: stop waiting for updates
             latest = await broadcaster.snapshot()
             if latest is not None:
                 await websocket.send_text(latest.text_for(tenant))
-            while not reader.done():
-                getter = asyncio.create_task(client.queue.get())
-                dropped = asyncio.create_task(client.dropped.wait())
-                done, pending = await asyncio.wait({getter, dropped, reader}, return_when=asyncio.FIRST_COMPLETED)
-                for task in pending - {reader}:
-                    task.cancel()
-                if dropped in done:
-                    await websocket.close(code=1013, reason="too slow: updates were piling up")
-                    return
-                if getter in done:
-                    await websocket.send_text(getter.result().text_for(tenant))
+            while (update := await client.queue.get()) is not None:
+                await websocket.send_text(update.text_for(tenant))
+            if client.dropped.is_set():
+                await websocket.close(code=1013, reason="too slow: updates were piling up")
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
