@@ -155,6 +155,8 @@ class Kube:
         #: Group versions the last discovery could not read (an aggregated API that is down, or a
         #: transient failure): their kinds are unknown, not known to be gone.
         self.unreachable: frozenset[str] = frozenset()
+        #: Each group's preferred version (and core v1), as of the last discovery.
+        self.preferred: frozenset[str] = frozenset()
         self._lock = asyncio.Lock()
 
     async def close(self) -> None:
@@ -194,9 +196,12 @@ class Kube:
             if self._discovered and not refresh:
                 return self._resources
             versions = ["v1"]
+            preferred = {"v1"}
             groups = await self.request("GET", "/apis")
             for group in groups.get("groups", []):
                 versions += [v["groupVersion"] for v in group["versions"]]
+                if group.get("preferredVersion"):
+                    preferred.add(group["preferredVersion"]["groupVersion"])
             found: dict[tuple[str, str], ResourceInfo] = {}
             unreachable: set[str] = set()
 
@@ -215,7 +220,7 @@ class Kube:
 
             await asyncio.gather(*(one(gv) for gv in versions))
             self._resources, self._discovered = found, True
-            self.unreachable = frozenset(unreachable)
+            self.unreachable, self.preferred = frozenset(unreachable), frozenset(preferred)
             return found
 
     async def resource(self, api_version: str, kind: str) -> ResourceInfo:

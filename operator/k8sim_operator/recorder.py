@@ -6,8 +6,9 @@ because its per-event machinery (a deep-copied diff base of every object, per-ob
 cost more CPU than the control plane's own work at thousands of pods. One writer task turns
 observations into history rows in order. While PostgreSQL is unavailable the writer spools observations to a local file
 (so an operator restart does not lose them either) and retries with backoff; when the
-database returns, the spool is written first, then the live queue. A periodic sweep
-finds objects that vanished while nobody watched and records their deletion.
+database returns, the spool is written first, then the live queue. A sweep finds objects
+that vanished while nobody watched (after a kind is relisted, and now and then as a safety
+net) and records their deletion.
 """
 
 from __future__ import annotations
@@ -275,28 +276,13 @@ class Watches:
         self._changed = asyncio.Event()
 
     async def kinds(self) -> tuple[set[tuple[str, str]], set[str]]:
-        """(apiVersion, kind) of everything to record, and the group versions that could not be read."""
-        versions = ["v1"]
-        groups = await self.kube.request("GET", "/apis")
-        versions += [g["preferredVersion"]["groupVersion"] for g in groups.get("groups", [])
-                     if g.get("preferredVersion")]
-        found: set[tuple[str, str]] = set()
-        unreachable: set[str] = set()
-
-        async def one(gv: str) -> None:
-            try:
-                listing = await self.kube.request("GET", "/api/v1" if gv == "v1" else f"/apis/{gv}")
-            except KubeError:
-                unreachable.add(gv)  # an aggregated API that is down, or a moment's failure
-                return
-            group = gv.rpartition("/")[0]
-            for res in listing.get("resources", []):
-                verbs = set(res.get("verbs") or [])
-                if "/" not in res["name"] and {"list", "watch"} <= verbs and (group, res["name"]) not in NOT_RECORDED:
-                    found.add((gv, res["kind"]))
-
-        await asyncio.gather(*(one(gv) for gv in versions))
-        return found, unreachable
+        """(apiVersion, kind) of everything to record (each group's preferred version, listable and
+        watchable), and the group versions that could not be read; refreshes the client's discovery."""
+        served = await self.kube.discover(refresh=True)
+        found = {key for key, info in served.items()
+                 if info.api_version in self.kube.preferred and {"list", "watch"} <= info.verbs
+                 and (info.group, info.plural) not in NOT_RECORDED}
+        return found, set(self.kube.unreachable)
 
     async def run(self) -> None:
         try:
@@ -306,8 +292,6 @@ class Watches:
                 except KubeError as exc:
                     log.warning("discovery failed (%s); retrying", exc.message)
                     wanted, unreachable = set(self.streams), set()
-                else:
-                    await self.kube.discover(refresh=True)  # so watches resolve new kinds' paths
                 for key in [k for k, task in self.streams.items() if task.done()]:
                     del self.streams[key]  # its kind went away; it may come back
                 for key in wanted - set(self.streams):

@@ -7,34 +7,36 @@ from typing import Any
 
 from k8sim_operator.recorder import Watches
 
-from k8sim.kube import KubeError
+from k8sim.kube import ResourceInfo
 
-LISTINGS = {
-    "/api/v1": {"resources": [{"name": "pods", "kind": "Pod", "verbs": ["list", "watch"]},
-                              {"name": "pods/status", "kind": "Pod", "verbs": ["get"]},
-                              {"name": "bindings", "kind": "Binding", "verbs": ["create"]}]},
-    "/apis/example.com/v1": {"resources": [{"name": "widgets", "kind": "Widget", "verbs": ["list", "watch"]}]},
-    "/apis/coordination.k8s.io/v1": {"resources": [{"name": "leases", "kind": "Lease", "verbs": ["list", "watch"]}]},
+
+def info(api_version: str, kind: str, plural: str, *verbs: str) -> ResourceInfo:
+    return ResourceInfo(api_version, kind, plural, True, frozenset(verbs))
+
+
+SERVED = {
+    "v1": [info("v1", "Pod", "pods", "list", "watch"), info("v1", "Binding", "bindings", "create")],
+    "example.com/v1": [info("example.com/v1", "Widget", "widgets", "list", "watch")],
+    "example.com/v1beta1": [info("example.com/v1beta1", "Widget", "widgets", "list", "watch")],
+    "coordination.k8s.io/v1": [info("coordination.k8s.io/v1", "Lease", "leases", "list", "watch")],
 }
 
 
 class DiscoveryOnly:
-    """Answers discovery from a table; a path in ``failing`` fails like an apiserver under load."""
+    """Discovery from a table, as Kube.discover answers it; a group version in ``failing`` cannot be
+    read (an apiserver under load), so its kinds are missing and it is named unreachable."""
 
     def __init__(self) -> None:
-        self.groups = ["example.com/v1", "coordination.k8s.io/v1"]
+        self.groups = {"v1": "v1", "example.com/v1": "example.com/v1", "example.com/v1beta1": "example.com/v1",
+                       "coordination.k8s.io/v1": "coordination.k8s.io/v1"}  # served → its group's preferred
         self.failing: set[str] = set()
         self.unreachable: frozenset[str] = frozenset()
+        self.preferred: frozenset[str] = frozenset()
 
-    async def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
-        if path == "/apis":
-            return {"groups": [{"preferredVersion": {"groupVersion": gv}} for gv in self.groups]}
-        if path in self.failing:
-            raise KubeError(503, "ServiceUnavailable", "the server is currently unable to handle the request")
-        return LISTINGS[path]
-
-    async def discover(self, refresh: bool = False) -> None:
-        return None
+    async def discover(self, refresh: bool = False) -> dict[tuple[str, str], ResourceInfo]:
+        self.unreachable = frozenset(self.failing & set(self.groups))
+        self.preferred = frozenset(self.groups.values())
+        return {(i.api_version, i.kind): i for gv in self.groups if gv not in self.failing for i in SERVED[gv]}
 
 
 class Sweeps:
@@ -68,16 +70,18 @@ async def _watching(kube: DiscoveryOnly, sweeps: Sweeps, rounds: list[Any]) -> l
 
 def test_streams_survive_a_discovery_that_could_not_read_their_group_version() -> None:
     kube, sweeps = DiscoveryOnly(), Sweeps()
-    seen = asyncio.run(_watching(kube, sweeps, [lambda: kube.failing.add("/api/v1")]))
+    seen = asyncio.run(_watching(kube, sweeps, [lambda: kube.failing.add("v1")]))
     pods, widgets = ("v1", "Pod"), ("example.com/v1", "Widget")
-    assert seen[0] == {pods, widgets}, "leases are not recorded; subresources and create-only kinds neither"
+    assert seen[0] == {pods, widgets}, "leases, create-only kinds and non-preferred versions are not recorded"
     assert seen[1] == {pods, widgets}, "a failed /api/v1 read must not stop (and later relist) the pod stream"
     assert sweeps.requested == []
 
 
 def test_a_kind_whose_group_version_went_away_stops_and_is_swept() -> None:
     kube, sweeps = DiscoveryOnly(), Sweeps()
-    seen = asyncio.run(_watching(kube, sweeps, [lambda: kube.groups.remove("example.com/v1")]))
+    def crd_deleted() -> None:
+        del kube.groups["example.com/v1"], kube.groups["example.com/v1beta1"]
+    seen = asyncio.run(_watching(kube, sweeps, [crd_deleted]))
     assert seen[-1] == {("v1", "Pod")}
     assert sweeps.requested == [("example.com/v1", "Widget")]
 
