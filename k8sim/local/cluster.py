@@ -33,6 +33,9 @@ def kwokctl_env(settings: ClusterSettings) -> dict[str, str]:
         "KWOK_WORKDIR": str(workdir(settings)),
         # kwokctl's own `kubectl` helper must not download one either.
         "KWOK_KUBECTL_BINARY": build.kubectl_binary(settings),
+        # Inherited by every component kwokctl starts: the control plane spends a fifth of its CPU
+        # in Go's garbage collector at Go's default, and a simulator has memory to spare.
+        "GOGC": str(settings.control_plane_gogc),
     }
 
 
