@@ -70,6 +70,13 @@ def tenants(api_url: str, engine_url: str) -> Iterator[list[str]]:
         httpx.delete(f"{api_url}/k8s/resources/tenant/{tenant}", timeout=60)
 
 
+def open_view(page: Any, link: str, heading: str) -> None:
+    """Follow a navigation link and wait until its view replaced the last one: the old view's labels
+    (the Tenants view's "Tenant" picker, say) stay in the page until the new view renders."""
+    page.get_by_role("link", name=link, exact=True).click()
+    page.get_by_role("heading", level=2, name=heading, exact=True).wait_for()
+
+
 def shot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path))
@@ -97,7 +104,7 @@ def test_a_browser_deploys_a_manifest_and_watches_it_run(browser: Any, api_url: 
     shot(page, "1-overview")
 
     # Deploy: a broken manifest is explained per document, field by field, and nothing is applied.
-    page.get_by_role("link", name="Deploy").click()
+    open_view(page, "Deploy", "Deploy a manifest")
     bad = tmp_path / "broken.yaml"
     bad.write_text(manifest(tenant).replace("replicas: 2", "replicas: -3"))
     page.get_by_label("Manifest file").set_input_files(str(bad))
@@ -123,7 +130,7 @@ def test_a_browser_deploys_a_manifest_and_watches_it_run(browser: Any, api_url: 
     shot(page, "2-deploy")
 
     # Resources: the tenant's pods become Running in the table; the tenant filter is exact.
-    page.get_by_role("link", name="Resources").click()
+    open_view(page, "Resources", "Resources")
     page.get_by_label("Tenant").select_option(tenant)
     page.get_by_label("Kind").select_option("Pod")
     running = page.locator("tbody tr[data-status='Running']")
@@ -149,7 +156,7 @@ def test_a_browser_deploys_a_manifest_and_watches_it_run(browser: Any, api_url: 
     shot(page, "4-tenant")
 
     # Delete from the table: the Service goes from the cluster.
-    page.get_by_role("link", name="Resources").click()
+    open_view(page, "Resources", "Resources")
     page.get_by_label("Tenant").select_option(tenant)
     page.get_by_role("button", name=f"Delete Service dash-{tenant}/voicebot").click()
     page.get_by_text(re.compile("deleted")).first.wait_for()
@@ -158,11 +165,11 @@ def test_a_browser_deploys_a_manifest_and_watches_it_run(browser: Any, api_url: 
                30, "the Service deleted")
 
     # SLA, alerts (a rule created and deleted in the page) and scenarios (started and ended).
-    page.get_by_role("link", name="SLA").click()
+    open_view(page, "SLA", "Service level")
     page.locator("[data-sla='gauge'] meter").wait_for()
     page.get_by_role("heading", name="Burn rates").wait_for()
     shot(page, "5-sla")
-    page.get_by_role("link", name="Alerts").click()
+    open_view(page, "Alerts", "Alerts")
     rule = f"dash rule {tenant}"
     page.get_by_label("Name", exact=True).fill(rule)
     page.get_by_label("Threshold").fill("5000")
@@ -175,7 +182,7 @@ def test_a_browser_deploys_a_manifest_and_watches_it_run(browser: Any, api_url: 
     page.get_by_role("button", name=f"Delete rule {rule}").click()
     page.get_by_role("button", name=f"Delete rule {rule}").wait_for(state="detached")
 
-    page.get_by_role("link", name="Scenarios").click()
+    open_view(page, "Scenarios", "Failure scenarios")
     name = f"spike-{tenant}"
     page.get_by_label("Name", exact=True).fill(name)
     page.get_by_label("Namespace", exact=True).fill(f"dash-{tenant}")
