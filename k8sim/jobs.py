@@ -3,7 +3,7 @@ as the local simulator: store migrations, KWOK's configuration for a profile, an
 
     python -m k8sim.jobs migrate                      # K8SIM_DATABASE_URL
     python -m k8sim.jobs kwok-config PROFILE [OUT]    # KwokConfiguration + the profile's stages
-    python -m k8sim.jobs nodes apply|delete           # K8SIM_NODEPOOLS, K8SIM_NODE_IP_RANGE
+    python -m k8sim.jobs nodes apply|delete           # K8SIM_NODEPOOLS, K8SIM_NODE_IP_RANGE, K8SIM_KWOK_SHARDS
 """
 
 from __future__ import annotations
@@ -57,9 +57,11 @@ async def migrate(database_url: str) -> list[int]:
         await pool.close()
 
 
-async def nodes(action: str, settings: ClusterSettings) -> int:
-    """Register (or remove) every node of the pools as KWOK fake nodes; returns how many."""
-    manifests = topology.node_manifests(topology.load_pools(settings.nodepools), settings.node_ip_range)
+async def nodes(action: str, settings: ClusterSettings, shards: int = 1) -> list[str]:
+    """Register (or remove) every node of the pools as KWOK fake nodes, as the chart's Job and the
+    local cluster's start do, each labelled with its KWOK shard when there are several; returns
+    their names."""
+    manifests = topology.node_manifests(topology.load_pools(settings.nodepools), settings.node_ip_range, shards)
     kube = Kube(settings.kubeconfig)
     try:
         for node in manifests:
@@ -72,7 +74,7 @@ async def nodes(action: str, settings: ClusterSettings) -> int:
             await kube.patch("v1", "Node", name, {"status": node["status"]}, subresource="status")
     finally:
         await kube.close()
-    return len(manifests)
+    return [node["metadata"]["name"] for node in manifests]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 sys.stdout.write(text)
         else:
-            count = asyncio.run(nodes(args.action, settings))
+            count = len(asyncio.run(nodes(args.action, settings, settings.kwok_shards)))
             print(f"k8sim: {count} nodes {'registered' if args.action == 'apply' else 'removed'}", file=sys.stderr)
     except (ClusterError, KubeError, OSError) as exc:
         print(f"k8sim: {exc}", file=sys.stderr)

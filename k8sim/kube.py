@@ -11,10 +11,11 @@ import asyncio
 import base64
 import dataclasses
 import json
+import logging
 import os
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ import yaml
 
 IN_CLUSTER = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 FIELD_MANAGER = "k8s-simulator"
+
+log = logging.getLogger(__name__)
 
 
 class KubeError(Exception):
@@ -307,6 +310,44 @@ class Kube:
                         yield json.loads(line)
         except httpx.HTTPError as exc:
             raise KubeError(503, "Unavailable", f"watch of {kind} interrupted: {exc}") from exc
+
+    async def list_then_watch(self, api_version: str, kind: str, *,
+                              keep_going: Callable[[KubeError], bool] = lambda exc: True,
+                              max_backoff: float = 10.0) -> AsyncIterator[tuple[str, Any]]:
+        """A kind's objects as an informer follows them, forever: ``("LISTED", items)`` after each
+        listing, then ``(type, object)`` per watch event (ADDED, MODIFIED, DELETED).
+
+        A dropped stream resumes from the last version seen (bookmarks move it on): a relist sees
+        current states only, so it happens only when that version is too old (410). Other errors
+        back off and retry, unless ``keep_going(error)`` is false, which ends the iteration."""
+        version: str | None = None
+        backoff = 0.5
+        while True:
+            try:
+                if version is None:
+                    items, version = await self.list_versioned(api_version, kind)
+                    yield "LISTED", items
+                async for event in self.watch(api_version, kind, version):
+                    change, obj = event.get("type"), event.get("object") or {}
+                    if change == "ERROR":
+                        raise KubeError(int(obj.get("code") or 500), str(obj.get("reason", "")),
+                                        str(obj.get("message", "")))
+                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                    if change == "BOOKMARK":
+                        continue
+                    obj.setdefault("apiVersion", api_version)
+                    obj.setdefault("kind", kind)
+                    yield str(change), obj
+                    backoff = 0.5
+            except KubeError as exc:
+                if exc.status == 410:
+                    version = None
+                    continue
+                if not keep_going(exc):
+                    return
+                log.info("watch of %s %s interrupted (%s); retrying in %.1f s", api_version, kind, exc.message, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, max_backoff)
 
     async def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         info = await self.resource(obj["apiVersion"], obj["kind"])

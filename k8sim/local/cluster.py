@@ -6,14 +6,14 @@ Drives real processes (``kwokctl --runtime binary``, ``kubectl``) from the binar
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
-import yaml
-
+from k8sim import jobs
 from k8sim.local import build, topology
 from k8sim.local.processes import ClusterError, alive, port_in_use, run, say, terminate, wait_until
 from k8sim.local.settings import ClusterSettings
@@ -84,6 +84,9 @@ def up(settings: ClusterSettings) -> None:
             if f"bindAddress: {settings.bind_address}" not in saved:
                 say(f"warning: this cluster was created listening beyond {settings.bind_address}; "
                     "`make cluster-delete` recreates it bound as configured (its objects are lost)")
+            if f"!{topology.SHARD_LABEL}" not in saved:
+                say("note: this cluster's KWOK plays every node, sharded ones too; `make cluster-delete` "
+                    "recreates it leaving nodes labelled for the chart's KWOK shards to them")
             kwokctl(settings, bindir, "start", "cluster", "--name", settings.cluster_name,
                     "--wait", f"{int(settings.ready_timeout)}s")
             wait_until(lambda: is_ready(settings), settings.ready_timeout, "the apiserver to be ready")
@@ -101,15 +104,7 @@ def up(settings: ClusterSettings) -> None:
 
 
 def ensure_nodes(settings: ClusterSettings) -> None:
-    nodes = topology.node_manifests(topology.load_pools(settings.nodepools), settings.node_ip_range)
-    kubectl(
-        settings, "apply", "--server-side", "--field-manager=k8sim-nodes", "--force-conflicts", "-f", "-",
-        stdin=yaml.safe_dump_all(nodes),
-    )
-    # Status is kept only on create; nodes registered by an older version get theirs now.
-    kubectl(settings, "apply", "--server-side", "--field-manager=k8sim-nodes", "--force-conflicts",
-            "--subresource=status", "-f", "-", stdin=yaml.safe_dump_all(nodes))
-    names = [n["metadata"]["name"] for n in nodes]
+    names = asyncio.run(jobs.nodes("apply", settings))
     kubectl(settings, "wait", "--for=condition=Ready", f"--timeout={int(settings.ready_timeout)}s",
             *[f"node/{n}" for n in names])
     say(f"{len(names)} nodes Ready")

@@ -30,6 +30,9 @@ class ClusterSettings(CommonSettings):
     node_ip_range: str = Field(
         "10.240.0.0/16", description="CIDR the nodes' InternalIPs come from (addresses only, never contacted)."
     )
+    kwok_shards: int = Field(1, ge=1, description=(
+        "KWOK controllers sharing the chart's fake nodes: the node Job labels each node k8sim.io/kwok-shard "
+        "(a hash of its name) and each controller plays its own shard. The local cluster has one."))
     ready_timeout: float = Field(180.0, description="Seconds to wait for the cluster and nodes.")
     control_plane_gogc: int = Field(400, ge=25, description=(
         "GOGC of etcd, kube-apiserver, controller-manager, scheduler and KWOK (set when the cluster starts): "

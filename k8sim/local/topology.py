@@ -5,6 +5,7 @@ KWOK stages per delay profile, and kwokctl's configuration. Pure builders, unit-
 from __future__ import annotations
 
 import ipaddress
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,8 @@ def node_ip(network: str, index: int) -> str:
     return str(net.network_address + 10 + index)  # .1-.9 are left for gateways, as clouds do
 
 
-def node_manifests(pools: list[dict[str, Any]], ip_range: str = "10.240.0.0/16") -> list[dict[str, Any]]:
+def node_manifests(pools: list[dict[str, Any]], ip_range: str = "10.240.0.0/16",
+                   shards: int = 1) -> list[dict[str, Any]]:
     """KWOK Node objects for every pool, registered as a real kubelet would: capacity, a unique
     InternalIP and Hostname, OS and kernel, instance type and zone (round robin in a region)."""
     nodes: list[dict[str, Any]] = []
@@ -74,6 +76,8 @@ def node_manifests(pools: list[dict[str, Any]], ip_range: str = "10.240.0.0/16")
                 "topology.kubernetes.io/zone": zones[index % len(zones)],
                 **{str(k): str(v) for k, v in (pool.get("labels") or {}).items()},
             }
+            if shards > 1:
+                labels[SHARD_LABEL] = str(shard_of(name, shards))
             spec: dict[str, Any] = {"providerID": f"kwok://{name}"}
             gpu = pool.get("gpu")
             if gpu:
@@ -112,11 +116,23 @@ def node_manifests(pools: list[dict[str, Any]], ip_range: str = "10.240.0.0/16")
 
 
 #: Flags of KWOK's controller in every profile.
+#: A node labelled with this is played by the KWOK controller of that shard (the chart's
+#: ``kwok.shards``), never by the local cluster's own controller.
+SHARD_LABEL = "k8sim.io/kwok-shard"
+
 KWOK_FLAGS = {
     # A node lease outliving its KWOK controller stalls that node's pods for this long
     # (kwokctl's own --node-lease-duration-seconds does not reach the controller).
     "node-lease-duration-seconds": "40",
+    # Every node but those a sharded controller owns (kwokctl starts KWOK with --manage-all-nodes).
+    "manage-all-nodes": "false",
+    "manage-nodes-with-label-selector": f"!{SHARD_LABEL}",
 }
+
+
+def shard_of(name: str, shards: int) -> int:
+    """The KWOK shard that plays a node: stable across runs and processes (not Python's hash)."""
+    return zlib.crc32(name.encode()) % shards
 
 
 def kwokctl_configuration(settings: ClusterSettings) -> dict[str, Any]:

@@ -324,43 +324,18 @@ class Watches:
         self.recorder.observe(store.Observation.of(obj, observed_at=observed_at, gone=gone, reconciled=reconciled))
 
     async def stream(self, api_version: str, kind: str) -> None:
-        version: str | None = None
-        backoff = 0.5
-        while True:
-            try:
-                if version is None:
-                    items, version = await self.kube.list_versioned(api_version, kind)
-                    now = lifecycle.now()
-                    for obj in items:
-                        self._observe(obj, observed_at=now, reconciled=True)
-                    self.recorder.request_sweep((api_version, kind))
-                async for event in self.kube.watch(api_version, kind, version):
-                    kind_of_event, obj = event.get("type"), event.get("object") or {}
-                    meta = obj.get("metadata") or {}
-                    if kind_of_event == "ERROR":
-                        raise KubeError(int(obj.get("code") or 500), str(obj.get("reason", "")),
-                                        str(obj.get("message", "")))
-                    version = meta.get("resourceVersion") or version
-                    if kind_of_event == "BOOKMARK":
-                        continue
-                    obj.setdefault("apiVersion", api_version)
-                    obj.setdefault("kind", kind)
-                    self._observe(obj, observed_at=lifecycle.now(), gone=kind_of_event == "DELETED")
-                    if kind == "CustomResourceDefinition":
-                        self._changed.set()
-                    backoff = 0.5
-            except UnknownKind:
-                if api_version not in self.kube.unreachable:
-                    return  # gone; the rescan that notices it asks for the sweep
-                await asyncio.sleep(backoff)  # discovery could not tell: keep the version, try again
-                backoff = min(backoff * 2, 10.0)
-            except KubeError as exc:
-                if exc.status == 410:  # compacted away: list again (the sweep finds what went meanwhile)
-                    version = None
-                    continue
-                if exc.status == 404:
-                    return
-                log.info("watch of %s %s interrupted (%s); retrying in %.1f s", api_version, kind, exc.message,
-                         backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+        def keep_going(exc: KubeError) -> bool:
+            # A kind discovery could not read is unknown, not gone: retry from the same version.
+            # Gone for good (its group version read without it) ends the stream; the rescan sweeps.
+            return exc.status != 404 or (isinstance(exc, UnknownKind) and api_version in self.kube.unreachable)
+
+        async for change, payload in self.kube.list_then_watch(api_version, kind, keep_going=keep_going):
+            if change == "LISTED":
+                now = lifecycle.now()
+                for obj in payload:
+                    self._observe(obj, observed_at=now, reconciled=True)
+                self.recorder.request_sweep((api_version, kind))  # what went while nobody watched
+                continue
+            self._observe(payload, observed_at=lifecycle.now(), gone=change == "DELETED")
+            if kind == "CustomResourceDefinition":
+                self._changed.set()

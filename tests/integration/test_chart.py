@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 import yaml
 
 from k8sim import jobs
-from k8sim.local import build, processes
+from k8sim.local import build, cluster, processes
 from k8sim.local.processes import free_port
 from k8sim.local.settings import ClusterSettings
 from k8sim.settings import ROOT
@@ -70,6 +71,9 @@ def test_chart_lints_renders_and_passes_a_server_dry_run(helm: str, kubectl: Kub
     assert out.count("(server dry run)") == len(docs)
 
     text, docs = render(helm, "sim", namespace, *EVERYTHING)
+    # The ServiceMonitor's CRD, as the API installs it at start (this test may run before any API did).
+    kubectl("apply", "--server-side", "--field-manager=k8s-simulator", "-f", str(ROOT / "cluster" / "crds"))
+    kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/servicemonitors.monitoring.coreos.com")
     names = {f"{d['kind']}/{d['metadata']['name']}" for d in docs}
     assert {"Deployment/sim-k8s-simulator-kwok", "StatefulSet/sim-k8s-simulator-postgresql",
             "Deployment/sim-k8s-simulator-redis", "Job/sim-k8s-simulator-nodes-apply",
@@ -245,25 +249,90 @@ def test_the_simulator_works_under_the_charts_service_accounts(settings: Cluster
         assert "Forbidden" not in text and " 403" not in text, (component, text[-3000:])
 
 
-def test_kwok_runs_with_the_charts_configuration_and_account(settings: ClusterSettings, kubectl: Kubectl,
-                                                             namespace: str, tmp_path: Path,
-                                                             release: tuple[str, dict[str, str]]) -> None:
-    """The KWOK controller the chart runs, with the configuration its init container renders, starts,
-    answers its health check and stays up (it manages no node here: the local KWOK plays them all)."""
-    _, accounts = release
+def kwok_args(kwok: Path, deployment: dict[str, Any], config: Path, kubeconfig: Path, port: int) -> list[str]:
+    """The local KWOK binary with a chart KWOK container's arguments (this machine's paths and addresses)."""
+    local = {"--config": str(config), "--kubeconfig": str(kubeconfig), "--node-ip": "10.0.0.1",
+             "--server-address": f"127.0.0.1:{port}"}
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    return [str(kwok), *(f"{name}={local[name]}" if name in local else arg
+                         for arg in args for name in [arg.partition("=")[0]])]
+
+
+def test_sharded_kwok_controllers_play_disjoint_nodes(settings: ClusterSettings, kubectl: Kubectl, helm: str,
+                                                      namespace: str, tmp_path: Path,
+                                                      release: tuple[str, dict[str, str]]) -> None:
+    """`kwok.shards=2`: two KWOK controllers, run with the chart's arguments, its rendered
+    configuration and its account, each play exactly the nodes the chart's node Job put in their
+    shard (every lease held by that shard's controller, a pod on each shard Running), and the local
+    cluster's own KWOK keeps its hands off them."""
+    name, accounts = release
+    _, docs = render(helm, name, namespace, "kwok.enabled=true", "kwok.shards=2")
+    deployments = {d["metadata"]["name"]: d for d in docs
+                   if d["kind"] == "Deployment" and d["metadata"]["labels"]["app.kubernetes.io/component"] == "kwok"}
+    assert sorted(deployments) == [f"{name}-k8s-simulator-kwok-0", f"{name}-k8s-simulator-kwok-1"]
+    job = next(d for d in docs if d["kind"] == "Job" and d["metadata"]["name"].endswith("nodes-apply"))
+    job_env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"] if "value" in e}
+    assert job_env["K8SIM_KWOK_SHARDS"] == "2"
+
     config = tmp_path / "kwok.yaml"
-    config.write_text(jobs.kwok_config("demo"))
+    config.write_text(jobs.kwok_config("demo"))  # what the chart's init container runs
     kubeconfig = sa_kubeconfig(kubectl, settings, namespace, accounts["kwok"], tmp_path / "kwok.kubeconfig")
-    port = free_port()
+    setup = sa_kubeconfig(kubectl, settings, namespace, accounts["node-setup"], tmp_path / "setup.kubeconfig")
+    pool = f"shard{uuid.uuid4().hex[:5]}"
+    pools = tmp_path / "pools.yaml"
+    pools.write_text(yaml.safe_dump({"pools": [{"name": pool, "count": 6, "cpu": "8", "memory": "32Gi"}]}))
+    env = {**os.environ, "K8SIM_KUBECONFIG": str(setup), "K8SIM_NODEPOOLS": str(pools),
+           "K8SIM_NODE_IP_RANGE": "10.252.0.0/16", "K8SIM_KWOK_SHARDS": job_env["K8SIM_KWOK_SHARDS"]}
     kwok = build.ensure_binaries(settings) / "kwok"
-    args = [str(kwok), f"--config={config}", f"--kubeconfig={kubeconfig}", "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector=k8sim.io/chart-test=none", "--manage-nodes-with-label-selector=",
-            "--node-ip=10.0.0.1", f"--server-address=127.0.0.1:{port}"]
-    log = tmp_path / "kwok.log"
-    with process(args, {}, log) as proc:
-        started(f"http://127.0.0.1:{port}/healthz", proc, log)
-        eventually(lambda: proc.poll() is None and httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
-                   .status_code == 200, 10, "KWOK still healthy")
-        assert proc.poll() is None, log.read_text()[-2000:]
-    text = log.read_text()
-    assert "Execute exit" not in text and "forbidden" not in text.lower(), text[-3000:]
+    local_log = cluster.cluster_dir(settings) / "logs" / "kwok-controller.log"
+    local_before = local_log.stat().st_size
+    logs = {shard: tmp_path / f"kwok-{shard}.log" for shard in (0, 1)}
+    ports = {shard: free_port() for shard in (0, 1)}
+    try:
+        with process(kwok_args(kwok, deployments[f"{name}-k8s-simulator-kwok-0"], config, kubeconfig, ports[0]), {},
+                     logs[0]) as k0, \
+             process(kwok_args(kwok, deployments[f"{name}-k8s-simulator-kwok-1"], config, kubeconfig, ports[1]), {},
+                     logs[1]) as k1:
+            started(f"http://127.0.0.1:{ports[0]}/healthz", k0, logs[0])
+            started(f"http://127.0.0.1:{ports[1]}/healthz", k1, logs[1])
+            processes.run([sys.executable, "-m", "k8sim.jobs", "nodes", "apply"], env=env)
+            nodes = {n["metadata"]["name"]: n["metadata"]["labels"].get("k8sim.io/kwok-shard")
+                     for n in kubectl.json("get", "nodes", "-l", f"k8sim.io/pool={pool}")["items"]}
+            assert len(nodes) == 6 and set(nodes.values()) == {"0", "1"}, nodes  # both shards have nodes
+
+            ids = {shard: eventually(lambda s=shard: re.search(r'"id":"([^"]+)"|\bid=(\S+)', logs[s].read_text()),
+                                     20, f"KWOK {shard}'s identity") for shard in (0, 1)}
+            identity = {shard: m.group(1) or m.group(2) for shard, m in ids.items()}
+            assert identity[0] != identity[1]
+
+            def holders() -> dict[str, str]:
+                leases = kubectl.json("get", "leases", "-n", "kube-node-lease")["items"]
+                return {lease["metadata"]["name"]: lease["spec"].get("holderIdentity", "")
+                        for lease in leases if lease["metadata"]["name"] in nodes}
+
+            expected = {node: identity[int(shard)] for node, shard in nodes.items()}
+            eventually(lambda: holders() == expected, 60, "every node's lease held by its shard's controller")
+
+            # Each shard plays the pods on its nodes.
+            for shard in ("0", "1"):
+                node = next(n for n, s in sorted(nodes.items()) if s == shard)
+                kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump({
+                    "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"on-{shard}"},
+                    "spec": {"nodeName": node, "containers": [{"name": "app", "image": "ecp-ai/app:1"}]}}))
+            eventually(lambda: {p["metadata"]["name"]: p["status"].get("phase") for p in
+                                kubectl.json("get", "pods", "-n", namespace)["items"]} == {"on-0": "Running",
+                                                                                    "on-1": "Running"},
+                       60, "a pod on each shard Running")
+            assert holders() == expected
+            assert k0.poll() is None and k1.poll() is None
+    finally:
+        kubectl("delete", "pods", "-n", namespace, "--all", "--wait=false", check=False)
+        processes.run([sys.executable, "-m", "k8sim.jobs", "nodes", "delete"], env=env)
+    for shard, log in logs.items():
+        text = log.read_text()
+        assert f"k8sim.io/kwok-shard={shard}" in text, text[:2000]  # KWOK logs its node selector
+        assert "forbidden" not in text.lower(), text[-3000:]
+    with local_log.open("rb") as f:
+        f.seek(local_before)
+        local_since = f.read().decode(errors="replace")
+    assert pool not in local_since, "the local KWOK touched a sharded node"

@@ -115,3 +115,18 @@ def test_kwoks_in_cluster_configuration_is_the_profiles_stages_with_its_options(
     assert docs[0]["options"]["podPlayStageParallelism"] == docs[0]["options"]["nodeLeaseParallelism"] == 4
     assert docs[1:] == topology.stages_for_profile("demo")
     assert {d["metadata"]["name"] for d in docs[1:]} >= {"pod-ready", "fault-pod-crash", "node-initialize"}
+
+
+def test_nodes_of_several_kwok_shards_are_labelled_stably_and_the_local_kwok_leaves_them() -> None:
+    pools = [{"name": "cpu", "count": 40}]
+    single = topology.node_manifests(pools)
+    assert all(topology.SHARD_LABEL not in n["metadata"]["labels"] for n in single)
+    sharded = topology.node_manifests(pools, shards=3)
+    shards = [n["metadata"]["labels"][topology.SHARD_LABEL] for n in sharded]
+    assert set(shards) == {"0", "1", "2"}
+    assert shards == [n["metadata"]["labels"][topology.SHARD_LABEL] for n in topology.node_manifests(pools, shards=3)]
+    assert topology.shard_of("cpu-0", 3) == 2  # CRC-32, the same in every process (str hashes are salted)
+    conf = topology.kwokctl_configuration(ClusterSettings())
+    kwok = next(p for p in conf["componentsPatches"] if p["name"] == "kwok-controller")
+    flags = {a["key"]: a["value"] for a in kwok["extraArgs"]}
+    assert flags["manage-all-nodes"] == "false" and flags["manage-nodes-with-label-selector"] == "!k8sim.io/kwok-shard"
