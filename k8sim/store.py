@@ -193,6 +193,24 @@ async def load_states(conn: asyncpg.Connection, uids: Sequence[str]) -> dict[str
     return {r["uid"]: None if r["deleted_at"] else lifecycle.State.from_dict(r["state"]) for r in rows}
 
 
+async def history(conn: asyncpg.Connection, *, tenant: str | None = None, namespace: str | None = None,
+                  kind: str | None = None, name: str | None = None, uid: str | None = None,
+                  transition: str | None = None, since: dt.datetime | None = None, after_id: int = 0,
+                  limit: int = 500) -> list[asyncpg.Record]:
+    """Recorded lifecycle steps in the order they were recorded (by id, so ``after_id`` pages and
+    polls), each given filter matched exactly; ``since`` is on when the step happened."""
+    args: list[Any] = [after_id, limit]
+    where = ["id > $1"]
+    for column, value in (("tenant", tenant), ("namespace", namespace), ("kind", kind), ("name", name),
+                          ("uid", uid), ("transition", transition), ("occurred_at", since)):
+        if value is not None:
+            args.append(value)
+            where.append(f"{column} {'>=' if column == 'occurred_at' else '='} ${len(args)}")
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT * FROM resource_events WHERE {' AND '.join(where)} ORDER BY id LIMIT $2", *args)
+    return rows
+
+
 async def record(conn: asyncpg.Connection, observations: Iterable[Observation],
                  prior: dict[str, lifecycle.State | None]) -> int:
     """Write observations in order inside the caller's transaction; returns history rows written.

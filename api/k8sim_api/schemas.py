@@ -165,6 +165,31 @@ class ResourceList(Out):
     message: str | None = None
 
 
+class HistoryStep(Out):
+    id: int = Field(description="Recording order; pass the last one as after_id for the next page")
+    uid: str
+    api_version: str = Field(examples=["v1"])
+    kind: str = Field(examples=["Pod"])
+    namespace: str = Field(description="Empty for cluster-scoped objects", examples=["ecp-ai-t1"])
+    name: str = Field(examples=["voicebot-7d9f-x2k4q"])
+    tenant_id: str | None
+    transition: str = Field(description="created, scheduled, the new phase in lower case (pending, running, "
+                                        "terminating, bound …), ready, not_ready, reason, restarted, scaled, "
+                                        "updated, deleted, or event (a Kubernetes Event about the object)",
+                            examples=["scheduled"])
+    detail: dict[str, Any] = Field(examples=[{"node": "cpu-3"}])
+    resource_version: str
+    occurred_at: str = Field(description="When it happened, where the object says so; else when it was seen")
+    observed_at: str
+    reconciled: bool = Field(description="Found by a relist after a gap (operator down), not by a watch event")
+
+
+class History(Out):
+    steps: list[HistoryStep]
+    count: int
+    next_after_id: int | None = Field(description="after_id for the next page; null when this one was not full")
+
+
 class Deleted(Out):
     status: str = "success"
     message: str = Field(examples=["Namespace ecp-ai-t1 deleted"])

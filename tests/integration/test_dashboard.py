@@ -138,7 +138,15 @@ def test_a_browser_deploys_a_manifest_and_watches_it_run(browser: Any, api_url: 
     tenant_cells = page.locator("tbody tr td:nth-child(7)").all_inner_texts()
     assert tenant_cells == [tenant, tenant], tenant_cells  # never the colliding tenant's pod
     page.get_by_label("Kind").select_option("")
+    # The operator's record of an object, from the table.
+    page.get_by_role("button", name=f"History of Deployment dash-{tenant}/voicebot").click()
+    history = page.locator("#object-history")
+    history.get_by_role("heading", name=f"History of Deployment dash-{tenant}/voicebot").wait_for()
+    steps = history.locator("tbody tr")
+    eventually(lambda: "created" in steps.first.inner_text() and steps.count() >= 2, 30, "the Deployment's history")
     shot(page, "3-resources")
+    history.get_by_role("button", name="Close history").click()
+    history.locator("table").wait_for(state="detached")
 
     # The tenant's dashboard, as ECP-AI links it, shows its service and a chart that gains points.
     page.goto(f"{api_url}/monitoring/tenant/{tenant}")

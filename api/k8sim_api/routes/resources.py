@@ -1,8 +1,9 @@
-"""GET /k8s/resources and the three delete forms of the contract."""
+"""GET /k8s/resources, every object's recorded lifecycle, and the three delete forms of the contract."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 import time
 from typing import Annotated, Any
@@ -12,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from k8sim import explain, inventory, store
 from k8sim.kube import Kube, KubeError, UnknownKind
-from k8sim_api.deps import KubeDep, MaybePoolDep, SettingsDep
+from k8sim_api.deps import KubeDep, MaybePoolDep, PoolDep, SettingsDep
 from k8sim_api.schemas import (
     KIND,
     NAMESPACE,
@@ -20,6 +21,7 @@ from k8sim_api.schemas import (
     TENANT_ID,
     Deleted,
     ErrorResponse,
+    History,
     ResourceList,
     TenantDeleted,
 )
@@ -97,6 +99,40 @@ async def list_resources(
     else:
         body["status"] = "completed" if all(i["ready"] for i in items) else "deploying"
     return body
+
+
+@router.get("/history", response_model=History,
+            responses={503: {"model": ErrorResponse, "description": "PostgreSQL unavailable"}},
+            summary="The lifecycle the operator recorded: every object's steps, oldest first")
+async def history(
+    pool: PoolDep, kube: KubeDep,
+    tenant_id: Annotated[str | None, Query(**TENANT_ID)] = None,
+    namespace: Annotated[str | None, Query(**NAMESPACE)] = None,
+    kind: Annotated[str | None, Query(**KIND)] = None,
+    name: Annotated[str | None, Query(**OBJECT_NAME)] = None,
+    uid: Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")] = None,
+    transition: Annotated[str | None, Query(min_length=1, max_length=40, pattern=r"^[a-z_]+$",
+                                            examples=["running"])] = None,
+    since: Annotated[dt.datetime | None, Query(description="Steps that happened at or after (ISO 8601)")] = None,
+    after_id: Annotated[int, Query(ge=0, le=2**63 - 1, description="Steps recorded after this id")] = 0,
+    limit: Annotated[int, Query(gt=0, le=5000)] = 500,
+) -> dict[str, Any]:
+    if kind:  # as users type it (pods, deploy); a kind the cluster no longer serves is matched as given
+        try:
+            kind = (await inventory.resolve_kind(kube, kind)).kind
+        except UnknownKind:
+            pass
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=dt.UTC)
+    async with pool.acquire() as conn:
+        rows = await store.history(conn, tenant=tenant_id, namespace=namespace, kind=kind, name=name, uid=uid,
+                                   transition=transition, since=since, after_id=after_id, limit=limit)
+    steps = [{"id": r["id"], "uid": r["uid"], "api_version": r["api_version"], "kind": r["kind"],
+              "namespace": r["namespace"], "name": r["name"], "tenant_id": r["tenant"],
+              "transition": r["transition"], "detail": r["detail"], "resource_version": r["resource_version"],
+              "occurred_at": r["occurred_at"].isoformat(), "observed_at": r["observed_at"].isoformat(),
+              "reconciled": r["reconciled"]} for r in rows]
+    return {"steps": steps, "count": len(steps), "next_after_id": steps[-1]["id"] if len(steps) == limit else None}
 
 
 async def delete_one(kube: Kube, namespace: str | None, kind: str, name: str) -> dict[str, Any]:

@@ -412,9 +412,9 @@ function resourcesView() {
       status: input("status", h("select", { id: "filter-status" }, h("option", { value: "" }, "Any"), h("option", { value: "ready" }, "Ready"), h("option", { value: "not-ready" }, "Not ready"))),
     };
     ctx.text = input("text", h("input", { id: "filter-text", type: "search", placeholder: "name contains…" }));
-    ctx.out = h("div"); ctx.msg = h("div");
+    ctx.out = h("div"); ctx.msg = h("div"); ctx.history = h("div", { id: "object-history" });
     ctx.section.append(h("div", { class: "filters" }, field("Tenant", ctx.selects.tenant), field("Namespace", ctx.selects.namespace),
-      field("Kind", ctx.selects.kind), field("Status", ctx.selects.status), field("Name", ctx.text)), ctx.msg, ctx.out);
+      field("Kind", ctx.selects.kind), field("Status", ctx.selects.status), field("Name", ctx.text)), ctx.msg, ctx.history, ctx.out);
     ctx.error = (e) => ctx.msg.replaceChildren(message(`Resources unavailable: ${e.message}`, false));
   }, {
     every: 5000,
@@ -453,9 +453,33 @@ function resourcesView() {
       { title: "Age", num: true, cell: (r) => fmt.age(r.created_at) },
       { title: "Tenant", cell: (r) => r.tenant_id || "–" },
       { title: "Reason", cls: "reason", cell: (r) => r.reason || "" },
-      { title: "Actions", cell: (r) => h("button", { type: "button", class: "danger", "aria-label": `Delete ${r.kind} ${r.namespace ? `${r.namespace}/` : ""}${r.name}`,
-        onclick: () => remove(ctx, r) }, "Delete") },
+      { title: "Actions", cell: (r) => h("span", { class: "actions" },
+        h("button", { type: "button", "aria-label": `History of ${r.kind} ${r.namespace ? `${r.namespace}/` : ""}${r.name}`,
+          onclick: () => showHistory(ctx, r) }, "History"),
+        h("button", { type: "button", class: "danger", "aria-label": `Delete ${r.kind} ${r.namespace ? `${r.namespace}/` : ""}${r.name}`,
+          onclick: () => remove(ctx, r) }, "Delete")) },
     ], rows.slice(0, 1000).map((r) => ({ ...r, __data: { id: r.id, status: r.status } })), { empty: "No objects match." }));
+  }
+
+  // The operator's record of the object (and of earlier objects of the same name), newest last.
+  async function showHistory(ctx, r) {
+    const id = `${r.kind} ${r.namespace ? `${r.namespace}/` : ""}${r.name}`;
+    const q = new URLSearchParams({ kind: r.kind, name: r.name, limit: "5000" });
+    if (r.namespace) q.set("namespace", r.namespace);
+    try {
+      const data = await api(`/k8s/resources/history?${q}`);
+      const steps = data.steps.slice(-100);
+      const detail = (d) => Object.entries(d || {}).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(" · ");
+      ctx.history.replaceChildren(h("div", { class: "history" },
+        h("h3", {}, `History of ${id}`),
+        table(`${steps.length} of ${data.count} recorded steps${data.next_after_id ? " (more recorded)" : ""}`, [
+          { title: "When", cell: (st) => new Date(st.occurred_at).toLocaleString() },
+          { title: "Step", cell: (st) => badge(st.transition, st.transition === "event" ? (st.detail.type === "Warning" ? "warn" : "info") : undefined) },
+          { title: "Detail", cls: "detail", cell: (st) => detail(st.detail) },
+        ], steps, { empty: "Nothing recorded yet." }),
+        h("button", { type: "button", onclick: () => ctx.history.replaceChildren() }, "Close history")));
+      ctx.history.querySelector("h3").scrollIntoView({ block: "nearest" });
+    } catch (e) { ctx.msg.replaceChildren(message(`History unavailable: ${e.message}`, false)); }
   }
 
   async function remove(ctx, r) {
