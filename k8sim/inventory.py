@@ -27,7 +27,7 @@ async def resolve_kind(kube: Kube, name: str) -> ResourceInfo:
     """A kind from what users type: Pod, pod, pods, deploy … (core and apps win ties)."""
     wanted = name.lower()
     matches = [info for info in (await kube.discover()).values()
-               if wanted in (info.kind.lower(), info.plural, info.plural.rstrip("s"))]
+               if wanted in (info.kind.lower(), info.plural, info.plural.rstrip("s")) or wanted in info.short_names]
     if not matches:
         raise UnknownKind("", name)
     preference = ["v1", "apps/v1", "batch/v1", "autoscaling/v2", "networking.k8s.io/v1"]

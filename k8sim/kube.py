@@ -61,6 +61,7 @@ class ResourceInfo:
     plural: str
     namespaced: bool
     verbs: frozenset[str]
+    short_names: frozenset[str] = frozenset()  # deploy, po, hpa: what kubectl also accepts
 
     @property
     def group(self) -> str:
@@ -219,7 +220,8 @@ class Kube:
                     if "/" in res["name"]:
                         continue
                     found[(gv, res["kind"])] = ResourceInfo(gv, res["kind"], res["name"], res["namespaced"],
-                                                            frozenset(res.get("verbs", [])))
+                                                            frozenset(res.get("verbs", [])),
+                                                            frozenset(res.get("shortNames") or []))
 
             await asyncio.gather(*(one(gv) for gv in versions))
             self._resources, self._discovered = found, True
