@@ -174,8 +174,10 @@ WHERE uid = $1 AND deleted_at IS NULL
 _EVENT = """
 INSERT INTO resource_events (uid, api_version, kind, namespace, name, tenant, transition, detail,
                              resource_version, occurred_at, observed_at, reconciled)
-VALUES ($1, $2, $3, $4, $5, COALESCE($6, (SELECT tenant FROM resources WHERE uid = $1)), $7, $8, $9, $10,
-        $11, $12)
+VALUES ($1, $2, $3, $4, $5,
+        -- an Event's stream may deliver it before its object's own: then its namespace tells
+        COALESCE($6, (SELECT tenant FROM resources WHERE uid = $1), resolve_tenant($4, $3, $5, NULL)),
+        $7, $8, $9, $10, $11, $12)
 ON CONFLICT DO NOTHING
 """
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from k8sim.sla import RULE_METRICS
 
@@ -19,6 +21,17 @@ OBJECT_NAME: dict[str, Any] = {"min_length": 1, "max_length": 253,
 NAMESPACE: dict[str, Any] = {"min_length": 1, "max_length": 63, "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}
 #: A kind as users type it: Pod, pods, deploy, HorizontalPodAutoscaler.
 KIND: dict[str, Any] = {"min_length": 1, "max_length": 100, "pattern": r"^[A-Za-z][A-Za-z0-9]*$"}
+
+
+
+def _date_time_text(value: Any) -> Any:
+    """Only an ISO 8601 date-time, as the schema says: pydantic alone also reads "0.5" as a Unix time."""
+    if not isinstance(value, str) or not re.match(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}", value):
+        raise ValueError("expected an ISO 8601 date-time such as 2026-11-28T09:00:00Z")
+    return value
+
+
+DateTime = Annotated[dt.datetime, BeforeValidator(_date_time_text)]
 
 YamlText = Annotated[str, StringConstraints(min_length=1)]
 #: Free text that is stored: printable, no control characters (PostgreSQL refuses NUL).

@@ -19,6 +19,7 @@ from k8sim_api.schemas import (
     NAMESPACE,
     OBJECT_NAME,
     TENANT_ID,
+    DateTime,
     Deleted,
     ErrorResponse,
     History,
@@ -113,7 +114,7 @@ async def history(
     uid: Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")] = None,
     transition: Annotated[str | None, Query(min_length=1, max_length=40, pattern=r"^[a-z_]+$",
                                             examples=["running"])] = None,
-    since: Annotated[dt.datetime | None, Query(description="Steps that happened at or after (ISO 8601)")] = None,
+    since: Annotated[DateTime | None, Query(description="Steps that happened at or after (ISO 8601)")] = None,
     after_id: Annotated[int, Query(ge=0, le=2**63 - 1, description="Steps recorded after this id")] = 0,
     limit: Annotated[int, Query(gt=0, le=5000)] = 500,
 ) -> dict[str, Any]:
