@@ -341,7 +341,7 @@ def test_zone_outage_takes_a_whole_pool_down(api_url: str, kubectl: Kubectl, ten
     eventually(stranded, 90, what="tts-server evicted and unschedulable")
     eventually(lambda: service(api_url, tenant_id, f"{ns}/tts-server")["health"]["status"] == "unhealthy"
                if f"{ns}/tts-server" in httpx.get(f"{api_url}/monitoring/tenant/{tenant_id}").json()["services"]
-               else True, 15, what="tts-server unhealthy or gone from the model")
+               else True, 30, what="tts-server unhealthy or gone from the model")  # evictions finish first
     eventually(lambda: scenario(api_url, ns, "l40s-out")["status"]["phase"] == "Completed", 60, what="Completed")
     kubectl("wait", "-n", ns, "deployment/tts-server", "--for=condition=Available", "--timeout=90s")
 
