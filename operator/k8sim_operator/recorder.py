@@ -214,7 +214,7 @@ class Recorder:
         found = 0
         for (api_version, kind), recorded in by_kind.items():
             try:
-                present = {i["metadata"]["uid"] for i in await self.kube.list(api_version, kind)}
+                present = {i["metadata"]["uid"] for i in await self.kube.list(api_version, kind, metadata_only=True)}
             except UnknownKind:
                 if api_version in self.kube.unreachable:
                     continue  # discovery could not tell: unknown is not gone
