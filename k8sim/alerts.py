@@ -74,10 +74,13 @@ def cluster_alerts(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[st
         meta = pod["metadata"]
         if meta.get("deletionTimestamp"):
             continue
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        if all(c.get("ready") and not c.get("lastState") for c in statuses):
+            continue  # the common case at thousands of pods: running, never restarted
         key = f"{meta.get('namespace', '')}/{meta['name']}"
         tenant = lifecycle.tenant_of(pod) or tenants.get(meta.get("namespace", ""))
         seen: set[str] = set()
-        for c in (pod.get("status") or {}).get("containerStatuses") or []:
+        for c in statuses:
             waiting = ((c.get("state") or {}).get("waiting") or {}).get("reason")
             last = (c.get("lastState") or {}).get("terminated") or {}
             finished = lifecycle.parse_time(last.get("finishedAt"))

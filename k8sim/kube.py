@@ -298,7 +298,7 @@ class Kube:
         while True:
             page = await self.request("GET", info.path(namespace), params={**params, "limit": 500},
                                       accept=METADATA_LIST if metadata_only else None)
-            for item in page.get("items", []):
+            for item in page.get("items") or []:  # an empty metadata-only page says null
                 item.setdefault("apiVersion", api_version)
                 item.setdefault("kind", kind)
                 items.append(item)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
 import re
 import uuid
@@ -17,6 +16,7 @@ from importlib import resources as importlib_resources
 from typing import Any
 
 import asyncpg
+import orjson
 
 from k8sim import lifecycle
 
@@ -26,9 +26,14 @@ log = logging.getLogger(__name__)
 MIGRATION_LOCK = 0x6B3873696D
 
 
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
+    # orjson: every recorded row carries a state, labels and a detail as jsonb.
     for name in ("jsonb", "json"):
-        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(name, encoder=_json_text, decoder=orjson.loads, schema="pg_catalog")
 
 
 async def connect(dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0) -> asyncpg.Pool:
@@ -218,10 +223,11 @@ async def record(conn: asyncpg.Connection, observations: Iterable[Observation],
     """Write observations in order inside the caller's transaction; returns history rows written.
 
     ``prior`` maps uid to the last known state and is updated as observations are applied,
-    so a batch may hold several versions of one object. Rows go out as two pipelined
-    batches (states, then history), not one round trip per observation.
+    so a batch may hold several versions of one object. Rows go out as pipelined batches
+    (states, deletions, then history), not one round trip per observation; an object's state is
+    written once per batch, its last (a pod's creation and scheduling usually share a batch).
     """
-    upserts: list[tuple[Any, ...]] = []
+    upserts: dict[str, tuple[Any, ...]] = {}
     deletes: list[tuple[Any, ...]] = []
     events: list[tuple[Any, ...]] = []
     for obs in observations:
@@ -240,8 +246,10 @@ async def record(conn: asyncpg.Connection, observations: Iterable[Observation],
         if obs.state is None:
             deletes.append((obs.uid, obs.deleted_at, obs.observed_at, obs.resource_version))
         else:
-            upserts.append((
-                obs.uid, obs.api_version, obs.kind, obs.namespace, obs.name, obs.tenant, obs.state.phase,
+            earlier = upserts.get(obs.uid)
+            tenant = obs.tenant if obs.tenant or earlier is None else earlier[5]  # as if written in turn
+            upserts[obs.uid] = ((
+                obs.uid, obs.api_version, obs.kind, obs.namespace, obs.name, tenant, obs.state.phase,
                 obs.state.ready, obs.state.node, obs.owner[0], obs.owner[1], obs.owner[2], obs.state.as_dict(),
                 obs.labels, obs.resource_version, obs.created_at, obs.observed_at, None))
         prior[obs.uid] = obs.state
@@ -255,7 +263,7 @@ async def record(conn: asyncpg.Connection, observations: Iterable[Observation],
                            step.name, step.detail, obs.resource_version, occurred, obs.observed_at,
                            obs.reconciled))
     if upserts:
-        await conn.executemany(_UPSERT, upserts)
+        await conn.executemany(_UPSERT, list(upserts.values()))
     if deletes:
         await conn.executemany(_DELETE, deletes)
     if events:

@@ -256,6 +256,12 @@ class Recorder:
                 self._sweep_wanted.set()  # kept pending until a sweep succeeds
                 await asyncio.sleep(self.settings.retry_max)
                 continue
+            except Exception:
+                # A bug must not end the safety net for good: say so, and try again later.
+                log.exception("sweep failed; retrying")
+                self._sweep_wanted.set()
+                await asyncio.sleep(self.settings.retry_max)
+                continue
             if kinds is not None:
                 self._sweep_kinds -= kinds
 

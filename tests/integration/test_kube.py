@@ -1,0 +1,67 @@
+"""The shared client against the real apiserver: metadata-only listings (the recorder's sweep) and
+watches (aiohttp, orjson) that carry objects far larger than one read."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import yaml
+
+from k8sim.kube import Kube
+from k8sim.local.settings import ClusterSettings
+
+from .conftest import Kubectl
+
+
+def test_metadata_only_listings_name_every_object_and_an_empty_kind_is_an_empty_list(
+        live_cluster: ClusterSettings, kubectl: Kubectl, namespace: str) -> None:
+    for i in range(3):
+        kubectl("create", "configmap", f"c{i}", "-n", namespace, f"--from-literal=k={'x' * 1000}")
+
+    async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        kube = Kube(live_cluster.kubeconfig)
+        try:
+            return (await kube.list("v1", "ConfigMap", namespace, metadata_only=True),
+                    await kube.list("v1", "ConfigMap", namespace),
+                    # nothing of this kind in the namespace: the apiserver says "items": null
+                    await kube.list("v1", "ReplicationController", namespace, metadata_only=True))
+        finally:
+            await kube.close()
+
+    slim, full, empty = asyncio.run(run())
+    assert {i["metadata"]["uid"] for i in slim} == {i["metadata"]["uid"] for i in full}
+    assert {i["metadata"]["name"] for i in slim} >= {"c0", "c1", "c2"}
+    assert all("data" not in i for i in slim) and all("data" in i for i in full if i["metadata"]["name"] == "c0")
+    assert empty == []
+
+
+def test_a_watch_carries_objects_larger_than_a_read_intact_in_order(
+        live_cluster: ClusterSettings, kubectl: Kubectl, namespace: str) -> None:
+    big = {f"k{i}": "v" * 1000 + str(i) for i in range(600)}  # about 600 KB: many reads of the stream
+    manifest = yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": big})
+
+    async def run() -> list[tuple[str, dict[str, Any]]]:
+        kube = Kube(live_cluster.kubeconfig)
+        seen: list[tuple[str, dict[str, Any]]] = []
+        try:
+            _, version = await kube.list_versioned("v1", "ConfigMap")
+            await asyncio.to_thread(kubectl, "create", "-n", namespace, "-f", "-", stdin=manifest)
+            await asyncio.to_thread(kubectl, "create", "configmap", "small", "-n", namespace)
+            await asyncio.to_thread(kubectl, "delete", "configmap", "big", "-n", namespace)
+
+            async def follow() -> None:
+                async for event in kube.watch("v1", "ConfigMap", version, timeout_seconds=30):
+                    obj = event["object"]
+                    if obj["metadata"].get("namespace") == namespace:
+                        seen.append((event["type"], obj))
+                    if len(seen) == 3:
+                        return
+            await asyncio.wait_for(follow(), 30)
+        finally:
+            await kube.close()
+        return seen
+
+    seen = asyncio.run(run())
+    assert [(t, o["metadata"]["name"]) for t, o in seen] == [("ADDED", "big"), ("ADDED", "small"), ("DELETED", "big")]
+    assert seen[0][1]["data"] == big
