@@ -6,9 +6,11 @@ count, seconds until every node is Ready. Over each phase, per process: CPU seco
 the apiserver's requests by verb and resource (its own /metrics). In full mode it also checks that
 the recorder's history holds every pod's created, running and deleted transitions, and how long
 after the last deletion it caught up. Prints full/raw ratios. With --py-spy DIR, records a flame
-graph of each Python process (py-spy from PyPI) during the full runs.
+graph of each Python process (py-spy from PyPI) during the full runs; with --pprof DIR, the apiserver's
+own CPU profile of each phase (Go's pprof; read with `go tool pprof -top -cum FILE`).
 
     python bench/bench_scale.py [--pods 1000,10000] [--nodes 1000,5000] [--modes raw,full] [--py-spy DIR]
+                                [--pprof DIR]
 
 Nothing of the simulator may be running besides the cluster and services (`make up`, not `make run`).
 """
@@ -41,11 +43,12 @@ from bench_cluster import TAINT, bench_nodes, delete_nodes
 from common import simulator
 
 from k8sim import store
-from k8sim.local import cluster
+from k8sim.local import build, cluster
 from k8sim.local.settings import ClusterSettings
 
 PODS_PER_NODE = 100
 REST_SECONDS = 30  # sampled with every pod Running, before the deletion
+PPROF_SECONDS = 30
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -281,8 +284,29 @@ def profiling(directory: Path | None, seconds: int) -> Iterator[None]:
             proc.wait(timeout=60)
 
 
+@contextmanager
+def apiserver_profile(settings: ClusterSettings, path: Path | None, seconds: int = PPROF_SECONDS) -> Iterator[None]:
+    """The apiserver's own CPU profile (Go pprof) over the phase's first seconds, for
+    `go tool pprof -top -cum FILE`: which handlers, serializers and filters the time goes to."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as out:
+        proc = subprocess.Popen([build.kubectl_binary(settings), "--kubeconfig", str(settings.kubeconfig), "get",
+                                 "--raw", f"/debug/pprof/profile?seconds={seconds}"],
+                                stdout=out, stderr=subprocess.DEVNULL)
+        try:
+            yield
+        finally:
+            try:
+                proc.wait(timeout=seconds + 30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def measure(settings: ClusterSettings, mode: str, pod_counts: list[int], node_counts: list[int],
-            spy: Path | None, per_deployment: int) -> list[Result]:
+            spy: Path | None, per_deployment: int, pprof: Path | None = None) -> list[Result]:
     results = []
     for count in pod_counts:
         pool = f"bp{uuid.uuid4().hex[:4]}"
@@ -290,14 +314,16 @@ def measure(settings: ClusterSettings, mode: str, pod_counts: list[int], node_co
         bench_nodes(settings, pool, nodes, PODS_PER_NODE + 10)
         try:
             before = apiserver_requests(settings)
-            with sampled() as usage, profiling(spy and spy / f"{mode}-{count}-create", 600):
+            with sampled() as usage, profiling(spy and spy / f"{mode}-{count}-create", 600), \
+                    apiserver_profile(settings, pprof and pprof / f"apiserver-{mode}-{count}-create.pprof"):
                 ns, running = create_pods(settings, count, pool, per_deployment)
             middle = apiserver_requests(settings)
             results.append(Result("pods Running", count, running, usage, delta(before, middle)))
             rest = at_rest(REST_SECONDS)
             results[-1].extra["at rest, % of a core"] = {r: round(100 * c / REST_SECONDS, 1)
                                                           for r, c in sorted(rest.cpu.items()) if c > 0.05}
-            with sampled() as usage, profiling(spy and spy / f"{mode}-{count}-delete", 600):
+            with sampled() as usage, profiling(spy and spy / f"{mode}-{count}-delete", 600), \
+                    apiserver_profile(settings, pprof and pprof / f"apiserver-{mode}-{count}-delete.pprof"):
                 deleted = delete_pods(settings, ns)
             results.append(Result("pods deleted", count, deleted, usage, delta(middle, apiserver_requests(settings))))
             if mode == "full":
@@ -340,6 +366,8 @@ def main() -> int:
                         help="pods per Deployment (one Deployment of 10,000 replicas is quadratic in the "
                              "ReplicaSet controller and the scheduler's topology spreading)")
     parser.add_argument("--py-spy", type=Path, default=None, help="write flame graphs here (full mode)")
+    parser.add_argument("--pprof", type=Path, default=None,
+                        help=f"write the apiserver's CPU profile of each phase's first {PPROF_SECONDS} s here")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # progress while redirected
     pod_counts = [int(x) for x in args.pods.split(",") if x]
@@ -359,9 +387,10 @@ def main() -> int:
             with simulator(settings, "operator", "api", "engine"):
                 time.sleep(10)  # the operator's initial lists and the engine's first ticks
                 print(f"  watches open: {watches(settings):.0f}")
-                results[mode] = measure(settings, mode, pod_counts, node_counts, args.py_spy, args.per_deployment)
+                results[mode] = measure(settings, mode, pod_counts, node_counts, args.py_spy, args.per_deployment,
+                                        args.pprof)
         else:
-            results[mode] = measure(settings, mode, pod_counts, node_counts, None, args.per_deployment)
+            results[mode] = measure(settings, mode, pod_counts, node_counts, None, args.per_deployment, args.pprof)
     if {"raw", "full"} <= results.keys():
         print("full / raw throughput:")
         for raw, full in zip(results["raw"], results["full"], strict=True):
