@@ -182,7 +182,7 @@ class Kube:
     def _stream_session(self) -> aiohttp.ClientSession:
         if self._streams is None or self._streams.closed:
             self._streams = aiohttp.ClientSession(
-                headers=self._headers, auto_decompress=False,
+                headers=self._headers, auto_decompress=False, trust_env=True,  # proxies as httpx takes them
                 connector=aiohttp.TCPConnector(ssl=self._creds.ssl_context(), limit=0))
         return self._streams
 

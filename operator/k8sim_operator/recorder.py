@@ -251,15 +251,12 @@ class Recorder:
             self._sweep_wanted.clear()
             try:
                 await self.sweep(kinds)
-            except DB_DOWN as exc:
-                log.info("sweep postponed: %s", exc)
+            except Exception as exc:  # a bug too must not end the safety net for good
+                if isinstance(exc, DB_DOWN):
+                    log.info("sweep postponed: %s", exc)
+                else:
+                    log.exception("sweep failed; retrying")
                 self._sweep_wanted.set()  # kept pending until a sweep succeeds
-                await asyncio.sleep(self.settings.retry_max)
-                continue
-            except Exception:
-                # A bug must not end the safety net for good: say so, and try again later.
-                log.exception("sweep failed; retrying")
-                self._sweep_wanted.set()
                 await asyncio.sleep(self.settings.retry_max)
                 continue
             if kinds is not None:
