@@ -6,8 +6,9 @@ count, seconds until every node is Ready. Over each phase, per process: CPU seco
 the apiserver's requests by verb and resource (its own /metrics). In full mode it also checks that
 the recorder's history holds every pod's created, running and deleted transitions, and how long
 after the last deletion it caught up. Prints full/raw ratios. With --py-spy DIR, records a flame
-graph of each Python process (py-spy from PyPI) during the full runs; with --pprof DIR, the apiserver's
-own CPU profile of each phase (Go's pprof; read with `go tool pprof -top -cum FILE`).
+graph of each Python process (py-spy from PyPI) creating, at rest and deleting in the full runs;
+with --pprof DIR, the apiserver's own CPU profile of each phase (Go's pprof; read with
+`go tool pprof -top -cum FILE`).
 
     python bench/bench_scale.py [--pods 1000,10000] [--nodes 1000,5000] [--modes raw,full] [--py-spy DIR]
                                 [--pprof DIR]
@@ -319,7 +320,8 @@ def measure(settings: ClusterSettings, mode: str, pod_counts: list[int], node_co
                 ns, running = create_pods(settings, count, pool, per_deployment)
             middle = apiserver_requests(settings)
             results.append(Result("pods Running", count, running, usage, delta(before, middle)))
-            rest = at_rest(REST_SECONDS)
+            with profiling(spy and spy / f"{mode}-{count}-rest", REST_SECONDS + 30):
+                rest = at_rest(REST_SECONDS)
             results[-1].extra["at rest, % of a core"] = {r: round(100 * c / REST_SECONDS, 1)
                                                           for r, c in sorted(rest.cpu.items()) if c > 0.05}
             with sampled() as usage, profiling(spy and spy / f"{mode}-{count}-delete", 600), \

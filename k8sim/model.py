@@ -411,7 +411,7 @@ class Model:
             service_labels, annotations = labels.get(key, ({}, {}))
             profile = pick_profile(name, service_labels, annotations, max(s.gpus for s in members))
             service = self.services.get(key)
-            if service is None or service.profile != profile:
+            if service is None or service.profile is not profile:  # PROFILES hold one of each
                 service = self.services[key] = Service(key, profile, self.seed)
             load = service.step(when, dt_s, factors.get(key, 1.0), effects.get(key))
             ready = [s for s in members if s.ready]
@@ -420,7 +420,7 @@ class Model:
             pod_samples = []
             for spec in members:
                 pod = self.pods.get(spec.uid)
-                if pod is None or pod.profile != profile:
+                if pod is None or pod.profile is not profile:
                     pod = self.pods[spec.uid] = Pod(spec, profile, self.seed)
                 pod.spec = spec
                 share = load.rps * weights[spec.uid] / total_weight if spec.ready else 0.0

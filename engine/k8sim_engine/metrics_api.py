@@ -46,17 +46,66 @@ class PodUsage:
 
 @dataclasses.dataclass(frozen=True)
 class Usage:
-    """One tick's figures, indexed for the metrics APIs."""
+    """One tick's figures, indexed for the metrics APIs. Per pod and per node they are worked out on
+    first read: at thousands of pods that is a third of a tick, and most ticks nobody asks."""
 
     taken_at: dt.datetime
     window_s: float
-    pods: dict[tuple[str, str], PodUsage]
-    nodes: dict[str, tuple[float, float, dict[str, str]]]  # name -> (cores, bytes, labels)
     services: dict[str, model.ServiceSample]
+    # The tick's inputs: cluster objects (replaced on change, never mutated) and the model's pods as
+    # (spec, last sample) at this tick, so a late first read still sees this tick.
+    cluster_pods: list[Mapping[str, Any]] = dataclasses.field(default_factory=list, repr=False)
+    cluster_nodes: list[Mapping[str, Any]] = dataclasses.field(default_factory=list, repr=False)
+    modelled: dict[str, tuple[model.PodSpec, model.PodSample]] = dataclasses.field(default_factory=dict, repr=False)
+    memo: Memo | None = dataclasses.field(default=None, repr=False)
 
     @classmethod
     def empty(cls) -> Usage:
-        return cls(dt.datetime.now(dt.UTC), 0.0, {}, {}, {})
+        return cls(dt.datetime.now(dt.UTC), 0.0, {})
+
+    @functools.cached_property
+    def pods(self) -> dict[tuple[str, str], PodUsage]:
+        """(namespace, name) → usage, for every pod the model runs, split among its containers by request."""
+        found: dict[tuple[str, str], PodUsage] = {}
+        for pod in self.cluster_pods:
+            meta = pod["metadata"]
+            modelled = self.modelled.get(meta.get("uid", ""))
+            if modelled is None:
+                continue
+            spec, sample = modelled
+            containers = (container_requests(pod) if self.memo is None else
+                          self.memo.get(meta["uid"], (meta.get("resourceVersion"),),
+                                        functools.partial(container_requests, pod)))
+            cpus = _split(sample.cpu_cores, [c[1] for c in containers])
+            mems = _split(sample.memory_bytes, [c[2] for c in containers])
+            usage = PodUsage(
+                # The watch replaces an object on change, never mutates it: its labels can be shared.
+                namespace=meta.get("namespace", ""), name=meta["name"], labels=meta.get("labels") or {},
+                node=spec.node, service=spec.service, tenant=spec.tenant,
+                containers=[(c[0], cpu, mem) for c, cpu, mem in zip(containers, cpus, mems, strict=True)],
+                sample=sample)
+            found[(usage.namespace, usage.name)] = usage
+        return found
+
+    @functools.cached_property
+    def nodes(self) -> dict[str, tuple[float, float, dict[str, str]]]:
+        """name → (cores, bytes, labels): what the node's own processes spend plus its modelled pods."""
+        pod_cpu: dict[str, float] = {}
+        pod_mem: dict[str, float] = {}
+        for spec, sample in self.modelled.values():
+            pod_cpu[spec.node] = pod_cpu.get(spec.node, 0.0) + sample.cpu_cores
+            pod_mem[spec.node] = pod_mem.get(spec.node, 0.0) + sample.memory_bytes
+        found = {}
+        for node in self.cluster_nodes:
+            meta, status = node["metadata"], node.get("status") or {}
+            name = meta["name"]
+            size = status.get("capacity") or {}
+            cores = capacity.quantity(size.get("cpu")) or 0.0
+            memory = capacity.quantity(size.get("memory")) or 0.0
+            cpu = NODE_OVERHEAD_CPU[0] + NODE_OVERHEAD_CPU[1] * cores + pod_cpu.get(name, 0.0)
+            mem = NODE_OVERHEAD_MEMORY[0] + NODE_OVERHEAD_MEMORY[1] * memory + pod_mem.get(name, 0.0)
+            found[name] = (cpu, mem, dict(meta.get("labels") or {}))
+        return found
 
     @functools.cached_property
     def by_namespace(self) -> dict[str | None, list[PodUsage]]:
@@ -95,40 +144,8 @@ def usage_from(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, A
                services: Iterable[model.ServiceSample], taken_at: dt.datetime, window_s: float,
                memo: Memo | None = None) -> Usage:
     """Per pod, container and node usage from the model's last step (only pods it models)."""
-    by_uid = m.pods
-    found: dict[tuple[str, str], PodUsage] = {}
-    node_cpu: dict[str, float] = {}
-    node_mem: dict[str, float] = {}
-    for pod in pods:
-        meta = pod["metadata"]
-        modelled = by_uid.get(meta.get("uid", ""))
-        if modelled is None or modelled.last is None:
-            continue
-        sample = modelled.last
-        containers = (container_requests(pod) if memo is None else
-                      memo.get(meta["uid"], (meta.get("resourceVersion"),), functools.partial(container_requests, pod)))
-        cpus = _split(sample.cpu_cores, [c[1] for c in containers])
-        mems = _split(sample.memory_bytes, [c[2] for c in containers])
-        usage = PodUsage(
-            # The watch replaces an object on change, never mutates it: its labels can be shared.
-            namespace=meta.get("namespace", ""), name=meta["name"], labels=meta.get("labels") or {},
-            node=modelled.spec.node, service=modelled.spec.service, tenant=modelled.spec.tenant,
-            containers=[(c[0], cpu, mem) for c, cpu, mem in zip(containers, cpus, mems, strict=True)],
-            sample=sample)
-        found[(usage.namespace, usage.name)] = usage
-        node_cpu[usage.node] = node_cpu.get(usage.node, 0.0) + sample.cpu_cores
-        node_mem[usage.node] = node_mem.get(usage.node, 0.0) + sample.memory_bytes
-    node_usage = {}
-    for node in nodes:
-        meta, status = node["metadata"], node.get("status") or {}
-        name = meta["name"]
-        size = status.get("capacity") or {}
-        cores = capacity.quantity(size.get("cpu")) or 0.0
-        memory = capacity.quantity(size.get("memory")) or 0.0
-        cpu = NODE_OVERHEAD_CPU[0] + NODE_OVERHEAD_CPU[1] * cores + node_cpu.get(name, 0.0)
-        mem = NODE_OVERHEAD_MEMORY[0] + NODE_OVERHEAD_MEMORY[1] * memory + node_mem.get(name, 0.0)
-        node_usage[name] = (cpu, mem, dict(meta.get("labels") or {}))
-    return Usage(taken_at, window_s, found, node_usage, {s.key: s for s in services})
+    modelled = {uid: (pod.spec, pod.last) for uid, pod in m.pods.items() if pod.last is not None}
+    return Usage(taken_at, window_s, {s.key: s for s in services}, list(pods), list(nodes), modelled, memo)
 
 
 # --------------------------------------------------------------------------- selectors

@@ -19,6 +19,7 @@ import yaml
 from k8sim import deploy, lifecycle, scenarios, store
 from k8sim.kube import Kube, KubeError
 from k8sim.kube import credentials as kube_credentials
+from k8sim.settings import tune_gc
 
 from . import addons, player
 from .recorder import Recorder, Watches
@@ -38,6 +39,7 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     conf = OperatorSettings()
+    tune_gc(conf)
     logging.getLogger("k8sim_operator").setLevel(conf.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     # A passive recorder: no k8s Events about our own handling, no progress annotations.

@@ -65,6 +65,21 @@ def test_a_pods_usage_is_split_by_request_and_no_container_reports_zero() -> Non
     assert sum(cpu.values()) == pytest.approx(a.sample.cpu_cores, rel=0.02)
 
 
+def test_usage_read_after_the_model_moved_on_is_still_its_own_ticks() -> None:
+    """Per-pod usage is worked out on first read; a read after the next tick sees the tick it was made at."""
+    m = model.Model(1)
+    node = {"metadata": {"name": "cpu-0", "labels": {}}, "status": {"capacity": {"cpu": "32", "memory": "128Gi"}}}
+    samples = m.tick([spec("a")], MONDAY, 5)
+    first = metrics_api.usage_from([pod("a")], [node], m, samples, MONDAY, 5)
+    sample = m.pods["a"].last
+    m.tick([spec("a")], MONDAY + dt.timedelta(minutes=1), 5, factors={"ns/web": 10.0})
+    assert m.pods["a"].last.cpu_cores != sample.cpu_cores
+    m.tick([], MONDAY + dt.timedelta(minutes=2), 5)
+    assert "a" not in m.pods, "the pod went"
+    assert first.pods[("ns", "a")].sample is sample, "first read now, of the tick it was made at"
+    assert first.nodes["cpu-0"][0] == pytest.approx(sample.cpu_cores + 0.1 + 0.01 * 32)
+
+
 def test_a_nodes_usage_is_its_pods_plus_system_overhead() -> None:
     found = usage()
     cpu, memory, _ = found.nodes["cpu-0"]
