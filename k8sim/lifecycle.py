@@ -34,12 +34,15 @@ class State:
     scenario: str | None = None  # the Scenario (namespace/name) playing on the object, if any
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Every field is a plain value: no deep copy (dataclasses.asdict's) needed, once per recorded row.
+        return {f: getattr(self, f) for f in _STATE_FIELDS}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> State:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in fields})
+        return cls(**{k: v for k, v in data.items() if k in _STATE_FIELDS})
+
+
+_STATE_FIELDS = tuple(f.name for f in dataclasses.fields(State))
 
 
 def now() -> dt.datetime:
