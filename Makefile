@@ -62,6 +62,7 @@ bench: venv  ## every benchmark (prints ratios against a baseline run in the sam
 	$(PY) bench/bench_cluster.py
 	$(PY) bench/bench_operator.py
 	$(PY) bench/bench_store.py
+	$(PY) bench/bench_sla.py
 	$(PY) bench/bench_api.py
 	$(PY) bench/bench_engine.py
 	$(PY) bench/bench_tick.py

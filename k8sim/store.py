@@ -342,10 +342,25 @@ async def deployment_objects(conn: asyncpg.Connection, tenant: str) -> list[asyn
 
 
 async def insert_samples(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """(taken_at, service, tenant, good, total, healthy) per service and tick."""
-    await conn.executemany(
-        "INSERT INTO sla_samples (taken_at, service, tenant, good, total, healthy) VALUES ($1, $2, $3, $4, $5, $6)",
-        rows)
+    """(taken_at, service, tenant, good, total, healthy) per service and tick, added to their minute's
+    sums (of every service, and of the tenant's) in the same transaction."""
+    minutes: dict[tuple[str, str, dt.datetime], list[float]] = {}
+    for taken_at, _, tenant, good, total, _ in rows:
+        minute = _minute(taken_at)
+        for scope in (("all", ""), ("tenant", tenant)) if tenant else (("all", ""),):
+            sums = minutes.setdefault((*scope, minute), [0.0, 0.0, 0])
+            sums[0] += good
+            sums[1] += total
+            sums[2] += 1
+    async with conn.transaction():
+        await conn.executemany(
+            "INSERT INTO sla_samples (taken_at, service, tenant, good, total, healthy) "
+            "VALUES ($1, $2, $3, $4, $5, $6)", rows)
+        await conn.executemany(
+            "INSERT INTO sla_minutes (scope, tenant, minute, good, total, samples) VALUES ($1, $2, $3, $4, $5, $6) "
+            "ON CONFLICT (scope, tenant, minute) DO UPDATE SET good = sla_minutes.good + EXCLUDED.good, "
+            "total = sla_minutes.total + EXCLUDED.total, samples = sla_minutes.samples + EXCLUDED.samples",
+            [(*key, good, total, int(count)) for key, (good, total, count) in minutes.items()])
 
 
 async def save_snapshot(conn: asyncpg.Connection, taken_at: dt.datetime, document: dict[str, Any]) -> None:
@@ -364,35 +379,76 @@ def _scope(tenant: str | None, service: str | None, args: list[Any]) -> str:
     return " ".join(clauses)
 
 
+MINUTE = dt.timedelta(minutes=1)
+
+
+def _minute(at: dt.datetime) -> dt.datetime:
+    return at.replace(second=0, microsecond=0)
+
+
+def _whole_minutes(start: dt.datetime, end: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """[lo, hi): the whole minutes inside (start, end]; lo == hi == end when there are none. Samples in
+    (start, lo) and [hi, end] are the window's partial minutes, read raw."""
+    lo, hi = _minute(start) + MINUTE, _minute(end)
+    return (lo, hi) if lo < hi else (end, end)
+
+
+def _parts(tenant: str | None, start: dt.datetime, end: dt.datetime, args: list[Any]) -> tuple[str, str]:
+    """The WHERE conditions of a window's whole minutes (on sla_minutes) and of its partial ones (on
+    sla_samples), for every service or one tenant's. Appends their parameters to ``args``: scope,
+    tenant key, lo, hi, start, end and (for a tenant) the tenant."""
+    lo, hi = _whole_minutes(start, end)
+    args += ["all" if tenant is None else "tenant", tenant or "", lo, hi, start, end]
+    n = len(args)
+    minutes = f"scope = ${n - 5} AND tenant = ${n - 4} AND minute >= ${n - 3} AND minute < ${n - 2}"
+    edges = (f"((taken_at > ${n - 1} AND taken_at < ${n - 3}) OR (taken_at >= ${n - 2} AND taken_at <= ${n}))"
+             f" {_scope(tenant, None, args)}")
+    return minutes, edges
+
+
 async def window_sums(conn: asyncpg.Connection, end: dt.datetime, seconds: float, *, tenant: str | None = None,
                       service: str | None = None) -> tuple[float, float]:
-    """(good, total) requests in (end - seconds, end]."""
-    args: list[Any] = [end - dt.timedelta(seconds=seconds), end]
-    row = await conn.fetchrow(
-        "SELECT COALESCE(sum(good), 0) AS good, COALESCE(sum(total), 0) AS total FROM sla_samples "
-        f"WHERE taken_at > $1 AND taken_at <= $2 {_scope(tenant, service, args)}", *args)
+    """(good, total) requests in (end - seconds, end]: whole minutes from their sums, the rest raw
+    (one service's: raw)."""
+    args: list[Any] = []
+    start = end - dt.timedelta(seconds=seconds)
+    if service is not None:
+        args += [start, end]
+        row = await conn.fetchrow(
+            "SELECT COALESCE(sum(good), 0) AS good, COALESCE(sum(total), 0) AS total FROM sla_samples "
+            f"WHERE taken_at > $1 AND taken_at <= $2 {_scope(tenant, service, args)}", *args)
+    else:
+        minutes, edges = _parts(tenant, start, end, args)
+        row = await conn.fetchrow(
+            "SELECT COALESCE(sum(good), 0) AS good, COALESCE(sum(total), 0) AS total FROM ("
+            f" SELECT good, total FROM sla_minutes WHERE {minutes}"
+            f" UNION ALL SELECT good, total FROM sla_samples WHERE {edges}) AS parts", *args)
     return float(row["good"]), float(row["total"])
 
 
 async def tenant_window_sums(conn: asyncpg.Connection, end: dt.datetime, seconds: float
                              ) -> dict[str, tuple[float, float]]:
     """tenant → (good, total) requests in (end - seconds, end], for every tenant with samples."""
+    lo, hi = _whole_minutes(end - dt.timedelta(seconds=seconds), end)
     rows = await conn.fetch(
-        "SELECT tenant, COALESCE(sum(good), 0) AS good, COALESCE(sum(total), 0) AS total FROM sla_samples "
-        "WHERE taken_at > $1 AND taken_at <= $2 AND tenant IS NOT NULL GROUP BY tenant",
-        end - dt.timedelta(seconds=seconds), end)
+        "SELECT tenant, COALESCE(sum(good), 0) AS good, COALESCE(sum(total), 0) AS total FROM ("
+        " SELECT tenant, good, total FROM sla_minutes WHERE scope = 'tenant' AND minute >= $1 AND minute < $2"
+        " UNION ALL SELECT tenant, good, total FROM sla_samples"
+        "  WHERE ((taken_at > $3 AND taken_at < $1) OR (taken_at >= $2 AND taken_at <= $4)) AND tenant IS NOT NULL"
+        ") AS parts GROUP BY tenant", lo, hi, end - dt.timedelta(seconds=seconds), end)
     return {r["tenant"]: (float(r["good"]), float(r["total"])) for r in rows}
 
 
 async def sla_points(conn: asyncpg.Connection, end: dt.datetime, seconds: float, target: float, *,
                      tenant: str | None = None) -> tuple[int, int]:
     """(data points, healthy points): one point per minute of the window that saw traffic."""
-    args: list[Any] = [end - dt.timedelta(seconds=seconds), end, target]
+    args: list[Any] = [target]
+    minutes, edges = _parts(tenant, end - dt.timedelta(seconds=seconds), end, args)
     row = await conn.fetchrow(
-        "SELECT count(*) AS points, count(*) FILTER (WHERE total = 0 OR 100 * good / total >= $3) AS healthy "
-        "FROM (SELECT date_trunc('minute', taken_at) AS m, sum(good) AS good, sum(total) AS total "
-        f"      FROM sla_samples WHERE taken_at > $1 AND taken_at <= $2 {_scope(tenant, None, args)}"
-        "      GROUP BY 1) AS minutes", *args)
+        "SELECT count(*) AS points, count(*) FILTER (WHERE total = 0 OR 100 * good / total >= $1) AS healthy FROM ("
+        f" SELECT good, total FROM sla_minutes WHERE {minutes}"
+        f" UNION ALL SELECT sum(good), sum(total) FROM sla_samples WHERE {edges}"
+        "  GROUP BY date_trunc('minute', taken_at)) AS minutes", *args)
     return int(row["points"]), int(row["healthy"])
 
 
@@ -401,11 +457,14 @@ async def sla_report(conn: asyncpg.Connection, unit: str, since: dt.datetime, *,
     """Per day/week/month since a time: good, total requests and minutes with samples."""
     if unit not in ("day", "week", "month"):
         raise ValueError(f"unit must be day, week or month, not {unit!r}")
-    args: list[Any] = [unit, since]
+    lo = since if _minute(since) == since else _minute(since) + MINUTE
+    args: list[Any] = [unit, "all" if tenant is None else "tenant", tenant or "", lo, since]
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT date_trunc($1, taken_at) AS period, sum(good) AS good, sum(total) AS total, "
-        "       count(DISTINCT date_trunc('minute', taken_at)) AS minutes "
-        f"FROM sla_samples WHERE taken_at >= $2 {_scope(tenant, None, args)} GROUP BY 1 ORDER BY 1", *args)
+        "SELECT date_trunc($1, m) AS period, sum(good) AS good, sum(total) AS total, count(*) AS minutes FROM ("
+        " SELECT minute AS m, good, total FROM sla_minutes WHERE scope = $2 AND tenant = $3 AND minute >= $4"
+        " UNION ALL SELECT date_trunc('minute', taken_at), sum(good), sum(total) FROM sla_samples"
+        f"  WHERE taken_at >= $5 AND taken_at < $4 {_scope(tenant, None, args)} GROUP BY 1"
+        ") AS minutes GROUP BY 1 ORDER BY 1", *args)
     return rows
 
 
@@ -432,11 +491,16 @@ async def latest_sample_time(conn: asyncpg.Connection, tenant: str | None = None
 async def period_sums(conn: asyncpg.Connection, since: dt.datetime, until: dt.datetime, *,
                       tenant: str | None = None) -> asyncpg.Record:
     """Over (since, until]: good and total requests, samples, and the minutes that have samples."""
-    args: list[Any] = [since, until]
+    args: list[Any] = []
+    minutes, edges = _parts(tenant, since, until, args)  # since is $5, until $6, the tenant $7
+    of_tenant = "AND tenant = $7" if tenant is not None else ""
     row: asyncpg.Record = await conn.fetchrow(
-        "SELECT coalesce(sum(good), 0) AS good, coalesce(sum(total), 0) AS total, count(*) AS samples, "
-        "       count(DISTINCT date_trunc('minute', taken_at)) AS minutes, min(taken_at) AS first "
-        f"FROM sla_samples WHERE taken_at > $1 AND taken_at <= $2 {_scope(tenant, None, args)}", *args)
+        "SELECT COALESCE(sum(good), 0) AS good, COALESCE(sum(total), 0) AS total, "
+        "       COALESCE(sum(samples), 0)::bigint AS samples, count(*) AS minutes, "
+        f"      (SELECT min(taken_at) FROM sla_samples WHERE taken_at > $5 AND taken_at <= $6 {of_tenant}) AS first"
+        f" FROM (SELECT good, total, samples FROM sla_minutes WHERE {minutes}"
+        f"       UNION ALL SELECT sum(good), sum(total), count(*) FROM sla_samples WHERE {edges}"
+        "        GROUP BY date_trunc('minute', taken_at)) AS minutes", *args)
     return row
 
 
@@ -447,7 +511,9 @@ async def latest_snapshot_time(conn: asyncpg.Connection) -> dt.datetime | None:
 
 async def prune_monitoring(conn: asyncpg.Connection, before: dt.datetime) -> None:
     await conn.execute("DELETE FROM monitoring_snapshots WHERE taken_at < $1", before)
-    await conn.execute("DELETE FROM sla_samples WHERE taken_at < $1", before)
+    # Both at the same whole minute: a kept minute's sums never count a pruned sample.
+    await conn.execute("DELETE FROM sla_samples WHERE taken_at < $1", _minute(before))
+    await conn.execute("DELETE FROM sla_minutes WHERE minute < $1", _minute(before))
 
 
 async def create_alert_rule(conn: asyncpg.Connection, rule: Mapping[str, Any]) -> asyncpg.Record:
