@@ -54,7 +54,7 @@ class CommonSettings(BaseSettings):
     gc_threshold: int = Field(50_000, ge=0, description=(
         "Allocations between passes of Python's cyclic garbage collector over its youngest objects "
         "(0 keeps Python's default of 700). At thousands of watched objects the default makes the collector "
-        "walk the whole heap every few ticks: most of the engine's CPU at rest (bench/bench_tick.py)."))
+        "walk the whole heap every few ticks: a quarter to a third of the engine's tick (bench/bench_tick.py)."))
 
 
 def tune_gc(settings: CommonSettings) -> None:

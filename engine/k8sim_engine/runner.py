@@ -259,7 +259,7 @@ class Engine:
                 await store.insert_samples(
                     conn, [(now, s.key, s.tenant, s.good, s.total, contract.service_health(s) != "unhealthy")
                            for s in samples])
-                # Seven scans of the window: on a fast clock (an accelerated month) once a real second.
+                # Seven window sums (whole minutes from sla_minutes): on a fast clock once a real second.
                 (good, total), by_tenant, windows = await self.recent("sums", lambda: self._sums(conn, now, window))
                 if self.ticks % 200 == 0:
                     await store.prune_monitoring(conn, now - dt.timedelta(days=self.settings.retention_days))
