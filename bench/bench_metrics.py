@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 import yaml
 from bench_cluster import bench_nodes, delete_nodes, running_pods
-from common import simulator
+from common import cpu_seconds, simulator
 
 from k8sim.local import build, cluster, services, supervisor
 from k8sim.local.processes import free_port
@@ -54,10 +54,6 @@ def engine(settings: ClusterSettings, log: Path, **env: str) -> Iterator[tuple[s
         proc.terminate()
         proc.wait(30)
 
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_per_tick(settings: ClusterSettings, seconds: float, pods: int, watch: bool) -> float:

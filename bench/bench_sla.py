@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_seconds, scratch_database
 
 from k8sim import sla, store
 from k8sim.local import services
@@ -34,11 +33,6 @@ from k8sim.local.settings import ClusterSettings
 
 TICK = 5.0
 END = dt.datetime(2026, 11, 27, 12, 0, 2, tzinfo=dt.UTC)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def load(conn: asyncpg.Connection, days: float, service_count: int, tenant_count: int) -> int:
@@ -168,17 +162,10 @@ def main() -> int:
     args = parser.parse_args()
     settings = ClusterSettings()
     services.up(settings)
-    scratch = f"k8sim_bench_{uuid.uuid4().hex[:8]}"
 
     async def run() -> None:
-        admin = await asyncpg.connect(settings.database_url)
-        await admin.execute(f'CREATE DATABASE "{scratch}"')
-        try:
-            await measure(settings.database_url.rsplit("/", 1)[0] + f"/{scratch}", args.days, args.services,
-                          args.tenants, args.rounds)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
-            await admin.close()
+        async with scratch_database(settings) as dsn:
+            await measure(dsn, args.days, args.services, args.tenants, args.rounds)
 
     asyncio.run(run())
     return 0

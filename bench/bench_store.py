@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_seconds, scratch_database
 
 from k8sim import lifecycle, store
 from k8sim.local import services
@@ -31,10 +31,6 @@ from k8sim.local.settings import ClusterSettings
 BATCH = 500
 State = lifecycle.State
 
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def lifecycles(pods: int, namespace: str, tenant: str | None) -> tuple[list[store.Observation], ...]:
@@ -81,8 +77,8 @@ async def measure(dsn: str, pods: int) -> dict[str, float]:
             pid = await conn.fetchval("SELECT pg_backend_pid()")
             warm = lifecycles(pods, "warm-up", None)  # history already there, as in a running simulator
             prior: dict[str, lifecycle.State | None] = {}
-            for phase in warm:
-                await write(conn, phase, prior)
+            for warm_phase in warm:
+                await write(conn, warm_phase, prior)
             result = {}
             for label, tenant in (("labelled", "t1"), ("tenantless", None)):
                 prior = {}
@@ -104,16 +100,10 @@ def main() -> int:
     args = parser.parse_args()
     settings = ClusterSettings()
     services.up(settings)
-    scratch = f"k8sim_bench_{uuid.uuid4().hex[:8]}"
 
     async def run() -> dict[str, float]:
-        admin = await asyncpg.connect(settings.database_url)
-        await admin.execute(f'CREATE DATABASE "{scratch}"')
-        try:
-            return await measure(settings.database_url.rsplit("/", 1)[0] + f"/{scratch}", args.pods)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
-            await admin.close()
+        async with scratch_database(settings) as dsn:
+            return await measure(dsn, args.pods)
 
     result = asyncio.run(run())
     for phase in ("create", "delete"):

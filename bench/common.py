@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+
+import asyncpg
 
 from k8sim.local import cluster, services, supervisor
 from k8sim.local.processes import free_port
@@ -37,6 +40,25 @@ def simulator(settings: ClusterSettings, *names: str) -> Iterator[dict[str, str]
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=30)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@asynccontextmanager
+async def scratch_database(settings: ClusterSettings) -> AsyncIterator[str]:
+    """The DSN of a new, empty database beside the simulator's (PostgreSQL must be up), dropped afterwards."""
+    name = f"k8sim_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(settings.database_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield settings.database_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 def ratio_line(what: str, baseline: str, base_s: float, measured: str, seconds: float) -> str:

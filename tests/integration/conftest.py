@@ -8,17 +8,42 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from k8sim import store
 from k8sim.local import cluster, services, supervisor
 from k8sim.local.processes import free_port
 from k8sim.local.settings import ClusterSettings
+
+
+@asynccontextmanager
+async def scratch_pool(settings: ClusterSettings, upto: int | None = None) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a new database beside the simulator's, with the migrations applied (only those up
+    to ``upto``, without their bookkeeping, when given); the database is dropped afterwards."""
+    name = f"k8sim_test_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(settings.database_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    pool = await store.connect(settings.database_url.rsplit("/", 1)[0] + f"/{name}")
+    try:
+        if upto is None:
+            await store.migrate(pool)
+        else:
+            async with pool.acquire() as conn:
+                for version, _, sql in store.migrations():
+                    if version <= upto:
+                        await conn.execute(sql)
+        yield pool
+    finally:
+        await pool.close()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 @pytest.fixture(scope="session")

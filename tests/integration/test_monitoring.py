@@ -22,7 +22,7 @@ from k8sim.local.settings import ClusterSettings
 from k8sim.settings import ROOT
 from tests.ecp_ai import APP, CPU, GPU, INFRA, tenant_files
 
-from .conftest import eventually, free_port, process
+from .conftest import eventually, free_port, process, scratch_pool
 
 pytestmark = pytest.mark.integration
 
@@ -320,30 +320,19 @@ async def test_sla_on_a_known_failure_schedule_equals_the_hand_computed_value(se
     """One hour, two services: A serves 100 requests a minute, 40 of them failing in minutes 10-14;
     B serves 50 a minute, all good. Availability = (9000 - 200) / 9000 = 97.78 %: breached; the
     5 bad minutes are 73.3 % available, so 55 of 60 data points are healthy."""
-    name = f"k8sim_sla_{uuid.uuid4().hex[:8]}"
-
     async def run() -> dict[str, Any]:
-        admin = await asyncpg.connect(settings.database_url)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            pool = await store.connect(settings.database_url.rsplit("/", 1)[0] + f"/{name}")
-            await store.migrate(pool)
-            start = dt.datetime(2026, 1, 5, 9, tzinfo=dt.UTC)
-            rows = []
-            for minute in range(60):
-                at = start + dt.timedelta(minutes=minute, seconds=30)
-                bad = 40 if 10 <= minute < 15 else 0
-                rows += [(at, "ns/a", "t1", 100.0 - bad, 100.0, bad == 0), (at, "ns/b", "t10", 50.0, 50.0, True)]
-            async with pool.acquire() as conn:
-                await store.insert_samples(conn, rows)
-                result = await sla.current(conn, target=99.5, window_s=3600)
-                result["t1"] = await sla.current(conn, target=99.5, window_s=3600, tenant="t1")
-                result["t10"] = await sla.current(conn, target=99.5, window_s=3600, tenant="t10")
-            await pool.close()
-            return result
-        finally:
-            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-            await admin.close()
+        start = dt.datetime(2026, 1, 5, 9, tzinfo=dt.UTC)
+        rows = []
+        for minute in range(60):
+            at = start + dt.timedelta(minutes=minute, seconds=30)
+            bad = 40 if 10 <= minute < 15 else 0
+            rows += [(at, "ns/a", "t1", 100.0 - bad, 100.0, bad == 0), (at, "ns/b", "t10", 50.0, 50.0, True)]
+        async with scratch_pool(settings) as pool, pool.acquire() as conn:
+            await store.insert_samples(conn, rows)
+            result = await sla.current(conn, target=99.5, window_s=3600)
+            result["t1"] = await sla.current(conn, target=99.5, window_s=3600, tenant="t1")
+            result["t10"] = await sla.current(conn, target=99.5, window_s=3600, tenant="t10")
+        return result
 
     result = await run()
     assert result["percentage"] == round(100 * 8800 / 9000, 3) == 97.778

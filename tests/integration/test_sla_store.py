@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
-import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -18,32 +16,12 @@ import pytest
 from k8sim import store
 from k8sim.local.settings import ClusterSettings
 
+from .conftest import scratch_pool
+
 pytestmark = pytest.mark.integration
 
 START = dt.datetime(2026, 3, 1, 22, 0, tzinfo=dt.UTC)  # the samples cross midnight: two days in a report
 TENANTS = ["t1", "t10", None]
-
-
-@asynccontextmanager
-async def scratch(settings: ClusterSettings, upto: int | None = None) -> AsyncIterator[asyncpg.Pool]:
-    """A new database with the migrations applied (up to ``upto``), dropped afterwards."""
-    name = f"k8sim_slastore_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(settings.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    pool = await store.connect(settings.database_url.rsplit("/", 1)[0] + f"/{name}")
-    try:
-        if upto is None:
-            await store.migrate(pool)
-        else:
-            async with pool.acquire() as conn:
-                for version, _, sql in store.migrations():
-                    if version <= upto:
-                        await conn.execute(sql)
-        yield pool
-    finally:
-        await pool.close()
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def ticks(rng: random.Random, count: int) -> list[list[tuple[Any, ...]]]:
@@ -142,7 +120,7 @@ def test_minute_sums_answer_every_window_as_the_raw_samples_do(settings: Cluster
     recorded = ticks(rng, 700)  # about 2.9 hours
 
     async def body() -> tuple[int, int]:
-        async with scratch(settings) as pool, pool.acquire() as conn:
+        async with scratch_pool(settings) as pool, pool.acquire() as conn:
             for rows in recorded:
                 await store.insert_samples(conn, rows)
             assert await conn.fetchval("SELECT count(*) FROM sla_minutes WHERE scope = 'tenant' AND tenant = ''") == 0
@@ -158,7 +136,7 @@ def test_the_migration_sums_the_samples_recorded_before_it(settings: ClusterSett
     minutes = next(version for version, name, _ in store.migrations() if name == "sla_minutes")
 
     async def body() -> tuple[int, int]:
-        async with scratch(settings, upto=minutes - 1) as pool, pool.acquire() as conn:
+        async with scratch_pool(settings, upto=minutes - 1) as pool, pool.acquire() as conn:
             # Samples as the engine wrote them before the minutes existed.
             await conn.executemany("INSERT INTO sla_samples (taken_at, service, tenant, good, total, healthy) "
                                    "VALUES ($1, $2, $3, $4, $5, $6)", [r for rows in recorded[:300] for r in rows])
@@ -179,7 +157,7 @@ def test_pruning_keeps_the_minutes_and_samples_in_step(settings: ClusterSettings
     cut = START + dt.timedelta(minutes=40, seconds=10)
 
     async def body() -> tuple[int, int, int]:
-        async with scratch(settings) as pool, pool.acquire() as conn:
+        async with scratch_pool(settings) as pool, pool.acquire() as conn:
             for rows in recorded:
                 await store.insert_samples(conn, rows)
             await store.prune_monitoring(conn, cut)
