@@ -44,7 +44,7 @@ from bench_cluster import TAINT, bench_nodes, delete_nodes
 from common import simulator
 
 from k8sim import store
-from k8sim.local import build, cluster
+from k8sim.local import build, cluster, services
 from k8sim.local.settings import ClusterSettings
 
 PODS_PER_NODE = 100
@@ -380,6 +380,7 @@ def main() -> int:
         print(f"stop the simulator's own processes first ({', '.join(sorted(running))}): `make up`, not `make run`",
               file=sys.stderr)
         return 2
+    services.up(settings)  # the store is read before the first run, and full runs need it
     cluster.up(settings)
     print(f"watches open before: {watches(settings):.0f}; in the store: {store_load(settings)}")
     results: dict[str, list[Result]] = {}

@@ -139,8 +139,7 @@ def kwokctl_configuration(settings: ClusterSettings) -> dict[str, Any]:
     """kwokctl's own options: every component (etcd, controllers, KWOK) listens on one address,
     with the profile's flags. (In the configuration, not as --extra-args: kwokctl v0.8.0 indexes
     those wrongly past two components.)"""
-    flags = {"kwok-controller": KWOK_FLAGS,
-             **{c: component_flags(settings.profile, c) for c in ("kube-apiserver", "kube-controller-manager")}}
+    flags = {"kwok-controller": KWOK_FLAGS, **{c: component_flags(settings.profile, c) for c in PROFILE_COMPONENTS}}
     patches = [{"name": name, "extraArgs": [{"key": k, "value": v} for k, v in values.items()]}
                for name, values in flags.items() if values]
     return {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokctlConfiguration",
@@ -168,8 +167,13 @@ def stages_for_profile(profile: str) -> list[dict[str, Any]]:
     return stages
 
 
+#: Control-plane components whose flags a profile may set (its sections of cluster/profiles.yaml).
+PROFILE_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
 def component_flags(profile: str, component: str) -> dict[str, str]:
-    """Flags of one control-plane component in a profile (the HPA's timers, eviction tolerations)."""
+    """Flags of one control-plane component in a profile (the HPA's timers, eviction tolerations,
+    etcd's fsync)."""
     profiles = yaml.safe_load(PROFILES.read_text())
     if profile not in profiles:
         raise ClusterError(f"unknown profile {profile!r}; choose one of {sorted(profiles)}")

@@ -272,3 +272,23 @@ def test_the_control_plane_runs_with_the_configured_gogc(live_cluster: ClusterSe
             found[name] = env.get(b"GOGC", b"").decode() or None
     assert set(found) == names, found
     assert set(found.values()) == {str(live_cluster.control_plane_gogc)}, found
+
+
+def test_each_component_runs_with_its_profiles_flags(live_cluster: ClusterSettings) -> None:
+    """The profile's flags (etcd without fsync, the HPA's timers, eviction tolerations) reach the
+    processes, not only kwokctl's configuration."""
+    wanted = {c: topology.component_flags(live_cluster.profile, c) for c in topology.PROFILE_COMPONENTS}
+    found: dict[str, set[str]] = {}
+    for pid in cluster.component_pids(live_cluster):
+        try:
+            argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
+            continue
+        if argv and Path(argv[0]).name in wanted:
+            found[Path(argv[0]).name] = set(argv[1:])
+    assert set(found) == set(wanted), found
+    for component, flags in wanted.items():
+        missing = {f"--{k}={v}" for k, v in flags.items()} - found[component]
+        assert not missing, f"{component} runs without {missing}"
+    if live_cluster.profile == "demo":
+        assert "--unsafe-no-fsync=true" in found["etcd"]

@@ -103,6 +103,7 @@ def test_profile_flags_reach_each_component_once(settings: ClusterSettings) -> N
     assert patches["kube-apiserver"]["default-unreachable-toleration-seconds"] == "20"
     assert patches["kube-controller-manager"]["horizontal-pod-autoscaler-sync-period"] == "5s"
     assert patches["kwok-controller"]["node-lease-duration-seconds"] == "40"
+    assert patches["etcd"] == {"unsafe-no-fsync": "true"}  # a simulator's objects can be made again
     realistic = topology.kwokctl_configuration(settings.model_copy(update={"profile": "realistic"}))
     assert {p["name"] for p in realistic["componentsPatches"]} == {"kwok-controller"}  # Kubernetes' defaults
 
