@@ -30,6 +30,12 @@ IN_CLUSTER = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 FIELD_MANAGER = "k8s-simulator"
 #: A listing of objects' metadata only (what kubectl get -o name asks for).
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io, application/json"
+#: Aggregated discovery (GA in Kubernetes 1.30, beta from 1.26): every group's versions and kinds in
+#: one answer each for /api and /apis, instead of one request per group version (about 25 here, which
+#: the recorder repeated every 30 s). Older servers answer the plain form, and each version is read.
+AGGREGATED_DISCOVERY = ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+                        "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,"
+                        "application/json")
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +153,37 @@ def credentials(kubeconfig: Path | None) -> Credentials:
     )
 
 
+#: What discovery finds: (apiVersion, kind) → where it lives, each group's preferred version (and
+#: core v1), and the group versions that could not be read (their kinds unknown, not gone).
+Discovery = tuple[dict[tuple[str, str], ResourceInfo], set[str], set[str]]
+
+
+def from_aggregated(documents: list[Mapping[str, Any]]) -> Discovery:
+    """Discovery from aggregated documents (APIGroupDiscoveryList of /api and /apis): a group's
+    versions come in order of preference; a version marked Stale (an aggregated API the apiserver
+    could not ask) is unreachable, as a failed request is in the per-version form."""
+    found: dict[tuple[str, str], ResourceInfo] = {}
+    preferred: set[str] = set()
+    unreachable: set[str] = set()
+    for document in documents:
+        for group in document.get("items") or []:
+            name = (group.get("metadata") or {}).get("name") or ""
+            for index, version in enumerate(group.get("versions") or []):
+                gv = f"{name}/{version['version']}" if name else version["version"]
+                if index == 0:
+                    preferred.add(gv)
+                if version.get("freshness") == "Stale":
+                    unreachable.add(gv)
+                    continue
+                for res in version.get("resources") or []:
+                    kind = (res.get("responseKind") or {}).get("kind")
+                    if kind:
+                        found[(gv, kind)] = ResourceInfo(gv, kind, res["resource"], res.get("scope") == "Namespaced",
+                                                         frozenset(res.get("verbs") or []),
+                                                         frozenset(res.get("shortNames") or []))
+    return found, preferred, unreachable
+
+
 class Kube:
     """Async client of one cluster. Create once per process; close with :meth:`close`."""
 
@@ -190,6 +227,13 @@ class Kube:
 
     async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                       body: Any = None, content_type: str = "application/json", accept: str | None = None) -> Any:
+        resp = await self._send(method, path, params=params, body=body, content_type=content_type, accept=accept)
+        return resp.json() if resp.content else {}
+
+    async def _send(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                    body: Any = None, content_type: str = "application/json", accept: str | None = None
+                    ) -> httpx.Response:
+        """One request; an error answer (or none) raised as a KubeError."""
         content = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": content_type} if content is not None else {}
         if accept:
@@ -205,7 +249,7 @@ class Kube:
                 status = {"message": resp.text[:500]}
             raise KubeError(resp.status_code, status.get("reason", ""), status.get("message", resp.text[:500]),
                             status.get("details"))
-        return resp.json() if resp.content else {}
+        return resp
 
     async def ready(self) -> bool:
         try:
@@ -221,34 +265,50 @@ class Kube:
         async with self._lock:
             if self._discovered and not refresh:
                 return self._resources
-            versions = ["v1"]
-            preferred = {"v1"}
-            groups = await self.request("GET", "/apis")
-            for group in groups.get("groups", []):
-                versions += [v["groupVersion"] for v in group["versions"]]
-                if group.get("preferredVersion"):
-                    preferred.add(group["preferredVersion"]["groupVersion"])
-            found: dict[tuple[str, str], ResourceInfo] = {}
-            unreachable: set[str] = set()
-
-            async def one(gv: str) -> None:
-                path = "/api/v1" if gv == "v1" else f"/apis/{gv}"
-                try:
-                    listing = await self.request("GET", path)
-                except KubeError:
-                    unreachable.add(gv)
-                    return  # an aggregated API that is down: skip it, as kubectl does
-                for res in listing.get("resources", []):
-                    if "/" in res["name"]:
-                        continue
-                    found[(gv, res["kind"])] = ResourceInfo(gv, res["kind"], res["name"], res["namespaced"],
-                                                            frozenset(res.get("verbs", [])),
-                                                            frozenset(res.get("shortNames") or []))
-
-            await asyncio.gather(*(one(gv) for gv in versions))
+            aggregated = await self.discover_aggregated()
+            found, preferred, unreachable = aggregated if aggregated is not None else await self.discover_each()
             self._resources, self._discovered = found, True
             self.unreachable, self.preferred = frozenset(unreachable), frozenset(preferred)
             return found
+
+    async def discover_aggregated(self) -> Discovery | None:
+        """Discovery in two requests (/api and /apis); None when the server does not aggregate it."""
+        documents = []
+        for path in ("/api", "/apis"):
+            resp = await self._send("GET", path, accept=AGGREGATED_DISCOVERY)
+            if "as=APIGroupDiscoveryList" not in resp.headers.get("content-type", ""):
+                return None
+            documents.append(resp.json())
+        return from_aggregated(documents)
+
+    async def discover_each(self) -> Discovery:
+        """Discovery as older servers serve it: the groups, then each group version on its own."""
+        versions = ["v1"]
+        preferred = {"v1"}
+        groups = await self.request("GET", "/apis")
+        for group in groups.get("groups", []):
+            versions += [v["groupVersion"] for v in group["versions"]]
+            if group.get("preferredVersion"):
+                preferred.add(group["preferredVersion"]["groupVersion"])
+        found: dict[tuple[str, str], ResourceInfo] = {}
+        unreachable: set[str] = set()
+
+        async def one(gv: str) -> None:
+            path = "/api/v1" if gv == "v1" else f"/apis/{gv}"
+            try:
+                listing = await self.request("GET", path)
+            except KubeError:
+                unreachable.add(gv)
+                return  # an aggregated API that is down: skip it, as kubectl does
+            for res in listing.get("resources", []):
+                if "/" in res["name"]:
+                    continue
+                found[(gv, res["kind"])] = ResourceInfo(gv, res["kind"], res["name"], res["namespaced"],
+                                                        frozenset(res.get("verbs", [])),
+                                                        frozenset(res.get("shortNames") or []))
+
+        await asyncio.gather(*(one(gv) for gv in versions))
+        return found, preferred, unreachable
 
     async def resource(self, api_version: str, kind: str) -> ResourceInfo:
         found = (await self.discover()).get((api_version, kind))

@@ -65,3 +65,45 @@ def test_a_watch_carries_objects_larger_than_a_read_intact_in_order(
     seen = asyncio.run(run())
     assert [(t, o["metadata"]["name"]) for t, o in seen] == [("ADDED", "big"), ("ADDED", "small"), ("DELETED", "big")]
     assert seen[0][1]["data"] == big
+
+
+def test_aggregated_discovery_finds_what_asking_each_group_version_finds(
+        live_cluster: ClusterSettings, kubectl: Kubectl, namespace: str) -> None:
+    """Two requests instead of one per group version, with the same answer: every kind and where it
+    lives, each group's preferred version, and an aggregated API that cannot answer as unreachable
+    (its kinds unknown, not gone) in both forms."""
+    group = f"{namespace}.k8sim.io"  # a group of this test's own: APIServices are cluster-wide
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "nobody", "namespace": namespace},
+         "spec": {"ports": [{"port": 443}]}},
+        {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": f"v1.{group}"},
+         "spec": {"group": group, "version": "v1", "groupPriorityMinimum": 100, "versionPriority": 10,
+                  "insecureSkipTLSVerify": True, "service": {"name": "nobody", "namespace": namespace, "port": 443}}},
+    ]))
+
+    async def run() -> tuple[Any, Any, Any]:
+        kube = Kube(live_cluster.kubeconfig)
+        try:
+            for _ in range(100):  # the aggregator lists a new APIService within seconds
+                aggregated = await kube.discover_aggregated()
+                assert aggregated is not None, "Kubernetes 1.30 and later serve aggregated discovery"
+                if f"{group}/v1" in aggregated[2]:
+                    break
+                await asyncio.sleep(0.2)
+            each = await kube.discover_each()
+            return aggregated, each, await kube.discover(refresh=True)
+        finally:
+            await kube.close()
+
+    try:
+        aggregated, each, found = asyncio.run(run())
+    finally:
+        kubectl("delete", "apiservice", f"v1.{group}", "--wait=false")
+    assert aggregated == each
+    assert found == aggregated[0]
+    kinds, preferred, unreachable = aggregated
+    assert f"{group}/v1" in unreachable and not any(gv == f"{group}/v1" for gv, _ in kinds)
+    assert kinds[("apps/v1", "Deployment")].plural == "deployments" and kinds[("apps/v1", "Deployment")].namespaced
+    assert not kinds[("v1", "Node")].namespaced and "no" in kinds[("v1", "Node")].short_names
+    assert {"v1", "apps/v1", "autoscaling/v2", "k8sim.io/v1alpha1"} <= preferred
+    assert "autoscaling/v1" not in preferred and ("autoscaling/v1", "HorizontalPodAutoscaler") in kinds
