@@ -218,15 +218,23 @@ async def history(conn: asyncpg.Connection, *, tenant: str | None = None, namesp
     return rows
 
 
+#: What an object's row holds besides its versions: a new version with the same needs no write.
+RowFacts = tuple[lifecycle.State, dict[str, str], tuple[str | None, str | None, str | None], str | None]
+
+
 async def record(conn: asyncpg.Connection, observations: Iterable[Observation],
-                 prior: dict[str, lifecycle.State | None]) -> int:
+                 prior: dict[str, lifecycle.State | None], written: dict[str, RowFacts] | None = None) -> int:
     """Write observations in order inside the caller's transaction; returns history rows written.
 
     ``prior`` maps uid to the last known state and is updated as observations are applied,
     so a batch may hold several versions of one object. Rows go out as pipelined batches
     (states, deletions, then history), not one round trip per observation; an object's state is
     written once per batch, its last (a pod's creation and scheduling usually share a batch).
+    ``written``, if given, maps uid to the facts of its row as last written and is updated too: a
+    version whose facts are those is not written again (a pod's second deletion notice, a node's
+    heartbeat), so the row keeps the version and time of its last change.
     """
+    written = {} if written is None else written
     upserts: dict[str, tuple[Any, ...]] = {}
     deletes: list[tuple[Any, ...]] = []
     events: list[tuple[Any, ...]] = []
@@ -245,7 +253,11 @@ async def record(conn: asyncpg.Connection, observations: Iterable[Observation],
         steps = lifecycle.transitions(before, obs.state)
         if obs.state is None:
             deletes.append((obs.uid, obs.deleted_at, obs.observed_at, obs.resource_version))
+            written.pop(obs.uid, None)
+        elif written.get(obs.uid) == (facts := (obs.state, obs.labels, obs.owner, obs.tenant)):
+            pass  # nothing its row holds changed (and so no step either)
         else:
+            written[obs.uid] = facts
             earlier = upserts.get(obs.uid)
             tenant = obs.tenant if obs.tenant or earlier is None else earlier[5]  # as if written in turn
             upserts[obs.uid] = ((

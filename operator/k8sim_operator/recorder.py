@@ -54,6 +54,7 @@ class Recorder:
         self.kube = kube
         self.queue: asyncio.Queue[store.Observation] = asyncio.Queue()
         self.prior: dict[str, lifecycle.State | None] = {}
+        self.written: dict[str, store.RowFacts] = {}  # each live object's row as last committed
         self.pool: asyncpg.Pool | None = None
         self.spool = Path(settings.spool)
         self._idle = asyncio.Event()
@@ -144,9 +145,15 @@ class Recorder:
             prior = {o.uid: self.prior[o.uid] for o in batch if o.uid in self.prior}
             if unknown:
                 prior.update(await store.load_states(conn, unknown))
-            await store.record(conn, batch, prior)
-        # Only a committed batch moves the cache forward.
+            written = {o.uid: self.written[o.uid] for o in batch if o.uid in self.written}
+            await store.record(conn, batch, prior, written)
+        # Only a committed batch moves the caches forward.
         self.prior.update(prior)
+        for uid in {o.uid for o in batch if o.note is None}:
+            if uid in written:
+                self.written[uid] = written[uid]
+            else:
+                self.written.pop(uid, None)
 
     async def close(self) -> None:
         """On shutdown: whatever could not be written goes to the spool, to survive the restart."""
