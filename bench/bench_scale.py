@@ -2,7 +2,8 @@
 
 For each pod count, on dedicated bench nodes (100 pods per node, 100 pods per Deployment): seconds
 until every pod is Ready, and until every pod is gone after the Deployments are deleted; for each node
-count, seconds until every node is Ready. Over each phase, per process: CPU seconds and peak RSS;
+count, seconds until every node is Ready. Each phase starts once the previous one's writes have
+stopped (KWOK's late deletions, status updates). Over each phase, per process: CPU seconds and peak RSS;
 the apiserver's requests by verb and resource (its own /metrics). In full mode it also checks that
 the recorder's history holds every pod's created, running and deleted transitions, and how long
 after the last deletion it caught up. Prints full/raw ratios. With --py-spy DIR, records a flame
@@ -152,6 +153,28 @@ def apiserver_requests(settings: ClusterSettings) -> dict[tuple[str, str], float
                (f"/{labels['subresource']}" if labels.get("subresource") else ""))
         totals[key] = totals.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
     return totals
+
+
+#: Writes that go on in a quiet cluster (heartbeats), left out when waiting for quiet.
+BACKGROUND_WRITES = {"leases", "nodes/status", "nodes"}
+
+
+def settle(settings: ClusterSettings, quiet: float = 10.0, window: float = 3.0, timeout: float = 180.0) -> float:
+    """Wait until the control plane writes fewer than ``quiet`` objects a second besides heartbeats
+    (the previous phase's tail: KWOK's late deletions of pods already gone, events, status updates
+    would otherwise be charged to the next phase); seconds waited."""
+    started = time.monotonic()
+    before = apiserver_requests(settings)
+    while time.monotonic() - started < timeout:
+        time.sleep(window)
+        after = apiserver_requests(settings)
+        writes = sum(n for (verb, resource), n in delta(before, after).items()
+                     if verb in {"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION"}
+                     and resource not in BACKGROUND_WRITES)
+        if writes < quiet * window:
+            break
+        before = after
+    return time.monotonic() - started
 
 
 def watches(settings: ClusterSettings) -> float:
@@ -314,12 +337,14 @@ def measure(settings: ClusterSettings, mode: str, pod_counts: list[int], node_co
         nodes = math.ceil(count / PODS_PER_NODE)
         bench_nodes(settings, pool, nodes, PODS_PER_NODE + 10)
         try:
+            print(f"  [{mode}] quiet after {settle(settings):.0f} s")
             before = apiserver_requests(settings)
             with sampled() as usage, profiling(spy and spy / f"{mode}-{count}-create", 600), \
                     apiserver_profile(settings, pprof and pprof / f"apiserver-{mode}-{count}-create.pprof"):
                 ns, running = create_pods(settings, count, pool, per_deployment)
             middle = apiserver_requests(settings)
             results.append(Result("pods Running", count, running, usage, delta(before, middle)))
+            settle(settings)  # the creation's tail is neither rest nor deletion
             with profiling(spy and spy / f"{mode}-{count}-rest", REST_SECONDS + 30):
                 rest = at_rest(REST_SECONDS)
             results[-1].extra["at rest, % of a core"] = {r: round(100 * c / REST_SECONDS, 1)
