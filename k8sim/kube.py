@@ -31,8 +31,8 @@ FIELD_MANAGER = "k8s-simulator"
 #: A listing of objects' metadata only (what kubectl get -o name asks for).
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io, application/json"
 #: Aggregated discovery (GA in Kubernetes 1.30, beta from 1.26): every group's versions and kinds in
-#: one answer each for /api and /apis, instead of one request per group version (about 25 here, which
-#: the recorder repeated every 30 s). Older servers answer the plain form, and each version is read.
+#: one answer each for /api and /apis, instead of one request per group version (28 in a running simulator,
+#: which the recorder repeated every 30 s). Older servers answer the plain form, and each version is read.
 AGGREGATED_DISCOVERY = ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
                         "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,"
                         "application/json")
