@@ -357,7 +357,11 @@ def measure(settings: ClusterSettings, mode: str, pod_counts: list[int], node_co
                 seen, lag = asyncio.run(history(settings, ns, count))
                 complete = all(seen.get(t, 0) >= count for t in ("created", "running", "deleted"))
                 results[-1].extra = {"history": seen, "history_complete_after_s": round(lag, 1), "complete": complete}
-            cluster.kubectl(settings, "delete", "namespace", ns, "--wait=false")
+            # Waited for: the namespace controller then deletes the phase's Events (48,000 at 30,000
+            # pods), work the next phase had paid for and settle() cannot see (few requests, much etcd).
+            gone = time.monotonic()
+            cluster.kubectl(settings, "delete", "namespace", ns, "--timeout=1800s")
+            print(f"  [{mode}] namespace {ns} gone after {time.monotonic() - gone:.0f} s")
         finally:
             delete_nodes(settings, pool)
         show(results[-2], mode)

@@ -148,6 +148,11 @@ async def validate(kube: Kube, documents: list[Document]) -> tuple[list[Problem]
     sem = asyncio.Semaphore(16)
 
     async def one(doc: Document) -> None:
+        if doc.kind == "Namespace" and doc.name in lifecycle.SYSTEM_NAMESPACES and lifecycle.tenant_of(doc.obj):
+            # The tenant would own it: its delete would take the namespace the cluster runs in.
+            problems.append(doc.problem(f'namespace "{doc.name}" belongs to the cluster; a tenant\'s manifest may '
+                                        "put objects in it but not declare it", "metadata.name"))
+            return
         try:
             info = await kube.resource(doc.api_version, doc.kind)
         except UnknownKind:

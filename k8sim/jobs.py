@@ -62,7 +62,7 @@ async def nodes(action: str, settings: ClusterSettings, shards: int = 1) -> list
     local cluster's start do, each labelled with its KWOK shard when there are several; returns
     their names."""
     manifests = topology.node_manifests(topology.load_pools(settings.nodepools), settings.node_ip_range, shards)
-    kube = Kube(settings.kubeconfig)
+    kube = Kube(settings.kubeconfig, agent="k8sim-jobs")
     try:
         for node in manifests:
             name = node["metadata"]["name"]

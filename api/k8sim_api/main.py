@@ -35,7 +35,7 @@ log = logging.getLogger("k8sim_api")
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: ApiSettings = app.state.settings
-    app.state.kube = Kube(settings.kubeconfig)
+    app.state.kube = Kube(settings.kubeconfig, agent="k8sim-api")
     app.state.pool = None
     app.state.tasks = set()
     app.state.broadcaster = Broadcaster(RedisBackend(settings.redis_url), settings.redis_channel,

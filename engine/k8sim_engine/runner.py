@@ -55,7 +55,7 @@ class Engine:
         self.state = State()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(SimulatorCollector(self))
-        self.kube = Kube(settings.kubeconfig)
+        self.kube = Kube(settings.kubeconfig, agent="k8sim-engine")
         self.cache = ClusterCache(self.kube) if settings.watch else None
         # Followed apart from the cache: the Scenario CRD may come later (the operator installs it).
         self.scenarios = Informer(self.kube, scenarios.API_VERSION, scenarios.KIND) if settings.watch else None

@@ -18,6 +18,8 @@ from k8sim.settings import ROOT
 
 STAGES = ROOT / "cluster" / "stages"
 PROFILES = ROOT / "cluster" / "profiles.yaml"
+#: Deletes of what the whole cluster leans on (namespaces, nodes, CRDs), with the client that sent them.
+AUDIT_POLICY = ROOT / "cluster" / "audit-policy.yaml"
 
 GPU_TYPES = ("t4", "v100", "l40s", "a100")
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
@@ -143,7 +145,8 @@ def kwokctl_configuration(settings: ClusterSettings) -> dict[str, Any]:
     patches = [{"name": name, "extraArgs": [{"key": k, "value": v} for k, v in values.items()]}
                for name, values in flags.items() if values]
     return {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokctlConfiguration",
-            "options": {"bindAddress": settings.bind_address}, "componentsPatches": patches}
+            "options": {"bindAddress": settings.bind_address, "kubeAuditPolicy": str(AUDIT_POLICY)},
+            "componentsPatches": patches}
 
 
 def stages_for_profile(profile: str) -> list[dict[str, Any]]:

@@ -52,9 +52,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # again every second (not Kopf's default minute) before letting the finalizer go.
     settings.background.instant_exit_timeout = 5.0
     settings.background.cancellation_polling = 1.0
-    kube = Kube(conf.kubeconfig)
+    kube = Kube(conf.kubeconfig, agent="k8sim-operator")
     # Its own client: a watch per kind holds a connection each, which must not starve the add-ons.
-    memo.watch_kube = Kube(conf.kubeconfig, max_connections=1000)
+    memo.watch_kube = Kube(conf.kubeconfig, max_connections=1000, agent="k8sim-recorder")
     recorder = Recorder(conf, kube)
     memo.conf, memo.kube, memo.recorder = conf, kube, recorder
     memo.lb_lock = asyncio.Lock()

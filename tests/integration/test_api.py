@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime as dt
+import json
 import os
 import re
 import subprocess
@@ -18,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from k8sim.local import build, services
+from k8sim.local import build, cluster, services
 from k8sim.settings import ROOT
 from tests.ecp_ai import object_count, tenant_files, tenant_manifest
 
@@ -535,3 +536,73 @@ def test_a_deploy_killed_with_the_api_is_marked_interrupted(api_url: str, tmp_pa
     finally:
         httpx.delete(f"{url}/k8s/resources/tenant/{tenant}", timeout=60)
         ctx.__exit__(None, None, None)
+
+
+def test_the_clusters_own_namespaces_are_never_deleted_through_the_api(api_url: str, kubectl: Kubectl) -> None:
+    """kube-node-lease is the one the apiserver itself would delete: without it KWOK plays no
+    node, and every pod created after stays Pending. No delete form, tenant or deploy reaches it."""
+    before = {ns: kubectl.json("get", "namespace", ns)["metadata"]["uid"]
+              for ns in ("default", "kube-system", "kube-public", "kube-node-lease")}
+    for ns in before:
+        for path in (f"/k8s/resources/-/Namespace/{ns}", f"/k8s/resources//namespaces/{ns}",
+                     f"/k8s/resources/{ns}?kind=ns"):
+            refused = httpx.delete(f"{api_url}{path}", timeout=60)
+            assert refused.status_code == 403, (path, refused.text)
+            assert f'namespace "{ns}" belongs to the cluster' in refused.json()["message"]
+
+    # A tenant's manifest may put objects in a system namespace but not declare (and so own) it.
+    tenant = f"sys{uuid.uuid4().hex[:6]}"
+    declared = ("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kube-node-lease\n---\n"
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  namespace: kube-node-lease\n")
+    refused = httpx.post(f"{api_url}/k8s/manifest/deploy", json={"manifest": declared, "tenant_id": tenant},
+                         timeout=60)
+    assert refused.status_code == 422, refused.text
+    assert 'namespace "kube-node-lease" belongs to the cluster' in refused.json()["message"]
+    labels = kubectl.json("get", "namespace", "kube-node-lease")["metadata"].get("labels") or {}
+    assert not {"ecp.ai/tenant-id", "tenant"} & set(labels), labels
+    assert not kubectl("get", "configmap", "cfg", "-n", "kube-node-lease", "--ignore-not-found", "-o", "name")
+
+    # A system namespace labelled for a tenant (by hand, as kubectl users may): the tenant's delete
+    # takes what the tenant put there and leaves the namespace; a colliding tenant keeps its own.
+    other = f"{tenant}0"
+    cfg = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: kube-public\n"
+    try:
+        for who in (tenant, other):
+            deployed = httpx.post(f"{api_url}/k8s/manifest/deploy",
+                                  json={"manifest": cfg.format(name=f"cfg-{who}"), "tenant_id": who}, timeout=60)
+            assert deployed.status_code == 200, deployed.text
+        kubectl("label", "namespace", "kube-public", f"ecp.ai/tenant-id={tenant}")
+        gone = httpx.delete(f"{api_url}/k8s/resources/tenant/{tenant}", timeout=120)
+        assert gone.status_code == 200, gone.text
+        body = gone.json()
+        assert body["resources"] == [f"kube-public/ConfigMap/cfg-{tenant}"], body
+        assert "kept the cluster's namespaces kube-public" in body["message"]
+        assert not kubectl("get", "configmap", f"cfg-{tenant}", "-n", "kube-public", "--ignore-not-found")
+        assert kubectl("get", "configmap", f"cfg-{other}", "-n", "kube-public", "-o", "name").strip()
+        # Nothing of the tenant left but the namespace it labels: a second delete says so.
+        again = httpx.delete(f"{api_url}/k8s/resources/tenant/{tenant}", timeout=60)
+        assert again.status_code == 404 and "kube-public" in again.json()["message"], again.text
+    finally:
+        kubectl("label", "namespace", "kube-public", "ecp.ai/tenant-id-", check=False)
+        kubectl("delete", "configmap", "-n", "kube-public", f"cfg-{tenant}", f"cfg-{other}", "--ignore-not-found")
+    assert {ns: kubectl.json("get", "namespace", ns)["metadata"]["uid"] for ns in before} == before
+
+
+def test_the_audit_log_names_the_process_that_deleted_a_namespace(api_url: str, kubectl: Kubectl,
+                                                                  live_cluster: Any) -> None:
+    audit = cluster.cluster_dir(live_cluster) / "logs" / "audit.log"
+    if "kubeAuditPolicy" not in (cluster.cluster_dir(live_cluster) / "kwok.yaml").read_text():
+        pytest.skip("this cluster was created before it had an audit policy (`make cluster-delete` recreates it)")
+    ns = f"audit-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", ns)
+    kubectl("create", "configmap", "cfg", "-n", ns)
+    assert httpx.delete(f"{api_url}/k8s/resources/-/Namespace/{ns}", timeout=60).status_code == 200
+
+    def deletes() -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in audit.read_text().splitlines() if f'"{ns}"' in line]
+        return [e for e in lines if e["objectRef"].get("resource") == "namespaces" and e["verb"] == "delete"
+                and e["stage"] == "ResponseComplete"]
+    entries = eventually(deletes, 10, "the namespace's delete in the audit log")
+    assert [e["userAgent"] for e in entries] == ["k8sim-api"], entries
+    # Only what the policy names: the ConfigMap's delete inside it is not there.
+    assert not [line for line in audit.read_text().splitlines() if f'"{ns}"' in line and '"configmaps"' in line]

@@ -329,7 +329,9 @@ def test_node_not_ready_makes_the_controllers_move_its_pods(api_url: str, kubect
 
 def test_zone_outage_takes_a_whole_pool_down(api_url: str, kubectl: Kubectl, tenant: tuple[str, str]) -> None:
     tenant_id, ns = tenant
-    start(api_url, ns, "l40s-out", {"type": "ZoneOutage", "duration": "45s", "target": {"pool": "gpu-l40s"}})
+    # Long enough that the pods are still stranded when the model is read: evictions come 20 s after
+    # the nodes go NotReady, and a busy machine had seen the outage end before the model said so.
+    start(api_url, ns, "l40s-out", {"type": "ZoneOutage", "duration": "75s", "target": {"pool": "gpu-l40s"}})
     nodes = eventually(lambda: {a["name"] for a in scenario(api_url, ns, "l40s-out")["status"]["affected"]}, 20,
                        what="the pool's nodes")
     assert nodes == {"gpu-l40s-0", "gpu-l40s-1"}
@@ -342,7 +344,7 @@ def test_zone_outage_takes_a_whole_pool_down(api_url: str, kubectl: Kubectl, ten
     eventually(lambda: service(api_url, tenant_id, f"{ns}/tts-server")["health"]["status"] == "unhealthy"
                if f"{ns}/tts-server" in httpx.get(f"{api_url}/monitoring/tenant/{tenant_id}").json()["services"]
                else True, 30, what="tts-server unhealthy or gone from the model")  # evictions finish first
-    eventually(lambda: scenario(api_url, ns, "l40s-out")["status"]["phase"] == "Completed", 60, what="Completed")
+    eventually(lambda: scenario(api_url, ns, "l40s-out")["status"]["phase"] == "Completed", 90, what="Completed")
     kubectl("wait", "-n", ns, "deployment/tts-server", "--for=condition=Available", "--timeout=90s")
 
 

@@ -96,6 +96,17 @@ def test_every_component_binds_the_configured_address(settings: ClusterSettings)
     assert options["bindAddress"] == settings.bind_address == "127.0.0.1"
 
 
+def test_the_audit_policy_logs_deletes_of_namespaces_and_nodes_only(settings: ClusterSettings) -> None:
+    docs = list(yaml.safe_load_all(topology.kwokctl_config(settings)))
+    options = next(d for d in docs if d["kind"] == "KwokctlConfiguration")["options"]
+    policy = yaml.safe_load(Path(options["kubeAuditPolicy"]).read_text())
+    assert policy["kind"] == "Policy" and policy["rules"][-1] == {"level": "None"}  # the rest: nothing
+    logged = policy["rules"][0]
+    assert logged["level"] == "Metadata" and set(logged["verbs"]) == {"delete", "deletecollection"}
+    core = next(r for r in logged["resources"] if r["group"] == "")
+    assert {"namespaces", "nodes"} <= set(core["resources"]) and "pods" not in core["resources"]
+
+
 def test_profile_flags_reach_each_component_once(settings: ClusterSettings) -> None:
     conf = topology.kwokctl_configuration(settings.model_copy(update={"profile": "demo"}))
     patches = {p["name"]: {a["key"]: a["value"] for a in p["extraArgs"]} for p in conf["componentsPatches"]}

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from k8sim import explain, inventory, store
+from k8sim import explain, inventory, lifecycle, store
 from k8sim.kube import Kube, KubeError, UnknownKind
 from k8sim_api.deps import KubeDep, MaybePoolDep, PoolDep, SettingsDep
 from k8sim_api.schemas import (
@@ -144,6 +144,8 @@ async def delete_one(kube: Kube, namespace: str | None, kind: str, name: str) ->
     ns = (namespace or "default") if info.namespaced else None
     if ns is not None and not re.fullmatch(NAMESPACE["pattern"], ns):
         raise HTTPException(404, f'{info.kind} "{name}" not found: "{ns}" is not a namespace name')
+    if (info.api_version, info.kind) == ("v1", "Namespace") and name in lifecycle.SYSTEM_NAMESPACES:
+        raise HTTPException(403, f'namespace "{name}" belongs to the cluster and cannot be deleted')
     if not await kube.delete(info.api_version, info.kind, name, ns):
         raise HTTPException(404, f'{info.kind} "{name}" not found' + (f' in namespace "{ns}"' if ns else ""))
     return {"status": "success", "message": f"{info.kind} {name} deleted",
@@ -158,8 +160,14 @@ async def delete_tenant(tenant_id: Annotated[str, Path(**TENANT_ID)], kube: Kube
     targets = {o["metadata"]["uid"]: o for o in await inventory.find(kube, tenant=tenant_id, kinds=kinds)}
     for obj in await deployed_objects(pool, kube, tenant_id):
         targets.setdefault(obj["metadata"]["uid"], obj)
+    # A system namespace labelled for a tenant (or declared by its deploy before that was refused)
+    # stays: deleting it would stop the cluster, not the tenant. What the tenant put in it still goes.
+    kept = sorted(uid for uid, o in targets.items()
+                  if o["kind"] == "Namespace" and o["metadata"]["name"] in lifecycle.SYSTEM_NAMESPACES)
+    kept_names = sorted(targets.pop(uid)["metadata"]["name"] for uid in kept)
     if not targets:
-        raise HTTPException(404, f'tenant "{tenant_id}" has no resources')
+        raise HTTPException(404, f'tenant "{tenant_id}" has no resources'
+                                 + (f" but the cluster's namespaces {', '.join(kept_names)}" if kept_names else ""))
     namespaces = [o for o in targets.values() if o["kind"] == "Namespace"]
     others = [o for o in targets.values() if o["kind"] != "Namespace"]
 
@@ -180,10 +188,15 @@ async def delete_tenant(tenant_id: Annotated[str, Path(**TENANT_ID)], kube: Kube
     body: dict[str, Any] = {
         "status": "success", "tenant_id": tenant_id, "deleted_count": len(targets) - len(remaining),
         "pending_count": len(remaining), "resources": sorted(inventory.describe(o)["id"] for o in targets.values())}
+    notes = []
     if remaining:
         pending = [await still_pending(kube, o) for o in remaining]
         body["pending"] = pending
-        body["message"] = "; ".join(f"{p['id']}: {p['reason']}" for p in pending if p.get("reason")) or None
+        notes += [f"{p['id']}: {p['reason']}" for p in pending if p.get("reason")]
+    if kept_names:
+        notes.append(f"kept the cluster's namespaces {', '.join(kept_names)} (labelled for this tenant)")
+    if notes:
+        body["message"] = "; ".join(notes)
     return body
 
 
