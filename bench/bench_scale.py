@@ -38,13 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_cluster import TAINT, bench_nodes, delete_nodes
 from common import simulator
 
-from k8sim import store
+from k8sim import kube, store
 from k8sim.local import build, cluster, services
 from k8sim.local.settings import ClusterSettings
 
@@ -141,9 +142,36 @@ def sampled() -> Iterator[Usage]:
             usage.cpu[role] = usage.cpu.get(role, 0.0) + cpu - first[pid]
 
 
+class Poller:
+    """The bench's own reads, on one kept-alive connection: a kubectl process per poll, twice a
+    second, cost both modes CPU and the apiserver a TLS handshake each."""
+
+    def __init__(self, settings: ClusterSettings) -> None:
+        creds = kube.credentials(settings.kubeconfig)
+        headers = {"User-Agent": "k8sim-bench"} | ({"Authorization": f"Bearer {creds.token}"} if creds.token else {})
+        self.http = httpx.Client(base_url=creds.server, verify=creds.ssl_context(), headers=headers, timeout=60)
+
+    def text(self, path: str) -> str:
+        response = self.http.get(path)
+        response.raise_for_status()
+        return response.text
+
+    def json(self, path: str) -> Any:
+        return json.loads(self.text(path))
+
+
+_pollers: dict[Path, Poller] = {}
+
+
+def poller(settings: ClusterSettings) -> Poller:
+    if settings.kubeconfig not in _pollers:
+        _pollers[settings.kubeconfig] = Poller(settings)
+    return _pollers[settings.kubeconfig]
+
+
 def apiserver_requests(settings: ClusterSettings) -> dict[tuple[str, str], float]:
     """apiserver_request_total summed by (verb, resource)."""
-    text = cluster.kubectl(settings, "get", "--raw", "/metrics").stdout
+    text = poller(settings).text("/metrics")
     totals: dict[tuple[str, str], float] = {}
     for line in text.splitlines():
         if not line.startswith("apiserver_request_total{"):
@@ -178,13 +206,13 @@ def settle(settings: ClusterSettings, quiet: float = 10.0, window: float = 3.0, 
 
 
 def watches(settings: ClusterSettings) -> float:
-    text = cluster.kubectl(settings, "get", "--raw", "/metrics").stdout
+    text = poller(settings).text("/metrics")
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("apiserver_longrunning_requests{") and 'verb="WATCH"' in line)
 
 
 def pod_count(settings: ClusterSettings, ns: str) -> int:
-    page = json.loads(cluster.kubectl(settings, "get", "--raw", f"/api/v1/namespaces/{ns}/pods?limit=1").stdout)
+    page = poller(settings).json(f"/api/v1/namespaces/{ns}/pods?limit=1")
     return len(page.get("items") or []) + int(page["metadata"].get("remainingItemCount") or 0)
 
 
@@ -206,7 +234,7 @@ def create_pods(settings: ClusterSettings, count: int, pool: str, per_deployment
     started = time.monotonic()
     cluster.kubectl(settings, "apply", "-f", "-", stdin=yaml.safe_dump_all(deployments))
     while True:
-        listing = json.loads(cluster.kubectl(settings, "get", "deployments", "-n", ns, "-o", "json").stdout)
+        listing = poller(settings).json(f"/apis/apps/v1/namespaces/{ns}/deployments")
         ready = sum(int((d.get("status") or {}).get("readyReplicas") or 0) for d in listing["items"])
         if ready >= count:
             return ns, time.monotonic() - started
