@@ -149,6 +149,11 @@ def kwokctl_configuration(settings: ClusterSettings) -> dict[str, Any]:
             "componentsPatches": patches}
 
 
+#: Stages only the profiles that name them play, each with the stage whose pods it takes: that
+#: stage's weight drops to 0, and KWOK then gives it only the pods the shortcut's selector leaves.
+SHORTCUTS = {"pod-start": "pod-create"}
+
+
 def stages_for_profile(profile: str) -> list[dict[str, Any]]:
     """KWOK Stage objects with the delays of one profile from cluster/profiles.yaml."""
     profiles = yaml.safe_load(PROFILES.read_text())
@@ -156,9 +161,14 @@ def stages_for_profile(profile: str) -> list[dict[str, Any]]:
         raise ClusterError(f"unknown profile {profile!r}; choose one of {sorted(profiles)}")
     delays = profiles[profile]
     stages = []
+    taken = {SHORTCUTS[name] for name in SHORTCUTS if name in delays}
     for path in sorted(STAGES.glob("*.yaml")):
         stage = yaml.safe_load(path.read_text())
         name = stage["metadata"]["name"]
+        if name in SHORTCUTS and name not in delays:
+            continue
+        if name in taken:
+            stage["spec"]["weight"] = 0
         if name in delays:
             conf = delays[name]
             delay = stage["spec"].setdefault("delay", {})

@@ -292,3 +292,38 @@ def test_each_component_runs_with_its_profiles_flags(live_cluster: ClusterSettin
         assert not missing, f"{component} runs without {missing}"
     if live_cluster.profile == "demo":
         assert "--unsafe-no-fsync=true" in found["etcd"]
+
+
+def test_pods_start_as_the_profiles_stages_say(live_cluster: ClusterSettings, kubectl: Kubectl,
+                                               namespace: str) -> None:
+    """In `demo` a plain pod goes from scheduled to Running in one write (KWOK's "Started" event
+    and no "Created"); a pod with an init container still goes the kubelet's steps (ContainerCreating
+    with "Created", the init container, then Ready). `realistic` takes every pod through the steps."""
+    init = {"initContainers": [{"name": "migrate", "image": "registry.example/migrate:1.0"}]}
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=deployment("plain", 3) + "---\n" + deployment("init", 3, **init))
+    for name in ("plain", "init"):
+        kubectl("wait", "-n", namespace, f"deployment/{name}", "--for=jsonpath={.status.readyReplicas}=3",
+                "--timeout=120s")
+    pods = {p["metadata"]["name"]: p for p in kubectl.json("get", "pods", "-n", namespace)["items"]}
+    init_pods = {n for n, p in pods.items() if p["spec"].get("initContainers")}
+    assert len(init_pods) == 3 and len(pods) == 6
+    for pod in pods.values():
+        assert pod["status"]["phase"] == "Running" and pod["status"]["podIP"], pod["status"]
+    for name in init_pods:
+        assert pods[name]["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+
+    def kwok_reasons() -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {name: set() for name in pods}
+        for event in kubectl.json("get", "events", "-n", namespace)["items"]:
+            involved = event["involvedObject"]
+            if involved.get("kind") == "Pod" and involved["name"] in found:
+                found[involved["name"]].add(event["reason"])
+        assert all("Scheduled" in r and r & {"Created", "Started"} for r in found.values()), found
+        return found
+    reasons = eventually(kwok_reasons, 30, "the pods' events")
+    one_write = "pod-start" in {s["metadata"]["name"] for s in topology.stages_for_profile(live_cluster.profile)}
+    for name, found in reasons.items():
+        if name in init_pods or not one_write:
+            assert "Created" in found and "Started" not in found, (name, found)
+        else:
+            assert "Started" in found and "Created" not in found, (name, found)

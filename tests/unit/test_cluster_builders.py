@@ -41,6 +41,22 @@ def test_profiles_set_every_pod_stage_delay(profile: str) -> None:
     assert graceful == (profile == "realistic")
 
 
+def test_demo_starts_a_plain_pod_in_one_write_and_realistic_in_the_kubelets_steps() -> None:
+    demo = {s["metadata"]["name"]: s["spec"] for s in topology.stages_for_profile("demo")}
+    realistic = {s["metadata"]["name"]: s["spec"] for s in topology.stages_for_profile("realistic")}
+    assert "pod-start" not in realistic and realistic["pod-create"]["weight"] == 1
+    # KWOK gives a pod to a weight-0 stage only when no stage of positive weight matches it.
+    assert demo["pod-create"]["weight"] == 0 and demo["pod-start"]["weight"] == 1
+    upper = {name: demo[name]["delay"]["jitterDurationMilliseconds"]
+             for name in ("pod-create", "pod-ready", "pod-start")}
+    assert upper["pod-start"] == upper["pod-create"] + upper["pod-ready"]
+    leaves = {e["key"]: e for e in demo["pod-start"]["selector"]["matchExpressions"]}
+    assert leaves[".spec.initContainers"]["operator"] == "DoesNotExist"
+    assert leaves['.metadata.labels["k8sim.io/fault"]'] == {
+        "key": '.metadata.labels["k8sim.io/fault"]', "operator": "NotIn", "values": ["ImagePullBackOff"]}
+    assert "\nphase: Running\n" in demo["pod-start"]["next"]["statusTemplate"]
+
+
 def test_demo_is_faster_than_realistic() -> None:
     def total(profile: str) -> int:
         return sum(s["spec"]["delay"]["jitterDurationMilliseconds"]
