@@ -13,8 +13,8 @@ from typing import Any
 
 TENANT_LABELS = ("ecp.ai/tenant-id", "tenant")
 #: Namespaces the cluster itself lives in: never a tenant's, never deleted through the simulator.
-#: (The apiserver refuses to delete the first three; kube-node-lease it would delete, and
-#: without it KWOK plays no node: every new pod stays Pending.)
+#: (The apiserver itself refuses to delete default, kube-system and kube-public; kube-node-lease it
+#: deletes, and without it KWOK plays no node: every pod created after stays Pending.)
 SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 #: The annotation the operator puts on the pods and nodes a Scenario hits (namespace/name).
 SCENARIO_ANNOTATION = "k8sim.io/scenario"

@@ -162,9 +162,9 @@ async def delete_tenant(tenant_id: Annotated[str, Path(**TENANT_ID)], kube: Kube
         targets.setdefault(obj["metadata"]["uid"], obj)
     # A system namespace labelled for a tenant (or declared by its deploy before that was refused)
     # stays: deleting it would stop the cluster, not the tenant. What the tenant put in it still goes.
-    kept = sorted(uid for uid, o in targets.items()
-                  if o["kind"] == "Namespace" and o["metadata"]["name"] in lifecycle.SYSTEM_NAMESPACES)
-    kept_names = sorted(targets.pop(uid)["metadata"]["name"] for uid in kept)
+    system = [uid for uid, o in targets.items()
+              if o["kind"] == "Namespace" and o["metadata"]["name"] in lifecycle.SYSTEM_NAMESPACES]
+    kept_names = sorted(targets.pop(uid)["metadata"]["name"] for uid in system)
     if not targets:
         raise HTTPException(404, f'tenant "{tenant_id}" has no resources'
                                  + (f" but the cluster's namespaces {', '.join(kept_names)}" if kept_names else ""))
