@@ -155,14 +155,23 @@ class Observation:
         return cls(**fields)
 
 
+# Every batch goes out as a few statements, each over arrays (one per column), not one statement
+# per row: one plan execution for the whole batch (bench/bench_store.py measures the difference).
+# An object's state is written with the tenant its labels name, if any; the tenant it inherits is
+# resolved after (_RESOLVE), once the batch's rows are in, because it may come from them.
 _UPSERT = """
 INSERT INTO resources AS r (uid, api_version, kind, namespace, name, tenant, phase, ready, node,
                             owner_kind, owner_name, owner_uid, state, labels, resource_version,
                             created_at, updated_at, deleted_at)
-VALUES ($1, $2, $3, $4, $5, COALESCE($6, resolve_tenant($4, $3, $5, $12)), $7, $8, $9, $10, $11, $12,
-        $13, $14, $15, $16, $17, $18)
+SELECT u.uid, u.api_version, u.kind, u.namespace, u.name, u.tenant, u.phase, u.ready, u.node, u.owner_kind,
+       u.owner_name, u.owner_uid, u.state::jsonb, u.labels::jsonb, u.version, u.created_at, u.updated_at, NULL
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::boolean[],
+            $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
+            $16::timestamptz[], $17::timestamptz[])
+     AS u(uid, api_version, kind, namespace, name, tenant, phase, ready, node, owner_kind, owner_name, owner_uid,
+          state, labels, version, created_at, updated_at)
 ON CONFLICT (uid) DO UPDATE SET
-    tenant = COALESCE($6, r.tenant, resolve_tenant($4, $3, $5, $12)),
+    tenant = COALESCE(EXCLUDED.tenant, r.tenant),
     phase = EXCLUDED.phase, ready = EXCLUDED.ready, node = COALESCE(EXCLUDED.node, r.node),
     owner_kind = EXCLUDED.owner_kind, owner_name = EXCLUDED.owner_name, owner_uid = EXCLUDED.owner_uid,
     state = EXCLUDED.state, labels = EXCLUDED.labels, resource_version = EXCLUDED.resource_version,
@@ -170,21 +179,42 @@ ON CONFLICT (uid) DO UPDATE SET
 WHERE r.deleted_at IS NULL
 """
 
+#: A live object without a tenant of its own gets its namespace's, its owner's or its deploy
+#: request's; repeated while a pass finds some, for an owner's owner written in the same batch.
+_RESOLVE = """
+UPDATE resources AS r SET tenant = t.tenant
+FROM (SELECT uid, resolve_tenant(namespace, kind, name, owner_uid) AS tenant FROM resources
+      WHERE uid = ANY($1::text[]) AND tenant IS NULL AND deleted_at IS NULL) AS t
+WHERE r.uid = t.uid AND t.tenant IS NOT NULL
+"""
+RESOLVE_PASSES = 4
+
 _DELETE = """
-UPDATE resources SET deleted_at = $2, phase = 'Deleted', ready = false, updated_at = $3,
-                     resource_version = CASE WHEN $4 = '' THEN resource_version ELSE $4 END
-WHERE uid = $1 AND deleted_at IS NULL
+UPDATE resources AS r SET deleted_at = d.deleted_at, phase = 'Deleted', ready = false, updated_at = d.observed_at,
+                          resource_version = CASE WHEN d.version = '' THEN r.resource_version ELSE d.version END
+FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::text[]) AS d(uid, deleted_at, observed_at, version)
+WHERE r.uid = d.uid AND r.deleted_at IS NULL
 """
 
 _EVENT = """
 INSERT INTO resource_events (uid, api_version, kind, namespace, name, tenant, transition, detail,
                              resource_version, occurred_at, observed_at, reconciled)
-VALUES ($1, $2, $3, $4, $5,
-        -- an Event's stream may deliver it before its object's own: then its namespace tells
-        COALESCE($6, (SELECT tenant FROM resources WHERE uid = $1), resolve_tenant($4, $3, $5, NULL)),
-        $7, $8, $9, $10, $11, $12)
+SELECT e.uid, e.api_version, e.kind, e.namespace, e.name,
+       -- an Event's stream may deliver it before its object's own: then its namespace tells
+       COALESCE(e.tenant, (SELECT tenant FROM resources WHERE uid = e.uid),
+                resolve_tenant(e.namespace, e.kind, e.name, NULL)),
+       e.transition, e.detail::jsonb, e.version, e.occurred_at, e.observed_at, e.reconciled
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::text[], $10::timestamptz[], $11::timestamptz[], $12::boolean[]) WITH ORDINALITY
+     AS e(uid, api_version, kind, namespace, name, tenant, transition, detail, version, occurred_at,
+          observed_at, reconciled, turn)
+ORDER BY e.turn  -- ids in the order observed
 ON CONFLICT DO NOTHING
 """
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 async def live_resources(conn: asyncpg.Connection) -> list[asyncpg.Record]:
@@ -227,8 +257,8 @@ async def record(conn: asyncpg.Connection, observations: Iterable[Observation],
     """Write observations in order inside the caller's transaction; returns history rows written.
 
     ``prior`` maps uid to the last known state and is updated as observations are applied,
-    so a batch may hold several versions of one object. Rows go out as pipelined batches
-    (states, deletions, then history), not one round trip per observation; an object's state is
+    so a batch may hold several versions of one object. Rows go out as one statement per table
+    (states, inherited tenants, deletions, then history), not one per observation; an object's state is
     written once per batch, its last (a pod's creation and scheduling usually share a batch).
     ``written``, if given, maps uid to the facts of its row as last written and is updated too: a
     version whose facts are those is not written again (a pod's second deletion notice, a node's
@@ -242,7 +272,7 @@ async def record(conn: asyncpg.Connection, observations: Iterable[Observation],
         if obs.note is not None:
             occurred = min(obs.created_at, obs.observed_at) if obs.created_at else obs.observed_at
             events.append((obs.uid, obs.api_version, obs.kind, obs.namespace, obs.name, obs.tenant, "event",
-                           obs.note, obs.resource_version, occurred, obs.observed_at, obs.reconciled))
+                           _json_text(obs.note), obs.resource_version, occurred, obs.observed_at, obs.reconciled))
             continue
         known = obs.uid in prior
         before = prior.get(obs.uid)
@@ -262,8 +292,9 @@ async def record(conn: asyncpg.Connection, observations: Iterable[Observation],
             tenant = obs.tenant if obs.tenant or earlier is None else earlier[5]  # as if written in turn
             upserts[obs.uid] = ((
                 obs.uid, obs.api_version, obs.kind, obs.namespace, obs.name, tenant, obs.state.phase,
-                obs.state.ready, obs.state.node, obs.owner[0], obs.owner[1], obs.owner[2], obs.state.as_dict(),
-                obs.labels, obs.resource_version, obs.created_at, obs.observed_at, None))
+                obs.state.ready, obs.state.node, obs.owner[0], obs.owner[1], obs.owner[2],
+                _json_text(obs.state.as_dict()), _json_text(obs.labels), obs.resource_version, obs.created_at,
+                obs.observed_at))
         prior[obs.uid] = obs.state
         for step in steps:
             occurred = obs.observed_at
@@ -272,14 +303,18 @@ async def record(conn: asyncpg.Connection, observations: Iterable[Observation],
             elif step.name == "deleted" and obs.deleted_at:
                 occurred = min(obs.deleted_at, obs.observed_at)
             events.append((obs.uid, obs.api_version, obs.kind, obs.namespace, obs.name, obs.tenant,
-                           step.name, step.detail, obs.resource_version, occurred, obs.observed_at,
+                           step.name, _json_text(step.detail), obs.resource_version, occurred, obs.observed_at,
                            obs.reconciled))
     if upserts:
-        await conn.executemany(_UPSERT, list(upserts.values()))
+        await conn.execute(_UPSERT, *_columns(list(upserts.values())))
+        heirs = [row[0] for row in upserts.values() if row[5] is None]
+        for _ in range(RESOLVE_PASSES if heirs else 0):
+            if await conn.execute(_RESOLVE, heirs) == "UPDATE 0":
+                break
     if deletes:
-        await conn.executemany(_DELETE, deletes)
+        await conn.execute(_DELETE, *_columns(deletes))
     if events:
-        await conn.executemany(_EVENT, events)
+        await conn.execute(_EVENT, *_columns(events))
     return len(events)
 
 

@@ -89,3 +89,63 @@ def test_without_the_written_facts_every_version_is_written(settings: ClusterSet
         return versions
 
     assert asyncio.run(run()) == ["1", "2"]
+
+
+def test_tenants_are_inherited_within_one_batch_exactly(settings: ClusterSettings, live_services: Any) -> None:
+    """A batch written in one go still gives each object the tenant it inherits from rows of the same
+    batch: its namespace's (tenants t1 and t10 collide as substrings), its owner's, its owner's owner's,
+    or the deploy request's; a label of its own wins; its history rows carry the same tenant."""
+    at = lifecycle.now()
+
+    def obj(kind: str, name: str, namespace: str, uid: str, *, owner: tuple[str, str] | None = None,
+            tenant: str | None = None) -> dict[str, Any]:
+        meta: dict[str, Any] = {"uid": uid, "name": name, "resourceVersion": "1", "labels": {"app": name},
+                                "creationTimestamp": "2026-11-28T10:00:00Z"}
+        if namespace:
+            meta["namespace"] = namespace
+        if owner:
+            meta["ownerReferences"] = [{"kind": owner[0], "name": owner[0].lower(), "uid": owner[1],
+                                        "controller": True}]
+        if tenant:
+            meta["labels"]["tenant"] = tenant
+        api = {"Deployment": "apps/v1", "ReplicaSet": "apps/v1"}.get(kind, "v1")
+        return {"apiVersion": api, "kind": kind, "metadata": meta, "status": {}}
+
+    objects = []  # the hardest order: every heir before what it inherits from
+    for ns in ("app-t1", "app-t10"):
+        objects += [obj("Pod", "web-1", ns, f"{ns}-pod", owner=("ReplicaSet", f"{ns}-rs")),
+                    obj("ReplicaSet", "web-1a", ns, f"{ns}-rs", owner=("Deployment", f"{ns}-dep")),
+                    obj("Deployment", "web", ns, f"{ns}-dep")]
+    objects += [obj("Pod", "own-1", "app-t1", "labelled-pod", tenant="t10"),  # its own label wins
+                obj("Pod", "api-1", "shared", "shared-pod", owner=("ReplicaSet", "shared-rs")),
+                obj("ReplicaSet", "api-1a", "shared", "shared-rs", owner=("Deployment", "shared-dep")),
+                obj("Deployment", "api", "shared", "shared-dep"),  # made by t10's deploy request
+                obj("Pod", "lone-1", "shared", "lone-pod"),  # no tenant anywhere
+                obj("Namespace", "app-t1", "", "ns-t1", tenant="t1"),
+                obj("Namespace", "app-t10", "", "ns-t10", tenant="t10"),
+                obj("Namespace", "shared", "", "ns-shared")]
+    event = {"apiVersion": "v1", "kind": "Event", "reason": "Scheduled", "type": "Normal",
+             "metadata": {"uid": "ev-1", "name": "web-1.1", "namespace": "app-t10", "resourceVersion": "2"},
+             "involvedObject": {"kind": "Pod", "name": "web-1", "namespace": "app-t10", "uid": "app-t10-pod"}}
+
+    async def run() -> tuple[dict[str, str | None], dict[tuple[str, str], str | None]]:
+        async with scratch_pool(settings) as pool, pool.acquire() as conn:
+            await store.create_deployment(conn, tenant="t10", namespace="shared", mode="create", manifest="",
+                                          objects=[("apps/v1", "Deployment", "shared", "api")])
+            batch = [store.Observation.of(o, observed_at=at) for o in objects]
+            note = store.Observation.of_event(event, observed_at=at)
+            assert note is not None
+            async with conn.transaction():
+                await store.record(conn, [*batch, note], {})
+            rows = {r["uid"]: r["tenant"] for r in await conn.fetch("SELECT uid, tenant FROM resources")}
+            steps = {(r["uid"], r["transition"]): r["tenant"]
+                     for r in await conn.fetch("SELECT uid, transition, tenant FROM resource_events")}
+            return rows, steps
+
+    rows, steps = asyncio.run(run())
+    assert rows == {"app-t1-pod": "t1", "app-t1-rs": "t1", "app-t1-dep": "t1",
+                    "app-t10-pod": "t10", "app-t10-rs": "t10", "app-t10-dep": "t10",
+                    "labelled-pod": "t10", "shared-pod": "t10", "shared-rs": "t10", "shared-dep": "t10",
+                    "lone-pod": None, "ns-t1": "t1", "ns-t10": "t10", "ns-shared": None}
+    assert {uid: tenant for (uid, transition), tenant in steps.items() if transition == "created"} == rows
+    assert steps[("app-t10-pod", "event")] == "t10"
