@@ -6,8 +6,9 @@ count, seconds until every node is Ready. Each phase starts once the previous on
 stopped (KWOK's late deletions, status updates). Over each phase, per process: CPU seconds and peak RSS;
 the apiserver's requests by verb and resource (its own /metrics). In full mode it also checks that
 the recorder's history holds every pod's created, running and deleted transitions, and how long
-after the last deletion it caught up. Prints full/raw ratios. With --py-spy DIR, records a flame
-graph of each Python process (py-spy from PyPI) creating, at rest and deleting in the full runs;
+after the last deletion it caught up. Prints full/raw ratios. With --py-spy DIR, records the sampled
+stacks of each Python process (py-spy from PyPI; collapsed stacks, one line per stack and its count,
+which grep and sort read and flame graph tools draw) creating, at rest and deleting in the full runs;
 with --pprof DIR, the apiserver's own CPU profile of each phase (Go's pprof; read with
 `go tool pprof -top -cum FILE`).
 
@@ -318,21 +319,21 @@ def show(result: Result, mode: str) -> None:
 
 @contextmanager
 def profiling(directory: Path | None, seconds: int) -> Iterator[None]:
-    """py-spy flame graphs of the simulator's Python processes for the phase (best effort)."""
+    """py-spy's sampled stacks of the simulator's Python processes for the phase (best effort)."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if directory is None or not Path(spy).exists():
         yield
         return
     directory.mkdir(parents=True, exist_ok=True)
     procs = [subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50",
-                               "--nonblocking", "-o", str(directory / f"{role}-{pid}.svg")],
+                               "--nonblocking", "--format", "raw", "-o", str(directory / f"{role}-{pid}.txt")],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for pid, role in processes().items() if role in PYTHON_ROLES]
     try:
         yield
     finally:
         for proc in procs:
-            proc.send_signal(signal.SIGINT)  # py-spy writes its flame graph on SIGINT, not on SIGTERM
+            proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT, not on SIGTERM
         for proc in procs:
             proc.wait(timeout=60)
 
@@ -428,7 +429,7 @@ def main() -> int:
     parser.add_argument("--per-deployment", type=int, default=100,
                         help="pods per Deployment (one Deployment of 10,000 replicas is quadratic in the "
                              "ReplicaSet controller and the scheduler's topology spreading)")
-    parser.add_argument("--py-spy", type=Path, default=None, help="write flame graphs here (full mode)")
+    parser.add_argument("--py-spy", type=Path, default=None, help="write sampled stacks here (full mode)")
     parser.add_argument("--pprof", type=Path, default=None,
                         help=f"write the apiserver's CPU profile of each phase's first {PPROF_SECONDS} s here")
     args = parser.parse_args()

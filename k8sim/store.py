@@ -155,21 +155,18 @@ class Observation:
         return cls(**fields)
 
 
-# Every batch goes out as a few statements, each over arrays (one per column), not one statement
-# per row: one plan execution for the whole batch (bench/bench_store.py measures the difference).
+# Every batch goes out as a few statements, each over the batch's rows as one JSON document (an
+# array of arrays, a column each), not one statement per row: one plan execution for the whole
+# batch, and one encoding on each side (bench/bench_store.py measures the difference).
 # An object's state is written with the tenant its labels name, if any; the tenant it inherits is
 # resolved after (_RESOLVE), once the batch's rows are in, because it may come from them.
 _UPSERT = """
 INSERT INTO resources AS r (uid, api_version, kind, namespace, name, tenant, phase, ready, node,
                             owner_kind, owner_name, owner_uid, state, labels, resource_version,
                             created_at, updated_at, deleted_at)
-SELECT u.uid, u.api_version, u.kind, u.namespace, u.name, u.tenant, u.phase, u.ready, u.node, u.owner_kind,
-       u.owner_name, u.owner_uid, u.state::jsonb, u.labels::jsonb, u.version, u.created_at, u.updated_at, NULL
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::boolean[],
-            $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
-            $16::timestamptz[], $17::timestamptz[])
-     AS u(uid, api_version, kind, namespace, name, tenant, phase, ready, node, owner_kind, owner_name, owner_uid,
-          state, labels, version, created_at, updated_at)
+SELECT u->>0, u->>1, u->>2, u->>3, u->>4, u->>5, u->>6, (u->>7)::boolean, u->>8, u->>9, u->>10, u->>11,
+       u->12, u->13, u->>14, (u->>15)::timestamptz, (u->>16)::timestamptz, NULL
+FROM jsonb_array_elements($1::jsonb) AS u
 ON CONFLICT (uid) DO UPDATE SET
     tenant = COALESCE(EXCLUDED.tenant, r.tenant),
     phase = EXCLUDED.phase, ready = EXCLUDED.ready, node = COALESCE(EXCLUDED.node, r.node),
@@ -190,31 +187,28 @@ WHERE r.uid = t.uid AND t.tenant IS NOT NULL
 RESOLVE_PASSES = 4
 
 _DELETE = """
-UPDATE resources AS r SET deleted_at = d.deleted_at, phase = 'Deleted', ready = false, updated_at = d.observed_at,
-                          resource_version = CASE WHEN d.version = '' THEN r.resource_version ELSE d.version END
-FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::text[]) AS d(uid, deleted_at, observed_at, version)
-WHERE r.uid = d.uid AND r.deleted_at IS NULL
+UPDATE resources AS r SET deleted_at = (d->>1)::timestamptz, phase = 'Deleted', ready = false,
+                          updated_at = (d->>2)::timestamptz,
+                          resource_version = CASE WHEN d->>3 = '' THEN r.resource_version ELSE d->>3 END
+FROM jsonb_array_elements($1::jsonb) AS d
+WHERE r.uid = d->>0 AND r.deleted_at IS NULL
 """
 
 _EVENT = """
 INSERT INTO resource_events (uid, api_version, kind, namespace, name, tenant, transition, detail,
                              resource_version, occurred_at, observed_at, reconciled)
-SELECT e.uid, e.api_version, e.kind, e.namespace, e.name,
+SELECT e->>0, e->>1, e->>2, e->>3, e->>4,
        -- an Event's stream may deliver it before its object's own: then its namespace tells
-       COALESCE(e.tenant, (SELECT tenant FROM resources WHERE uid = e.uid),
-                resolve_tenant(e.namespace, e.kind, e.name, NULL)),
-       e.transition, e.detail::jsonb, e.version, e.occurred_at, e.observed_at, e.reconciled
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-            $9::text[], $10::timestamptz[], $11::timestamptz[], $12::boolean[]) WITH ORDINALITY
-     AS e(uid, api_version, kind, namespace, name, tenant, transition, detail, version, occurred_at,
-          observed_at, reconciled, turn)
-ORDER BY e.turn  -- ids in the order observed
+       COALESCE(e->>5, (SELECT tenant FROM resources WHERE uid = e->>0), resolve_tenant(e->>3, e->>2, e->>4, NULL)),
+       e->>6, e->7, e->>8, (e->>9)::timestamptz, (e->>10)::timestamptz, (e->>11)::boolean
+FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS rows(e, turn)
+ORDER BY turn  -- ids in the order observed
 ON CONFLICT DO NOTHING
 """
 
 
-def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
-    return [list(column) for column in zip(*rows, strict=True)]
+def _rows(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return list(rows)  # the connection's jsonb codec (orjson) encodes it
 
 
 async def live_resources(conn: asyncpg.Connection) -> list[asyncpg.Record]:
@@ -272,7 +266,7 @@ async def record(conn: asyncpg.Connection, observations: Iterable[Observation],
         if obs.note is not None:
             occurred = min(obs.created_at, obs.observed_at) if obs.created_at else obs.observed_at
             events.append((obs.uid, obs.api_version, obs.kind, obs.namespace, obs.name, obs.tenant, "event",
-                           _json_text(obs.note), obs.resource_version, occurred, obs.observed_at, obs.reconciled))
+                           obs.note, obs.resource_version, occurred, obs.observed_at, obs.reconciled))
             continue
         known = obs.uid in prior
         before = prior.get(obs.uid)
@@ -293,7 +287,7 @@ async def record(conn: asyncpg.Connection, observations: Iterable[Observation],
             upserts[obs.uid] = ((
                 obs.uid, obs.api_version, obs.kind, obs.namespace, obs.name, tenant, obs.state.phase,
                 obs.state.ready, obs.state.node, obs.owner[0], obs.owner[1], obs.owner[2],
-                _json_text(obs.state.as_dict()), _json_text(obs.labels), obs.resource_version, obs.created_at,
+                obs.state.as_dict(), obs.labels, obs.resource_version, obs.created_at,
                 obs.observed_at))
         prior[obs.uid] = obs.state
         for step in steps:
@@ -303,18 +297,18 @@ async def record(conn: asyncpg.Connection, observations: Iterable[Observation],
             elif step.name == "deleted" and obs.deleted_at:
                 occurred = min(obs.deleted_at, obs.observed_at)
             events.append((obs.uid, obs.api_version, obs.kind, obs.namespace, obs.name, obs.tenant,
-                           step.name, _json_text(step.detail), obs.resource_version, occurred, obs.observed_at,
+                           step.name, step.detail, obs.resource_version, occurred, obs.observed_at,
                            obs.reconciled))
     if upserts:
-        await conn.execute(_UPSERT, *_columns(list(upserts.values())))
+        await conn.execute(_UPSERT, _rows(upserts.values()))
         heirs = [row[0] for row in upserts.values() if row[5] is None]
         for _ in range(RESOLVE_PASSES if heirs else 0):
             if await conn.execute(_RESOLVE, heirs) == "UPDATE 0":
                 break
     if deletes:
-        await conn.execute(_DELETE, *_columns(deletes))
+        await conn.execute(_DELETE, _rows(deletes))
     if events:
-        await conn.execute(_EVENT, *_columns(events))
+        await conn.execute(_EVENT, _rows(events))
     return len(events)
 
 
