@@ -13,7 +13,7 @@ with --pprof DIR, the apiserver's own CPU profile of each phase (Go's pprof; rea
 `go tool pprof -top -cum FILE`).
 
     python bench/bench_scale.py [--pods 1000,10000] [--nodes 1000,5000] [--modes raw,full] [--py-spy DIR]
-                                [--pprof DIR] [--warm-up 1000]
+                                [--pprof DIR] [--warm-up 1000] [--rounds 1]
 
 Nothing of the simulator may be running besides the cluster and services (`make up`, not `make run`).
 """
@@ -426,6 +426,8 @@ def main() -> int:
     parser.add_argument("--warm-up", type=int, default=1000,
                         help="pods created and deleted by the cluster alone before the measured runs, not "
                              "counted: whichever mode ran first paid for the control plane's warm-up (0: none)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the modes this many times, every other round in the reverse order")
     parser.add_argument("--per-deployment", type=int, default=100,
                         help="pods per Deployment (one Deployment of 10,000 replicas is quadratic in the "
                              "ReplicaSet controller and the scheduler's topology spreading)")
@@ -448,22 +450,35 @@ def main() -> int:
     if args.warm_up:
         print("warm-up (not counted):")
         measure(settings, "warm-up", [args.warm_up], [], None, args.per_deployment)
-    results: dict[str, list[Result]] = {}
-    for mode in args.modes.split(","):
-        print(f"{mode}:")
-        if mode == "full":
-            with simulator(settings, "operator", "api", "engine"):
-                time.sleep(10)  # the operator's initial lists and the engine's first ticks
-                print(f"  watches open: {watches(settings):.0f}")
-                results[mode] = measure(settings, mode, pod_counts, node_counts, args.py_spy, args.per_deployment,
-                                        args.pprof)
-        else:
-            results[mode] = measure(settings, mode, pod_counts, node_counts, None, args.per_deployment, args.pprof)
+    order = args.modes.split(",")
+    # Every other round in the reverse order (full, raw, raw, full, ...): the cluster's drift over
+    # the run and whichever mode goes first then weigh on both modes alike.
+    results: dict[str, list[list[Result]]] = {}
+    for turn in range(args.rounds):
+        for mode in order if turn % 2 == 0 else order[::-1]:
+            print(f"{mode}{f' (round {turn + 1})' if args.rounds > 1 else ''}:")
+            if mode == "full":
+                with simulator(settings, "operator", "api", "engine"):
+                    time.sleep(10)  # the operator's initial lists and the engine's first ticks
+                    print(f"  watches open: {watches(settings):.0f}")
+                    found = measure(settings, mode, pod_counts, node_counts, args.py_spy, args.per_deployment,
+                                    args.pprof)
+            else:
+                found = measure(settings, mode, pod_counts, node_counts, None, args.per_deployment, args.pprof)
+            results.setdefault(mode, []).append(found)
     if {"raw", "full"} <= results.keys():
         print("full / raw throughput:")
-        for raw, full in zip(results["raw"], results["full"], strict=True):
-            print(f"  {raw.what} {raw.count}: raw {raw.rate:.1f}/s, full {full.rate:.1f}/s, "
-                  f"ratio {full.rate / raw.rate:.2f}")
+        for turn, (raws, fulls) in enumerate(zip(results["raw"], results["full"], strict=True)):
+            for raw, full in zip(raws, fulls, strict=True):
+                print(f"  {f'round {turn + 1}: ' if args.rounds > 1 else ''}{raw.what} {raw.count}: "
+                      f"raw {raw.rate:.1f}/s, full {full.rate:.1f}/s, ratio {full.rate / raw.rate:.2f}")
+        if args.rounds > 1:  # over all rounds: every round's pods over every round's seconds
+            for phase, raws in enumerate(zip(*results["raw"], strict=True)):
+                fulls = [r[phase] for r in results["full"]]
+                raw_rate = sum(r.count for r in raws) / sum(r.seconds for r in raws)
+                full_rate = sum(r.count for r in fulls) / sum(r.seconds for r in fulls)
+                print(f"  all rounds: {raws[0].what} {raws[0].count}: raw {raw_rate:.1f}/s, full {full_rate:.1f}/s, "
+                      f"ratio {full_rate / raw_rate:.2f}")
     return 0
 
 

@@ -1,12 +1,13 @@
 """The recorder's PostgreSQL cost per pod: store.record writing a pod's lifecycle as the watches
 deliver it (created, scheduled, ContainerCreating, Running and Ready, an Event, then terminating and
-deleted), in batches of 500 observations, into a scratch database that already holds one such round.
+deleted), in batches of 500 observations (--batch: the recorder's batches under load hold what
+arrives within K8SIM_FLUSH_INTERVAL), into a scratch database that already holds one such round.
 
 Baseline: pods labelled with their tenant (no lookup). Measured: tenantless pods, whose tenant the
 database resolves for every row (namespace, owner, deploy): the case of every pod not made by a
 tenant's deploy. Prints PostgreSQL's CPU seconds (its backend's, from /proc) and the ratio.
 
-    python bench/bench_store.py [--pods 5000]
+    python bench/bench_store.py [--pods 5000] [--batch 500]
 """
 
 from __future__ import annotations
@@ -62,13 +63,13 @@ def lifecycles(pods: int, namespace: str, tenant: str | None) -> tuple[list[stor
 
 
 async def write(conn: asyncpg.Connection, observations: list[store.Observation],
-                prior: dict[str, lifecycle.State | None]) -> None:
-    for start in range(0, len(observations), BATCH):
+                prior: dict[str, lifecycle.State | None], batch: int = BATCH) -> None:
+    for start in range(0, len(observations), batch):
         async with conn.transaction():
-            await store.record(conn, observations[start:start + BATCH], prior)
+            await store.record(conn, observations[start:start + batch], prior)
 
 
-async def measure(dsn: str, pods: int) -> dict[str, float]:
+async def measure(dsn: str, pods: int, batch: int = BATCH) -> dict[str, float]:
     """PostgreSQL CPU seconds per phase for labelled and for tenantless pods, in one scratch database."""
     pool = await store.connect(dsn)
     try:
@@ -85,7 +86,7 @@ async def measure(dsn: str, pods: int) -> dict[str, float]:
                 for phase, observations in zip(("create", "delete"),
                                                lifecycles(pods, f"bench-{label}", tenant), strict=True):
                     began, wall = cpu_seconds(pid), time.perf_counter()
-                    await write(conn, observations, prior)
+                    await write(conn, observations, prior, batch)
                     result[f"{label} {phase}"] = cpu_seconds(pid) - began
                     print(f"  {label:10} {phase}: {len(observations)} observations, PostgreSQL "
                           f"{result[f'{label} {phase}']:.2f} CPU s, {time.perf_counter() - wall:.2f} s", flush=True)
@@ -97,13 +98,14 @@ async def measure(dsn: str, pods: int) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=5000)
+    parser.add_argument("--batch", type=int, default=BATCH, help="observations per transaction")
     args = parser.parse_args()
     settings = ClusterSettings()
     services.up(settings)
 
     async def run() -> dict[str, float]:
         async with scratch_database(settings) as dsn:
-            return await measure(dsn, args.pods)
+            return await measure(dsn, args.pods, args.batch)
 
     result = asyncio.run(run())
     for phase in ("create", "delete"):
