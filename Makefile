@@ -68,9 +68,9 @@ bench: venv  ## every benchmark (prints ratios against a baseline run in the sam
 	$(PY) bench/bench_tick.py
 	$(PY) bench/bench_metrics.py
 
-bench-scale: venv  ## raw cluster vs the whole simulator at 1,000 and 10,000 pods (tens of minutes)
+bench-scale: venv  ## raw cluster vs the whole simulator at 1,000 and 10,000 pods, twice (about an hour)
 	$(K8SIM) up
-	$(PY) bench/bench_scale.py --py-spy .state/flamegraphs
+	$(PY) bench/bench_scale.py --rounds 2 $(BENCH_SCALE_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check k8sim api operator engine tests bench
