@@ -420,8 +420,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", default="1000,10000", help="comma-separated pod counts")
     parser.add_argument("--nodes", default="1000,5000", help="comma-separated node counts ('' for none)")
-    # The simulator first: started after a raw run, its operator would first record the thousands of
-    # Events and objects that run left behind, and be measured doing so.
+    # The simulator first by default: started after a raw run, its operator first lists what that run
+    # left behind (little, since each phase's namespace is waited out; --rounds alternates anyway).
     parser.add_argument("--modes", default="full,raw")
     parser.add_argument("--warm-up", type=int, default=1000,
                         help="pods created and deleted by the cluster alone before the measured runs, not "

@@ -156,8 +156,9 @@ class Observation:
 
 
 # Every batch goes out as a few statements, each over the batch's rows as one JSON document (an
-# array of arrays, a column each), not one statement per row: one plan execution for the whole
-# batch, and one encoding on each side (bench/bench_store.py measures the difference).
+# array per row, an element per column; the connection's jsonb codec encodes it), not one statement
+# per row: one plan execution for the whole batch, and one encoding on each side (bench/bench_store.py
+# measures the difference).
 # An object's state is written with the tenant its labels name, if any; the tenant it inherits is
 # resolved after (_RESOLVE), once the batch's rows are in, because it may come from them.
 _UPSERT = """
@@ -205,10 +206,6 @@ FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS rows(e, turn)
 ORDER BY turn  -- ids in the order observed
 ON CONFLICT DO NOTHING
 """
-
-
-def _rows(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    return list(rows)  # the connection's jsonb codec (orjson) encodes it
 
 
 async def live_resources(conn: asyncpg.Connection) -> list[asyncpg.Record]:
@@ -300,15 +297,15 @@ async def record(conn: asyncpg.Connection, observations: Iterable[Observation],
                            step.name, step.detail, obs.resource_version, occurred, obs.observed_at,
                            obs.reconciled))
     if upserts:
-        await conn.execute(_UPSERT, _rows(upserts.values()))
-        heirs = [row[0] for row in upserts.values() if row[5] is None]
+        await conn.execute(_UPSERT, list(upserts.values()))
+        heirs = [row[0] for row in upserts.values() if row[5] is None]  # (uid, …, tenant, …)
         for _ in range(RESOLVE_PASSES if heirs else 0):
             if await conn.execute(_RESOLVE, heirs) == "UPDATE 0":
                 break
     if deletes:
-        await conn.execute(_DELETE, _rows(deletes))
+        await conn.execute(_DELETE, deletes)
     if events:
-        await conn.execute(_EVENT, _rows(events))
+        await conn.execute(_EVENT, events)
     return len(events)
 
 
