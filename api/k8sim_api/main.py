@@ -156,11 +156,20 @@ def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
     return sorted(methods)
 
 
+class Api(FastAPI):
+    """The application, its plain health polls answered outside the middleware stack."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        token = self.state.settings.api_token
+        return monitoring.HealthFastPath(super().build_middleware_stack(),
+                                         token.get_secret_value() if token is not None else None)
+
+
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logging.getLogger("k8sim_api").setLevel(settings.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    app = FastAPI(
+    app = Api(
         title="k8s-simulator",
         version=VERSION,
         summary="A Kubernetes simulator for ECP-AI: real control plane, fake kubelets.",
@@ -169,7 +178,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.add_middleware(monitoring.HealthFastPath)  # innermost of ours: CORS and the token still apply
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=True,
                        allow_methods=["*"], allow_headers=["*"])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hmac
 import logging
 import time
 from collections.abc import Iterator
@@ -37,25 +38,38 @@ UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse, "d
 
 
 class HealthFastPath:
-    """ASGI middleware: a plain ``GET /monitoring/health`` (ECP-AI polls it; dashboards too) is
-    answered with the latest snapshot's bytes before routing and dependency solving, which cost
-    several times the answer itself. Anything else (a tenant, no snapshot yet) goes to the route."""
+    """ASGI wrapper around the whole application (``Api``): a plain ``GET /monitoring/health``
+    (ECP-AI polls it; dashboards too) is answered with the latest snapshot's bytes before any
+    middleware, routing or dependency, which cost several times the answer. Only requests the stack
+    would answer with those same bytes: no query (a tenant), no Origin (CORS adds headers), the bearer
+    token when one is set, a snapshot already received. Everything else goes through the stack."""
 
     PATH = "/monitoring/health"
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, token: str | None = None):
         self.app = app
+        self.authorization = f"Bearer {token}".encode() if token else None
+
+    def _plain(self, scope: Scope) -> bool:
+        if not (scope["type"] == "http" and scope["path"] == self.PATH and scope["method"] == "GET"
+                and not scope["query_string"]):
+            return False
+        authorized = self.authorization is None
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                return False
+            if name == b"authorization" and self.authorization is not None:
+                authorized = hmac.compare_digest(value, self.authorization)
+        return authorized  # any other form of the token (cookie, query) is the stack's to check
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] == "http" and scope["path"] == self.PATH and scope["method"] == "GET"
-                and not scope["query_string"]):
-            update = await scope["app"].state.broadcaster.snapshot()
-            if update is not None:
-                await send({"type": "http.response.start", "status": 200, "headers": [
-                    (b"content-type", b"application/json"), (b"content-length", str(len(update.raw)).encode())]})
-                await send({"type": "http.response.body", "body": update.raw})
-                return
-        await self.app(scope, receive, send)
+        update = scope["app"].state.broadcaster.latest if self._plain(scope) else None
+        if update is None:
+            await self.app(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(update.raw)).encode())]})
+        await send({"type": "http.response.body", "body": update.raw})
 
 
 @router.get("/health", response_model=HealthDocument | TenantDocument, responses=UNAVAILABLE,
