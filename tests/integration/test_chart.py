@@ -234,6 +234,12 @@ def test_the_simulator_works_under_the_charts_service_accounts(settings: Cluster
             # The engine, reading with its own rights, attributes the tenant's pods.
             eventually(lambda: f'namespace="ecp-ai-{tenant}"' in httpx.get(f"{engine}/metrics", timeout=30).text,
                        60, "the engine's series for the tenant")
+            # Health polls are answered before the middleware stack once a snapshot is in: still behind the token.
+            eventually(lambda: httpx.get(f"{api}/monitoring/health", headers=auth, timeout=30).status_code == 200,
+                       60, "the API's first snapshot")
+            assert httpx.get(f"{api}/monitoring/health", timeout=30).status_code == 401
+            wrong = httpx.get(f"{api}/monitoring/health", headers={"Authorization": "Bearer x"}, timeout=30)
+            assert wrong.status_code == 401
             # The operator records what happened (it only reads to do so).
             history = eventually(lambda: httpx.get(f"{api}/k8s/resources", params={"tenant_id": tenant}, headers=auth,
                                                    timeout=30).json()["count"], 30, "the tenant's objects")
