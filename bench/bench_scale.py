@@ -9,8 +9,8 @@ the recorder's history holds every pod's created, running and deleted transition
 after the last deletion it caught up. Prints full/raw ratios. With --py-spy DIR, records the sampled
 stacks of each Python process (py-spy from PyPI; collapsed stacks, one line per stack and its count,
 which grep and sort read and flame graph tools draw) creating, at rest and deleting in the full runs;
-with --pprof DIR, the apiserver's own CPU profile of each phase (Go's pprof; read with
-`go tool pprof -top -cum FILE`).
+with --pprof DIR, the apiserver's, scheduler's and controller-manager's own CPU profiles of each
+phase (Go's pprof; read with `go tool pprof -top -cum FILE`).
 
     python bench/bench_scale.py [--pods 1000,10000] [--nodes 1000,5000] [--modes raw,full] [--py-spy DIR]
                                 [--pprof DIR] [--warm-up 1000] [--rounds 1]
@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -47,7 +48,7 @@ from bench_cluster import TAINT, bench_nodes, delete_nodes
 from common import simulator
 
 from k8sim import kube, store
-from k8sim.local import build, cluster, services
+from k8sim.local import build, cluster, services, topology
 from k8sim.local.settings import ClusterSettings
 
 PODS_PER_NODE = 100
@@ -338,25 +339,70 @@ def profiling(directory: Path | None, seconds: int) -> Iterator[None]:
             proc.wait(timeout=60)
 
 
+def profiled_components(settings: ClusterSettings) -> dict[str, tuple[str, tuple[str, str]]]:
+    """The scheduler's and controller-manager's own HTTPS addresses and the admin certificate, from
+    the cluster's kwok.yaml (kwokctl scrapes their /metrics the same way). KWOK's controller serves
+    no CPU profile (its /debug/pprof/ has the index only)."""
+    path = topology.cluster_dir(settings) / "kwok.yaml"
+    config = next((d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)
+                   and d.get("kind") == "KwokctlConfiguration"), {}) if path.exists() else {}
+    found = {}
+    for component in config.get("components") or []:
+        metric = component.get("metric") or {}
+        if component.get("name") in ("kube-scheduler", "kube-controller-manager") and metric.get("certPath"):
+            found[component["name"]] = (f"{metric.get('scheme', 'https')}://{metric['host']}",
+                                        (metric["certPath"], metric["keyPath"]))
+    return found
+
+
 @contextmanager
-def apiserver_profile(settings: ClusterSettings, path: Path | None, seconds: int = PPROF_SECONDS) -> Iterator[None]:
-    """The apiserver's own CPU profile (Go pprof) over the phase's first seconds, for
-    `go tool pprof -top -cum FILE`: which handlers, serializers and filters the time goes to."""
-    if path is None:
+def control_plane_profiles(settings: ClusterSettings, directory: Path | None, stem: str,
+                           seconds: int = PPROF_SECONDS) -> Iterator[None]:
+    """The control plane's own CPU profiles (Go pprof) over the phase's first seconds, one file per
+    component (``apiserver-STEM.pprof``, ``kube-scheduler-STEM.pprof``, …), for
+    `go tool pprof -top -cum FILE`: which handlers, plugins and controllers the time goes to. The
+    scheduler and controller-manager answer the cluster's admins only (clusters created before they
+    checked certificates refuse everyone: their profiles are then left out, with a note)."""
+    if directory is None:
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as out:
-        proc = subprocess.Popen([build.kubectl_binary(settings), "--kubeconfig", str(settings.kubeconfig), "get",
-                                 "--raw", f"/debug/pprof/profile?seconds={seconds}"],
-                                stdout=out, stderr=subprocess.DEVNULL)
+    directory.mkdir(parents=True, exist_ok=True)
+    components = profiled_components(settings)
+    apiserver = (directory / f"apiserver-{stem}.pprof").open("wb")
+    proc = subprocess.Popen([build.kubectl_binary(settings), "--kubeconfig", str(settings.kubeconfig), "get",
+                             "--raw", f"/debug/pprof/profile?seconds={seconds}"],
+                            stdout=apiserver, stderr=subprocess.DEVNULL)
+
+    def fetch(name: str, base: str, cert: tuple[str, str]) -> None:
+        tls = ssl.create_default_context()
+        tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE  # their serving certificates are self-signed
+        tls.load_cert_chain(*cert)
         try:
-            yield
-        finally:
-            try:
-                proc.wait(timeout=seconds + 30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            resp = httpx.get(f"{base}/debug/pprof/profile", params={"seconds": seconds}, verify=tls,
+                             timeout=seconds + 30)
+        except httpx.HTTPError as exc:
+            print(f"  no profile of {name}: {exc}")
+            return
+        if resp.status_code != 200:
+            print(f"  no profile of {name}: {resp.status_code} (`make cluster-delete` recreates the cluster with "
+                  "profiling for admins)")
+            return
+        (directory / f"{name}-{stem}.pprof").write_bytes(resp.content)
+
+    threads = [threading.Thread(target=fetch, args=(name, *where), daemon=True)
+               for name, where in components.items()]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        try:
+            proc.wait(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        apiserver.close()
+        for thread in threads:
+            thread.join(timeout=seconds + 30)
 
 
 def measure(settings: ClusterSettings, mode: str, pod_counts: list[int], node_counts: list[int],
@@ -370,7 +416,7 @@ def measure(settings: ClusterSettings, mode: str, pod_counts: list[int], node_co
             print(f"  [{mode}] quiet after {settle(settings):.0f} s")
             before = apiserver_requests(settings)
             with sampled() as usage, profiling(spy and spy / f"{mode}-{count}-create", 600), \
-                    apiserver_profile(settings, pprof and pprof / f"apiserver-{mode}-{count}-create.pprof"):
+                    control_plane_profiles(settings, pprof, f"{mode}-{count}-create"):
                 ns, running = create_pods(settings, count, pool, per_deployment)
             middle = apiserver_requests(settings)
             results.append(Result("pods Running", count, running, usage, delta(before, middle)))
@@ -380,7 +426,7 @@ def measure(settings: ClusterSettings, mode: str, pod_counts: list[int], node_co
             results[-1].extra["at rest, % of a core"] = {r: round(100 * c / REST_SECONDS, 1)
                                                           for r, c in sorted(rest.cpu.items()) if c > 0.05}
             with sampled() as usage, profiling(spy and spy / f"{mode}-{count}-delete", 600), \
-                    apiserver_profile(settings, pprof and pprof / f"apiserver-{mode}-{count}-delete.pprof"):
+                    control_plane_profiles(settings, pprof, f"{mode}-{count}-delete"):
                 deleted = delete_pods(settings, ns)
             results.append(Result("pods deleted", count, deleted, usage, delta(middle, apiserver_requests(settings))))
             if mode == "full":
@@ -433,7 +479,7 @@ def main() -> int:
                              "ReplicaSet controller and the scheduler's topology spreading)")
     parser.add_argument("--py-spy", type=Path, default=None, help="write sampled stacks here (full mode)")
     parser.add_argument("--pprof", type=Path, default=None,
-                        help=f"write the apiserver's CPU profile of each phase's first {PPROF_SECONDS} s here")
+                        help=f"write the control plane's CPU profiles of each phase's first {PPROF_SECONDS} s here")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # progress while redirected
     pod_counts = [int(x) for x in args.pods.split(",") if x]

@@ -19,18 +19,10 @@ from k8sim.local.processes import ClusterError, alive, port_in_use, run, say, te
 from k8sim.local.settings import ClusterSettings
 
 
-def workdir(settings: ClusterSettings) -> Path:
-    return settings.state_dir / "kwok"
-
-
-def cluster_dir(settings: ClusterSettings) -> Path:
-    return workdir(settings) / "clusters" / settings.cluster_name
-
-
 def kwokctl_env(settings: ClusterSettings) -> dict[str, str]:
     return {
         **os.environ,
-        "KWOK_WORKDIR": str(workdir(settings)),
+        "KWOK_WORKDIR": str(topology.workdir(settings)),
         # kwokctl's own `kubectl` helper must not download one either.
         "KWOK_KUBECTL_BINARY": build.kubectl_binary(settings),
         # Inherited by every component kwokctl starts: the control plane spends a fifth of its CPU
@@ -67,7 +59,7 @@ def up(settings: ClusterSettings) -> None:
         ensure_nodes(settings)
         return
     bindir = build.ensure_binaries(settings)
-    exists = (cluster_dir(settings) / "kwok.yaml").exists()
+    exists = (topology.cluster_dir(settings) / "kwok.yaml").exists()
     if exists and is_ready(settings):
         say(f"cluster {settings.cluster_name} already running on 127.0.0.1:{settings.apiserver_port}")
     else:
@@ -80,7 +72,7 @@ def up(settings: ClusterSettings) -> None:
         started = time.monotonic()
         if exists:
             say(f"starting stopped cluster {settings.cluster_name}")
-            saved = (cluster_dir(settings) / "kwok.yaml").read_text()
+            saved = (topology.cluster_dir(settings) / "kwok.yaml").read_text()
             if f"bindAddress: {settings.bind_address}" not in saved:
                 say(f"warning: this cluster was created listening beyond {settings.bind_address}; "
                     "`make cluster-delete` recreates it bound as configured (its objects are lost)")
@@ -113,9 +105,9 @@ def ensure_nodes(settings: ClusterSettings) -> None:
 def component_pids(settings: ClusterSettings) -> list[int]:
     """Live processes of this cluster: kwokctl's pid files plus any process whose command
     line names its work directory (a component kwokctl lost track of)."""
-    marks = [str(workdir(settings))]  # never the shared bin cache: other clusters run from it too
+    marks = [str(topology.workdir(settings))]  # never the shared bin cache: other clusters run from it too
     candidates = set()
-    for pidfile in (cluster_dir(settings) / "pids").glob("*.pid"):
+    for pidfile in (topology.cluster_dir(settings) / "pids").glob("*.pid"):
         try:
             candidates.add(int(pidfile.read_text().strip()))
         except (OSError, ValueError):
@@ -137,7 +129,7 @@ def down(settings: ClusterSettings) -> None:
     """Stop every component, keeping etcd's data so `up` brings the same objects back."""
     if not settings.managed:
         return
-    if (cluster_dir(settings) / "kwok.yaml").exists():
+    if (topology.cluster_dir(settings) / "kwok.yaml").exists():
         bindir = build.ensure_binaries(settings)
         kwokctl(settings, bindir, "stop", "cluster", "--name", settings.cluster_name, check=False)
     _reap(settings)
@@ -146,12 +138,12 @@ def down(settings: ClusterSettings) -> None:
 
 def delete(settings: ClusterSettings) -> None:
     """Remove the cluster and its data."""
-    if (cluster_dir(settings) / "kwok.yaml").exists():
+    if (topology.cluster_dir(settings) / "kwok.yaml").exists():
         bindir = build.ensure_binaries(settings)
         kwokctl(settings, bindir, "delete", "cluster", "--name", settings.cluster_name,
                 "--kubeconfig", str(settings.kubeconfig), check=False)
     _reap(settings)
-    shutil.rmtree(cluster_dir(settings), ignore_errors=True)
+    shutil.rmtree(topology.cluster_dir(settings), ignore_errors=True)
     say(f"cluster {settings.cluster_name} deleted")
 
 

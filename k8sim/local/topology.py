@@ -137,11 +137,31 @@ def shard_of(name: str, shards: int) -> int:
     return zlib.crc32(name.encode()) % shards
 
 
+def workdir(settings: ClusterSettings) -> Path:
+    """kwokctl's working folder (KWOK_WORKDIR)."""
+    return settings.state_dir / "kwok"
+
+
+def cluster_dir(settings: ClusterSettings) -> Path:
+    """The local cluster's own folder: kwok.yaml, pki/, logs/, pids/."""
+    return workdir(settings) / "clusters" / settings.cluster_name
+
+
+def delegated_auth_flags(settings: ClusterSettings) -> dict[str, str]:
+    """The scheduler and controller-manager check a caller's client certificate against the cluster's
+    CA and its rights with the apiserver, as kubeadm sets them up: their /debug/pprof then answers the
+    cluster's admins (``bench_scale.py --pprof``) instead of refusing everyone but their probes."""
+    return {"client-ca-file": str(cluster_dir(settings) / "pki" / "ca.crt"),
+            "authorization-kubeconfig": str(cluster_dir(settings) / "kubeconfig.yaml")}
+
+
 def kwokctl_configuration(settings: ClusterSettings) -> dict[str, Any]:
     """kwokctl's own options: every component (etcd, controllers, KWOK) listens on one address,
     with the profile's flags. (In the configuration, not as --extra-args: kwokctl v0.8.0 indexes
     those wrongly past two components.)"""
     flags = {"kwok-controller": KWOK_FLAGS, **{c: component_flags(settings.profile, c) for c in PROFILE_COMPONENTS}}
+    for component in ("kube-controller-manager", "kube-scheduler"):
+        flags[component] = {**delegated_auth_flags(settings), **flags[component]}
     patches = [{"name": name, "extraArgs": [{"key": k, "value": v} for k, v in values.items()]}
                for name, values in flags.items() if values]
     return {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokctlConfiguration",

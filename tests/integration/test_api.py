@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from k8sim.local import build, cluster, services
+from k8sim.local import build, services, topology
 from k8sim.settings import ROOT
 from tests.ecp_ai import object_count, tenant_files, tenant_manifest
 
@@ -590,8 +590,8 @@ def test_the_clusters_own_namespaces_are_never_deleted_through_the_api(api_url: 
 
 def test_the_audit_log_names_the_process_that_deleted_a_namespace(api_url: str, kubectl: Kubectl,
                                                                   live_cluster: Any) -> None:
-    audit = cluster.cluster_dir(live_cluster) / "logs" / "audit.log"
-    if "kubeAuditPolicy" not in (cluster.cluster_dir(live_cluster) / "kwok.yaml").read_text():
+    audit = topology.cluster_dir(live_cluster) / "logs" / "audit.log"
+    if "kubeAuditPolicy" not in (topology.cluster_dir(live_cluster) / "kwok.yaml").read_text():
         pytest.skip("this cluster was created before it had an audit policy (`make cluster-delete` recreates it)")
     ns = f"audit-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", ns)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from k8sim import jobs
-from k8sim.local import build, cluster, processes
+from k8sim.local import build, processes, topology
 from k8sim.local.processes import free_port
 from k8sim.local.settings import ClusterSettings
 from k8sim.settings import ROOT
@@ -290,7 +290,7 @@ def test_sharded_kwok_controllers_play_disjoint_nodes(settings: ClusterSettings,
     env = {**os.environ, "K8SIM_KUBECONFIG": str(setup), "K8SIM_NODEPOOLS": str(pools),
            "K8SIM_NODE_IP_RANGE": "10.252.0.0/16", "K8SIM_KWOK_SHARDS": job_env["K8SIM_KWOK_SHARDS"]}
     kwok = build.ensure_binaries(settings) / "kwok"
-    local_log = cluster.cluster_dir(settings) / "logs" / "kwok-controller.log"
+    local_log = topology.cluster_dir(settings) / "logs" / "kwok-controller.log"
     local_before = local_log.stat().st_size
     logs = {shard: tmp_path / f"kwok-{shard}.log" for shard in (0, 1)}
     ports = {shard: free_port() for shard in (0, 1)}

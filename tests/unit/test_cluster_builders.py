@@ -132,7 +132,13 @@ def test_profile_flags_reach_each_component_once(settings: ClusterSettings) -> N
     assert patches["kwok-controller"]["node-lease-duration-seconds"] == "40"
     assert patches["etcd"] == {"unsafe-no-fsync": "true"}  # a simulator's objects can be made again
     realistic = topology.kwokctl_configuration(settings.model_copy(update={"profile": "realistic"}))
-    assert {p["name"] for p in realistic["componentsPatches"]} == {"kwok-controller"}  # Kubernetes' defaults
+    flags = {p["name"]: {a["key"]: a["value"] for a in p["extraArgs"]} for p in realistic["componentsPatches"]}
+    assert set(flags) == {"kwok-controller", "kube-controller-manager", "kube-scheduler"}  # Kubernetes' defaults
+    cluster = topology.cluster_dir(settings)
+    for component in ("kube-controller-manager", "kube-scheduler"):  # their /debug/pprof answers admins only
+        assert flags[component] == {"client-ca-file": str(cluster / "pki" / "ca.crt"),
+                                    "authorization-kubeconfig": str(cluster / "kubeconfig.yaml")}
+        assert patches[component].items() >= flags[component].items()
 
 
 def test_kwoks_in_cluster_configuration_is_the_profiles_stages_with_its_options() -> None:
