@@ -367,11 +367,6 @@ def control_plane_profiles(settings: ClusterSettings, directory: Path | None, st
         yield
         return
     directory.mkdir(parents=True, exist_ok=True)
-    components = profiled_components(settings)
-    apiserver = (directory / f"apiserver-{stem}.pprof").open("wb")
-    proc = subprocess.Popen([build.kubectl_binary(settings), "--kubeconfig", str(settings.kubeconfig), "get",
-                             "--raw", f"/debug/pprof/profile?seconds={seconds}"],
-                            stdout=apiserver, stderr=subprocess.DEVNULL)
 
     def fetch(name: str, base: str, cert: tuple[str, str]) -> None:
         tls = ssl.create_default_context()
@@ -390,19 +385,22 @@ def control_plane_profiles(settings: ClusterSettings, directory: Path | None, st
         (directory / f"{name}-{stem}.pprof").write_bytes(resp.content)
 
     threads = [threading.Thread(target=fetch, args=(name, *where), daemon=True)
-               for name, where in components.items()]
-    for thread in threads:
-        thread.start()
-    try:
-        yield
-    finally:
-        try:
-            proc.wait(timeout=seconds + 30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        apiserver.close()
+               for name, where in profiled_components(settings).items()]
+    with (directory / f"apiserver-{stem}.pprof").open("wb") as out:
+        proc = subprocess.Popen([build.kubectl_binary(settings), "--kubeconfig", str(settings.kubeconfig), "get",
+                                 "--raw", f"/debug/pprof/profile?seconds={seconds}"],
+                                stdout=out, stderr=subprocess.DEVNULL)
         for thread in threads:
-            thread.join(timeout=seconds + 30)
+            thread.start()
+        try:
+            yield
+        finally:
+            try:
+                proc.wait(timeout=seconds + 30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            for thread in threads:
+                thread.join(timeout=seconds + 30)
 
 
 def measure(settings: ClusterSettings, mode: str, pod_counts: list[int], node_counts: list[int],
