@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import threading
@@ -339,10 +338,10 @@ def profiling(directory: Path | None, seconds: int) -> Iterator[None]:
             proc.wait(timeout=60)
 
 
-def profiled_components(settings: ClusterSettings) -> dict[str, tuple[str, tuple[str, str]]]:
+def profiled_components(settings: ClusterSettings) -> dict[str, kube.Credentials]:
     """The scheduler's and controller-manager's own HTTPS addresses and the admin certificate, from
-    the cluster's kwok.yaml (kwokctl scrapes their /metrics the same way). KWOK's controller serves
-    no CPU profile (its /debug/pprof/ has the index only)."""
+    the cluster's kwok.yaml (kwokctl scrapes their /metrics the same way; their serving certificates
+    are self-signed). KWOK's controller serves no CPU profile (its /debug/pprof/ has the index only)."""
     path = topology.cluster_dir(settings) / "kwok.yaml"
     config = next((d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)
                    and d.get("kind") == "KwokctlConfiguration"), {}) if path.exists() else {}
@@ -350,8 +349,9 @@ def profiled_components(settings: ClusterSettings) -> dict[str, tuple[str, tuple
     for component in config.get("components") or []:
         metric = component.get("metric") or {}
         if component.get("name") in ("kube-scheduler", "kube-controller-manager") and metric.get("certPath"):
-            found[component["name"]] = (f"{metric.get('scheme', 'https')}://{metric['host']}",
-                                        (metric["certPath"], metric["keyPath"]))
+            found[component["name"]] = kube.Credentials(
+                server=f"{metric.get('scheme', 'https')}://{metric['host']}", cert_file=metric["certPath"],
+                key_file=metric["keyPath"], insecure=True)
     return found
 
 
@@ -368,13 +368,10 @@ def control_plane_profiles(settings: ClusterSettings, directory: Path | None, st
         return
     directory.mkdir(parents=True, exist_ok=True)
 
-    def fetch(name: str, base: str, cert: tuple[str, str]) -> None:
-        tls = ssl.create_default_context()
-        tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE  # their serving certificates are self-signed
-        tls.load_cert_chain(*cert)
+    def fetch(name: str, credentials: kube.Credentials) -> None:
         try:
-            resp = httpx.get(f"{base}/debug/pprof/profile", params={"seconds": seconds}, verify=tls,
-                             timeout=seconds + 30)
+            resp = httpx.get(f"{credentials.server}/debug/pprof/profile", params={"seconds": seconds},
+                             verify=credentials.ssl_context(), timeout=seconds + 30)
         except httpx.HTTPError as exc:
             print(f"  no profile of {name}: {exc}")
             return
@@ -384,8 +381,7 @@ def control_plane_profiles(settings: ClusterSettings, directory: Path | None, st
             return
         (directory / f"{name}-{stem}.pprof").write_bytes(resp.content)
 
-    threads = [threading.Thread(target=fetch, args=(name, *where), daemon=True)
-               for name, where in profiled_components(settings).items()]
+    threads = [threading.Thread(target=fetch, args=item, daemon=True) for item in profiled_components(settings).items()]
     with (directory / f"apiserver-{stem}.pprof").open("wb") as out:
         proc = subprocess.Popen([build.kubectl_binary(settings), "--kubeconfig", str(settings.kubeconfig), "get",
                                  "--raw", f"/debug/pprof/profile?seconds={seconds}"],
