@@ -114,4 +114,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common import run_recorded
+
+    sys.exit(run_recorded("bench_api", main))

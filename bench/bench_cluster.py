@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from k8sim.local import cluster, topology
+from k8sim import topology
+from k8sim.local import cluster
 from k8sim.local.settings import ClusterSettings
 
 TAINT = {"key": "k8sim.io/bench", "value": "true", "effect": "NoSchedule"}
@@ -110,4 +111,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from common import run_recorded
+
+    sys.exit(run_recorded("bench_cluster", main))

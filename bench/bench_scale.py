@@ -16,12 +16,15 @@ phase (Go's pprof; read with `go tool pprof -top -cum FILE`).
                                 [--pprof DIR] [--warm-up 1000] [--rounds 1]
 
 Nothing of the simulator may be running besides the cluster and services (`make up`, not `make run`).
+Each run also writes its figures to bench/results/bench_scale-<UTC time>.json (K8SIM_BENCH_RESULTS:
+another folder, or '' for none), from which the documentation's scale results page is generated.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import math
 import os
@@ -44,10 +47,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_cluster import TAINT, bench_nodes, delete_nodes
-from common import simulator
+from common import simulator, write_results
 
 from k8sim import kube, store
-from k8sim.local import build, cluster, services, topology
+from k8sim.local import build, cluster, layout, services
 from k8sim.local.settings import ClusterSettings
 
 PODS_PER_NODE = 100
@@ -342,7 +345,7 @@ def profiled_components(settings: ClusterSettings) -> dict[str, kube.Credentials
     """The scheduler's and controller-manager's own HTTPS addresses and the admin certificate, from
     the cluster's kwok.yaml (kwokctl scrapes their /metrics the same way; their serving certificates
     are self-signed). KWOK's controller serves no CPU profile (its /debug/pprof/ has the index only)."""
-    path = topology.cluster_dir(settings) / "kwok.yaml"
+    path = layout.cluster_dir(settings) / "kwok.yaml"
     config = next((d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)
                    and d.get("kind") == "KwokctlConfiguration"), {}) if path.exists() else {}
     found = {}
@@ -446,6 +449,16 @@ def measure(settings: ClusterSettings, mode: str, pod_counts: list[int], node_co
     return results
 
 
+def as_figures(result: Result) -> dict[str, Any]:
+    """One phase as the result file keeps it (request counts keyed "VERB resource")."""
+    return {"what": result.what, "count": result.count, "seconds": round(result.seconds, 2),
+            "rate": round(result.rate, 2), "cpu_seconds": {r: round(c, 2) for r, c in sorted(result.usage.cpu.items())},
+            "peak_rss_bytes": dict(sorted(result.usage.peak_rss.items())),
+            "apiserver_requests": {f"{verb} {resource or '-'}": round(n) for (verb, resource), n
+                                   in sorted(result.requests.items(), key=lambda kv: -kv[1])},
+            "extra": result.extra}
+
+
 def delta(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]) -> dict[tuple[str, str], float]:
     return {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0) > 0}
 
@@ -479,6 +492,7 @@ def main() -> int:
     pod_counts = [int(x) for x in args.pods.split(",") if x]
     node_counts = [int(x) for x in args.nodes.split(",") if x]
     settings = ClusterSettings()
+    started = dt.datetime.now(dt.UTC)
     running = {role for role in processes().values() if role in PYTHON_ROLES}
     if running:
         print(f"stop the simulator's own processes first ({', '.join(sorted(running))}): `make up`, not `make run`",
@@ -494,6 +508,8 @@ def main() -> int:
     # Every other round in the reverse order (full, raw, raw, full, ...): the cluster's drift over
     # the run and whichever mode goes first then weigh on both modes alike.
     results: dict[str, list[list[Result]]] = {}
+    runs: list[dict[str, Any]] = []
+    ratios: list[dict[str, Any]] = []
     for turn in range(args.rounds):
         for mode in order if turn % 2 == 0 else order[::-1]:
             print(f"{mode}{f' (round {turn + 1})' if args.rounds > 1 else ''}:")
@@ -506,12 +522,15 @@ def main() -> int:
             else:
                 found = measure(settings, mode, pod_counts, node_counts, None, args.per_deployment, args.pprof)
             results.setdefault(mode, []).append(found)
+            runs.append({"mode": mode, "round": turn + 1, "phases": [as_figures(r) for r in found]})
     if {"raw", "full"} <= results.keys():
         print("full / raw throughput:")
         for turn, (raws, fulls) in enumerate(zip(results["raw"], results["full"], strict=True)):
             for raw, full in zip(raws, fulls, strict=True):
                 print(f"  {f'round {turn + 1}: ' if args.rounds > 1 else ''}{raw.what} {raw.count}: "
                       f"raw {raw.rate:.1f}/s, full {full.rate:.1f}/s, ratio {full.rate / raw.rate:.2f}")
+                ratios.append({"round": turn + 1, "what": raw.what, "count": raw.count, "raw_rate": round(raw.rate, 2),
+                               "full_rate": round(full.rate, 2), "ratio": round(full.rate / raw.rate, 3)})
         if args.rounds > 1:  # over all rounds: every round's pods over every round's seconds
             for phase, raws in enumerate(zip(*results["raw"], strict=True)):
                 fulls = [r[phase] for r in results["full"]]
@@ -519,6 +538,11 @@ def main() -> int:
                 full_rate = sum(r.count for r in fulls) / sum(r.seconds for r in fulls)
                 print(f"  all rounds: {raws[0].what} {raws[0].count}: raw {raw_rate:.1f}/s, full {full_rate:.1f}/s, "
                       f"ratio {full_rate / raw_rate:.2f}")
+                ratios.append({"round": "all", "what": raws[0].what, "count": raws[0].count,
+                               "raw_rate": round(raw_rate, 2), "full_rate": round(full_rate, 2),
+                               "ratio": round(full_rate / raw_rate, 3)})
+    write_results("bench_scale", {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                  {"runs": runs, "ratios": ratios}, started)
     return 0
 
 

@@ -159,4 +159,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from common import run_recorded
+
+    raise SystemExit(run_recorded("bench_tick", main))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from k8sim import lifecycle, model
@@ -29,7 +29,7 @@ class Firing:
 
 
 #: Service thresholds: (name, severity, read, comparison threshold, what it means).
-SERVICE_RULES = [
+SERVICE_RULES: list[tuple[str, str, Callable[[model.ServiceSample], float], str, float, str]] = [
     ("ServiceUnavailable", "critical", lambda s: s.ready_pods, "<", 1, "no ready replica serves"),
     ("ServiceErrorRateHigh", "critical", lambda s: 100 * s.error_rate, ">", 5.0, "% of requests fail"),
     ("ServiceLatencyHigh", "warning", lambda s: s.latency_ms, ">", 1000.0, "ms mean response time"),

@@ -7,29 +7,27 @@ API's /cluster/capacity routes read the cluster and hand it here.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from kubernetes.utils.quantity import parse_quantity
+
 from k8sim import lifecycle
 
-_QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
-_FACTORS = {"": 1, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 1024, "Mi": 1024**2,
-            "Gi": 1024**3, "Ti": 1024**4}
 GPU = "nvidia.com/gpu"
 POOL_LABEL = "k8sim.io/pool"
 
 
 def quantity(value: Any) -> float | None:
-    """A Kubernetes quantity ("250m", "2Gi", 3) as a float; None when absent or unreadable."""
-    if value is None:
+    """A Kubernetes quantity ("250m", "2Gi", "1e3", 3) as a float; None when absent or unreadable.
+
+    The official client's parser: every suffix and exponent form the apiserver writes."""
+    if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    match = _QUANTITY.match(str(value).strip())
-    if not match or match[2] not in _FACTORS:
+    try:
+        return float(parse_quantity(value))
+    except (ValueError, TypeError, ArithmeticError):
         return None
-    return float(match[1]) * _FACTORS[match[2]]
 
 
 @dataclasses.dataclass

@@ -15,38 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from k8sim import store
+from k8sim import store, topology
 from k8sim.kube import Kube, KubeError
-from k8sim.local import topology
-from k8sim.local.processes import ClusterError
-from k8sim.local.settings import ClusterSettings
+from k8sim.settings import NodeSettings
 
 log = logging.getLogger("k8sim.jobs")
 FIELD_MANAGER = "k8sim-nodes"
-
-
-#: KWOK's options in the chart. A KwokConfiguration read from a file gets no defaults (KWOK v0.8.0
-#: then refuses to start: "node leases parallelism must be greater than 0"), so every option KWOK
-#: defaults is set here, to its default. Play-stage parallelism stays at 4: at 16, stale stage
-#: jobs of a pod overtake newer ones (KWOK evaluates a stage's selector when it queues the job, and
-#: patches without a precondition), so 2,000 pods flapped between ContainerCreating and Running
-#: for minutes with about 650 Ready (measured on the local cluster).
-KWOK_OPTIONS: dict[str, Any] = {
-    "podPlayStageParallelism": 4, "nodePlayStageParallelism": 4, "nodeLeaseParallelism": 4,
-    "podsOnNodeSyncParallelism": 1, "enablePodsOnNodeSyncListPager": True, "enablePodsOnNodeSyncStreamWatch": False,
-    "enableDebuggingHandlers": True, "enableProfilingHandler": True, "enableContentionProfiling": False,
-    "nodeLeaseDurationSeconds": int(topology.KWOK_FLAGS["node-lease-duration-seconds"]),
-}
-
-
-def kwok_config(profile: str) -> str:
-    """KWOK's own configuration file: its options and the stages with the profile's delays, one
-    YAML stream, as `kwok --config` reads it."""
-    docs = [{"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokConfiguration", "options": KWOK_OPTIONS},
-            *topology.stages_for_profile(profile)]
-    return yaml.safe_dump_all(docs, sort_keys=False)
 
 
 async def migrate(database_url: str) -> list[int]:
@@ -57,7 +31,7 @@ async def migrate(database_url: str) -> list[int]:
         await pool.close()
 
 
-async def nodes(action: str, settings: ClusterSettings, shards: int = 1) -> list[str]:
+async def nodes(action: str, settings: NodeSettings, shards: int = 1) -> list[str]:
     """Register (or remove) every node of the pools as KWOK fake nodes, as the chart's Job and the
     local cluster's start do, each labelled with its KWOK shard when there are several; returns
     their names."""
@@ -65,16 +39,33 @@ async def nodes(action: str, settings: ClusterSettings, shards: int = 1) -> list
     kube = Kube(settings.kubeconfig, agent="k8sim-jobs")
     try:
         for node in manifests:
-            name = node["metadata"]["name"]
             if action == "delete":
-                await kube.delete("v1", "Node", name)
-                continue
-            await kube.apply({k: v for k, v in node.items() if k != "status"}, field_manager=FIELD_MANAGER)
-            # A kubelet registers with its status; KWOK keeps the conditions from then on.
-            await kube.patch("v1", "Node", name, {"status": node["status"]}, subresource="status")
+                await kube.delete("v1", "Node", node["metadata"]["name"])
+            else:
+                await register_node(kube, node)
     finally:
         await kube.close()
     return [node["metadata"]["name"] for node in manifests]
+
+
+async def register_node(kube: Kube, node: dict[str, Any]) -> None:
+    """Register a node as a kubelet does: one create that carries its status (capacity, allocatable,
+    addresses, node info), so that no version of the node ever lacks them.
+
+    KWOK renders a stage from the version of the node it queued the stage for, and patches without a
+    precondition. A node created bare and given its status by a second write let KWOK's
+    ``node-initialize`` render from the bare version (its defaults: cpu 1k, memory 1Ti, pods 1M), and
+    whenever that patch landed after our status, the defaults stayed. An existing node (a restart)
+    gets its metadata, spec and status written again; KWOK keeps its conditions from then on."""
+    name = node["metadata"]["name"]
+    try:
+        await kube.create(node, field_manager=FIELD_MANAGER)
+        return
+    except KubeError as exc:
+        if exc.status != 409:
+            raise
+    await kube.apply({k: v for k, v in node.items() if k != "status"}, field_manager=FIELD_MANAGER)
+    await kube.patch("v1", "Node", name, {"status": node["status"]}, subresource="status")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,14 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     node = sub.add_parser("nodes", help="register or remove the fake nodes of K8SIM_NODEPOOLS")
     node.add_argument("action", choices=["apply", "delete"])
     args = parser.parse_args(argv)
-    settings = ClusterSettings()
+    settings = NodeSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         if args.command == "migrate":
             done = asyncio.run(migrate(settings.database_url))
             print(f"k8sim: migrations applied: {done or 'none pending'}", file=sys.stderr)
         elif args.command == "kwok-config":
-            text = kwok_config(args.profile)
+            text = topology.kwok_config(args.profile)
             if args.out:
                 args.out.write_text(text)
             else:
@@ -102,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             count = len(asyncio.run(nodes(args.action, settings, settings.kwok_shards)))
             print(f"k8sim: {count} nodes {'registered' if args.action == 'apply' else 'removed'}", file=sys.stderr)
-    except (ClusterError, KubeError, OSError) as exc:
+    except (topology.TopologyError, KubeError, OSError) as exc:
         print(f"k8sim: {exc}", file=sys.stderr)
         return 1
     return 0

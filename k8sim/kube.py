@@ -3,8 +3,8 @@
 A thin layer over httpx speaking the apiserver's REST API directly, so any kind the
 cluster serves (built-in or custom) is handled the same way, including server-side apply
 and ``dryRun=All``. It works against any kubeconfig, or in-cluster. Watches, where every pod's
-every change arrives, go over aiohttp (a C HTTP parser; httpx's per-chunk Python path cost the
-engine a quarter of its CPU at thousands of pods) and are decoded with orjson.
+every change arrives, go over aiohttp (a C HTTP parser; httpx's per-chunk Python path costs much
+of a process's CPU at thousands of pods) and are decoded with orjson.
 """
 
 from __future__ import annotations
@@ -451,10 +451,11 @@ class Kube:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, max_backoff)
 
-    async def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+    async def create(self, obj: Mapping[str, Any], *, field_manager: str | None = None) -> dict[str, Any]:
         info = await self.resource(obj["apiVersion"], obj["kind"])
         ns = obj.get("metadata", {}).get("namespace") if info.namespaced else None
-        result: dict[str, Any] = await self.request("POST", info.path(ns), body=obj)
+        params = {"fieldManager": field_manager} if field_manager else None
+        result: dict[str, Any] = await self.request("POST", info.path(ns), params=params, body=obj)
         return result
 
     async def patch(self, api_version: str, kind: str, name: str, patch: Mapping[str, Any], *,

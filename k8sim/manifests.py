@@ -129,7 +129,7 @@ class Document:
 # --------------------------------------------------------------------------- YAML
 
 
-# libyaml's parser when PyYAML was built with it (it is ~10x faster), else the pure one.
+# libyaml's parser when PyYAML was built with it (much faster), else the pure one.
 _Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

@@ -1,7 +1,7 @@
 """Failure scenarios: what a Scenario asks for, what it hits, and when it plays.
 
 Pure: the operator plays them (marks pods, nodes and workloads that KWOK's fault stages in
-``cluster/stages/fault-*.yaml`` act on), the engine reads the model effects of active ones,
+``k8sim/cluster/stages/fault-*.yaml`` act on), the engine reads the model effects of active ones,
 the API validates bodies with :func:`validate`.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from k8sim import explain, lifecycle, model
-from k8sim.settings import ROOT
+from k8sim.settings import CLUSTER_DATA
 
 GROUP, VERSION, PLURAL, KIND = "k8sim.io", "v1alpha1", "scenarios", "Scenario"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -169,7 +169,7 @@ def windows(spec: Spec, created: dt.datetime, seed: str) -> Iterator[tuple[dt.da
 
 
 def background(profile: str, overrides: Mapping[str, float] | None = None,
-               profiles: Path = ROOT / "cluster" / "profiles.yaml") -> model.Background:
+               profiles: Path = CLUSTER_DATA / "profiles.yaml") -> model.Background:
     """The background failure rates of a cluster profile (none when it names none), with overrides."""
     data = yaml.safe_load(profiles.read_text()) or {}
     if profile not in data:

@@ -8,13 +8,19 @@ variable (``K8SIM_`` + the field name in capitals).
 from __future__ import annotations
 
 import gc
+from importlib import resources
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: The repository root: data folders (cluster/) and the default state folder live here.
+#: The repository root: the default state folder lives here (in a checkout).
 ROOT = Path(__file__).resolve().parent.parent
+#: What the cluster is made of (stages, profiles, node pools, CRDs, storage classes, the audit policy):
+#: package data, found where the package is installed, as the migrations are. A real folder, not a
+#: Traversable: the kube-apiserver, kubectl and KWOK read these files by path, and pip always installs
+#: packages unzipped (``as_file`` would extract a zipped one to a temporary copy gone on exit).
+CLUSTER_DATA = Path(str(resources.files("k8sim") / "cluster"))
 
 
 class CommonSettings(BaseSettings):
@@ -36,14 +42,14 @@ class CommonSettings(BaseSettings):
         "postgresql://k8sim@127.0.0.1:6350/k8sim", description="asyncpg DSN of the store."
     )
     redis_url: str = Field("redis://127.0.0.1:6351/0", description="Redis URL for snapshots.")
-    profile: str = Field("demo", description="Cluster profile of cluster/profiles.yaml: stage delays, control-plane "
-                                             "timers, background failures (demo or realistic).")
+    profile: str = Field("demo", description="Cluster profile of k8sim/cluster/profiles.yaml: stage delays, "
+                                             "control-plane timers, background failures (demo or realistic).")
     speed: float = Field(1.0, description="Simulated seconds per real second of the model and the SLA (60: a day in "
                                           "24 minutes); the cluster's own timers always run in real time.")
     seed: int = Field(42, description="Seed of every random process (the model, background failures).")
     background: dict[str, float] = Field(
         {}, description="Overrides of the profile's background failure rates, as JSON "
-                        '(for example {"pod_crashes_per_day": 0.2}); see cluster/profiles.yaml.')
+                        '(for example {"pod_crashes_per_day": 0.2}); see k8sim/cluster/profiles.yaml.')
     log_level: str = Field("WARNING", description="Log level of our own loggers (quiet by default).")
     sla_target: float = Field(99.5, description="SLA target, percent of good requests.")
     sla_window_seconds: float = Field(3600.0, description="Window of /sla/status and summaries, simulated s.")
@@ -54,7 +60,19 @@ class CommonSettings(BaseSettings):
     gc_threshold: int = Field(50_000, ge=0, description=(
         "Allocations between passes of Python's cyclic garbage collector over its youngest objects "
         "(0 keeps Python's default of 700). At thousands of watched objects the default makes the collector "
-        "walk the whole heap every few ticks: a quarter to a third of the engine's tick (bench/bench_tick.py)."))
+        "walk the whole heap every few ticks, a large share of the engine's tick (bench/bench_tick.py measures it)."))
+
+
+class NodeSettings(CommonSettings):
+    """The fake nodes: the local cluster's and the Helm chart's node Job (``python -m k8sim.jobs nodes``)."""
+
+    nodepools: Path = Field(CLUSTER_DATA / "nodepools.yaml", description="Node-pool file.")
+    node_ip_range: str = Field(
+        "10.240.0.0/16", description="CIDR the nodes' InternalIPs come from (addresses only, never contacted)."
+    )
+    kwok_shards: int = Field(1, ge=1, description=(
+        "KWOK controllers sharing the chart's fake nodes: the node Job labels each node k8sim.io/kwok-shard "
+        "(a hash of its name) and each controller plays its own shard. The local cluster has one."))
 
 
 def tune_gc(settings: CommonSettings) -> None:

@@ -7,11 +7,12 @@ for those sums per window.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from typing import Any
 
 import asyncpg
 
-from k8sim import store
+from k8sim import rows, store
 
 #: (long window, short window, burn-rate threshold, severity): "Alerting on SLOs", SRE workbook ch. 5.
 BURN_ALERTS = [
@@ -99,22 +100,123 @@ def evaluate(good: float, total: float, target: float,
     return Evaluation(percentage, status(percentage, target, remaining, alerts[0].firing), remaining, alerts)
 
 
+@dataclasses.dataclass(frozen=True)
+class Status:
+    """The SLA over the window ending at the newest sample (/sla/status)."""
+
+    status: str
+    percentage: float
+    target: float
+    data_points: int
+    healthy_points: int
+    error_budget_remaining: float
+    burn_rates: dict[str, float]
+    window_seconds: float
+    tenant_id: str | None
+    #: good and total requests in the window, and where it ends; None before the first sample
+    requests: dict[str, int] | None = None
+    as_of: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        body = dataclasses.asdict(self)
+        for key in ("requests", "as_of"):
+            if body[key] is None:
+                del body[key]
+        return body
+
+
 async def current(conn: asyncpg.Connection, *, target: float, window_s: float,
-                  tenant: str | None = None) -> dict[str, Any]:
-    """The /sla/status document over the window ending at the newest sample (simulated time; a
+                  tenant: str | None = None) -> Status:
+    """The /sla/status figures over the window ending at the newest sample (simulated time; a
     tenant's own newest, so a tenant's windows are its own even where engines' clocks differ)."""
     end = await store.latest_sample_time(conn, tenant)
     if end is None:
-        return {"status": "meeting", "percentage": 100.0, "target": target, "data_points": 0, "healthy_points": 0,
-                "error_budget_remaining": 1.0, "burn_rates": {}, "window_seconds": window_s, "tenant_id": tenant}
+        return Status("meeting", 100.0, target, 0, 0, 1.0, {}, window_s, tenant)
     good, total = await store.window_sums(conn, end, window_s, tenant=tenant)
     points, healthy = await store.sla_points(conn, end, window_s, target, tenant=tenant)
     windows = {name: await store.window_sums(conn, end, seconds, tenant=tenant)
                for name, seconds in WINDOW_SECONDS.items()}
     result = evaluate(good, total, target, windows)
-    return {"status": result.status, "percentage": result.percentage,
-            "target": target, "data_points": points, "healthy_points": healthy,
-            "error_budget_remaining": round(result.remaining, 4),
-            "burn_rates": {name: round(burn_rate(*windows[name], target), 3) for name in windows},
-            "window_seconds": window_s, "requests": {"good": round(good), "total": round(total)},
-            "as_of": end.isoformat(), "tenant_id": tenant}
+    return Status(result.status, result.percentage, target, points, healthy, round(result.remaining, 4),
+                  {name: round(burn_rate(*windows[name], target), 3) for name in windows}, window_s, tenant,
+                  {"good": round(good), "total": round(total)}, end.isoformat())
+
+
+def verdict(good: float, total: float, target: float) -> str:
+    return "meeting" if availability(good, total) >= target else "breached"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportPeriod:
+    """One day, week or month as recorded."""
+
+    period: str
+    availability: float
+    requests: int
+    failed_requests: int
+    minutes: int
+    status: str
+
+    @classmethod
+    def of(cls, row: rows.ReportRow, target: float) -> ReportPeriod:
+        return cls(row.period.isoformat(), round(availability(row.good, row.total), 4), round(row.total),
+                   round(row.total - row.good), row.minutes, verdict(row.good, row.total, target))
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportSpan:
+    """The last ``days`` up to the newest sample. ``coverage`` is the share of the span from its first
+    sample on: earlier (or engine-down) time is not counted, nothing is extrapolated."""
+
+    days: float
+    start: dt.datetime
+    end: dt.datetime
+    sums: rows.PeriodSums
+    target: float
+
+    def as_json(self) -> dict[str, Any]:
+        sums, days = self.sums, self.days
+        return {
+            "days": days, "from": self.start.isoformat(), "to": self.end.isoformat(),
+            "first_sample": sums.first.isoformat() if sums.first else None,
+            "availability": round(availability(sums.good, sums.total), 4), "requests": round(sums.total),
+            "failed_requests": round(sums.total - sums.good), "samples": sums.samples,
+            "minutes_with_samples": sums.minutes,
+            "coverage": round(((self.end - sums.first).total_seconds() / (days * 86400)) if sums.first else 0.0, 4),
+            "error_budget_remaining": round(budget_remaining(sums.good, sums.total, self.target), 4),
+            "status": verdict(sums.good, sums.total, self.target)}
+
+
+#: The report's sections: their unit and how many days back each goes.
+REPORT_SECTIONS = (("daily", "day", 7), ("weekly", "week", 35), ("monthly", "month", 92))
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """Daily, weekly and monthly availability from the stored history (and the last N days)."""
+
+    target: float
+    tenant_id: str | None
+    period: ReportSpan | None
+    sections: dict[str, list[ReportPeriod]]
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"target": self.target, "tenant_id": self.tenant_id}
+        if self.period is not None:
+            body["period"] = self.period.as_json()
+        for name, periods in self.sections.items():
+            body[name] = [dataclasses.asdict(p) for p in periods]
+        return body
+
+
+async def report(conn: asyncpg.Connection, *, target: float, tenant: str | None = None,
+                 days: float | None = None) -> Report:
+    """Computed from the recorded samples only, up to the newest (now without any)."""
+    end = await store.latest_sample_time(conn, tenant) or dt.datetime.now(dt.UTC)
+    span = None
+    if days is not None:
+        since = end - dt.timedelta(days=days)
+        span = ReportSpan(days, since, end, await store.period_sums(conn, since, end, tenant=tenant), target)
+    sections = {name: [ReportPeriod.of(r, target) for r in await store.sla_report(
+        conn, unit, end - dt.timedelta(days=back), tenant=tenant)] for name, unit, back in REPORT_SECTIONS}
+    return Report(target, tenant, span, sections)

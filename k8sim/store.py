@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from k8sim import lifecycle
+from k8sim import lifecycle, rows
 
 log = logging.getLogger(__name__)
 
@@ -210,21 +210,21 @@ ON CONFLICT DO NOTHING
 
 async def live_resources(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """Every object recorded as existing (for the sweep that finds deletions the watch missed)."""
-    rows: list[asyncpg.Record] = await conn.fetch(
+    found: list[asyncpg.Record] = await conn.fetch(
         "SELECT uid, api_version, kind, namespace, name, resource_version FROM resources WHERE deleted_at IS NULL")
-    return rows
+    return found
 
 
 async def load_states(conn: asyncpg.Connection, uids: Sequence[str]) -> dict[str, lifecycle.State | None]:
     """The last recorded state of each uid (None for a recorded deletion); unknown uids are absent."""
-    rows = await conn.fetch("SELECT uid, state, deleted_at FROM resources WHERE uid = ANY($1::text[])", list(uids))
-    return {r["uid"]: None if r["deleted_at"] else lifecycle.State.from_dict(r["state"]) for r in rows}
+    found = await conn.fetch("SELECT uid, state, deleted_at FROM resources WHERE uid = ANY($1::text[])", list(uids))
+    return {r["uid"]: None if r["deleted_at"] else lifecycle.State.from_dict(r["state"]) for r in found}
 
 
 async def history(conn: asyncpg.Connection, *, tenant: str | None = None, namespace: str | None = None,
                   kind: str | None = None, name: str | None = None, uid: str | None = None,
                   transition: str | None = None, since: dt.datetime | None = None, after_id: int = 0,
-                  limit: int = 500) -> list[asyncpg.Record]:
+                  limit: int = 500) -> list[rows.Step]:
     """Recorded lifecycle steps in the order they were recorded (by id, so ``after_id`` pages and
     polls), each given filter matched exactly; ``since`` is on when the step happened."""
     args: list[Any] = [after_id, limit]
@@ -234,9 +234,8 @@ async def history(conn: asyncpg.Connection, *, tenant: str | None = None, namesp
         if value is not None:
             args.append(value)
             where.append(f"{column} {'>=' if column == 'occurred_at' else '='} ${len(args)}")
-    rows: list[asyncpg.Record] = await conn.fetch(
-        f"SELECT * FROM resource_events WHERE {' AND '.join(where)} ORDER BY id LIMIT $2", *args)
-    return rows
+    return rows.Step.all(await conn.fetch(
+        f"SELECT * FROM resource_events WHERE {' AND '.join(where)} ORDER BY id LIMIT $2", *args))
 
 
 #: What an object's row holds besides its versions: a new version with the same needs no write.
@@ -354,36 +353,36 @@ async def fail_interrupted_deployments(conn: asyncpg.Connection) -> int:
     return int(result.split()[-1])
 
 
-async def latest_deployment(conn: asyncpg.Connection, tenant: str) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT * FROM deployments WHERE tenant = $1 ORDER BY created_at DESC LIMIT 1", tenant)
-    return row
+async def latest_deployment(conn: asyncpg.Connection, tenant: str) -> rows.Deployment | None:
+    row = await conn.fetchrow(
+        "SELECT id, tenant, namespace, status, deployed_count, failed_count, message, created_at FROM deployments "
+        "WHERE tenant = $1 ORDER BY created_at DESC LIMIT 1", tenant)
+    return None if row is None else rows.Deployment.of(row)
 
 
 async def namespace_tenants(conn: asyncpg.Connection) -> dict[str, str]:
     """namespace → tenant of every Namespace a tenant's deploy created (the newest deploy wins)."""
-    rows = await conn.fetch(
+    found = await conn.fetch(
         "SELECT DISTINCT ON (d.name) d.name, d.tenant FROM deployment_objects d "
         "JOIN deployments x ON x.id = d.deployment_id "
         "WHERE d.kind = 'Namespace' AND d.tenant IS NOT NULL ORDER BY d.name, x.created_at DESC")
-    return {r["name"]: r["tenant"] for r in rows}
+    return {r["name"]: r["tenant"] for r in found}
 
 
-async def deployment_objects(conn: asyncpg.Connection, tenant: str) -> list[asyncpg.Record]:
+async def deployment_objects(conn: asyncpg.Connection, tenant: str) -> list[rows.ObjectRef]:
     """Every object any deploy of this tenant created (for a tenant delete)."""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT DISTINCT api_version, kind, namespace, name FROM deployment_objects WHERE tenant = $1", tenant)
-    return rows
+    return rows.ObjectRef.all(await conn.fetch(
+        "SELECT DISTINCT api_version, kind, namespace, name FROM deployment_objects WHERE tenant = $1", tenant))
 
 
 # --------------------------------------------------------------------------- monitoring
 
 
-async def insert_samples(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+async def insert_samples(conn: asyncpg.Connection, samples: Sequence[tuple[Any, ...]]) -> None:
     """(taken_at, service, tenant, good, total, healthy) per service and tick, added to their minute's
     sums (of every service, and of the tenant's) in the same transaction."""
     minutes: dict[tuple[str, str, dt.datetime], list[float]] = {}
-    for taken_at, _, tenant, good, total, _ in rows:
+    for taken_at, _, tenant, good, total, _ in samples:
         minute = _minute(taken_at)
         for scope in (("all", ""), ("tenant", tenant)) if tenant else (("all", ""),):
             sums = minutes.setdefault((*scope, minute), [0.0, 0.0, 0])
@@ -393,7 +392,7 @@ async def insert_samples(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...
     async with conn.transaction():
         await conn.executemany(
             "INSERT INTO sla_samples (taken_at, service, tenant, good, total, healthy) "
-            "VALUES ($1, $2, $3, $4, $5, $6)", rows)
+            "VALUES ($1, $2, $3, $4, $5, $6)", samples)
         await conn.executemany(
             "INSERT INTO sla_minutes (scope, tenant, minute, good, total, samples) VALUES ($1, $2, $3, $4, $5, $6) "
             "ON CONFLICT (scope, tenant, minute) DO UPDATE SET good = sla_minutes.good + EXCLUDED.good, "
@@ -468,13 +467,13 @@ async def tenant_window_sums(conn: asyncpg.Connection, end: dt.datetime, seconds
                              ) -> dict[str, tuple[float, float]]:
     """tenant → (good, total) requests in (end - seconds, end], for every tenant with samples."""
     lo, hi = _whole_minutes(end - dt.timedelta(seconds=seconds), end)
-    rows = await conn.fetch(
+    found = await conn.fetch(
         "SELECT tenant, COALESCE(sum(good), 0) AS good, COALESCE(sum(total), 0) AS total FROM ("
         " SELECT tenant, good, total FROM sla_minutes WHERE scope = 'tenant' AND minute >= $1 AND minute < $2"
         " UNION ALL SELECT tenant, good, total FROM sla_samples"
         "  WHERE ((taken_at > $3 AND taken_at < $1) OR (taken_at >= $2 AND taken_at <= $4)) AND tenant IS NOT NULL"
         ") AS parts GROUP BY tenant", lo, hi, end - dt.timedelta(seconds=seconds), end)
-    return {r["tenant"]: (float(r["good"]), float(r["total"])) for r in rows}
+    return {r["tenant"]: (float(r["good"]), float(r["total"])) for r in found}
 
 
 async def sla_points(conn: asyncpg.Connection, end: dt.datetime, seconds: float, target: float, *,
@@ -491,31 +490,29 @@ async def sla_points(conn: asyncpg.Connection, end: dt.datetime, seconds: float,
 
 
 async def sla_report(conn: asyncpg.Connection, unit: str, since: dt.datetime, *,
-                     tenant: str | None = None) -> list[asyncpg.Record]:
+                     tenant: str | None = None) -> list[rows.ReportRow]:
     """Per day/week/month since a time: good, total requests and minutes with samples."""
     if unit not in ("day", "week", "month"):
         raise ValueError(f"unit must be day, week or month, not {unit!r}")
     lo = since if _minute(since) == since else _minute(since) + MINUTE
     args: list[Any] = [unit, "all" if tenant is None else "tenant", tenant or "", lo, since]
-    rows: list[asyncpg.Record] = await conn.fetch(
+    return rows.ReportRow.all(await conn.fetch(
         "SELECT date_trunc($1, m) AS period, sum(good) AS good, sum(total) AS total, count(*) AS minutes FROM ("
         " SELECT minute AS m, good, total FROM sla_minutes WHERE scope = $2 AND tenant = $3 AND minute >= $4"
         " UNION ALL SELECT date_trunc('minute', taken_at), sum(good), sum(total) FROM sla_samples"
         f"  WHERE taken_at >= $5 AND taken_at < $4 {_scope(tenant, None, args)} GROUP BY 1"
-        ") AS minutes GROUP BY 1 ORDER BY 1", *args)
-    return rows
+        ") AS minutes GROUP BY 1 ORDER BY 1", *args))
 
 
 async def snapshot_history(conn: asyncpg.Connection, since: dt.datetime, until: dt.datetime,
-                           max_points: int = 360) -> list[asyncpg.Record]:
+                           max_points: int = 360) -> list[rows.Snapshot]:
     """Snapshots in a range, downsampled to at most max_points (the first of each bucket)."""
     bucket = max((until - since).total_seconds() / max_points, 1.0)
-    rows: list[asyncpg.Record] = await conn.fetch(
+    return rows.Snapshot.all(await conn.fetch(
         "SELECT DISTINCT ON (date_bin($3::interval, taken_at, $1)) taken_at, document "
         "FROM monitoring_snapshots WHERE taken_at >= $1 AND taken_at <= $2 "
         "ORDER BY date_bin($3::interval, taken_at, $1), taken_at",
-        since, until, dt.timedelta(seconds=bucket))
-    return rows
+        since, until, dt.timedelta(seconds=bucket)))
 
 
 async def latest_sample_time(conn: asyncpg.Connection, tenant: str | None = None) -> dt.datetime | None:
@@ -527,19 +524,20 @@ async def latest_sample_time(conn: asyncpg.Connection, tenant: str | None = None
 
 
 async def period_sums(conn: asyncpg.Connection, since: dt.datetime, until: dt.datetime, *,
-                      tenant: str | None = None) -> asyncpg.Record:
+                      tenant: str | None = None) -> rows.PeriodSums:
     """Over (since, until]: good and total requests, samples, and the minutes that have samples."""
     args: list[Any] = []
     minutes, edges = _parts(tenant, since, until, args)  # since is $5, until $6, the tenant $7
     of_tenant = "AND tenant = $7" if tenant is not None else ""
-    row: asyncpg.Record = await conn.fetchrow(
+    row = await conn.fetchrow(
         "SELECT COALESCE(sum(good), 0) AS good, COALESCE(sum(total), 0) AS total, "
         "       COALESCE(sum(samples), 0)::bigint AS samples, count(*) AS minutes, "
         f"      (SELECT min(taken_at) FROM sla_samples WHERE taken_at > $5 AND taken_at <= $6 {of_tenant}) AS first"
         f" FROM (SELECT good, total, samples FROM sla_minutes WHERE {minutes}"
         f"       UNION ALL SELECT sum(good), sum(total), count(*) FROM sla_samples WHERE {edges}"
         "        GROUP BY date_trunc('minute', taken_at)) AS minutes", *args)
-    return row
+    return rows.PeriodSums(float(row["good"]), float(row["total"]), int(row["samples"]), int(row["minutes"]),
+                           row["first"])
 
 
 async def latest_snapshot_time(conn: asyncpg.Connection) -> dt.datetime | None:
@@ -554,13 +552,13 @@ async def prune_monitoring(conn: asyncpg.Connection, before: dt.datetime) -> Non
     await conn.execute("DELETE FROM sla_minutes WHERE minute < $1", _minute(before))
 
 
-async def create_alert_rule(conn: asyncpg.Connection, rule: Mapping[str, Any]) -> asyncpg.Record:
-    row: asyncpg.Record = await conn.fetchrow(
+async def create_alert_rule(conn: asyncpg.Connection, rule: Mapping[str, Any]) -> rows.AlertRule:
+    row = await conn.fetchrow(
         "INSERT INTO alert_rules (id, name, metric, operator, threshold, tenant, service, severity) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
         uuid.uuid4(), rule["name"], rule["metric"], rule["operator"], rule["threshold"], rule.get("tenant"),
         rule.get("service"), rule.get("severity", "warning"))
-    return row
+    return rows.AlertRule.of(row)
 
 
 async def delete_alert_rule(conn: asyncpg.Connection, rule_id: uuid.UUID) -> bool:
@@ -573,8 +571,14 @@ async def delete_alert_rule(conn: asyncpg.Connection, rule_id: uuid.UUID) -> boo
 
 
 async def alert_rules(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch("SELECT * FROM alert_rules ORDER BY created_at")
-    return rows
+    """The engine's reader (it indexes the records); everyone else reads :func:`list_alert_rules`."""
+    found: list[asyncpg.Record] = await conn.fetch("SELECT * FROM alert_rules ORDER BY created_at")
+    return found
+
+
+async def list_alert_rules(conn: asyncpg.Connection) -> list[rows.AlertRule]:
+    """Every rule, oldest first."""
+    return rows.AlertRule.all(await alert_rules(conn))
 
 
 async def fire_alert(conn: asyncpg.Connection, *, rule_id: str, name: str, severity: str, service: str | None,
@@ -589,16 +593,16 @@ async def fire_alert(conn: asyncpg.Connection, *, rule_id: str, name: str, sever
 
 async def resolve_alerts(conn: asyncpg.Connection, still_firing: set[tuple[str, str]], at: dt.datetime) -> int:
     """Resolve every open alert whose (rule_id, service) is no longer firing."""
-    rows = await conn.fetch("SELECT id, rule_id, COALESCE(service, '') AS service FROM alert_events "
+    found = await conn.fetch("SELECT id, rule_id, COALESCE(service, '') AS service FROM alert_events "
                             "WHERE resolved_at IS NULL")
-    done = [r["id"] for r in rows if (r["rule_id"], r["service"]) not in still_firing]
+    done = [r["id"] for r in found if (r["rule_id"], r["service"]) not in still_firing]
     if done:
         await conn.execute("UPDATE alert_events SET resolved_at = $2 WHERE id = ANY($1::bigint[])", done, at)
     return len(done)
 
 
 async def alert_history(conn: asyncpg.Connection, *, tenant: str | None = None, limit: int = 500,
-                        name: str | None = None, firing: bool | None = None) -> list[asyncpg.Record]:
+                        name: str | None = None, firing: bool | None = None) -> list[rows.AlertEvent]:
     """Newest first; each given filter must hold (tenant and name exactly)."""
     args: list[Any] = [limit]
     where = []
@@ -609,6 +613,5 @@ async def alert_history(conn: asyncpg.Connection, *, tenant: str | None = None, 
     if firing is not None:
         where.append("resolved_at IS NULL" if firing else "resolved_at IS NOT NULL")
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        f"SELECT * FROM alert_events {clause} ORDER BY fired_at DESC, id DESC LIMIT $1", *args)
-    return rows
+    return rows.AlertEvent.all(await conn.fetch(
+        f"SELECT * FROM alert_events {clause} ORDER BY fired_at DESC, id DESC LIMIT $1", *args))

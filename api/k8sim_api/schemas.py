@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
+from k8sim import removal, rows
 from k8sim.sla import RULE_METRICS
 
 #: A tenant id is matched against label values, so it must be one (63 characters at most).
@@ -196,6 +197,13 @@ class HistoryStep(Out):
     observed_at: str
     reconciled: bool = Field(description="Found by a relist after a gap (operator down), not by a watch event")
 
+    @classmethod
+    def of(cls, step: rows.Step) -> HistoryStep:
+        return cls(id=step.id, uid=step.uid, api_version=step.api_version, kind=step.kind, namespace=step.namespace,
+                   name=step.name, tenant_id=step.tenant, transition=step.transition, detail=step.detail,
+                   resource_version=step.resource_version, occurred_at=step.occurred_at.isoformat(),
+                   observed_at=step.observed_at.isoformat(), reconciled=step.reconciled)
+
 
 class History(Out):
     steps: list[HistoryStep]
@@ -220,11 +228,19 @@ class PendingObject(Out):
 class TenantDeleted(Out):
     status: str = "success"
     tenant_id: str
-    deleted_count: int
-    pending_count: int = Field(description="Objects still there when the wait ended")
-    resources: list[str]
-    pending: list[PendingObject] | None = None
+    deleted_count: int = Field(description="Objects already gone when the answer left")
+    pending_count: int = Field(description="Objects not gone yet (a terminating namespace's contents count until "
+                                           "it is gone); their deletion goes on")
+    resources: list[str] = Field(description="Every object deleted, by id")
+    pending: list[PendingObject] | None = Field(None, description="The namespaces still terminating, and any "
+                                                                  "other object still there, with why")
     message: str | None = None
+
+    @classmethod
+    def of(cls, done: removal.Removal) -> TenantDeleted:
+        return cls(tenant_id=done.tenant, deleted_count=done.deleted_count, pending_count=done.pending_count,
+                   resources=done.resources, message=done.message,
+                   pending=[PendingObject(id=p.id, reason=p.reason) for p in done.pending] or None)
 
 
 class PodSummary(Out):
@@ -408,6 +424,12 @@ class StoredRule(Out):
     severity: str
     created_at: str
 
+    @classmethod
+    def of(cls, rule: rows.AlertRule) -> StoredRule:
+        return cls(id=str(rule.id), name=rule.name, metric=rule.metric, operator=rule.operator,
+                   threshold=rule.threshold, tenant_id=rule.tenant, service=rule.service, severity=rule.severity,
+                   created_at=rule.created_at.isoformat())
+
 
 class RuleCreated(Out):
     status: str = "success"
@@ -438,6 +460,17 @@ class AlertEvent(Out):
     resolved_at: str | None
     resolved: bool
     state: str = Field(examples=["firing"])
+
+    @classmethod
+    def of(cls, event: rows.AlertEvent) -> AlertEvent:
+        fired = event.fired_at.isoformat()
+        # type, timestamp and resolved are what ECP-AI's alert sync reads (the simulator it used before
+        # answered these); fired_at, resolved_at and state are ours.
+        return cls(id=event.id, rule_id=event.rule_id, name=event.name, severity=event.severity,
+                   service=event.service, tenant_id=event.tenant, value=event.value, message=event.message or "",
+                   fired_at=fired, resolved_at=event.resolved_at.isoformat() if event.resolved_at else None,
+                   state="resolved" if event.resolved_at else "firing", type=event.name, timestamp=fired,
+                   resolved=event.resolved_at is not None)
 
 
 class AlertHistory(Out):

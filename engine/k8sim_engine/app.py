@@ -1,5 +1,7 @@
-"""The engine's HTTP faces: /metrics, /health and /snapshot on 6381, and the metrics APIs
-(metrics.k8s.io, custom and external metrics) over TLS on 6382 for kube-aggregator."""
+"""The engine's HTTP faces: /metrics, /health and /snapshot on 6381 (:func:`create_app`), and the
+metrics APIs (metrics.k8s.io, custom and external metrics) over TLS on 6382 for kube-aggregator
+(:func:`create_metrics_app`). Both are routers (k8sim_engine.routes) over Annotated dependencies
+(k8sim_engine.deps), as the API is."""
 
 from __future__ import annotations
 
@@ -10,16 +12,16 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from k8sim.kube import KubeError
 
-from . import metrics_api, registration
+from . import registration
+from .deps import UsageSource
+from .routes import custom_metrics, external_metrics, probes, resource_metrics, status
 from .runner import Engine
 from .settings import EngineSettings
 
@@ -34,12 +36,29 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
+def create_metrics_app(source: UsageSource) -> FastAPI:
+    """The aggregated API server: JSON only, no OpenAPI (kube-aggregator does not need ours); errors
+    are Kubernetes Status objects, as kubectl reads them."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.source = source
+
+    @app.exception_handler(HTTPException)
+    async def status_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                             "message": str(exc.detail), "reason": "NotFound" if exc.status_code == 404 else
+                             "BadRequest", "code": exc.status_code}, status_code=exc.status_code)
+
+    for module in (probes, resource_metrics, custom_metrics, external_metrics):
+        app.include_router(module.router)
+    return app
+
+
 async def serve_metrics_apis(engine: Engine, settings: EngineSettings, folder: Path
                              ) -> tuple[EmbeddedServer, asyncio.Task[None]]:
     """The aggregated API server over TLS with a certificate made now (kept in ``folder``), and its
     APIServices applied."""
     cert, key = registration.self_signed(folder, [settings.metrics_api_host, "localhost"])
-    config = uvicorn.Config(metrics_api.create_app(engine), host=settings.bind_address,
+    config = uvicorn.Config(create_metrics_app(engine), host=settings.bind_address,
                             port=settings.metrics_api_port, ssl_certfile=str(cert), ssl_keyfile=str(key),
                             log_level=settings.log_level.lower(), access_log=False, lifespan="off")
     server = EmbeddedServer(config)
@@ -48,12 +67,12 @@ async def serve_metrics_apis(engine: Engine, settings: EngineSettings, folder: P
         await asyncio.sleep(0.05)
     if task.done():
         task.result()  # it could not start (port taken …): say why
-    if settings.register_metrics_apis:
+    if engine.registrar is not None:
         try:
-            await registration.register(engine.kube, settings.metrics_api_host, settings.metrics_api_port)
+            await engine.registrar.reconcile(startup=True)
         except KubeError as exc:
-            log.warning("metrics APIs not registered (the cluster said: %s); kubectl top and HPAs will "
-                        "not see the simulated load", exc.message)
+            log.warning("metrics APIs not registered yet (the cluster said: %s); kubectl top and HPAs will "
+                        "not see the simulated load until they are", exc.message)
     return server, task
 
 
@@ -69,35 +88,21 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
         # (the chart's containers) and nothing needs the key after the process.
         tls = tempfile.TemporaryDirectory(prefix="k8sim-tls-")
         server, serving = await serve_metrics_apis(engine, settings, Path(tls.name))
-        task = asyncio.create_task(engine.run(), name="engine")
+        tasks = [asyncio.create_task(engine.run(), name="engine")]
+        if engine.registrar is not None:
+            tasks.append(asyncio.create_task(engine.registrar.run(), name="metrics APIs registration"))
         yield
-        if settings.register_metrics_apis:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # the registrar first: it would re-create them
+        if engine.registrar is not None:
             await registration.unregister(engine.kube)  # a stopped engine must not block namespace deletion
         server.should_exit = True
-        task.cancel()
-        await asyncio.gather(task, serving, return_exceptions=True)
+        await asyncio.gather(serving, return_exceptions=True)
         await engine.close()
         tls.cleanup()
 
     app = FastAPI(title="k8s-simulator monitoring engine", lifespan=lifespan)
     app.state.engine = engine
-
-    @app.get("/metrics", summary="Prometheus exposition of the last tick (cAdvisor, kube-state-metrics, DCGM names)")
-    async def metrics() -> Response:
-        return Response(await engine.exposition(), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        ok = engine.document is not None
-        return JSONResponse({"status": "healthy" if ok else "starting", "ticks": engine.ticks,
-                             "simulated_time": engine.sim_now().isoformat(), "speed": settings.speed,
-                             "watching": engine.cache is not None and engine.cache.synced},
-                            status_code=200 if ok else 503)
-
-    @app.get("/snapshot", summary="The last /monitoring/health document")
-    async def snapshot() -> Any:
-        if engine.document is None:
-            return JSONResponse({"status": "error", "message": "no tick yet"}, status_code=503)
-        return engine.document
-
+    app.include_router(status.router)
     return app

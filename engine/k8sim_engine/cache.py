@@ -18,7 +18,7 @@ KINDS = [("v1", "Pod"), ("v1", "Node"), ("apps/v1", "Deployment"), ("apps/v1", "
 
 
 def _slim(obj: dict[str, Any]) -> dict[str, Any]:
-    """The object without its managedFields, which nothing here reads (about a third of a pod's
+    """The object without its managedFields, which nothing here reads (a large part of a pod's
     size: less to keep, and less for the garbage collector to walk, at thousands of pods)."""
     (obj.get("metadata") or {}).pop("managedFields", None)
     return obj

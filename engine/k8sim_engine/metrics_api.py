@@ -5,8 +5,9 @@
 latency, errors, GPU) and ``external.metrics.k8s.io/v1beta1`` (per-service and per-tenant
 figures). The numbers are the ones ``/metrics`` and ``/monitoring/*`` show.
 
-Pure document builders (:func:`usage_from`, :func:`pod_metrics` …) are apart from the
-FastAPI app (:func:`create_app`) that the engine serves over TLS for kube-aggregator.
+These are the pure document builders (:func:`usage_from`, :func:`pod_metrics` …); the routes
+that serve them over TLS for kube-aggregator are in :mod:`k8sim_engine.routes`, the app in
+:func:`k8sim_engine.app.create_metrics_app`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,7 @@ import datetime as dt
 import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
-
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from typing import Any
 
 from k8sim import capacity, model
 
@@ -47,7 +45,7 @@ class PodUsage:
 @dataclasses.dataclass(frozen=True)
 class Usage:
     """One tick's figures, indexed for the metrics APIs. Per pod and per node they are worked out on
-    first read: at thousands of pods that is a third of a tick, and most ticks nobody asks."""
+    first read: at thousands of pods that is a large part of a tick, and most ticks nobody asks."""
 
     taken_at: dt.datetime
     window_s: float
@@ -324,124 +322,3 @@ def resource_list(group: str) -> dict[str, Any]:
                       "verbs": ["get"]} for m in SERVICE_METRICS for name in (m, f"tenant_{m}")]
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}",
             "resources": resources}
-
-
-# --------------------------------------------------------------------------- the server
-
-
-class UsageSource(Protocol):
-    """What the metrics APIs read: the engine, whose ``usage`` is its last tick's."""
-
-    usage: Usage
-
-
-def not_found(message: str) -> HTTPException:
-    return HTTPException(404, message)
-
-
-def create_app(source: UsageSource) -> FastAPI:
-    """The aggregated API server: JSON only, no OpenAPI (kube-aggregator does not need ours)."""
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
-
-    @app.exception_handler(HTTPException)
-    async def status_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                             "message": str(exc.detail), "reason": "NotFound" if exc.status_code == 404 else
-                             "BadRequest", "code": exc.status_code}, status_code=exc.status_code)
-
-    def selectors(request: Request) -> tuple[Callable[[Mapping[str, str]], bool], Callable[[Mapping[str, str]], bool]]:
-        try:
-            return (parse_selector(request.query_params.get("labelSelector")),
-                    parse_selector(request.query_params.get("fieldSelector")))
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
-
-    for path in ("/healthz", "/livez", "/readyz"):
-        app.add_api_route(path, lambda: PlainTextResponse("ok"), methods=["GET"])
-
-    @app.get("/apis/{group}/{version}")
-    async def discovery(group: str, version: str) -> dict[str, Any]:
-        if GROUPS.get(group) != version:
-            raise not_found(f"{group}/{version} is not served here")
-        return resource_list(group)
-
-    # metrics.k8s.io ------------------------------------------------------------------
-
-    def pods_in(request: Request, namespace: str | None) -> dict[str, Any]:
-        usage = source.usage
-        labels, fields = selectors(request)
-        items = [pod_metrics(p, usage) for p in usage.by_namespace.get(namespace, [])
-                 if labels(p.labels) and fields(field_view(p.name, p.namespace))]
-        return listed("PodMetricsList", items)
-
-    @app.get("/apis/metrics.k8s.io/v1beta1/pods")
-    async def all_pods(request: Request) -> dict[str, Any]:
-        return pods_in(request, None)
-
-    @app.get("/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods")
-    async def namespace_pods(namespace: str, request: Request) -> dict[str, Any]:
-        return pods_in(request, namespace)
-
-    @app.get("/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods/{name}")
-    async def one_pod(namespace: str, name: str) -> dict[str, Any]:
-        usage = source.usage
-        pod = usage.pods.get((namespace, name))
-        if pod is None:
-            raise not_found(f'podmetrics.metrics.k8s.io "{name}" not found')
-        return pod_metrics(pod, usage)
-
-    @app.get("/apis/metrics.k8s.io/v1beta1/nodes")
-    async def all_nodes(request: Request) -> dict[str, Any]:
-        usage = source.usage
-        labels, fields = selectors(request)
-        return listed("NodeMetricsList", [node_metrics(n, usage) for n in sorted(usage.nodes)
-                                          if labels(usage.nodes[n][2]) and fields(field_view(n, None))])
-
-    @app.get("/apis/metrics.k8s.io/v1beta1/nodes/{name}")
-    async def one_node(name: str) -> dict[str, Any]:
-        usage = source.usage
-        if name not in usage.nodes:
-            raise not_found(f'nodemetrics.metrics.k8s.io "{name}" not found')
-        return node_metrics(name, usage)
-
-    # custom.metrics.k8s.io -----------------------------------------------------------
-
-    @app.get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}/pods/{name}/{metric}")
-    async def custom_pods(namespace: str, name: str, metric: str, request: Request) -> dict[str, Any]:
-        usage = source.usage
-        read = POD_METRICS.get(metric)
-        if read is None:
-            raise not_found(f'the custom metric "{metric}" is not served for pods')
-        labels, _ = selectors(request)
-        pods = [p for (ns, n), p in sorted(usage.pods.items())
-                if ns == namespace and (name == "*" or n == name) and labels(p.labels)]
-        if name != "*" and not pods:
-            raise not_found(f'no metric "{metric}" for pod {namespace}/{name}')
-        return custom_list([custom_value("Pod", p.namespace, p.name, "/v1", metric, read(p.sample), usage)
-                            for p in pods])
-
-    @app.get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}/{resource}/{name}/{metric}")
-    async def custom_objects(namespace: str, resource: str, name: str, metric: str) -> dict[str, Any]:
-        usage = source.usage
-        read = SERVICE_METRICS.get(metric)
-        if resource not in OBJECT_RESOURCES or read is None:
-            raise not_found(f'the custom metric "{metric}" is not served for {resource}')
-        kind, api_version = OBJECT_RESOURCES[resource]
-        names = sorted(k.split("/", 1)[1] for k in usage.services if k.split("/", 1)[0] == namespace)
-        chosen = names if name == "*" else [name] if name in names else []
-        if not chosen:
-            raise not_found(f'no metric "{metric}" for {resource} {namespace}/{name}')
-        return custom_list([custom_value(kind, namespace, n, api_version, metric,
-                                         read(usage.services[f"{namespace}/{n}"]), usage) for n in chosen])
-
-    # external.metrics.k8s.io ---------------------------------------------------------
-
-    @app.get("/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}")
-    async def external(namespace: str, metric: str, request: Request) -> dict[str, Any]:
-        if metric.removeprefix("tenant_") not in SERVICE_METRICS:
-            raise not_found(f'the external metric "{metric}" is not served')
-        labels, _ = selectors(request)
-        return {"kind": "ExternalMetricValueList", "apiVersion": "external.metrics.k8s.io/v1beta1", "metadata": {},
-                "items": external_items(source.usage, namespace, metric, labels)}
-
-    return app

@@ -20,6 +20,7 @@ from k8sim.kube import Kube, KubeError
 from .cache import KINDS, ClusterCache, Informer
 from .collector import SimulatorCollector, State
 from .metrics_api import Usage, usage_from
+from .registration import Registrar
 from .settings import EngineSettings
 from .sources import Memo, namespace_tenants, pod_specs, service_labels, workload_replicas
 
@@ -59,6 +60,8 @@ class Engine:
         self.cache = ClusterCache(self.kube) if settings.watch else None
         # Followed apart from the cache: the Scenario CRD may come later (the operator installs it).
         self.scenarios = Informer(self.kube, scenarios.API_VERSION, scenarios.KIND) if settings.watch else None
+        # Keeps the metrics APIs registered while the engine runs (the app starts and stops it).
+        self.registrar = Registrar(self.kube, settings) if settings.register_metrics_apis else None
         self.usage = Usage.empty()  # what the metrics APIs serve: the last tick's figures
         # Per-pod inputs, rebuilt only when a pod changes.
         self.specs, self.containers, self.services = Memo(), Memo(), Memo()
@@ -138,6 +141,9 @@ class Engine:
         self.services.keep(live)
         overall, per_tenant, windows = await self.persist(samples, now)
         document = contract.health_document(samples, now, overall, per_tenant)
+        if self.registrar is not None and self.registrar.foreign:
+            # Only then: the dashboard's banner names the other backend (the document is otherwise the contract's).
+            document["metrics_apis"] = {"foreign": self.registrar.view()["foreign"]}
         state = State()
         state.pods, state.deployments, state.model, state.services = pods, deployments, self.model, samples
         state.sla = {"overall": overall[0]} if overall is not None else {}

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 
 from pydantic import Field
 
 from k8sim.settings import CommonSettings
+
+
+class Takeover(StrEnum):
+    """When the engine takes back a metrics group that another backend's APIService holds."""
+
+    NEVER = "never"
+    UNAVAILABLE = "unavailable"
+    ALWAYS = "always"
 
 
 class EngineSettings(CommonSettings):
@@ -24,4 +33,14 @@ class EngineSettings(CommonSettings):
     metrics_api_port: int = Field(6382, description="HTTPS port of the metrics APIs kube-aggregator calls.")
     metrics_api_host: str = Field("127.0.0.1", description="Address the aggregator dials for the metrics APIs "
                                                           "(the ExternalName Service's target).")
-    register_metrics_apis: bool = Field(True, description="Register the metrics APIs with the cluster (APIService).")
+    register_metrics_apis: bool = Field(True, description="Register the metrics APIs with the cluster (APIService) "
+                                                          "and keep them registered: one deleted is re-created.")
+    metrics_api_takeover: Takeover = Field(Takeover.UNAVAILABLE, description=(
+        "When the engine takes back a metrics group whose APIService another backend holds (say kube-prometheus' "
+        "prometheus-adapter): 'never' (it only reports it in /health and on the dashboard), 'unavailable' (once "
+        "kube-aggregator has reported that backend Available=False for metrics_api_takeover_grace seconds: a "
+        "backend that works keeps its group, a missing one does not stop kubectl top and every CPU HPA) or "
+        "'always' (at once). Whatever this says, a group whose APIService is deleted is registered again."))
+    metrics_api_takeover_grace: float = Field(30.0, ge=0, description=(
+        "Seconds a foreign metrics backend may stay unavailable before the 'unavailable' takeover: long enough "
+        "for a backend that is starting (its pods pulling images) to come up."))

@@ -19,13 +19,12 @@ from pathlib import Path
 from k8sim.local.processes import ClusterError, run, say
 from k8sim.local.settings import ClusterSettings
 from k8sim.settings import ROOT
+from k8sim.topology import KUBERNETES_VERSION, KWOK_VERSION
 
 log = logging.getLogger(__name__)
 
 CONTROLPLANE = ROOT / "controlplane"
 
-KUBERNETES_VERSION = "v1.36.3"
-KWOK_VERSION = "v0.8.0"
 ETCD_VERSION = "v3.6.8"
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd", "kwok", "kwokctl")
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from k8sim.local import build, cluster, services, supervisor
 from k8sim.local.processes import ClusterError
 from k8sim.local.settings import ClusterSettings
+from k8sim.topology import TopologyError
 
 
 def setup(settings: ClusterSettings) -> None:
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         COMMANDS[args.command](settings)
-    except ClusterError as exc:
+    except (ClusterError, TopologyError) as exc:
         print(f"k8sim: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,7 +1,7 @@
 """The local cluster's lifecycle: create, start, stop and delete it with kwokctl, and keep its nodes.
 
 Drives real processes (``kwokctl --runtime binary``, ``kubectl``) from the binaries of
-:mod:`k8sim.local.build` and the objects of :mod:`k8sim.local.topology`.
+:mod:`k8sim.local.build`, the layout of :mod:`k8sim.local.layout` and the nodes of :mod:`k8sim.topology`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from k8sim import jobs
-from k8sim.local import build, topology
+from k8sim import jobs, topology
+from k8sim.local import build, layout
 from k8sim.local.processes import ClusterError, alive, port_in_use, run, say, terminate, wait_until
 from k8sim.local.settings import ClusterSettings
 
@@ -22,11 +22,11 @@ from k8sim.local.settings import ClusterSettings
 def kwokctl_env(settings: ClusterSettings) -> dict[str, str]:
     return {
         **os.environ,
-        "KWOK_WORKDIR": str(topology.workdir(settings)),
+        "KWOK_WORKDIR": str(layout.workdir(settings)),
         # kwokctl's own `kubectl` helper must not download one either.
         "KWOK_KUBECTL_BINARY": build.kubectl_binary(settings),
-        # Inherited by every component kwokctl starts: the control plane spends a fifth of its CPU
-        # in Go's garbage collector at Go's default, and a simulator has memory to spare.
+        # Inherited by every component kwokctl starts: at Go's default the control plane spends much
+        # of its CPU in Go's garbage collector, and a simulator has memory to spare.
         "GOGC": str(settings.control_plane_gogc),
     }
 
@@ -59,7 +59,7 @@ def up(settings: ClusterSettings) -> None:
         ensure_nodes(settings)
         return
     bindir = build.ensure_binaries(settings)
-    exists = (topology.cluster_dir(settings) / "kwok.yaml").exists()
+    exists = (layout.cluster_dir(settings) / "kwok.yaml").exists()
     if exists and is_ready(settings):
         say(f"cluster {settings.cluster_name} already running on 127.0.0.1:{settings.apiserver_port}")
     else:
@@ -72,7 +72,7 @@ def up(settings: ClusterSettings) -> None:
         started = time.monotonic()
         if exists:
             say(f"starting stopped cluster {settings.cluster_name}")
-            saved = (topology.cluster_dir(settings) / "kwok.yaml").read_text()
+            saved = (layout.cluster_dir(settings) / "kwok.yaml").read_text()
             if f"bindAddress: {settings.bind_address}" not in saved:
                 say(f"warning: this cluster was created listening beyond {settings.bind_address}; "
                     "`make cluster-delete` recreates it bound as configured (its objects are lost)")
@@ -87,9 +87,9 @@ def up(settings: ClusterSettings) -> None:
             kubectl(settings, "delete", "leases", "-n", "kube-node-lease", "--all", "--wait=false")
         else:
             config = settings.state_dir / "kwokctl.yaml"
-            config.write_text(topology.kwokctl_config(settings))
+            config.write_text(layout.kwokctl_config(settings))
             say(f"creating cluster {settings.cluster_name} (profile {settings.profile})")
-            kwokctl(settings, bindir, *topology.kwokctl_create_args(settings, bindir, config))
+            kwokctl(settings, bindir, *layout.kwokctl_create_args(settings, bindir, config))
             wait_until(lambda: is_ready(settings), settings.ready_timeout, "the apiserver to be ready")
         say(f"control plane ready in {time.monotonic() - started:.1f} s")
     ensure_nodes(settings)
@@ -105,9 +105,9 @@ def ensure_nodes(settings: ClusterSettings) -> None:
 def component_pids(settings: ClusterSettings) -> list[int]:
     """Live processes of this cluster: kwokctl's pid files plus any process whose command
     line names its work directory (a component kwokctl lost track of)."""
-    marks = [str(topology.workdir(settings))]  # never the shared bin cache: other clusters run from it too
+    marks = [str(layout.workdir(settings))]  # never the shared bin cache: other clusters run from it too
     candidates = set()
-    for pidfile in (topology.cluster_dir(settings) / "pids").glob("*.pid"):
+    for pidfile in (layout.cluster_dir(settings) / "pids").glob("*.pid"):
         try:
             candidates.add(int(pidfile.read_text().strip()))
         except (OSError, ValueError):
@@ -129,7 +129,7 @@ def down(settings: ClusterSettings) -> None:
     """Stop every component, keeping etcd's data so `up` brings the same objects back."""
     if not settings.managed:
         return
-    if (topology.cluster_dir(settings) / "kwok.yaml").exists():
+    if (layout.cluster_dir(settings) / "kwok.yaml").exists():
         bindir = build.ensure_binaries(settings)
         kwokctl(settings, bindir, "stop", "cluster", "--name", settings.cluster_name, check=False)
     _reap(settings)
@@ -138,12 +138,12 @@ def down(settings: ClusterSettings) -> None:
 
 def delete(settings: ClusterSettings) -> None:
     """Remove the cluster and its data."""
-    if (topology.cluster_dir(settings) / "kwok.yaml").exists():
+    if (layout.cluster_dir(settings) / "kwok.yaml").exists():
         bindir = build.ensure_binaries(settings)
         kwokctl(settings, bindir, "delete", "cluster", "--name", settings.cluster_name,
                 "--kubeconfig", str(settings.kubeconfig), check=False)
     _reap(settings)
-    shutil.rmtree(topology.cluster_dir(settings), ignore_errors=True)
+    shutil.rmtree(layout.cluster_dir(settings), ignore_errors=True)
     say(f"cluster {settings.cluster_name} deleted")
 
 

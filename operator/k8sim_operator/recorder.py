@@ -8,7 +8,8 @@ observations into history rows in order. While PostgreSQL is unavailable the wri
 (so an operator restart does not lose them either) and retries with backoff; when the
 database returns, the spool is written first, then the live queue. A sweep finds objects
 that vanished while nobody watched (after a kind is relisted, and now and then as a safety
-net) and records their deletion.
+net) and records their deletion; never one its kind's stream has shown and not yet seen go,
+whose deletion that stream delivers after every earlier change.
 """
 
 from __future__ import annotations
@@ -41,8 +42,19 @@ NOT_RECORDED = {
 #: Errors after which the database counts as unavailable (connection lost, server down).
 DB_DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
            asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError,
+           asyncpg.exceptions.CrashShutdownError, asyncpg.exceptions.TooManyConnectionsError,
            asyncio.TimeoutError, ConnectionError)
 
+#: Seconds between discoveries while an established CustomResourceDefinition's kind is not served
+#: yet, and for how long after it was established (the apiserver serves it a moment later).
+CRD_POLL, CRD_PATIENCE = 0.25, 60.0
+
+
+class Shown(set[str]):
+    """The uids a kind's stream has shown to exist and not yet seen deleted; ``listed`` once its
+    first listing is in (before that the stream has not said what exists)."""
+
+    listed = False
 
 
 
@@ -60,6 +72,11 @@ class Recorder:
         self._idle = asyncio.Event()
         self._sweep_kinds: set[tuple[str, str]] = set()
         self._sweep_wanted = asyncio.Event()
+        #: Each streamed kind's Shown uids: the sweep leaves them to their stream.
+        self.streamed: dict[tuple[str, str], Shown] = {}
+        #: The batch the writer holds (taken from the queue, not yet committed): spooled if the
+        #: writer is stopped while holding it.
+        self._held: list[store.Observation] = []
 
     # ------------------------------------------------------------------ input
 
@@ -107,6 +124,7 @@ class Recorder:
                     await self._write(batch)
                 except DB_DOWN:
                     self._append_spool(batch)
+                    self._held = []
                     raise
                 except Exception:
                     # A bug, not an outage: keep the batch where a human can see and replay it.
@@ -114,16 +132,19 @@ class Recorder:
                     log.exception("could not record %d observations; kept in %s", len(batch), dead)
                     with dead.open("a") as handle:
                         handle.writelines(json.dumps(o.to_json()) + "\n" for o in batch)
+                self._held = []  # (a stop while writing leaves it held, for close to spool)
             except DB_DOWN as exc:
                 log.warning("lost PostgreSQL (%s); spooling until it returns", exc)
                 await self._close_pool()
 
     async def _next_batch(self) -> list[store.Observation]:
+        """The next batch, also kept as ``_held`` from its first observation on: a stop while the
+        batch is gathered or written must not lose what was taken from the queue."""
         try:
             first = await asyncio.wait_for(self.queue.get(), timeout=1.0)
         except TimeoutError:
             return []
-        batch = [first]
+        batch = self._held = [first]
         deadline = time.monotonic() + self.settings.flush_interval
         while len(batch) < self.settings.batch_size:
             try:
@@ -156,7 +177,12 @@ class Recorder:
                 self.written.pop(uid, None)
 
     async def close(self) -> None:
-        """On shutdown: whatever could not be written goes to the spool, to survive the restart."""
+        """On shutdown (the writer stopped): whatever could not be written goes to the spool, to
+        survive the restart, the held batch first (a committed one is written again: its steps are
+        not repeated, the history's unique indexes see to that)."""
+        held, self._held = self._held, []
+        if held:
+            self._append_spool(held)
         self._spool_queue()
         await self._close_pool()
 
@@ -220,6 +246,8 @@ class Recorder:
                 by_kind.setdefault(key, []).append(row)
         found = 0
         for (api_version, kind), recorded in by_kind.items():
+            if (shown := self.streamed.get((api_version, kind))) is not None and not shown.listed:
+                continue  # its stream has not listed yet; its listing asks for a sweep
             try:
                 present = {i["metadata"]["uid"] for i in await self.kube.list(api_version, kind, metadata_only=True)}
             except UnknownKind:
@@ -229,8 +257,13 @@ class Recorder:
             except KubeError as exc:
                 log.debug("sweep skipped %s %s: %s", api_version, kind, exc)
                 continue
+            # Read after the listing, in the step that enqueues: an object its stream has shown and
+            # not yet seen go is the stream's to end, in order. A stream behind the listing (a burst,
+            # a reconnect) still has that object's earlier changes to deliver; a deletion enqueued
+            # first would have the writer drop them (a late change cannot resurrect a deleted row).
+            shown = self.streamed.get((api_version, kind)) or Shown()
             for row in recorded:
-                if row["uid"] not in present:
+                if row["uid"] not in present and row["uid"] not in shown:
                     found += 1
                     self.observe(store.Observation(
                         uid=row["uid"], api_version=api_version, kind=kind, namespace=row["namespace"],
@@ -275,7 +308,7 @@ class Watches:
     the recorder: a listing first (observations marked reconciled: changes made while nobody
     watched, and a sweep for what went meanwhile), then a watch from that version with bookmarks,
     relisting only when the version is too old. New kinds are picked up when a
-    CustomResourceDefinition changes, and by a periodic rescan.
+    CustomResourceDefinition changes (or is listed), and by a periodic rescan.
 
     A relist sees current states only, so a stream is never stopped on a discovery that could not
     read its group version: only a kind positively gone (its group version read without it) ends."""
@@ -284,11 +317,16 @@ class Watches:
         self.kube, self.recorder, self.rescan = kube, recorder, rescan
         self.streams: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._changed = asyncio.Event()
+        #: (group, kind) of each established CustomResourceDefinition → until when (monotonic) its
+        #: kind is looked for in discovery again and again rather than at the next rescan.
+        self._awaited: dict[tuple[str, str], float] = {}
 
     async def kinds(self) -> tuple[set[tuple[str, str]], set[str]]:
         """(apiVersion, kind) of everything to record (each group's preferred version, listable and
         watchable), and the group versions that could not be read; refreshes the client's discovery."""
         served = await self.kube.discover(refresh=True)
+        for key in [k for k in self._awaited if k in {(info.group, info.kind) for info in served.values()}]:
+            del self._awaited[key]
         found = {key for key, info in served.items()
                  if info.api_version in self.kube.preferred and {"list", "watch"} <= info.verbs
                  and (info.group, info.plural) not in NOT_RECORDED}
@@ -297,6 +335,8 @@ class Watches:
     async def run(self) -> None:
         try:
             while True:
+                # Cleared before discovery: a CRD that changes while it runs asks for another pass.
+                self._changed.clear()
                 try:
                     wanted, unreachable = await self.kinds()
                 except KubeError as exc:
@@ -311,10 +351,11 @@ class Watches:
                         continue  # unknown is not gone: keep watching
                     self.streams.pop(key).cancel()
                     self.recorder.request_sweep(key)  # its CRD went, and with it every object
-                self._changed.clear()
+                now = time.monotonic()
+                self._awaited = {k: until for k, until in self._awaited.items() if until > now}
                 try:
-                    await asyncio.wait_for(self._changed.wait(), timeout=self.rescan)
-                    await asyncio.sleep(1)  # a CRD is served a moment after it is established
+                    # An established CRD whose kind discovery does not serve yet: look again soon.
+                    await asyncio.wait_for(self._changed.wait(), timeout=CRD_POLL if self._awaited else self.rescan)
                 except TimeoutError:
                     pass
         finally:
@@ -333,19 +374,55 @@ class Watches:
             return
         self.recorder.observe(store.Observation.of(obj, observed_at=observed_at, gone=gone, reconciled=reconciled))
 
+    def _crd(self, crd: dict[str, Any], gone: bool) -> None:
+        spec = crd.get("spec") or {}
+        key = (str(spec.get("group", "")), str((spec.get("names") or {}).get("kind", "")))
+        if not gone and lifecycle.conditions(crd).get("Established", {}).get("status") == "True":
+            self._awaited.setdefault(key, time.monotonic() + CRD_PATIENCE)
+        else:
+            self._awaited.pop(key, None)
+        self._changed.set()
+
+    def consume(self, key: tuple[str, str], shown: Shown, change: str, payload: Any) -> None:
+        """One item of a kind's stream: observations for the writer, in order, and what the stream
+        has shown to exist (which the sweep leaves to it)."""
+        api_version, kind = key
+        notes = kind == "Event" and api_version == "v1"  # steps of other objects, no rows of their own
+        if change == "LISTED":
+            now = lifecycle.now()
+            for obj in payload:
+                self._observe(obj, observed_at=now, reconciled=True)
+            shown.clear()
+            if not notes:
+                shown.update(uid for obj in payload if (uid := (obj.get("metadata") or {}).get("uid")))
+            shown.listed = True
+            self.recorder.request_sweep(key)  # what went while nobody watched
+            if kind == "CustomResourceDefinition":
+                for crd in payload:
+                    self._crd(crd, gone=False)
+                self._changed.set()  # one created between discovery and this listing
+            return
+        gone = change == "DELETED"
+        self._observe(payload, observed_at=lifecycle.now(), gone=gone)
+        if not notes and (uid := (payload.get("metadata") or {}).get("uid")):
+            if gone:
+                shown.discard(uid)
+            else:
+                shown.add(uid)
+        if kind == "CustomResourceDefinition":
+            self._crd(payload, gone)
+
     async def stream(self, api_version: str, kind: str) -> None:
         def keep_going(exc: KubeError) -> bool:
             # A kind discovery could not read is unknown, not gone: retry from the same version.
             # Gone for good (its group version read without it) ends the stream; the rescan sweeps.
             return exc.status != 404 or (isinstance(exc, UnknownKind) and api_version in self.kube.unreachable)
 
-        async for change, payload in self.kube.list_then_watch(api_version, kind, keep_going=keep_going):
-            if change == "LISTED":
-                now = lifecycle.now()
-                for obj in payload:
-                    self._observe(obj, observed_at=now, reconciled=True)
-                self.recorder.request_sweep((api_version, kind))  # what went while nobody watched
-                continue
-            self._observe(payload, observed_at=lifecycle.now(), gone=change == "DELETED")
-            if kind == "CustomResourceDefinition":
-                self._changed.set()
+        key = (api_version, kind)
+        shown = self.recorder.streamed[key] = Shown()
+        try:
+            async for change, payload in self.kube.list_then_watch(api_version, kind, keep_going=keep_going):
+                self.consume(key, shown, change, payload)
+        finally:
+            if self.recorder.streamed.get(key) is shown:
+                del self.recorder.streamed[key]  # no stream: the sweep decides alone again

@@ -6,19 +6,19 @@ from pathlib import Path
 
 from pydantic import Field
 
-from k8sim.settings import ROOT, CommonSettings
+from k8sim.settings import CLUSTER_DATA, ROOT, CommonSettings
 
 
 class OperatorSettings(CommonSettings):
     """What the operator records and how it plays add-ons."""
 
     provisioner: str = Field("simulated.k8sim.io", description="Provisioner name of our storage classes.")
-    storage_classes: Path = Field(ROOT / "cluster" / "storageclasses.yaml",
+    storage_classes: Path = Field(CLUSTER_DATA / "storageclasses.yaml",
                                   description="Storage classes installed at start.")
     lb_pool: str = Field("172.18.255.10-172.18.255.250",
                          description="Addresses for LoadBalancer status (first-last); never contacted.")
     ingress_address: str = Field("172.18.255.2", description="Status address of every Ingress.")
-    scenario_crd: Path = Field(ROOT / "cluster" / "crds" / "scenario.yaml",
+    scenario_crd: Path = Field(CLUSTER_DATA / "crds" / "scenario.yaml",
                                description="The Scenario CRD the operator installs at start.")
     background_interval: float = Field(10.0, description="Seconds between draws of background failures.")
     background_selector: str = Field("", description="Label selector of the pods background crashes may hit "

@@ -17,8 +17,8 @@ import httpx
 import pytest
 import yaml
 
-from k8sim import jobs
-from k8sim.local import build, processes, topology
+from k8sim import topology
+from k8sim.local import build, layout, processes
 from k8sim.local.processes import free_port
 from k8sim.local.settings import ClusterSettings
 from k8sim.settings import ROOT
@@ -281,7 +281,7 @@ def test_sharded_kwok_controllers_play_disjoint_nodes(settings: ClusterSettings,
     assert job_env["K8SIM_KWOK_SHARDS"] == "2"
 
     config = tmp_path / "kwok.yaml"
-    config.write_text(jobs.kwok_config("demo"))  # what the chart's init container runs
+    config.write_text(topology.kwok_config("demo"))  # what the chart's init container runs
     kubeconfig = sa_kubeconfig(kubectl, settings, namespace, accounts["kwok"], tmp_path / "kwok.kubeconfig")
     setup = sa_kubeconfig(kubectl, settings, namespace, accounts["node-setup"], tmp_path / "setup.kubeconfig")
     pool = f"shard{uuid.uuid4().hex[:5]}"
@@ -290,7 +290,7 @@ def test_sharded_kwok_controllers_play_disjoint_nodes(settings: ClusterSettings,
     env = {**os.environ, "K8SIM_KUBECONFIG": str(setup), "K8SIM_NODEPOOLS": str(pools),
            "K8SIM_NODE_IP_RANGE": "10.252.0.0/16", "K8SIM_KWOK_SHARDS": job_env["K8SIM_KWOK_SHARDS"]}
     kwok = build.ensure_binaries(settings) / "kwok"
-    local_log = topology.cluster_dir(settings) / "logs" / "kwok-controller.log"
+    local_log = layout.cluster_dir(settings) / "logs" / "kwok-controller.log"
     local_before = local_log.stat().st_size
     logs = {shard: tmp_path / f"kwok-{shard}.log" for shard in (0, 1)}
     ports = {shard: free_port() for shard in (0, 1)}

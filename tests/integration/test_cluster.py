@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from k8sim.local import build, cluster, processes, topology
+from k8sim import topology
+from k8sim.local import build, cluster, layout, processes
 from k8sim.local.settings import ClusterSettings
 
 from .conftest import Kubectl, eventually
@@ -149,8 +150,8 @@ def test_dry_run_uses_only_local_binaries(live_cluster: ClusterSettings, tmp_pat
     other = live_cluster.model_copy(update={"cluster_name": "dry", "state_dir": tmp_path,
                                             "kubeconfig": tmp_path / "kubeconfig"})
     config = tmp_path / "kwokctl.yaml"
-    config.write_text(topology.kwokctl_config(other))
-    out = cluster.kwokctl(other, bindir, *topology.kwokctl_create_args(other, bindir, config), "--dry-run")
+    config.write_text(layout.kwokctl_config(other))
+    out = cluster.kwokctl(other, bindir, *layout.kwokctl_create_args(other, bindir, config), "--dry-run")
     text = out.stdout + out.stderr
     assert "kube-apiserver" in text and "etcd" in text
     hosts = set(re.findall(r"https?://([^/:\s]+)", text))
@@ -174,14 +175,14 @@ def test_nodes_look_like_real_ones(kubectl: Kubectl, settings: ClusterSettings) 
         assert addresses["Hostname"] == node["metadata"]["name"]
         ips.append(addresses["InternalIP"])
         info = node["status"]["nodeInfo"]
-        assert info["kubeletVersion"] == build.KUBERNETES_VERSION
+        assert info["kubeletVersion"] == topology.KUBERNETES_VERSION
         assert info["osImage"].startswith("Ubuntu") and info["kernelVersion"]
         labels = node["metadata"]["labels"]
         assert labels["node.kubernetes.io/instance-type"] and labels["topology.kubernetes.io/zone"]
         assert labels["topology.kubernetes.io/region"]
     assert len(set(ips)) == len(ips) and all(ip.startswith("10.240.") for ip in ips)
     wide = kubectl("get", "nodes", "-o", "wide")
-    assert build.KUBERNETES_VERSION in wide and "Ubuntu" in wide
+    assert topology.KUBERNETES_VERSION in wide and "Ubuntu" in wide
 
 
 def test_host_network_daemonset_runs_on_every_untainted_node(kubectl: Kubectl, namespace: str) -> None:

@@ -329,9 +329,9 @@ async def test_sla_on_a_known_failure_schedule_equals_the_hand_computed_value(se
             rows += [(at, "ns/a", "t1", 100.0 - bad, 100.0, bad == 0), (at, "ns/b", "t10", 50.0, 50.0, True)]
         async with scratch_pool(settings) as pool, pool.acquire() as conn:
             await store.insert_samples(conn, rows)
-            result = await sla.current(conn, target=99.5, window_s=3600)
-            result["t1"] = await sla.current(conn, target=99.5, window_s=3600, tenant="t1")
-            result["t10"] = await sla.current(conn, target=99.5, window_s=3600, tenant="t10")
+            result = (await sla.current(conn, target=99.5, window_s=3600)).as_json()
+            result["t1"] = (await sla.current(conn, target=99.5, window_s=3600, tenant="t1")).as_json()
+            result["t10"] = (await sla.current(conn, target=99.5, window_s=3600, tenant="t10")).as_json()
         return result
 
     result = await run()

@@ -5,6 +5,7 @@ introduced the minutes fills them from the samples already recorded."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import random
 from collections.abc import Callable
@@ -86,8 +87,8 @@ async def check_windows(conn: asyncpg.Connection, rng: random.Random, last: dt.d
             assert healthy == sum(1 for p in expected["points"]
                                   if p["total"] == 0 or 100 * p["good"] / p["total"] >= 99.5)
             period = await store.period_sums(conn, start, end, tenant=tenant)
-            assert same(period["good"], expected["good"]) and same(period["total"], expected["total"])
-            assert (period["samples"], period["minutes"], period["first"]) == \
+            assert same(period.good, expected["good"]) and same(period.total, expected["total"])
+            assert (period.samples, period.minutes, period.first) == \
                 (expected["samples"], expected["minutes"], expected["first"]), (start, end, tenant)
             checked += 1
         per_tenant = await store.tenant_window_sums(conn, end, seconds)
@@ -97,7 +98,7 @@ async def check_windows(conn: asyncpg.Connection, rng: random.Random, last: dt.d
             assert same(found[0], expected["good"]) and same(found[1], expected["total"]), (start, end, tenant)
     for since in (START + dt.timedelta(minutes=3, seconds=17), START + dt.timedelta(minutes=5), START):
         for tenant in TENANTS:
-            report = [dict(r) for r in await store.sla_report(conn, "day", since, tenant=tenant)]
+            report = [dataclasses.asdict(r) for r in await store.sla_report(conn, "day", since, tenant=tenant)]
             # The old query: every raw sample since then, per day.
             expected = await conn.fetch(
                 "SELECT date_trunc('day', taken_at) AS period, sum(good) AS good, sum(total) AS total, "

@@ -94,6 +94,7 @@ def test_probe_pods_keep_what_the_scheduler_reads_and_nothing_it_would_wait_for(
 
 
 @pytest.mark.parametrize(("text", "value"), [("250m", 0.25), ("1500000n", 0.0015), ("20u", 2e-5), ("2Gi", 2 * GIB),
-                                             ("1k", 1000), (3, 3), ("bogus", None), (None, None)])
+                                             ("1k", 1000), (3, 3), ("bogus", None), (None, None),
+                                             ("1e3", 1000), ("0.5Gi", GIB / 2), ("2Pi", 2 * 1024**5), ("", None)])
 def test_quantities_in_every_unit_the_apis_write(text: Any, value: float | None) -> None:
     assert capacity.quantity(text) == (pytest.approx(value) if value is not None else None)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from k8sim.local import build, processes, topology
+from k8sim import topology
+from k8sim.local import build, layout
 from k8sim.local.settings import ClusterSettings
 
 
@@ -25,7 +26,7 @@ def test_default_pools_make_cpu_and_all_four_gpu_types(settings: ClusterSettings
 def test_pool_with_unknown_gpu_type_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "pools.yaml"
     path.write_text("pools: [{name: x, gpu: {type: h100}}]")
-    with pytest.raises(processes.ClusterError, match=r"gpu\.type"):
+    with pytest.raises(topology.TopologyError, match=r"gpu\.type"):
         topology.load_pools(path)
 
 
@@ -65,7 +66,7 @@ def test_demo_is_faster_than_realistic() -> None:
 
 
 def test_unknown_profile_is_refused() -> None:
-    with pytest.raises(processes.ClusterError, match="unknown profile"):
+    with pytest.raises(topology.TopologyError, match="unknown profile"):
         topology.stages_for_profile("turbo")
 
 
@@ -78,7 +79,7 @@ def test_build_key_follows_every_input(tmp_path: Path) -> None:
     assert first != build.build_key("go1.26.9", [a, b])
     b.write_text("package main // changed")
     assert first != build.build_key("go1.26.8", [a, b])
-    assert first.startswith(f"k8s-{build.KUBERNETES_VERSION}-kwok-{build.KWOK_VERSION}")
+    assert first.startswith(f"k8s-{topology.KUBERNETES_VERSION}-kwok-{topology.KWOK_VERSION}")
 
 
 def test_nodes_register_as_real_kubelets_do(settings: ClusterSettings) -> None:
@@ -89,7 +90,7 @@ def test_nodes_register_as_real_kubelets_do(settings: ClusterSettings) -> None:
     for node in nodes:
         name, labels, info = node["metadata"]["name"], node["metadata"]["labels"], node["status"]["nodeInfo"]
         assert {"type": "Hostname", "address": name} in node["status"]["addresses"]
-        assert info["kubeletVersion"] == build.KUBERNETES_VERSION
+        assert info["kubeletVersion"] == topology.KUBERNETES_VERSION
         assert info["osImage"] and info["kernelVersion"] and info["containerRuntimeVersion"]
         assert labels["topology.kubernetes.io/zone"].startswith(labels["topology.kubernetes.io/region"])
         assert labels["node.kubernetes.io/instance-type"] != "custom", f"{name} has a real instance type"
@@ -102,18 +103,18 @@ def test_nodes_register_as_real_kubelets_do(settings: ClusterSettings) -> None:
 
 
 def test_node_ip_range_too_small_is_refused() -> None:
-    with pytest.raises(processes.ClusterError, match="too small"):
+    with pytest.raises(topology.TopologyError, match="too small"):
         topology.node_manifests([{"name": "p", "count": 10}], ip_range="10.0.0.0/29")
 
 
 def test_every_component_binds_the_configured_address(settings: ClusterSettings) -> None:
-    docs = list(yaml.safe_load_all(topology.kwokctl_config(settings)))
+    docs = list(yaml.safe_load_all(layout.kwokctl_config(settings)))
     options = next(d for d in docs if d["kind"] == "KwokctlConfiguration")["options"]
     assert options["bindAddress"] == settings.bind_address == "127.0.0.1"
 
 
 def test_the_audit_policy_logs_deletes_of_namespaces_and_nodes_only(settings: ClusterSettings) -> None:
-    docs = list(yaml.safe_load_all(topology.kwokctl_config(settings)))
+    docs = list(yaml.safe_load_all(layout.kwokctl_config(settings)))
     options = next(d for d in docs if d["kind"] == "KwokctlConfiguration")["options"]
     policy = yaml.safe_load(Path(options["kubeAuditPolicy"]).read_text())
     assert policy["kind"] == "Policy" and policy["rules"][-1] == {"level": "None"}  # the rest: nothing
@@ -124,17 +125,17 @@ def test_the_audit_policy_logs_deletes_of_namespaces_and_nodes_only(settings: Cl
 
 
 def test_profile_flags_reach_each_component_once(settings: ClusterSettings) -> None:
-    conf = topology.kwokctl_configuration(settings.model_copy(update={"profile": "demo"}))
+    conf = layout.kwokctl_configuration(settings.model_copy(update={"profile": "demo"}))
     patches = {p["name"]: {a["key"]: a["value"] for a in p["extraArgs"]} for p in conf["componentsPatches"]}
     assert len(patches) == len(conf["componentsPatches"])  # one patch per component
     assert patches["kube-apiserver"]["default-unreachable-toleration-seconds"] == "20"
     assert patches["kube-controller-manager"]["horizontal-pod-autoscaler-sync-period"] == "5s"
     assert patches["kwok-controller"]["node-lease-duration-seconds"] == "40"
     assert patches["etcd"] == {"unsafe-no-fsync": "true"}  # a simulator's objects can be made again
-    realistic = topology.kwokctl_configuration(settings.model_copy(update={"profile": "realistic"}))
+    realistic = layout.kwokctl_configuration(settings.model_copy(update={"profile": "realistic"}))
     flags = {p["name"]: {a["key"]: a["value"] for a in p["extraArgs"]} for p in realistic["componentsPatches"]}
     assert set(flags) == {"kwok-controller", "kube-controller-manager", "kube-scheduler"}  # Kubernetes' defaults
-    cluster = topology.cluster_dir(settings)
+    cluster = layout.cluster_dir(settings)
     for component in ("kube-controller-manager", "kube-scheduler"):  # their /debug/pprof answers admins only
         assert flags[component] == {"client-ca-file": str(cluster / "pki" / "ca.crt"),
                                     "authorization-kubeconfig": str(cluster / "kubeconfig.yaml")}
@@ -142,9 +143,7 @@ def test_profile_flags_reach_each_component_once(settings: ClusterSettings) -> N
 
 
 def test_kwoks_in_cluster_configuration_is_the_profiles_stages_with_its_options() -> None:
-    from k8sim import jobs
-
-    docs = list(yaml.safe_load_all(jobs.kwok_config("demo")))
+    docs = list(yaml.safe_load_all(topology.kwok_config("demo")))
     assert docs[0]["kind"] == "KwokConfiguration" and docs[0]["options"]["nodeLeaseDurationSeconds"] == 40
     assert docs[0]["options"]["podPlayStageParallelism"] == docs[0]["options"]["nodeLeaseParallelism"] == 4
     assert docs[1:] == topology.stages_for_profile("demo")
@@ -160,7 +159,7 @@ def test_nodes_of_several_kwok_shards_are_labelled_stably_and_the_local_kwok_lea
     assert set(shards) == {"0", "1", "2"}
     assert shards == [n["metadata"]["labels"][topology.SHARD_LABEL] for n in topology.node_manifests(pools, shards=3)]
     assert topology.shard_of("cpu-0", 3) == 2  # CRC-32, the same in every process (str hashes are salted)
-    conf = topology.kwokctl_configuration(ClusterSettings())
+    conf = layout.kwokctl_configuration(ClusterSettings())
     kwok = next(p for p in conf["componentsPatches"] if p["name"] == "kwok-controller")
     flags = {a["key"]: a["value"] for a in kwok["extraArgs"]}
     assert flags["manage-all-nodes"] == "false" and flags["manage-nodes-with-label-selector"] == "!k8sim.io/kwok-shard"

@@ -7,7 +7,7 @@ import re
 import pytest
 from fastapi import FastAPI, WebSocket
 from fastapi.testclient import TestClient
-from k8sim_api.main import TokenAuth
+from k8sim_api.middleware import TokenAuth
 from k8sim_api.routes import ui
 from starlette.websockets import WebSocketDisconnect
 

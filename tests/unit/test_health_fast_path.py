@@ -10,7 +10,8 @@ from typing import Any
 from fastapi.middleware.cors import CORSMiddleware
 from k8sim_api.broadcast import Broadcaster, MemoryBackend
 from k8sim_api.core.config import ApiSettings
-from k8sim_api.main import Api, TokenAuth
+from k8sim_api.main import Api
+from k8sim_api.middleware import TokenAuth
 from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 
 from k8sim.manifests import Limits
-from k8sim.settings import ROOT, CommonSettings
+from k8sim.settings import CLUSTER_DATA, CommonSettings
 
 #: The simulator's version, from its package metadata (pyproject.toml), said once.
 VERSION = metadata.version("k8s-simulator")
@@ -20,8 +20,10 @@ class ApiSettings(CommonSettings):
 
     api_port: int = Field(6360, description="Port of the HTTP API and WebSocket.")
     cors_origins: list[str] = Field(["http://localhost:3000"], description="Origins allowed by CORS (ECP-AI UI).")
-    crds: Path = Field(ROOT / "cluster" / "crds", description="CRDs installed at start (ServiceMonitor, VPA …).")
+    crds: Path = Field(CLUSTER_DATA / "crds", description="CRDs installed at start (ServiceMonitor, VPA …).")
     deploy_timeout: float = Field(25.0, description="Seconds a deploy waits for readiness (ECP-AI times out at 30).")
+    tenant_delete_wait: float = Field(3.0, ge=0, description="Seconds a tenant delete waits for its objects to go "
+                                      "before answering with what is still terminating (ECP-AI times out at 10).")
     max_body_bytes: int = Field(8 * 1024 * 1024, description="Largest request body accepted, bytes.")
     max_manifest_bytes: int = Field(5 * 1024 * 1024, description="Largest manifest (all files), bytes.")
     max_documents: int = Field(1000, description="Most YAML documents / objects in one manifest.")
@@ -31,7 +33,7 @@ class ApiSettings(CommonSettings):
     default_namespace: str = Field("default", description="Namespace of objects that name none.")
     ws_queue: int = Field(16, description="Updates buffered per WebSocket client before it is dropped as slow.")
     ws_compression: bool = Field(False, description="Offer permessage-deflate on WebSockets: less traffic, but "
-                                                    "every snapshot compressed once per client (at 1,000 clients "
+                                                    "every snapshot compressed once per client (with many clients, "
                                                     "most of the API's CPU).")
     api_token: SecretStr | None = Field(None, description="When set, every endpoint but /health needs it: "
                                         "`Authorization: Bearer <token>`, or `?access_token=` once in a "

@@ -33,15 +33,15 @@ async def node_usage(kube: Kube) -> dict[str, tuple[float, float]] | None:
 
 @router.get("", response_model=CapacityDocument, summary="Allocatable, requested and used per node pool and node; "
                                                          "pending pods by the scheduler's reason")
-async def cluster_capacity(kube: KubeDep) -> dict[str, Any]:
+async def cluster_capacity(kube: KubeDep) -> CapacityDocument:
     nodes, pods, used = await asyncio.gather(kube.list("v1", "Node"), kube.list("v1", "Pod"), node_usage(kube))
-    return capacity.document(nodes, pods, used)
+    return CapacityDocument.model_validate(capacity.document(nodes, pods, used))
 
 
 @router.post("/what-if", response_model=WhatIfResult,
              responses={**BAD_BODY, 422: {"model": ErrorResponse, "description": "Not a usable manifest"}},
              summary="Would a manifest's pods fit now? The scheduler's answer, and the nodes it would need")
-async def what_if(body: WhatIfRequest, kube: KubeDep, settings: SettingsDep) -> dict[str, Any]:
+async def what_if(body: WhatIfRequest, kube: KubeDep, settings: SettingsDep) -> WhatIfResult:
     """Every pod the manifest's workloads would create goes to the real scheduler as a probe pod (same
     requests and placement rules, lowest priority, no preemption) in a scratch namespace that is
     deleted afterwards. Pods it cannot place are packed onto new nodes shaped like each pool's."""
@@ -94,6 +94,6 @@ async def what_if(body: WhatIfRequest, kube: KubeDep, settings: SettingsDep) -> 
             entry["reasons"][reason] = entry["reasons"].get(reason, 0) + 1
             unplaced_specs.append(next(spec for s, _, spec in wanted if s == source))
     fits = all(r["unplaced"] == 0 for r in results.values())
-    return {"fits": fits, "pods": total, "placed": total - len(unplaced_specs), "unplaced": len(unplaced_specs),
-            "workloads": list(results.values()),
-            "additional_nodes": {} if fits else capacity.extra_nodes(unplaced_specs, nodes)}
+    return WhatIfResult(fits=fits, pods=total, placed=total - len(unplaced_specs), unplaced=len(unplaced_specs),
+                        workloads=list(results.values()),
+                        additional_nodes={} if fits else capacity.extra_nodes(unplaced_specs, nodes))

@@ -6,8 +6,7 @@ import asyncio
 import dataclasses
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
 from k8sim import deploy, manifests
 from k8sim.kube import Kube
@@ -56,7 +55,7 @@ async def checked(kube: Kube, settings: ApiSettings, manifest: str | dict[str, s
     return Checked(documents, prepared, namespace, problems, notes)
 
 
-def parse_response(result: Checked, tenant: str | None, strict: bool) -> dict[str, Any]:
+def parse_response(result: Checked, tenant: str | None, strict: bool) -> ParseResponse:
     """Parsing succeeds for any well-formed manifest; the dry run's findings come with it.
 
     A manifest can be well formed and still not deployable here (a removed API version, a
@@ -65,21 +64,20 @@ def parse_response(result: Checked, tenant: str | None, strict: bool) -> dict[st
     """
     if strict and result.problems:
         raise result.rejection()
-    body: dict[str, Any] = {"status": "success", "resources": [d.obj for d in result.documents],
-                            "count": len(result.documents), "tenant_id": tenant,
-                            "valid": not result.problems, "errors": [p.as_dict() for p in result.problems],
-                            "notes": result.notes}
+    message = None
     if result.problems:
-        body["message"] = (f"parsed {len(result.documents)} resources; {len(result.problems)} would be rejected "
-                           "by the cluster: " + "; ".join(map(str, result.problems[:3])))
-    return body
+        message = (f"parsed {len(result.documents)} resources; {len(result.problems)} would be rejected "
+                   "by the cluster: " + "; ".join(map(str, result.problems[:3])))
+    return ParseResponse(status="success", resources=[d.obj for d in result.documents], count=len(result.documents),
+                         tenant_id=tenant, valid=not result.problems, errors=[p.as_dict() for p in result.problems],
+                         notes=result.notes, message=message)
 
 
 @router.post("/parse", response_model=ParseResponse, responses=ERRORS,
              summary="Parse and validate a manifest (server-side dry run); nothing is applied")
 async def parse(body: ManifestRequest, kube: KubeDep, settings: SettingsDep,
                 strict: Annotated[bool, Query(description="Answer 422 when the dry run rejects any object")] = False,
-                ) -> dict[str, Any]:
+                ) -> ParseResponse:
     result = await checked(kube, settings, body.manifest, body.tenant_id, body.namespace, body.create_namespace)
     return parse_response(result, body.tenant_id, strict)
 
@@ -88,7 +86,7 @@ async def parse(body: ManifestRequest, kube: KubeDep, settings: SettingsDep,
              summary="Parse and validate a YAML file sent as multipart form data")
 async def upload(kube: KubeDep, settings: SettingsDep, file: Annotated[UploadFile, File()],
                  tenant_id: Annotated[str | None, Form(max_length=253)] = None,
-                 strict: Annotated[bool, Query()] = False) -> dict[str, Any]:
+                 strict: Annotated[bool, Query()] = False) -> ParseResponse:
     raw = await file.read(settings.max_manifest_bytes + 1)
     if len(raw) > settings.max_manifest_bytes:
         raise ManifestError(f"file is larger than {settings.max_manifest_bytes} bytes", status=413)
@@ -111,11 +109,11 @@ def manifest_text(manifest: str | dict[str, str]) -> str:
                         409: {"model": ErrorResponse}},
              summary="Apply a manifest (server-side apply, dependency order) and wait until it is ready")
 async def deploy_manifest(body: ManifestRequest, kube: KubeDep, pool: PoolDep, settings: SettingsDep,
-                          broadcaster: BroadcasterDep, tasks: TasksDep,
+                          broadcaster: BroadcasterDep, tasks: TasksDep, response: Response,
                           wait: Annotated[bool | None, Query(description="Overrides the body's `wait`")] = None,
                           timeout: Annotated[float | None, Query(gt=0, le=3600,
                                                                  description="Readiness timeout, seconds")] = None,
-                          ) -> Any:
+                          ) -> DeployResponse:
     tenant = body.tenant_id
     result = await checked(kube, settings, body.manifest, tenant, body.namespace, body.create_namespace)
     if result.problems:
@@ -130,9 +128,10 @@ async def deploy_manifest(body: ManifestRequest, kube: KubeDep, pool: PoolDep, s
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         outcome.status = "deploying"
-        return JSONResponse(outcome.as_response(tenant), status_code=202)
+        response.status_code = 202
+        return DeployResponse.model_validate(outcome.as_response(tenant))
     outcome = await deployer.run(outcome, prepared)
     if outcome.status == "failed":
         # Non-2xx so ECP-AI's raise_for_status() retries; the body still says what failed.
-        return JSONResponse(outcome.as_response(tenant), status_code=422)
-    return outcome.as_response(tenant)
+        response.status_code = 422
+    return DeployResponse.model_validate(outcome.as_response(tenant))

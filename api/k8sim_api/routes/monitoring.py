@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hmac
 import logging
 import time
 from collections.abc import Iterator
@@ -14,7 +13,6 @@ import asyncpg
 import redis.asyncio as aioredis
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from k8sim import contract, model, sla, store
 from k8sim_api.broadcast import Update
@@ -26,6 +24,8 @@ from k8sim_api.schemas import (
     ErrorResponse,
     HealthDocument,
     HistoryDocument,
+    HistoryPoint,
+    LoadOverrideOut,
     LoadOverrides,
     LoadRequest,
     MetricsDocument,
@@ -37,45 +37,10 @@ router = APIRouter(prefix="/monitoring", tags=["monitoring"])
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse, "description": "No data yet"}}
 
 
-class HealthFastPath:
-    """ASGI wrapper around the whole application (``Api``): a plain ``GET /monitoring/health``
-    (ECP-AI polls it; dashboards too) is answered with the latest snapshot's bytes before any
-    middleware, routing or dependency, which cost several times the answer. Only requests the stack
-    would answer with those same bytes: no query (a tenant), no Origin (CORS adds headers), the bearer
-    token when one is set, a snapshot already received. Everything else goes through the stack."""
-
-    PATH = "/monitoring/health"
-
-    def __init__(self, app: ASGIApp, token: str | None = None):
-        self.app = app
-        self.authorization = f"Bearer {token}".encode() if token else None
-
-    def _plain(self, scope: Scope) -> bool:
-        if not (scope["type"] == "http" and scope["path"] == self.PATH and scope["method"] == "GET"
-                and not scope["query_string"]):
-            return False
-        authorized = self.authorization is None
-        for name, value in scope["headers"]:
-            if name == b"origin":
-                return False
-            if name == b"authorization" and self.authorization is not None:
-                authorized = hmac.compare_digest(value, self.authorization)
-        return authorized  # any other form of the token (cookie, query) is the stack's to check
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        update = scope["app"].state.broadcaster.latest if self._plain(scope) else None
-        if update is None:
-            await self.app(scope, receive, send)
-            return
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(update.raw)).encode())]})
-        await send({"type": "http.response.body", "body": update.raw})
-
-
 @router.get("/health", response_model=HealthDocument | TenantDocument, responses=UNAVAILABLE,
             summary="Every service's CPU, memory, network and health, with SLA (`tenant_id`: one tenant's)")
 async def health(snapshot: SnapshotDep, pool: MaybePoolDep, settings: SettingsDep,
-                 tenant_id: Annotated[str | None, Query(**TENANT_ID)] = None) -> Any:
+                 tenant_id: Annotated[str | None, Query(**TENANT_ID)] = None) -> Response | TenantDocument:
     if tenant_id is not None:
         return await tenant_view(tenant_id, snapshot, pool, settings.sla_target, settings.sla_window_seconds)
     # The engine's JSON as published: no decoding and re-encoding per request.
@@ -86,33 +51,34 @@ async def health(snapshot: SnapshotDep, pool: MaybePoolDep, settings: SettingsDe
             responses={**UNAVAILABLE, 303: {"description": "A browser (Accept: text/html) goes to the tenant's view"}},
             summary="The same, for one tenant's services")
 async def tenant(tenant_id: Annotated[str, Path(**TENANT_ID)], request: Request, snapshot: SnapshotDep,
-                 pool: MaybePoolDep, settings: SettingsDep) -> dict[str, Any] | RedirectResponse:
+                 pool: MaybePoolDep, settings: SettingsDep) -> TenantDocument | RedirectResponse:
     if ui.wants_html(request):
         return ui.tenant_view(tenant_id)
     return await tenant_view(tenant_id, snapshot, pool, settings.sla_target, settings.sla_window_seconds)
 
 
 async def tenant_view(tenant_id: str, snapshot: Update, pool: asyncpg.Pool | None, target: float,
-                      window_s: float) -> dict[str, Any]:
+                      window_s: float) -> TenantDocument:
     """One tenant's services (matched exactly) with the tenant's own SLA over the window."""
     figures = None
     if pool is not None:
         try:
             async with pool.acquire() as conn:
                 status = await sla.current(conn, target=target, window_s=window_s, tenant=tenant_id)
-            if status["data_points"]:
-                figures = (status["percentage"], status["status"])
+            if status.data_points:
+                figures = (status.percentage, status.status)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.info("tenant SLA from the engine's snapshot, the store is unreachable: %s", exc)
-    return contract.tenant_document(snapshot.payload, tenant_id, figures)
+    return TenantDocument.model_validate(contract.tenant_document(snapshot.payload, tenant_id, figures))
 
 
 @router.get("/metrics", response_model=MetricsDocument, responses=UNAVAILABLE,
             summary="The latest snapshot with per-tenant summaries")
-async def metrics(snapshot: SnapshotDep) -> dict[str, Any]:
+async def metrics(snapshot: SnapshotDep) -> MetricsDocument:
     document = snapshot.payload
     tenants = sorted({v.get("tenant_id") for v in document["services"].values() if v.get("tenant_id")})
-    return {**document, "tenants": {t: contract.tenant_document(document, t)["summary"] for t in tenants}}
+    return MetricsDocument.model_validate(
+        {**document, "tenants": {t: contract.tenant_document(document, t)["summary"] for t in tenants}})
 
 
 @router.get("/metrics/history", response_model=HistoryDocument,
@@ -121,20 +87,20 @@ async def history(pool: PoolDep, hours: Annotated[float, Query(gt=0, le=24 * 35)
                   points: Annotated[int, Query(gt=0, le=2000)] = 360,
                   service: Annotated[str | None, Query(max_length=317,
                                                       description="namespace/name: only this service")] = None,
-                  ) -> dict[str, Any]:
+                  ) -> HistoryDocument:
     """The shape ECP-AI's data adapter reads: an object whose ``history`` holds the snapshots."""
     async with pool.acquire() as conn:
         end = await store.latest_snapshot_time(conn)
-        rows = [] if end is None else await store.snapshot_history(conn, end - dt.timedelta(hours=hours), end,
-                                                                    points)
+        found = [] if end is None else await store.snapshot_history(conn, end - dt.timedelta(hours=hours), end,
+                                                                     points)
     history = []
-    for row in rows:
-        data = row["document"]
+    for snapshot in found:
+        data = snapshot.document
         if service is not None:
             data = {**data, "services": {k: v for k, v in data["services"].items() if k == service}}
-        history.append({"timestamp": data["timestamp"], "data": data})
-    return {"status": "success", "hours": hours, "service_filter": service, "data_points": len(history),
-            "history": history}
+        history.append(HistoryPoint.model_validate({"timestamp": data["timestamp"], "data": data}))
+    return HistoryDocument(status="success", hours=hours, service_filter=service, data_points=len(history),
+                           history=history)
 
 
 @contextlib.contextmanager
@@ -146,7 +112,7 @@ def redis_answers() -> Iterator[None]:
         raise HTTPException(503, f"Redis unavailable: {exc}") from None
 
 
-async def active_overrides(redis: aioredis.Redis, key: str) -> dict[str, Any]:
+async def active_overrides(redis: aioredis.Redis, key: str) -> LoadOverrides:
     """Every override still in force, as the routes answer; expired ones are removed on the way."""
     found: list[model.LoadOverride] = []
     expired: list[str] = []
@@ -163,12 +129,13 @@ async def active_overrides(redis: aioredis.Redis, key: str) -> dict[str, Any]:
             expired.append(override.scope)
     if expired:
         await redis.hdel(key, *expired)
-    return {"overrides": [o.as_json() for o in sorted(found, key=lambda o: o.scope)]}
+    return LoadOverrides(overrides=[LoadOverrideOut.model_validate(o.as_json())
+                                    for o in sorted(found, key=lambda o: o.scope)])
 
 
 @router.post("/load", response_model=LoadOverrides, responses={**BAD_BODY, **UNAVAILABLE},
              summary="Scale a service's, namespace's or tenant's load for a while (the HPA follows)")
-async def set_load(body: LoadRequest, redis: RedisDep, settings: SettingsDep) -> dict[str, Any]:
+async def set_load(body: LoadRequest, redis: RedisDep, settings: SettingsDep) -> LoadOverrides:
     scope = model.load_scope(getattr(body, "namespace", None), getattr(body, "service", None),
                              getattr(body, "tenant_id", None))
     with redis_answers():
@@ -181,13 +148,13 @@ async def set_load(body: LoadRequest, redis: RedisDep, settings: SettingsDep) ->
 
 
 @router.get("/load", response_model=LoadOverrides, responses=UNAVAILABLE, summary="Load overrides in force")
-async def get_load(redis: RedisDep, settings: SettingsDep) -> dict[str, Any]:
+async def get_load(redis: RedisDep, settings: SettingsDep) -> LoadOverrides:
     with redis_answers():
         return await active_overrides(redis, settings.load_key)
 
 
 @router.delete("/load", response_model=LoadOverrides, responses=UNAVAILABLE, summary="Remove every load override")
-async def clear_load(redis: RedisDep, settings: SettingsDep) -> dict[str, Any]:
+async def clear_load(redis: RedisDep, settings: SettingsDep) -> LoadOverrides:
     with redis_answers():
         await redis.delete(settings.load_key)
-    return {"overrides": []}
+    return LoadOverrides(overrides=[])

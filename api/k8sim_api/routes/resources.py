@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-import time
+from collections.abc import Set as AbstractSet
 from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from k8sim import explain, inventory, lifecycle, store
+from k8sim import explain, inventory, lifecycle, removal, rows, store
 from k8sim.kube import Kube, KubeError, UnknownKind
 from k8sim_api.deps import KubeDep, MaybePoolDep, PoolDep, SettingsDep
 from k8sim_api.schemas import (
@@ -23,6 +23,8 @@ from k8sim_api.schemas import (
     Deleted,
     ErrorResponse,
     History,
+    HistoryStep,
+    ResourceItem,
     ResourceList,
     TenantDeleted,
 )
@@ -34,7 +36,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorResponse, "description": "The cluster reports a conflict"}}
 
 
-async def latest_deployment(pool: asyncpg.Pool | None, tenant: str) -> Any:
+async def latest_deployment(pool: asyncpg.Pool | None, tenant: str) -> rows.Deployment | None:
     if pool is None:
         return None
     try:
@@ -44,22 +46,29 @@ async def latest_deployment(pool: asyncpg.Pool | None, tenant: str) -> Any:
         return None  # the listing still answers from the cluster
 
 
-async def deployed_objects(pool: asyncpg.Pool | None, kube: Kube, tenant: str) -> list[dict[str, Any]]:
-    """Objects the tenant's deploys created that still exist, whatever their kind or labels."""
+def keys(objs: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {(o["kind"], o["metadata"].get("namespace") or "", o["metadata"]["name"]) for o in objs}
+
+
+async def deployed_objects(pool: asyncpg.Pool | None, kube: Kube, tenant: str,
+                           known: AbstractSet[tuple[str, str, str]] = frozenset()) -> list[dict[str, Any]]:
+    """Objects the tenant's deploys created that still exist, whatever their kind or labels; those
+    ``known`` (kind, namespace, name) already are not read again (a deploy labels what it applies, so
+    the labels usually found them all)."""
     if pool is None:
         return []
     try:
         async with pool.acquire() as conn:
-            rows = await store.deployment_objects(conn, tenant)
+            refs = await store.deployment_objects(conn, tenant)
     except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
         return []  # the cluster's labels still find most of them
 
-    async def one(row: Any) -> dict[str, Any] | None:
+    async def one(row: rows.ObjectRef) -> dict[str, Any] | None:
         try:
-            return await kube.get(row["api_version"], row["kind"], row["name"], row["namespace"] or None)
+            return await kube.get(row.api_version, row.kind, row.name, row.namespace or None)
         except KubeError:
             return None
-    found = await asyncio.gather(*(one(r) for r in rows))
+    found = await asyncio.gather(*(one(r) for r in refs if (r.kind, r.namespace, r.name) not in known))
     return [o for o in found if o]
 
 
@@ -71,7 +80,7 @@ async def list_resources(
     namespace: Annotated[str | None, Query(**NAMESPACE)] = None,
     kind: Annotated[str | None, Query(**KIND)] = None,
     tenant_id: Annotated[str | None, Query(**TENANT_ID)] = None,
-) -> dict[str, Any]:
+) -> ResourceList:
     kinds = inventory.DEFAULT_KINDS
     if kind:
         try:
@@ -83,23 +92,17 @@ async def list_resources(
     if tenant_id:  # and whatever else its deploys created, of any kind (a ClusterRole, a CRD …)
         known = {o["metadata"]["uid"] for o in found}
         wanted = None if kind else set(kinds)
-        found += [o for o in await deployed_objects(pool, kube, tenant_id)
+        found += [o for o in await deployed_objects(pool, kube, tenant_id, keys(found))
                   if o["metadata"]["uid"] not in known and (wanted is None or (o["apiVersion"], o["kind"]) in wanted)
                   and (not namespace or o["metadata"].get("namespace") == namespace
                        or (o["kind"] == "Namespace" and o["metadata"]["name"] == namespace))]
-    items = await inventory.describe_all(found, explain.Explainer(kube))
-    body: dict[str, Any] = {"resources": items, "count": len(items), "tenant_id": tenant_id}
+    items = [ResourceItem.model_validate(i) for i in await inventory.describe_all(found, explain.Explainer(kube))]
     record = await latest_deployment(pool, tenant_id) if tenant_id else None
     if record is not None:
-        body["deployment_id"] = str(record["id"])
-        body["status"] = record["status"]
-        if record["message"]:
-            body["message"] = record["message"]
-    elif not items:
-        body["status"] = "not_found"
-    else:
-        body["status"] = "completed" if all(i["ready"] for i in items) else "deploying"
-    return body
+        return ResourceList(resources=items, count=len(items), tenant_id=tenant_id, status=record.status,
+                            deployment_id=str(record.id), message=record.message or None)
+    status = "not_found" if not items else "completed" if all(i.ready for i in items) else "deploying"
+    return ResourceList(resources=items, count=len(items), tenant_id=tenant_id, status=status)
 
 
 @router.get("/history", response_model=History,
@@ -117,7 +120,7 @@ async def history(
     since: Annotated[DateTime | None, Query(description="Steps that happened at or after (ISO 8601)")] = None,
     after_id: Annotated[int, Query(ge=0, le=2**63 - 1, description="Steps recorded after this id")] = 0,
     limit: Annotated[int, Query(gt=0, le=5000)] = 500,
-) -> dict[str, Any]:
+) -> History:
     if kind:  # as users type it (pods, deploy); a kind the cluster no longer serves is matched as given
         try:
             kind = (await inventory.resolve_kind(kube, kind)).kind
@@ -126,17 +129,13 @@ async def history(
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=dt.UTC)
     async with pool.acquire() as conn:
-        rows = await store.history(conn, tenant=tenant_id, namespace=namespace, kind=kind, name=name, uid=uid,
-                                   transition=transition, since=since, after_id=after_id, limit=limit)
-    steps = [{"id": r["id"], "uid": r["uid"], "api_version": r["api_version"], "kind": r["kind"],
-              "namespace": r["namespace"], "name": r["name"], "tenant_id": r["tenant"],
-              "transition": r["transition"], "detail": r["detail"], "resource_version": r["resource_version"],
-              "occurred_at": r["occurred_at"].isoformat(), "observed_at": r["observed_at"].isoformat(),
-              "reconciled": r["reconciled"]} for r in rows]
-    return {"steps": steps, "count": len(steps), "next_after_id": steps[-1]["id"] if len(steps) == limit else None}
+        found = await store.history(conn, tenant=tenant_id, namespace=namespace, kind=kind, name=name, uid=uid,
+                                    transition=transition, since=since, after_id=after_id, limit=limit)
+    steps = [HistoryStep.of(r) for r in found]
+    return History(steps=steps, count=len(steps), next_after_id=steps[-1].id if len(steps) == limit else None)
 
 
-async def delete_one(kube: Kube, namespace: str | None, kind: str, name: str) -> dict[str, Any]:
+async def delete_one(kube: Kube, namespace: str | None, kind: str, name: str) -> Deleted:
     try:
         info = await inventory.resolve_kind(kube, kind)
     except UnknownKind:
@@ -148,72 +147,27 @@ async def delete_one(kube: Kube, namespace: str | None, kind: str, name: str) ->
         raise HTTPException(403, f'namespace "{name}" belongs to the cluster and cannot be deleted')
     if not await kube.delete(info.api_version, info.kind, name, ns):
         raise HTTPException(404, f'{info.kind} "{name}" not found' + (f' in namespace "{ns}"' if ns else ""))
-    return {"status": "success", "message": f"{info.kind} {name} deleted",
-            "id": f"{ns or ''}/{info.kind}/{name}"}
+    return Deleted(status="success", message=f"{info.kind} {name} deleted", id=f"{ns or ''}/{info.kind}/{name}")
 
 
 @router.delete("/tenant/{tenant_id}", response_model=TenantDeleted, responses=NOT_FOUND,
-               summary="Delete everything of a tenant, its namespaces last")
+               summary="Delete everything of a tenant; answers within seconds, namespaces may still be terminating")
 async def delete_tenant(tenant_id: Annotated[str, Path(**TENANT_ID)], kube: KubeDep, pool: MaybePoolDep,
-                        settings: SettingsDep) -> dict[str, Any]:
-    kinds = list(inventory.DEFAULT_KINDS)
-    targets = {o["metadata"]["uid"]: o for o in await inventory.find(kube, tenant=tenant_id, kinds=kinds)}
-    for obj in await deployed_objects(pool, kube, tenant_id):
-        targets.setdefault(obj["metadata"]["uid"], obj)
-    # A system namespace labelled for a tenant (or declared by its deploy before that was refused)
-    # stays: deleting it would stop the cluster, not the tenant. What the tenant put in it still goes.
-    system = [uid for uid, o in targets.items()
-              if o["kind"] == "Namespace" and o["metadata"]["name"] in lifecycle.SYSTEM_NAMESPACES]
-    kept_names = sorted(targets.pop(uid)["metadata"]["name"] for uid in system)
-    if not targets:
+                        settings: SettingsDep) -> TenantDeleted:
+    """Every object labelled for the tenant or created by its deploys is deleted (the cluster's own
+    namespaces excepted), its namespaces last. The answer waits at most ``K8SIM_TENANT_DELETE_WAIT``
+    seconds: what is still terminating then is in ``pending`` (and ``pending_count``); its deletion
+    goes on, and ``GET /k8s/resources?tenant_id=`` shows it until it is gone."""
+    found = {o["metadata"]["uid"]: o for o in await inventory.find(kube, tenant=tenant_id,
+                                                                    kinds=list(inventory.DEFAULT_KINDS))}
+    for obj in await deployed_objects(pool, kube, tenant_id, keys(list(found.values()))):
+        found.setdefault(obj["metadata"]["uid"], obj)
+    done = await removal.remove(kube, tenant_id, found.values(), wait=settings.tenant_delete_wait)
+    if not done.resources:
+        kept = done.kept_namespaces
         raise HTTPException(404, f'tenant "{tenant_id}" has no resources'
-                                 + (f" but the cluster's namespaces {', '.join(kept_names)}" if kept_names else ""))
-    namespaces = [o for o in targets.values() if o["kind"] == "Namespace"]
-    others = [o for o in targets.values() if o["kind"] != "Namespace"]
-
-    async def remove(obj: dict[str, Any]) -> None:
-        meta = obj["metadata"]
-        await kube.delete(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
-
-    await asyncio.gather(*(remove(o) for o in others))
-    await asyncio.gather(*(remove(o) for o in namespaces))
-    # Wait (bounded) until they are really gone, so a redeploy right after starts clean.
-    deadline = time.monotonic() + settings.deploy_timeout
-    remaining = list(targets.values())
-    while remaining and time.monotonic() < deadline:
-        await asyncio.sleep(0.3)
-        still = await asyncio.gather(*(kube.get(o["apiVersion"], o["kind"], o["metadata"]["name"],
-                                                o["metadata"].get("namespace")) for o in remaining))
-        remaining = [o for o, s in zip(remaining, still, strict=True) if s is not None]
-    body: dict[str, Any] = {
-        "status": "success", "tenant_id": tenant_id, "deleted_count": len(targets) - len(remaining),
-        "pending_count": len(remaining), "resources": sorted(inventory.describe(o)["id"] for o in targets.values())}
-    notes = []
-    if remaining:
-        pending = [await still_pending(kube, o) for o in remaining]
-        body["pending"] = pending
-        notes += [f"{p['id']}: {p['reason']}" for p in pending if p.get("reason")]
-    if kept_names:
-        notes.append(f"kept the cluster's namespaces {', '.join(kept_names)} (labelled for this tenant)")
-    if notes:
-        body["message"] = "; ".join(notes)
-    return body
-
-
-async def still_pending(kube: Kube, obj: dict[str, Any]) -> dict[str, Any]:
-    """An object a delete left behind, with why: a Terminating namespace's conditions (for example
-    NamespaceDeletionDiscoveryFailure while an aggregated API is unavailable), else its finalizers."""
-    meta = obj["metadata"]
-    current = await kube.get(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace")) or obj
-    item: dict[str, Any] = {"id": inventory.describe(current)["id"]}
-    troubles = [f"{c.get('type')}: {c.get('message', '')}".strip()
-                for c in (current.get("status") or {}).get("conditions") or [] if c.get("status") == "True"]
-    finalizers = (current.get("metadata") or {}).get("finalizers") or (current.get("spec") or {}).get("finalizers")
-    if troubles:
-        item["reason"] = "; ".join(troubles)
-    elif finalizers:
-        item["reason"] = f"waiting for finalizers: {', '.join(finalizers)}"
-    return item
+                                 + (f" but the cluster's namespaces {', '.join(kept)}" if kept else ""))
+    return TenantDeleted.of(done)
 
 
 @router.delete("/{namespace}/{kind}/{name}", response_model=Deleted, responses=NOT_FOUND,
@@ -222,13 +176,13 @@ async def still_pending(kube: Kube, obj: dict[str, Any]) -> dict[str, Any]:
                            "item's empty namespace: `/k8s/resources//Namespace/ecp-ai-t1`).")
 async def delete_by_path(namespace: Annotated[str, Path(max_length=253, pattern=r"^[^\x00-\x1f\x7f]+$")],
                          kind: Annotated[str, Path(**KIND)], name: Annotated[str, Path(**OBJECT_NAME)],
-                         kube: KubeDep) -> dict[str, Any]:
+                         kube: KubeDep) -> Deleted:
     return await delete_one(kube, namespace, kind, name)
 
 
 @router.delete("//{kind}/{name}", response_model=Deleted, responses=NOT_FOUND, include_in_schema=False)
 async def delete_cluster_scoped(kind: Annotated[str, Path(**KIND)], name: Annotated[str, Path(**OBJECT_NAME)],
-                                kube: KubeDep) -> dict[str, Any]:
+                                kube: KubeDep) -> Deleted:
     """ECP-AI's form with the empty namespace it lists cluster-scoped objects with."""
     return await delete_one(kube, "", kind, name)
 
@@ -237,5 +191,5 @@ async def delete_cluster_scoped(kind: Annotated[str, Path(**KIND)], name: Annota
                summary="Delete one object (the guide's form)")
 async def delete_by_query(resource_name: Annotated[str, Path(**OBJECT_NAME)], kube: KubeDep,
                           namespace: Annotated[str, Query(**NAMESPACE)] = "default",
-                          kind: Annotated[str, Query(**KIND)] = "Pod") -> dict[str, Any]:
+                          kind: Annotated[str, Query(**KIND)] = "Pod") -> Deleted:
     return await delete_one(kube, namespace, kind, resource_name)

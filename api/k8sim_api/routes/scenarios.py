@@ -31,16 +31,15 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 DELETE_WAIT = 15.0
 
 
-def _body(obj: dict[str, Any]) -> dict[str, Any]:
-    obj.setdefault("status", {})
-    return obj
+def _body(obj: dict[str, Any]) -> ScenarioOut:
+    return ScenarioOut.model_validate({"status": {}, **obj})
 
 
 @router.post("", status_code=201, response_model=ScenarioOut,
              responses={**BAD_BODY, **NOT_FOUND, 409: {"model": ErrorResponse, "description": "Name taken"},
                         422: {"model": ErrorResponse, "description": "Not a playable Scenario"}},
              summary="Start a failure scenario (as `kubectl apply` of a Scenario would)")
-async def create(body: ScenarioRequest, kube: KubeDep) -> dict[str, Any]:
+async def create(body: ScenarioRequest, kube: KubeDep) -> ScenarioOut:
     obj = body.model_dump(exclude_none=True)
     try:
         scenarios.validate(obj["spec"])
@@ -62,7 +61,7 @@ async def list_scenarios(kube: KubeDep, namespace: Annotated[str | None, Query(*
                          tenant_id: Annotated[str | None, Query(**{k: v for k, v in TENANT_ID.items()
                                                                     if k != "examples"})] = None,
                          phase: Annotated[str | None, Query(pattern="^(Pending|Active|Completed|Failed)$")] = None,
-                         ) -> dict[str, Any]:
+                         ) -> ScenarioList:
     try:
         items = await kube.list(scenarios.API_VERSION, scenarios.KIND, namespace)
     except KubeError as exc:
@@ -74,12 +73,12 @@ async def list_scenarios(kube: KubeDep, namespace: Annotated[str | None, Query(*
     if phase is not None:
         items = [o for o in items if (o.get("status") or {}).get("phase") == phase]
     items.sort(key=lambda o: o["metadata"].get("creationTimestamp", ""), reverse=True)
-    return {"scenarios": [_body(o) for o in items], "count": len(items)}
+    return ScenarioList(scenarios=[_body(o) for o in items], count=len(items))
 
 
 @router.get("/{namespace}/{name}", response_model=ScenarioOut, responses=NOT_FOUND, summary="One Scenario")
 async def get(namespace: Annotated[str, Path(**NAMESPACE)], name: Annotated[str, Path(**DNS_NAME)],
-              kube: KubeDep) -> dict[str, Any]:
+              kube: KubeDep) -> ScenarioOut:
     try:
         found = await kube.get(scenarios.API_VERSION, scenarios.KIND, name, namespace)
     except KubeError as exc:
@@ -95,7 +94,7 @@ async def get(namespace: Annotated[str, Path(**NAMESPACE)], name: Annotated[str,
                responses={**NOT_FOUND, 202: {"model": ScenarioDeleted, "description": "Still restoring"}},
                summary="End a Scenario: what it hit is given back, then it goes")
 async def delete(namespace: Annotated[str, Path(**NAMESPACE)], name: Annotated[str, Path(**DNS_NAME)],
-                 kube: KubeDep, response: Response) -> dict[str, Any]:
+                 kube: KubeDep, response: Response) -> ScenarioDeleted:
     try:
         gone = not await kube.delete(scenarios.API_VERSION, scenarios.KIND, name, namespace)
     except KubeError as exc:
@@ -107,7 +106,7 @@ async def delete(namespace: Annotated[str, Path(**NAMESPACE)], name: Annotated[s
     deadline = time.monotonic() + DELETE_WAIT
     while time.monotonic() < deadline:  # the operator restores before its finalizer lets it go
         if await kube.get(scenarios.API_VERSION, scenarios.KIND, name, namespace) is None:
-            return {"status": "deleted", "namespace": namespace, "name": name}
+            return ScenarioDeleted(status="deleted", namespace=namespace, name=name)
         await asyncio.sleep(0.5)
     response.status_code = 202
-    return {"status": "deleting", "namespace": namespace, "name": name}
+    return ScenarioDeleted(status="deleting", namespace=namespace, name=name)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from k8sim import explain, lifecycle
 from k8sim_api.deps import KubeDep
-from k8sim_api.schemas import NAMESPACE, OBJECT_NAME, ErrorResponse, ServiceRollout
+from k8sim_api.schemas import NAMESPACE, OBJECT_NAME, ErrorResponse, PodSummary, ServiceRollout
 
 router = APIRouter(prefix="/k8s/service", tags=["services"])
 
@@ -20,18 +20,18 @@ def selector_string(match_labels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(match_labels.items()))
 
 
-def pod_summary(pod: dict[str, Any]) -> dict[str, Any]:
+def pod_summary(pod: dict[str, Any]) -> PodSummary:
     state = lifecycle.summarise(pod)
     containers = pod.get("spec", {}).get("containers") or [{}]
-    return {"name": pod["metadata"]["name"], "status": state.phase, "image": containers[0].get("image"),
-            "ready": bool(state.ready), "restarts": state.restarts,
-            "created": pod["metadata"].get("creationTimestamp"), "node": state.node}
+    return PodSummary(name=pod["metadata"]["name"], status=state.phase, image=containers[0].get("image"),
+                      ready=bool(state.ready), restarts=state.restarts,
+                      created=pod["metadata"].get("creationTimestamp"), node=state.node)
 
 
 @router.get("/{name}", response_model=ServiceRollout, responses={404: {"model": ErrorResponse}},
             summary="Desired and current image, replica counts and pods of one service")
 async def service_status(name: Annotated[str, Path(**OBJECT_NAME)], kube: KubeDep,
-                         namespace: Annotated[str, Query(**NAMESPACE)] = "default") -> dict[str, Any]:
+                         namespace: Annotated[str, Query(**NAMESPACE)] = "default") -> ServiceRollout:
     workload = None
     for api_version, kind in WORKLOADS:
         workload = await kube.get(api_version, kind, name, namespace)
@@ -44,9 +44,9 @@ async def service_status(name: Annotated[str, Path(**OBJECT_NAME)], kube: KubeDe
         match = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
     else:
         match = (service or {}).get("spec", {}).get("selector") or {}
-    pods = await kube.list("v1", "Pod", namespace, label_selector=selector_string(match)) if match else []
-    pods = [pod_summary(p) for p in pods]
-    running_images = Counter(p["image"] for p in pods if p["ready"])
+    listed = await kube.list("v1", "Pod", namespace, label_selector=selector_string(match)) if match else []
+    pods = [pod_summary(p) for p in listed]
+    running_images = Counter(p.image for p in pods if p.ready)
     body: dict[str, Any] = {"name": name, "namespace": namespace, "pods": pods,
                             "currentImage": running_images.most_common(1)[0][0] if running_images else None}
     if workload is not None:
@@ -68,9 +68,9 @@ async def service_status(name: Annotated[str, Path(**OBJECT_NAME)], kube: KubeDe
         if not state.ready:
             body["reason"] = await explain.Explainer(kube).reason(workload) or state.reason
     else:
-        ready = sum(1 for p in pods if p["ready"])
+        ready = sum(1 for p in pods if p.ready)
         body.update({"kind": "Service", "desiredImage": body["currentImage"],
                      "replicas": {"desired": len(pods), "ready": ready, "available": ready, "updated": len(pods)},
                      "deploymentStatus": "completed" if pods and ready == len(pods) else "in_progress",
                      "lastUpdated": (service or {}).get("metadata", {}).get("creationTimestamp")})
-    return body
+    return ServiceRollout.model_validate(body)

@@ -3,6 +3,7 @@
 
 const $main = document.getElementById("main");
 const $live = document.getElementById("live");
+const $banner = document.getElementById("banner");
 
 // ---------------------------------------------------------------- helpers
 
@@ -101,6 +102,7 @@ window.k8simLive = live; // for the browser console (and tests): what arrived, a
 
 function deliver(doc) {
   live.snapshot = doc; live.received += 1;
+  showForeignMetrics(doc);
   setLive(true, `live · ${new Date(doc.timestamp).toLocaleTimeString()}`);
   live.listeners.forEach((f) => f(doc));
 }
@@ -120,6 +122,15 @@ function connect(delay = 500) {
     setLive(false, "disconnected, retrying…");
     setTimeout(() => connect(Math.min(delay * 2, 10000)), delay);
   };
+}
+
+// The engine's snapshot names another backend holding one of its metrics APIs (a monitoring stack's
+// adapter): kubectl top and the HPAs then read that backend, not the simulated load.
+function showForeignMetrics(doc) {
+  const foreign = doc?.metrics_apis?.foreign || [];
+  $banner.hidden = !foreign.length;
+  $banner.textContent = foreign.map((f) => `${f.apiservice} is served by ${f.service} (Available=${f.available}`
+    + `${f.reason ? `: ${f.reason}` : ""}), not by the simulator: kubectl top and HPAs read that backend.`).join(" ");
 }
 
 function setLive(on, text) {

@@ -1,5 +1,7 @@
 """What the simulated cluster is made of: node pools, the Node objects a kubelet would register,
-KWOK stages per delay profile, and kwokctl's configuration. Pure builders, unit-tested.
+KWOK's stages per delay profile and its in-cluster options. Pure builders over the package's data
+(:data:`k8sim.settings.CLUSTER_DATA`), used by the Helm chart's Jobs (:mod:`k8sim.jobs`) and by the
+local tooling (:mod:`k8sim.local`) alike.
 """
 
 from __future__ import annotations
@@ -11,15 +13,15 @@ from typing import Any
 
 import yaml
 
-from k8sim.local.build import KUBERNETES_VERSION
-from k8sim.local.processes import ClusterError
-from k8sim.local.settings import ClusterSettings
-from k8sim.settings import ROOT
+from k8sim.settings import CLUSTER_DATA
 
-STAGES = ROOT / "cluster" / "stages"
-PROFILES = ROOT / "cluster" / "profiles.yaml"
-#: Deletes of what the whole cluster leans on (namespaces, nodes, CRDs), with the client that sent them.
-AUDIT_POLICY = ROOT / "cluster" / "audit-policy.yaml"
+#: The Kubernetes release the control plane is built from, which every node's kubelet reports.
+KUBERNETES_VERSION = "v1.36.3"
+#: The KWOK release the controller is built from; its stages and options are that release's.
+KWOK_VERSION = "v0.8.0"
+
+STAGES = CLUSTER_DATA / "stages"
+PROFILES = CLUSTER_DATA / "profiles.yaml"
 
 GPU_TYPES = ("t4", "v100", "l40s", "a100")
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
@@ -29,17 +31,21 @@ KERNEL_VERSION = "6.8.0-1024-aws"
 CONTAINER_RUNTIME = "containerd://2.1.4"
 
 
+class TopologyError(ValueError):
+    """A node-pool file or a profile that cannot make a cluster (the message says why)."""
+
+
 def load_pools(path: Path) -> list[dict[str, Any]]:
     data = yaml.safe_load(path.read_text()) or {}
     pools = data.get("pools")
     if not isinstance(pools, list) or not pools:
-        raise ClusterError(f"{path}: expected a non-empty 'pools' list")
+        raise TopologyError(f"{path}: expected a non-empty 'pools' list")
     for pool in pools:
         if not isinstance(pool, dict) or not pool.get("name"):
-            raise ClusterError(f"{path}: every pool needs a name")
+            raise TopologyError(f"{path}: every pool needs a name")
         gpu = pool.get("gpu")
         if gpu and gpu.get("type") not in GPU_TYPES:
-            raise ClusterError(f"{path}: pool {pool['name']}: gpu.type must be one of {GPU_TYPES}")
+            raise TopologyError(f"{path}: pool {pool['name']}: gpu.type must be one of {GPU_TYPES}")
     return pools
 
 
@@ -47,7 +53,7 @@ def node_ip(network: str, index: int) -> str:
     """The InternalIP of the index-th node: hosts of the range in order (never contacted)."""
     net = ipaddress.ip_network(network)
     if index + 10 >= net.num_addresses - 1:
-        raise ClusterError(f"node IP range {network} is too small for {index + 1} nodes")
+        raise TopologyError(f"node IP range {network} is too small for {index + 1} nodes")
     return str(net.network_address + 10 + index)  # .1-.9 are left for gateways, as clouds do
 
 
@@ -117,11 +123,11 @@ def node_manifests(pools: list[dict[str, Any]], ip_range: str = "10.240.0.0/16",
     return nodes
 
 
-#: Flags of KWOK's controller in every profile.
 #: A node labelled with this is played by the KWOK controller of that shard (the chart's
 #: ``kwok.shards``), never by the local cluster's own controller.
 SHARD_LABEL = "k8sim.io/kwok-shard"
 
+#: Flags of KWOK's controller in every profile.
 KWOK_FLAGS = {
     # A node lease outliving its KWOK controller stalls that node's pods for this long
     # (kwokctl's own --node-lease-duration-seconds does not reach the controller).
@@ -137,48 +143,16 @@ def shard_of(name: str, shards: int) -> int:
     return zlib.crc32(name.encode()) % shards
 
 
-def workdir(settings: ClusterSettings) -> Path:
-    """kwokctl's working folder (KWOK_WORKDIR)."""
-    return settings.state_dir / "kwok"
-
-
-def cluster_dir(settings: ClusterSettings) -> Path:
-    """The local cluster's own folder: kwok.yaml, pki/, logs/, pids/."""
-    return workdir(settings) / "clusters" / settings.cluster_name
-
-
-def delegated_auth_flags(settings: ClusterSettings) -> dict[str, str]:
-    """The scheduler and controller-manager check a caller's client certificate against the cluster's
-    CA and its rights with the apiserver, as kubeadm sets them up: their /debug/pprof then answers the
-    cluster's admins (``bench_scale.py --pprof``) instead of refusing everyone but their probes."""
-    return {"client-ca-file": str(cluster_dir(settings) / "pki" / "ca.crt"),
-            "authorization-kubeconfig": str(cluster_dir(settings) / "kubeconfig.yaml")}
-
-
-def kwokctl_configuration(settings: ClusterSettings) -> dict[str, Any]:
-    """kwokctl's own options: every component (etcd, controllers, KWOK) listens on one address,
-    with the profile's flags. (In the configuration, not as --extra-args: kwokctl v0.8.0 indexes
-    those wrongly past two components.)"""
-    flags = {"kwok-controller": KWOK_FLAGS, **{c: component_flags(settings.profile, c) for c in PROFILE_COMPONENTS}}
-    for component in ("kube-controller-manager", "kube-scheduler"):
-        flags[component] = {**delegated_auth_flags(settings), **flags[component]}
-    patches = [{"name": name, "extraArgs": [{"key": k, "value": v} for k, v in values.items()]}
-               for name, values in flags.items() if values]
-    return {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokctlConfiguration",
-            "options": {"bindAddress": settings.bind_address, "kubeAuditPolicy": str(AUDIT_POLICY)},
-            "componentsPatches": patches}
-
-
 #: Stages only the profiles that name them play, each with the stage whose pods it takes: that
 #: stage's weight drops to 0, and KWOK then gives it only the pods the shortcut's selector leaves.
 SHORTCUTS = {"pod-start": "pod-create"}
 
 
 def stages_for_profile(profile: str) -> list[dict[str, Any]]:
-    """KWOK Stage objects with the delays of one profile from cluster/profiles.yaml."""
+    """KWOK Stage objects with the delays of one profile from the package's profiles.yaml."""
     profiles = yaml.safe_load(PROFILES.read_text())
     if profile not in profiles:
-        raise ClusterError(f"unknown profile {profile!r}; choose one of {sorted(profiles)}")
+        raise TopologyError(f"unknown profile {profile!r}; choose one of {sorted(profiles)}")
     delays = profiles[profile]
     stages = []
     taken = {SHORTCUTS[name] for name in SHORTCUTS if name in delays}
@@ -200,7 +174,7 @@ def stages_for_profile(profile: str) -> list[dict[str, Any]]:
     return stages
 
 
-#: Control-plane components whose flags a profile may set (its sections of cluster/profiles.yaml).
+#: Control-plane components whose flags a profile may set (its sections of profiles.yaml).
 PROFILE_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
@@ -209,42 +183,26 @@ def component_flags(profile: str, component: str) -> dict[str, str]:
     etcd's fsync)."""
     profiles = yaml.safe_load(PROFILES.read_text())
     if profile not in profiles:
-        raise ClusterError(f"unknown profile {profile!r}; choose one of {sorted(profiles)}")
+        raise TopologyError(f"unknown profile {profile!r}; choose one of {sorted(profiles)}")
     return {str(k): str(v) for k, v in (profiles[profile].get(component) or {}).items()}
 
 
-def kwokctl_config(settings: ClusterSettings) -> str:
-    docs = [kwokctl_configuration(settings), *stages_for_profile(settings.profile)]
+#: KWOK's options in the chart. A KwokConfiguration read from a file gets no defaults (KWOK v0.8.0
+#: then refuses to start: "node leases parallelism must be greater than 0"), so every option KWOK
+#: defaults is set here, to its default. Play-stage parallelism stays at 4: with more workers, stale
+#: stage jobs of a pod overtake newer ones (KWOK evaluates a stage's selector when it queues the job,
+#: and patches without a precondition), and pods flap between ContainerCreating and Running for minutes.
+KWOK_OPTIONS: dict[str, Any] = {
+    "podPlayStageParallelism": 4, "nodePlayStageParallelism": 4, "nodeLeaseParallelism": 4,
+    "podsOnNodeSyncParallelism": 1, "enablePodsOnNodeSyncListPager": True, "enablePodsOnNodeSyncStreamWatch": False,
+    "enableDebuggingHandlers": True, "enableProfilingHandler": True, "enableContentionProfiling": False,
+    "nodeLeaseDurationSeconds": int(KWOK_FLAGS["node-lease-duration-seconds"]),
+}
+
+
+def kwok_config(profile: str) -> str:
+    """KWOK's own configuration file: its options and the stages with the profile's delays, one
+    YAML stream, as `kwok --config` reads it."""
+    docs = [{"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokConfiguration", "options": KWOK_OPTIONS},
+            *stages_for_profile(profile)]
     return yaml.safe_dump_all(docs, sort_keys=False)
-
-
-def kwokctl_create_args(settings: ClusterSettings, bindir: Path, config: Path) -> list[str]:
-    """Arguments of `kwokctl create cluster`: every component from the local build."""
-    args = [
-        "create",
-        "cluster",
-        "--name",
-        settings.cluster_name,
-        "--runtime",
-        "binary",
-        "--kube-apiserver-port",
-        str(settings.apiserver_port),
-        "--kube-apiserver-binary",
-        str(bindir / "kube-apiserver"),
-        "--kube-controller-manager-binary",
-        str(bindir / "kube-controller-manager"),
-        "--kube-scheduler-binary",
-        str(bindir / "kube-scheduler"),
-        "--kwok-controller-binary",
-        str(bindir / "kwok"),
-        "--etcd-binary",
-        str(bindir / "etcd"),
-        "--disable-qps-limits",
-        "--kubeconfig",
-        str(settings.kubeconfig),
-        "--config",
-        str(config),
-        "--wait",
-        f"{int(settings.ready_timeout)}s",
-    ]
-    return args
