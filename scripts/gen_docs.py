@@ -225,7 +225,8 @@ def engine_spec() -> dict[str, Any]:
             "clusters": [{"name": "docs",
                           "cluster": {"server": "https://127.0.0.1:9", "insecure-skip-tls-verify": True}}],
             "users": [{"name": "docs", "user": {"token": "unused"}}]}))
-        return create_app(EngineSettings(kubeconfig=kubeconfig)).openapi()
+        spec: dict[str, Any] = create_app(EngineSettings(kubeconfig=kubeconfig)).openapi()
+        return spec
 
 
 def api_page() -> str:
@@ -275,10 +276,12 @@ def scale_result(document: dict[str, Any]) -> list[str]:
              "|---|---|---|---|---|---|---|---|"]
     for run in figures.get("runs", []):
         for phase in run["phases"]:
-            biggest = sorted(phase["peak_rss_bytes"].items(), key=lambda kv: -kv[1])[:4]
+            biggest = sorted(phase["peak_rss_bytes"].items(), key=lambda kv: -kv[1])
             rss = ", ".join(f"{k} {gib(v)}" for k, v in biggest)
+            cpu = {k: v for k, v in phase["cpu_seconds"].items() if v >= 0.05}
+            cpu_text = f"{top(cpu, len(cpu))} (total {sum(phase['cpu_seconds'].values()):.1f})"
             lines.append(f"| {run['mode']} | {run['round']} | {phase['what']} | {phase['count']:,} | "
-                         f"{phase['seconds']:.1f} | {phase['rate']:.1f} | {cell(top(phase['cpu_seconds'], 6))} | "
+                         f"{phase['seconds']:.1f} | {phase['rate']:.1f} | {cell(cpu_text)} | "
                          f"{cell(rss)} |")
     lines.append("")
     notes = []
@@ -286,12 +289,13 @@ def scale_result(document: dict[str, Any]) -> list[str]:
         for phase in run["phases"]:
             extra = phase.get("extra") or {}
             if "complete" in extra:
-                notes.append(f"- {run['mode']}, round {run['round']}, {phase['what']} {phase['count']:,}: history "
-                             f"{'complete' if extra['complete'] else 'INCOMPLETE'} ({extra.get('history')}), "
+                seen = ", ".join(f"{t} {n:,}" for t, n in (extra.get("history") or {}).items())
+                notes.append(f"- {run['mode']}, round {run['round']}, {phase['what']} {phase['count']:,}: the recorded "
+                             f"history {'complete' if extra['complete'] else 'INCOMPLETE'} ({seen}), "
                              f"{extra.get('history_complete_after_s')} s after the last deletion")
             if "at rest, % of a core" in extra:
                 notes.append(f"- {run['mode']}, round {run['round']}, at rest with {phase['count']:,} Running, % of a "
-                             f"core: {top(extra['at rest, % of a core'], 6)}")
+                             f"core: {top(extra['at rest, % of a core'], len(extra['at rest, % of a core']))}")
     if notes:
         lines += [*notes, ""]
     if figures.get("ratios"):

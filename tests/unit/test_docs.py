@@ -105,7 +105,8 @@ def test_the_scale_results_page_is_rendered_from_the_result_files(tmp_path: Path
     page = gen_docs.results_page(tmp_path)
     assert "## bench_scale, 2026-01-02 03:04 UTC" in page
     assert "2 cores (Test CPU), 23.5 GiB" in page
-    row = "| raw | 1 | pods Running | 1,000 | 12.3 | 81.0 | kube-apiserver 10.5, etcd 2.25 | kube-apiserver 2.00 GiB |"
+    row = ("| raw | 1 | pods Running | 1,000 | 12.3 | 81.0 | kube-apiserver 10.5, etcd 2.25 (total 12.8) "
+           "| kube-apiserver 2.00 GiB |")
     assert row in page
     assert "| round 1 | pods Running | 1,000 | 81.0 | 70.5 | **0.87** |" in page
 
