@@ -6,6 +6,7 @@ backend is missing blocks namespace deletion cluster-wide, so it never outlives 
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,8 +62,11 @@ def engine(tmp_path: Path, takeover: str, grace: float) -> Iterator[str]:
 
 
 def backend(kubectl: Kubectl, name: str) -> tuple[str, str]:
-    """(the Service behind the APIService as namespace/name, its Available status)."""
-    item = kubectl.json("get", "apiservice", name)
+    """(the Service behind the APIService as namespace/name, its Available status); ("", "") without one."""
+    found = kubectl("get", "apiservice", name, "--ignore-not-found", "-o", "json").strip()
+    if not found:
+        return "", ""
+    item = json.loads(found)
     service = item["spec"].get("service") or {}
     conditions = {c["type"]: c["status"] for c in (item.get("status") or {}).get("conditions") or []}
     return f"{service.get('namespace')}/{service.get('name')}", conditions.get("Available", "Unknown")
@@ -91,8 +95,7 @@ def kube_prometheus_adapter(kubectl: Kubectl) -> Iterator[None]:
         yield
     finally:
         # Only while it is still the adapter's: an APIService the engine took back is its own.
-        if kubectl("get", "apiservice", METRICS, "--ignore-not-found", "-o", "name").strip() \
-                and backend(kubectl, METRICS)[0] == ADAPTER:
+        if backend(kubectl, METRICS)[0] == ADAPTER:
             kubectl("delete", "apiservice", METRICS, "--ignore-not-found")
 
 
