@@ -16,7 +16,8 @@ import yaml
 
 from k8sim.settings import ROOT
 
-from .conftest import eventually
+from .conftest import Kubectl, eventually
+from .test_metrics_api_healing import PROMETHEUS_ADAPTER_APISERVICE, backend
 
 pytestmark = pytest.mark.integration
 
@@ -249,3 +250,25 @@ def test_programs_still_get_json_where_browsers_get_the_dashboard(api_url: str, 
     for asset in re.findall(r'(?:src|href)="(vendor/[^"]+|app\.[a-z]+)"', page.text):
         assert httpx.get(f"{api_url}/ui/{asset}", timeout=30).status_code == 200, asset
     assert "cdn" not in page.text.lower() and "https://" not in page.text
+
+
+def test_a_banner_names_the_backend_that_holds_metrics_k8s_io(browser: Any, api_url: str, engine_url: str,
+                                                             kubectl: Kubectl) -> None:
+    """kube-prometheus' adapter APIService repoints metrics.k8s.io: the engine's snapshot names it and
+    every view shows a banner until it is gone (removed here before the engine's 30 s grace ends)."""
+    context = browser.new_context(viewport=VIEWPORT, color_scheme="light")
+    page = context.new_page()
+    page.goto(api_url + "/ui/#/overview")
+    page.get_by_role("heading", name="Cluster overview").wait_for()
+    banner = page.locator("#banner")
+    assert banner.is_hidden()
+    kubectl("apply", "-f", "-", stdin=PROMETHEUS_ADAPTER_APISERVICE)
+    try:
+        page.locator("#banner", has_text="v1beta1.metrics.k8s.io is served by monitoring/prometheus-adapter") \
+            .wait_for(timeout=20_000)
+        shot(page, "9-foreign-metrics-banner")
+    finally:
+        if backend(kubectl, "v1beta1.metrics.k8s.io")[0] == "monitoring/prometheus-adapter":
+            kubectl("delete", "apiservice", "v1beta1.metrics.k8s.io", "--ignore-not-found")
+    banner.wait_for(state="hidden", timeout=20_000)
+    context.close()

@@ -105,16 +105,13 @@ def test_an_adapter_without_a_backend_is_taken_back_and_kubectl_top_answers_agai
     with engine(tmp_path, takeover, grace) as url:
         eventually(lambda: served_by_the_engine(kubectl), 60, "the engine's APIServices to be available")
         with kube_prometheus_adapter(kubectl):
-            def taken_back() -> dict[str, Any]:
-                records = [t for t in health(url)["metrics_apis"]["takeovers"] if t["apiservice"] == METRICS]
-                assert records, "no takeover yet"
-                return dict(records[0])
-            record = eventually(taken_back, 60, f"the engine to take {METRICS} back ({takeover})")
+            eventually(lambda: served_by_the_engine(kubectl, (METRICS,)), 60,
+                       f"the engine to take {METRICS} back ({takeover}) and be available again")
+            eventually(lambda: kubectl_top_answers(kubectl), 60, "kubectl top nodes to answer again")
+            (record,) = [t for t in health(url)["metrics_apis"]["takeovers"] if t["apiservice"] == METRICS]
             assert (record["from"], record["reason"]) == (ADAPTER, takeover)
             if takeover == "unavailable":
                 assert "ServiceNotFound" in record["detail"], "what kube-aggregator reported decided it"
-            eventually(lambda: served_by_the_engine(kubectl, (METRICS,)), 60, "ours to be available again")
-            eventually(lambda: kubectl_top_answers(kubectl), 60, "kubectl top nodes to answer again")
             body = health(url)
             assert body["metrics_apis"]["foreign"] == [] and body["status"] == "healthy", body
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from k8sim_engine import registration
 from k8sim_engine.registration import Registrar, decide
 from k8sim_engine.settings import EngineSettings, Takeover
 
-from k8sim.kube import KubeError
+from k8sim.kube import Kube, KubeError
 
 METRICS = "v1beta1.metrics.k8s.io"
 
@@ -119,7 +119,7 @@ class FakeKube:
 def registrar(kube: FakeKube, policy: Takeover, grace: float = 30) -> tuple[Registrar, list[float]]:
     clock = [0.0]
     settings = EngineSettings(metrics_api_takeover=policy, metrics_api_takeover_grace=grace)
-    return Registrar(kube, settings, clock=lambda: clock[0]), clock
+    return Registrar(cast(Kube, kube), settings, clock=lambda: clock[0]), clock
 
 
 def everything_ours() -> list[dict[str, Any]]:
@@ -181,6 +181,6 @@ def test_startup_claims_ours_but_not_a_working_foreign_backend() -> None:
 
 def test_a_stopping_engine_removes_its_own_apiservices_and_never_the_users() -> None:
     kube = FakeKube(foreign(), *everything_ours()[1:])
-    asyncio.run(registration.unregister(kube))
+    asyncio.run(registration.unregister(cast(Kube, kube)))
     assert METRICS in kube.objects, "prometheus-adapter's APIService is not ours to delete"
     assert set(kube.deleted) == {"v1beta2.custom.metrics.k8s.io", "v1beta1.external.metrics.k8s.io", "k8sim-metrics"}
