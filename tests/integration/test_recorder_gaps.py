@@ -86,7 +86,7 @@ def test_a_sweep_leaves_an_object_its_stream_has_not_finished_delivering(
 
     found, steps = asyncio.run(run())
     assert found == 0, "the pod's stream had not delivered its deletion yet: not the sweep's to record"
-    assert steps == ["created", "pending", "scheduled", "running", "ready", "terminating", "deleted"]
+    assert steps == ["created", "pending", "scheduled", "running", "ready", "updated", "terminating", "deleted"]
 
 
 def test_a_sweep_records_what_went_before_its_stream_listed(

@@ -38,8 +38,9 @@ def month_env(database_url: str, days: int = 30) -> dict[str, str]:
             "K8SIM_REDIS_KEY": f"k8sim:month:{uuid.uuid4().hex}", "K8SIM_REDIS_CHANNEL": "k8sim:month"}
 
 
-def run_engine(env: dict[str, str], log: Path, timeout: float) -> float:
-    """Run an engine until its clock stops at K8SIM_SIM_END; returns the real seconds it took."""
+def run_engine(env: dict[str, str], log: Path, timeout: float, tenant: str, samples: int) -> float:
+    """Run an engine until its clock stops at K8SIM_SIM_END and the tenant's samples of every tick
+    are in (the last tick's writes follow its clock); returns the real seconds it took."""
     began = time.monotonic()
     with process([sys.executable, "-m", "k8sim_engine"], env, log) as proc:
         url = f"http://127.0.0.1:{env['K8SIM_ENGINE_PORT']}"
@@ -50,8 +51,19 @@ def run_engine(env: dict[str, str], log: Path, timeout: float) -> float:
             body = httpx.get(f"{url}/health", timeout=10).json()
             return str(body["simulated_time"]) == end
         eventually(done, timeout, what=f"the simulated clock at {end}")
-        time.sleep(1)  # the last tick's writes
+        eventually(lambda: count(env["K8SIM_DATABASE_URL"], tenant) >= samples, 60,
+                   f"the {samples} samples of the month's ticks")
     return time.monotonic() - began
+
+
+def count(database_url: str, tenant: str) -> int:
+    async def fetch() -> int:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM sla_samples WHERE tenant = $1", tenant))
+        finally:
+            await conn.close()
+    return asyncio.run(fetch())
 
 
 def rows(database_url: str, tenant: str) -> list[tuple[Any, str, float, float]]:
@@ -90,11 +102,12 @@ def test_a_month_at_high_speed_reports_exactly_its_samples_and_replays(
                       timeout=120)
     assert resp.status_code == 200, resp.text
     try:
-        took = run_engine(month_env(live_services.database_url), tmp_path / "month.log", 600)
+        took = run_engine(month_env(live_services.database_url), tmp_path / "month.log", 600, tenant,
+                          14 * 30 * DAY // STEP)
         samples = rows(live_services.database_url, tenant)
         report = httpx.get(f"{api_url}/sla/report", params={"days": 30, "tenant_id": tenant}).json()
         # The same seed replays the same month (its first two days here) on the same cluster.
-        run_engine(month_env(replay_database, days=2), tmp_path / "replay.log", 120)
+        run_engine(month_env(replay_database, days=2), tmp_path / "replay.log", 120, tenant, 14 * 2 * DAY // STEP)
         replayed = rows(replay_database, tenant)
     finally:
         httpx.delete(f"{api_url}/k8s/resources/tenant/{tenant}", timeout=120)
