@@ -570,15 +570,9 @@ async def delete_alert_rule(conn: asyncpg.Connection, rule_id: uuid.UUID) -> boo
     return bool(result.endswith(" 1"))
 
 
-async def alert_rules(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    """The engine's reader (it indexes the records); everyone else reads :func:`list_alert_rules`."""
-    found: list[asyncpg.Record] = await conn.fetch("SELECT * FROM alert_rules ORDER BY created_at")
-    return found
-
-
 async def list_alert_rules(conn: asyncpg.Connection) -> list[rows.AlertRule]:
     """Every rule, oldest first."""
-    return rows.AlertRule.all(await alert_rules(conn))
+    return rows.AlertRule.all(await conn.fetch("SELECT * FROM alert_rules ORDER BY created_at"))
 
 
 async def fire_alert(conn: asyncpg.Connection, *, rule_id: str, name: str, severity: str, service: str | None,

@@ -26,14 +26,16 @@ def error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 
 def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
-    """Every method some route serves at this request's path."""
-    methods: set[str] = set()
+    """The methods of the most specific routes at this request's path (fewest path parameters), as
+    the schema documents them: /k8s/resources/history is GET's, though /k8s/resources/{resource_name}
+    would also take a DELETE of a pod named "history"."""
+    found: dict[int, set[str]] = {}
     # Included routers stay nested in app.router.routes; iter_route_contexts walks down to their routes.
     for route in iter_route_contexts(app.router.routes):
         match, _ = route.matches({**scope, "method": "GET", "type": "http"})
         if match != Match.NONE and route.methods:
-            methods |= set(route.methods)
-    return sorted(methods)
+            found.setdefault((route.path_format or "").count("{"), set()).update(route.methods)
+    return sorted(found[min(found)]) if found else []
 
 
 def install(app: FastAPI) -> None:

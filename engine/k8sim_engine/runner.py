@@ -14,7 +14,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, generate_latest
 
-from k8sim import alerts, contract, model, scenarios, sla, store
+from k8sim import alerts, contract, model, rows, scenarios, sla, store
 from k8sim.kube import Kube, KubeError
 
 from .cache import KINDS, ClusterCache, Informer
@@ -40,11 +40,11 @@ OPERATORS = {">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, 
              "<=": lambda a, b: a <= b}
 
 
-def applies(rule: Any, sample: model.ServiceSample) -> bool:
+def applies(rule: rows.AlertRule, sample: model.ServiceSample) -> bool:
     """A rule scoped to a tenant or a service (namespace/name or bare name) watches only those."""
-    if rule["tenant"] and sample.tenant != rule["tenant"]:
+    if rule.tenant and sample.tenant != rule.tenant:
         return False
-    return not rule["service"] or rule["service"] in (sample.key, sample.key.split("/", 1)[1])
+    return not rule.service or rule.service in (sample.key, sample.key.split("/", 1)[1])
 
 
 class Engine:
@@ -189,9 +189,9 @@ class Engine:
                 {name: await store.window_sums(conn, now, seconds) for name, seconds in sla.WINDOW_SECONDS.items()})
 
     @staticmethod
-    async def _rules(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    async def _rules(pool: asyncpg.Pool) -> list[rows.AlertRule]:
         async with pool.acquire() as conn:
-            return await store.alert_rules(conn)
+            return await store.list_alert_rules(conn)
 
     async def scenario_objects(self) -> list[dict[str, Any]]:
         """Scenarios (their model effects apply while Active): watched, else listed; none without the CRD."""
@@ -315,18 +315,18 @@ class Engine:
             by_service.setdefault(s.key.split("/", 1)[1], []).append(s)
             by_tenant.setdefault(s.tenant, []).append(s)
         for rule in rules:
-            read = READ_METRIC.get(rule["metric"])
-            compare = OPERATORS.get(rule["operator"])
+            read = READ_METRIC.get(rule.metric)
+            compare = OPERATORS.get(rule.operator)
             if read is None or compare is None:
                 continue
             # Only the samples a rule can apply to (thousands of rules must not cost rules times services).
-            candidates = (by_service.get(rule["service"], []) if rule["service"]
-                          else by_tenant.get(rule["tenant"], []) if rule["tenant"] else samples)
+            candidates = (by_service.get(rule.service, []) if rule.service
+                          else by_tenant.get(rule.tenant, []) if rule.tenant else samples)
             for s in candidates:
-                if applies(rule, s) and compare(value := float(read(s)), rule["threshold"]):
+                if applies(rule, s) and compare(value := float(read(s)), rule.threshold):
                     found.append(alerts.Firing(
-                        str(rule["id"]), rule["name"], rule["severity"], s.key, s.tenant, value,
-                        f"{rule['metric']} {value:.2f} {rule['operator']} {rule['threshold']} on {s.key}"))
+                        str(rule.id), rule.name, rule.severity, s.key, s.tenant, value,
+                        f"{rule.metric} {value:.2f} {rule.operator} {rule.threshold} on {s.key}"))
         found += [*alerts.service_alerts(samples), *cluster]
         for burn in sla.burn_alerts(windows, self.settings.sla_target):
             if burn.firing:

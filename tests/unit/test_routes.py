@@ -191,8 +191,11 @@ def test_unknown_kinds_and_bad_parameters_are_4xx(client: TestClient) -> None:
     bad = client.get("/k8s/resources", params={"tenant_id": "t 1"})
     assert bad.status_code == 422 and bad.json()["status"] == "error"
     assert bad.json()["errors"][0]["field"] == "tenant_id"
-    wrong_method = client.put("/k8s/resources")
-    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "GET"
+    for path, allowed in (("/k8s/resources", "GET"), ("/k8s/resources/history", "GET"),
+                          ("/k8s/resources/c0", "DELETE"), ("/sla/alerts/rules", "GET, POST"),
+                          ("/scenarios/ns/name", "DELETE, GET")):
+        wrong_method = client.put(path)
+        assert (wrong_method.status_code, wrong_method.headers["allow"]) == (405, allowed), path
 
 
 def test_single_deletes(client: TestClient, kube: FakeKube) -> None:
