@@ -21,7 +21,7 @@ from k8sim import topology
 from k8sim.local import build, layout, processes
 from k8sim.local.processes import free_port
 from k8sim.local.settings import ClusterSettings
-from k8sim.settings import ROOT
+from k8sim.settings import CLUSTER_DATA, ROOT
 from tests.ecp_ai import tenant_files
 
 from .conftest import Kubectl, eventually, process, started
@@ -72,7 +72,7 @@ def test_chart_lints_renders_and_passes_a_server_dry_run(helm: str, kubectl: Kub
 
     text, docs = render(helm, "sim", namespace, *EVERYTHING)
     # The ServiceMonitor's CRD, as the API installs it at start (this test may run before any API did).
-    kubectl("apply", "--server-side", "--field-manager=k8s-simulator", "-f", str(ROOT / "cluster" / "crds"))
+    kubectl("apply", "--server-side", "--field-manager=k8s-simulator", "-f", str(CLUSTER_DATA / "crds"))
     kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/servicemonitors.monitoring.coreos.com")
     names = {f"{d['kind']}/{d['metadata']['name']}" for d in docs}
     assert {"Deployment/sim-k8s-simulator-kwok", "StatefulSet/sim-k8s-simulator-postgresql",
