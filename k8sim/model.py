@@ -14,6 +14,9 @@ Calibration of the defaults (public statistics, not measurements of ECP-AI):
   with a 10-minute time constant the lag-1 autocorrelation at 1-minute steps is ≈ 0.90.
 - Incidents (failure scenarios) arrive as a Poisson process per service (default ≈ one a
   week) and last minutes; during one a share of requests fails, which is what the SLA sees.
+
+Without noise (``Model(noise=False)``) none of these random parts play: the load is the daily
+cycle times the load overrides and Scenarios, so a test can work out what an HPA will see.
 """
 
 from __future__ import annotations
@@ -143,12 +146,14 @@ class ServiceLoad:
 
 
 class Service:
-    """One service's request stream: cycle × AR(1) noise × bursts, plus incidents."""
+    """One service's request stream: cycle × AR(1) noise × bursts, plus incidents (the last three
+    only with ``noise``)."""
 
-    def __init__(self, key: str, profile: Profile, seed: int, scale: float = 1.0):
+    def __init__(self, key: str, profile: Profile, seed: int, scale: float = 1.0, noise: bool = True):
         self.key, self.profile, self.scale = key, profile, scale
         self.rng = seeded(seed, "service", key)
-        self.noise = AR1(self.rng, tau=600, sigma=0.18)
+        self.random = noise
+        self.noise = AR1(self.rng, tau=600, sigma=0.18 if noise else 0.0)
         self.burst = 0.0
         self.incident_until: dt.datetime | None = None
         self.incident_error = 0.0
@@ -159,16 +164,16 @@ class Service:
         p = self.profile
         noise = self.noise.step(dt_s)
         self.burst *= math.exp(-dt_s / 180)
-        if self.rng.random() < p.burst_per_hour * dt_s / 3600:
+        if self.random and self.rng.random() < p.burst_per_hour * dt_s / 3600:
             self.burst += self.rng.uniform(0.5, 2.0)
         if self.incident_until is not None and when >= self.incident_until:
             self.incident_until = None
-        if self.incident_until is None and self.rng.random() < p.incidents_per_day * dt_s / 86400:
+        if self.random and self.incident_until is None and self.rng.random() < p.incidents_per_day * dt_s / 86400:
             self.incident_until = when + dt.timedelta(minutes=self.rng.uniform(2, 20))
             self.incident_error = self.rng.uniform(0.05, 0.6)
         effect = effect or Effect()
-        rps = (p.peak_rps * self.scale * factor * effect.factor * diurnal(when) * math.exp(noise - 0.18**2 / 2)
-               * (1 + self.burst))
+        rps = (p.peak_rps * self.scale * factor * effect.factor * diurnal(when)
+               * math.exp(noise - self.noise.sigma**2 / 2) * (1 + self.burst))
         incident = self.incident_until is not None
         error = self.incident_error if incident else 0.0
         if effect.error_rate > 0:
@@ -221,10 +226,10 @@ class PodSample:
 class Pod:
     """Counters and slow state of one pod; its load comes from its service."""
 
-    def __init__(self, spec: PodSpec, profile: Profile, seed: int):
+    def __init__(self, spec: PodSpec, profile: Profile, seed: int, noise: bool = True):
         self.spec, self.profile = spec, profile
         rng = seeded(seed, "pod", spec.uid)
-        self.memory_drift = AR1(rng, tau=3 * 3600, sigma=0.05)
+        self.memory_drift = AR1(rng, tau=3 * 3600, sigma=0.05 if noise else 0.0)
         self.gpu_temp = 35.0
         self.cpu_seconds = 0.0
         self.rx_bytes = 0.0
@@ -349,10 +354,11 @@ class Model:
     """Every service and pod; :meth:`tick` advances them all by one step of simulated time.
 
     With a ``background``, the model itself plays pod crashes and node failures on simulated time
-    (the engine asks for that when its clock is accelerated: the cluster cannot fail that fast)."""
+    (the engine asks for that when its clock is accelerated: the cluster cannot fail that fast).
+    Without ``noise`` the load has no random parts (see the module's docstring)."""
 
-    def __init__(self, seed: int = 42, background: Background | None = None):
-        self.seed = seed
+    def __init__(self, seed: int = 42, background: Background | None = None, noise: bool = True):
+        self.seed, self.noise = seed, noise
         self.background = background or Background()
         self.services: dict[str, Service] = {}
         self.pods: dict[str, Pod] = {}
@@ -412,7 +418,7 @@ class Model:
             profile = pick_profile(name, service_labels, annotations, max(s.gpus for s in members))
             service = self.services.get(key)
             if service is None or service.profile is not profile:  # PROFILES hold one of each
-                service = self.services[key] = Service(key, profile, self.seed)
+                service = self.services[key] = Service(key, profile, self.seed, noise=self.noise)
             load = service.step(when, dt_s, factors.get(key, 1.0), effects.get(key))
             ready = [s for s in members if s.ready]
             weights = {s.uid: warm_up(when, s.started) for s in ready}
@@ -421,7 +427,7 @@ class Model:
             for spec in members:
                 pod = self.pods.get(spec.uid)
                 if pod is None or pod.profile is not profile:
-                    pod = self.pods[spec.uid] = Pod(spec, profile, self.seed)
+                    pod = self.pods[spec.uid] = Pod(spec, profile, self.seed, self.noise)
                 pod.spec = spec
                 share = load.rps * weights[spec.uid] / total_weight if spec.ready else 0.0
                 pod_samples.append(pod.step(share, load, dt_s, wall))

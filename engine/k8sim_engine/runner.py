@@ -52,7 +52,7 @@ class Engine:
         self.settings = settings
         # An accelerated clock outruns the cluster's own timers: background failures then play in the model.
         background = scenarios.background(settings.profile, settings.background) if settings.speed > 1 else None
-        self.model = model.Model(settings.seed, background)
+        self.model = model.Model(settings.seed, background, settings.model_noise)
         self.state = State()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(SimulatorCollector(self))

@@ -26,6 +26,9 @@ class EngineSettings(CommonSettings):
     sim_start: dt.datetime | None = Field(None, description="Simulated start time (ISO 8601); default now.")
     sim_end: dt.datetime | None = Field(None, description="Simulated time the clock stops at (a bounded run, such "
                                                           "as a month at high speed); default never.")
+    model_noise: bool = Field(True, description="The load's random parts (AR(1) noise, bursts, spontaneous incidents, "
+                                               "memory drift); false leaves the daily cycle, load overrides and "
+                                               "Scenarios, so what an HPA sees follows from them.")
     snapshot_every: float = Field(60.0, description="Simulated seconds between snapshots kept for history.")
     retention_days: float = Field(35.0, description="Simulated days of samples and snapshots kept.")
     redis_ttl: int = Field(60, description="Seconds the latest snapshot lives in Redis without a new tick.")

@@ -160,12 +160,14 @@ def engine_url(live_services: ClusterSettings, live_cluster: ClusterSettings,
         yield url
 
 
+#: A weekday's late-morning peak: the daily cycle is at its top (exactly 1) for the first 50 minutes.
 PEAK = "2026-11-23T10:30:00Z"
 
 
 def engine_env(metrics_port: int) -> dict[str, str]:
+    """A closed-loop engine: at PEAK without noise, so what an HPA sees follows from the load factor."""
     return {"K8SIM_ENGINE_PORT": str(free_port()), "K8SIM_METRICS_API_PORT": str(metrics_port),
-            "K8SIM_TICK_SECONDS": "1", "K8SIM_SIM_START": PEAK}
+            "K8SIM_TICK_SECONDS": "1", "K8SIM_SIM_START": PEAK, "K8SIM_MODEL_NOISE": "false"}
 
 
 @pytest.fixture(scope="module")

@@ -16,25 +16,29 @@ def pod(uid: str, rv: str) -> dict[str, Any]:
 
 class Scripted(Kube):
     """A Kube whose listings and watch streams come from a script, one entry per call: a list of
-    events to stream (then the stream ends), or an exception the call raises."""
+    events to stream (then the stream ends), or an exception the call raises. ``drained`` is set
+    when the loop watches again after the last scripted stream: it has handled every event."""
 
     def __init__(self, lists: list[Any], watches: list[Any]):  # no kubeconfig: nothing is dialled
         self.lists, self.watches = lists, watches
         self.watched_from: list[str | None] = []
+        self.drained = asyncio.Event()
 
     async def list_versioned(self, api_version: str, kind: str, namespace: str | None = None, *,
-                             label_selector: str | None = None, field_selector: str | None = None
-                             ) -> tuple[list[dict[str, Any]], str]:
+                             label_selector: str | None = None, field_selector: str | None = None,
+                             metadata_only: bool = False) -> tuple[list[dict[str, Any]], str]:
         step = self.lists.pop(0)
         if isinstance(step, Exception):
             raise step
-        return step
+        items, version = step
+        return list(items), str(version)
 
     async def watch(self, api_version: str, kind: str, resource_version: str | None, *,
                     timeout_seconds: int = 290) -> AsyncIterator[dict[str, Any]]:
         self.watched_from.append(resource_version)
         if not self.watches:
-            await asyncio.sleep(3600)  # the script ran out: a quiet stream
+            self.drained.set()
+            await asyncio.Event().wait()  # the script ran out: a quiet stream
         step = self.watches.pop(0)
         if isinstance(step, Exception):
             raise step
@@ -109,11 +113,7 @@ def test_the_engine_informer_follows_the_same_loop() -> None:
 
     async def run() -> None:
         task = asyncio.create_task(informer.run())
-        await informer.synced.wait()
-        for _ in range(100):
-            if informer.events == 3:
-                break
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(kube.drained.wait(), 5)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 

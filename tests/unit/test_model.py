@@ -211,3 +211,21 @@ def test_a_gpu_service_reports_its_gpus_in_the_health_document() -> None:
     assert entry["gpu"] == {"count": 3, "utilization_percent": round(expected, 1),
                             "memory_used_mb": round(tts.gpu_memory_mib, 1)}
     assert "gpu" not in contract.service_entry(cpu_only)
+
+
+def test_without_noise_the_load_is_the_cycle_times_the_factor_exactly() -> None:
+    """What the closed-loop tests rely on: at the weekday peak a web service serves exactly its
+    peak_rps times the load factor, every tick, with no bursts or incidents; memory does not drift."""
+    web = model.PROFILES["web"]
+    peak = MONDAY.replace(hour=10, minute=30)
+    assert model.diurnal(peak) == model.diurnal(peak + dt.timedelta(minutes=50)) == 1.0
+    m = model.Model(7, noise=False)
+    specs = [spec(f"p{i}", "ns/web") for i in range(3)]
+    samples = [m.tick(specs, peak + dt.timedelta(seconds=i), 1.0, factors={"ns/web": 4.3})[0] for i in range(3000)]
+    assert {s.rps for s in samples} == {web.peak_rps * 4.3}
+    cores = 3 * web.cpu_idle + web.peak_rps * 4.3 * web.cpu_per_request
+    assert all(s.cpu_cores == pytest.approx(cores, rel=1e-12) for s in samples)
+    assert {round(s.memory_mb, 9) for s in samples} == {round(samples[0].memory_mb, 9)}
+    assert not any(s.incident for s in samples)
+    noisy = model.Model(7)
+    assert len({noisy.tick(specs, peak + dt.timedelta(seconds=i), 1.0)[0].rps for i in range(60)}) > 1
