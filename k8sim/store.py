@@ -215,10 +215,29 @@ async def live_resources(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     return found
 
 
-async def load_states(conn: asyncpg.Connection, uids: Sequence[str]) -> dict[str, lifecycle.State | None]:
-    """The last recorded state of each uid (None for a recorded deletion); unknown uids are absent."""
-    found = await conn.fetch("SELECT uid, state, deleted_at FROM resources WHERE uid = ANY($1::text[])", list(uids))
-    return {r["uid"]: None if r["deleted_at"] else lifecycle.State.from_dict(r["state"]) for r in found}
+async def load_versions(conn: asyncpg.Connection, uids: Sequence[str]
+                        ) -> dict[str, tuple[lifecycle.State | None, str]]:
+    """Each recorded uid's last state (None for a recorded deletion) and the resourceVersion its row
+    holds, which tells a replayed version (a resumed watch, a batch written again) from a new one."""
+    found = await conn.fetch("SELECT uid, state, deleted_at, resource_version FROM resources "
+                             "WHERE uid = ANY($1::text[])", list(uids))
+    return {r["uid"]: (None if r["deleted_at"] else lifecycle.State.from_dict(r["state"]), r["resource_version"])
+            for r in found}
+
+
+async def watch_positions(conn: asyncpg.Connection, cluster: str) -> dict[tuple[str, str], str]:
+    """(apiVersion, kind) → the resourceVersion up to which that kind's observations are recorded."""
+    found = await conn.fetch("SELECT api_version, kind, resource_version FROM watch_positions WHERE cluster = $1",
+                             cluster)
+    return {(r["api_version"], r["kind"]): r["resource_version"] for r in found}
+
+
+async def save_watch_positions(conn: asyncpg.Connection, positions: Mapping[tuple[str, str, str], str]) -> None:
+    """(cluster, apiVersion, kind) → resourceVersion; in the transaction of the observations it covers."""
+    await conn.executemany(
+        "INSERT INTO watch_positions (cluster, api_version, kind, resource_version) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (cluster, api_version, kind) DO UPDATE SET resource_version = EXCLUDED.resource_version, "
+        "updated_at = now()", [(*key, version) for key, version in positions.items()])
 
 
 async def history(conn: asyncpg.Connection, *, tenant: str | None = None, namespace: str | None = None,

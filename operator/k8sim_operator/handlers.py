@@ -60,7 +60,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.lb_lock = asyncio.Lock()
     memo.lb_pool = addons.parse_pool(conf.lb_pool)
     memo.tasks = [asyncio.create_task(recorder.run(), name="recorder"),
-                  asyncio.create_task(Watches(memo.watch_kube, recorder).run(), name="watches"),
+                  asyncio.create_task(Watches(memo.watch_kube, recorder, resume=True).run(), name="watches"),
                   asyncio.create_task(recorder.sweep_forever(), name="sweep")]
     background = scenarios.background(conf.profile, conf.background)
     if background.active and conf.speed <= 1:  # an accelerated clock plays them in the engine's model

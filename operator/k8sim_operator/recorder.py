@@ -4,9 +4,13 @@ PostgreSQL and never drops one.
 One list-then-watch stream per kind (with bookmarks) only enqueues: Kopf is not in this path,
 because its per-event machinery (a deep-copied diff base of every object, per-object workers)
 cost more CPU than the control plane's own work at thousands of pods. One writer task turns
-observations into history rows in order. While PostgreSQL is unavailable the writer spools observations to a local file
-(so an operator restart does not lose them either) and retries with backoff; when the
-database returns, the spool is written first, then the live queue. A sweep finds objects
+observations into history rows in order. Each stream also enqueues where it is (a :class:`Mark`
+after the observations it covers); the writer commits a kind's last mark in the transaction of its
+batch, so a restart, even after a kill -9, watches each kind on from where its recorded history
+ends, and the apiserver replays every change since (a relisting would see current states only).
+While PostgreSQL is unavailable the writer spools observations and marks to a local file (so an
+operator restart does not lose them either) and retries with backoff; when the database returns,
+the spool is written first, then the live queue. A sweep finds objects
 that vanished while nobody watched (after a kind is relisted, and now and then as a safety
 net) and records their deletion; never one its kind's stream has shown and not yet seen go,
 whose deletion that stream delivers after every earlier change.
@@ -15,6 +19,7 @@ whose deletion that stream delivers after every earlier change.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -52,9 +57,67 @@ CRD_POLL, CRD_PATIENCE = 0.25, 60.0
 
 class Shown(set[str]):
     """The uids a kind's stream has shown to exist and not yet seen deleted; ``listed`` once its
-    first listing is in (before that the stream has not said what exists)."""
+    first listing is in (before that the stream has not said what exists; a stream resumed from a
+    committed position never has: its replay delivers every change, deletions included).
+
+    ``version`` is the last position the stream consumed. ``unswept`` is the number of the stream's
+    listing (``listings`` counts them) from that listing until a sweep has recorded what went
+    before it, 0 after: until then the stream's position is not committed (a restart must not
+    resume past a listing whose sweep was lost). ``listed_at`` is how many items the recorder had
+    queued before that listing (the sweep reads the store once they are written)."""
 
     listed = False
+    version: str | None = None
+    listings = unswept = listed_at = 0
+
+
+@dataclasses.dataclass(slots=True)
+class Mark:
+    """A kind's stream has queued everything up to ``version`` (each kind's stream is a watch of its
+    own, ordered only within itself: one position per kind)."""
+
+    cluster: str
+    api_version: str
+    kind: str
+    version: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mark": [self.cluster, self.api_version, self.kind, self.version]}
+
+
+Item = store.Observation | Mark
+
+
+def _item(data: dict[str, Any]) -> Item:
+    return Mark(*data["mark"]) if "mark" in data else store.Observation.from_json(data)
+
+
+def _number(version: str | None) -> int | None:
+    """An etcd revision as a number (how the apiserver's resourceVersions compare); None if not one."""
+    return int(version) if version and version.isdigit() else None
+
+
+def _fresh(observations: list[store.Observation], versions: dict[str, int]) -> list[store.Observation]:
+    """The observations that are news: not a version of an object at or below the one its row holds
+    (``versions``, updated as they pass). A resumed watch replays from its kind's committed position,
+    which may be behind a batch that was committed while its mark was not (it came in the next
+    batch), and a batch held at a stop is written again: an older version after a newer would be
+    recorded as steps back. A deletion always passes (the sweep's carries the row's own version;
+    a second one is no news to the history anyway)."""
+    kept = []
+    for obs in observations:
+        if obs.note is None and (number := _number(obs.resource_version)) is not None:
+            known = versions.get(obs.uid)
+            if known is not None and number <= known and obs.state is not None:
+                continue
+            versions[obs.uid] = number if known is None else max(known, number)
+        kept.append(obs)
+    return kept
+
+
+def _too_large(exc: KubeError) -> bool:
+    """A resume point ahead of the apiserver (a store restored from a backup): listing is the way on."""
+    return exc.status == 504 and "too large resource version" in exc.message.lower()
 
 
 
@@ -64,9 +127,17 @@ class Recorder:
     def __init__(self, settings: OperatorSettings, kube: Kube):
         self.settings = settings
         self.kube = kube
-        self.queue: asyncio.Queue[store.Observation] = asyncio.Queue()
+        self.queue: asyncio.Queue[Item] = asyncio.Queue()
         self.prior: dict[str, lifecycle.State | None] = {}
         self.written: dict[str, store.RowFacts] = {}  # each live object's row as last committed
+        self.versions: dict[str, int] = {}  # each object's resourceVersion as last committed
+        #: The cluster's identity (its kube-system namespace's uid): positions are per cluster, a
+        #: recreated cluster's revisions start again. None: nothing is marked (no resuming).
+        self.cluster: str | None = None
+        #: Items queued, items taken by the writer, and how many of those are in PostgreSQL.
+        self.enqueued = self.taken = self.settled = 0
+        self._caught_up = asyncio.Event()  # connected, and the spool written: the store is whole
+        self._deferred: set[tuple[str, str]] = set()  # swept before their listing's predecessors were in
         self.pool: asyncpg.Pool | None = None
         self.spool = Path(settings.spool)
         self._idle = asyncio.Event()
@@ -76,13 +147,40 @@ class Recorder:
         self.streamed: dict[tuple[str, str], Shown] = {}
         #: The batch the writer holds (taken from the queue, not yet committed): spooled if the
         #: writer is stopped while holding it.
-        self._held: list[store.Observation] = []
+        self._held: list[Item] = []
 
     # ------------------------------------------------------------------ input
 
-    def observe(self, obs: store.Observation) -> None:
+    def observe(self, obs: Item) -> None:
         self._idle.clear()
+        self.enqueued += 1
         self.queue.put_nowait(obs)
+
+    def mark(self, key: tuple[str, str], version: str) -> None:
+        """The stream of ``key`` has queued everything up to ``version``."""
+        if self.cluster is not None:
+            self.observe(Mark(self.cluster, key[0], key[1], version))
+
+    async def resume_points(self, cluster: str, wait: float) -> dict[tuple[str, str], str]:
+        """Where each kind's committed history ends: read from PostgreSQL once the spool is written
+        (a spooled mark is ahead of the database's); if PostgreSQL stays away ``wait`` seconds, the
+        spool's own marks (what they cover is in the spool), and the other kinds list."""
+        try:
+            await asyncio.wait_for(self._caught_up.wait(), wait)
+            if (pool := self.pool) is not None:
+                async with pool.acquire() as conn:
+                    return await store.watch_positions(conn, cluster)
+        except DB_DOWN as exc:
+            log.warning("resume points not read from PostgreSQL (%s); using the spool's", str(exc) or "timed out")
+        found: dict[tuple[str, str], str] = {}
+        if self._spooled():
+            with self.spool.open() as handle:
+                for line in handle:
+                    if line.startswith('{"mark"'):
+                        mark = Mark(*json.loads(line)["mark"])
+                        if mark.cluster == cluster:
+                            found[(mark.api_version, mark.kind)] = mark.version
+        return found
 
     async def drained(self, timeout: float = 30.0) -> bool:
         """Wait until everything observed so far is committed (tests, shutdown)."""
@@ -115,7 +213,9 @@ class Recorder:
             try:
                 if self._spooled():
                     await self._replay_spool()
+                    self.settled = self.taken  # everything taken was committed or spooled, and now is in
                     continue
+                self._caught_up.set()
                 batch = await self._next_batch()
                 if not batch:
                     self._idle.set()
@@ -133,11 +233,12 @@ class Recorder:
                     with dead.open("a") as handle:
                         handle.writelines(json.dumps(o.to_json()) + "\n" for o in batch)
                 self._held = []  # (a stop while writing leaves it held, for close to spool)
+                self.settled = self.taken
             except DB_DOWN as exc:
                 log.warning("lost PostgreSQL (%s); spooling until it returns", exc)
                 await self._close_pool()
 
-    async def _next_batch(self) -> list[store.Observation]:
+    async def _next_batch(self) -> list[Item]:
         """The next batch, also kept as ``_held`` from its first observation on: a stop while the
         batch is gathered or written must not lose what was taken from the queue."""
         try:
@@ -145,32 +246,49 @@ class Recorder:
         except TimeoutError:
             return []
         batch = self._held = [first]
+        self.taken += 1
+        size = 1 if isinstance(first, store.Observation) else 0  # marks ride along: observations fill a batch
         deadline = time.monotonic() + self.settings.flush_interval
-        while len(batch) < self.settings.batch_size:
+        while size < self.settings.batch_size:
             try:
-                batch.append(self.queue.get_nowait())
+                item = self.queue.get_nowait()
             except asyncio.QueueEmpty:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 try:
-                    batch.append(await asyncio.wait_for(self.queue.get(), timeout=left))
+                    item = await asyncio.wait_for(self.queue.get(), timeout=left)
                 except TimeoutError:
                     break
+            batch.append(item)
+            self.taken += 1
+            size += 1 if isinstance(item, store.Observation) else 0
         return batch
 
-    async def _write(self, batch: list[store.Observation]) -> None:
+    async def _write(self, batch: list[Item]) -> None:
+        """One transaction: the batch's observations and, per kind, its last mark (never ahead of
+        what is stored: a mark follows the observations it covers in the queue)."""
         assert self.pool is not None
+        observations = [o for o in batch if isinstance(o, store.Observation)]
+        positions = {(m.cluster, m.api_version, m.kind): m.version for m in batch if isinstance(m, Mark)}
         async with self.pool.acquire() as conn, conn.transaction():
-            unknown = list({o.uid for o in batch if o.uid not in self.prior and o.note is None})
-            prior = {o.uid: self.prior[o.uid] for o in batch if o.uid in self.prior}
+            unknown = list({o.uid for o in observations if o.uid not in self.prior and o.note is None})
+            prior = {o.uid: self.prior[o.uid] for o in observations if o.uid in self.prior}
+            versions = {o.uid: self.versions[o.uid] for o in observations if o.uid in self.versions}
             if unknown:
-                prior.update(await store.load_states(conn, unknown))
-            written = {o.uid: self.written[o.uid] for o in batch if o.uid in self.written}
-            await store.record(conn, batch, prior, written)
+                for uid, (state, version) in (await store.load_versions(conn, unknown)).items():
+                    prior[uid] = state
+                    if (number := _number(version)) is not None:
+                        versions[uid] = number
+            fresh = _fresh(observations, versions)
+            written = {o.uid: self.written[o.uid] for o in fresh if o.uid in self.written}
+            await store.record(conn, fresh, prior, written)
+            if positions:
+                await store.save_watch_positions(conn, positions)
         # Only a committed batch moves the caches forward.
         self.prior.update(prior)
-        for uid in {o.uid for o in batch if o.note is None}:
+        self.versions.update(versions)
+        for uid in {o.uid for o in fresh if o.note is None}:
             if uid in written:
                 self.written[uid] = written[uid]
             else:
@@ -202,7 +320,7 @@ class Recorder:
         with self.spool.open() as handle:
             return sum(1 for _ in handle)
 
-    def _append_spool(self, batch: list[store.Observation]) -> None:
+    def _append_spool(self, batch: list[Item]) -> None:
         self.spool.parent.mkdir(parents=True, exist_ok=True)
         with self.spool.open("a") as handle:
             for obs in batch:
@@ -213,6 +331,7 @@ class Recorder:
         batch = []
         while not self.queue.empty():
             batch.append(self.queue.get_nowait())
+        self.taken += len(batch)
         if batch:
             self._append_spool(batch)
 
@@ -221,7 +340,7 @@ class Recorder:
         lines = self.spool.read_text().splitlines()
         size = self.settings.batch_size
         for start in range(0, len(lines), size):
-            chunk = [store.Observation.from_json(json.loads(line)) for line in lines[start:start + size] if line]
+            chunk = [_item(json.loads(line)) for line in lines[start:start + size] if line]
             await self._write(chunk)
             rest = lines[start + size:]
             tmp = self.spool.with_suffix(".tmp")
@@ -236,6 +355,9 @@ class Recorder:
         (of the given (apiVersion, kind)s, or of every recorded kind)."""
         if self.pool is None:
             raise ConnectionError("no PostgreSQL connection yet")
+        # Taken before the rows are read: the listings this sweep answers, and what was in by then.
+        settled = self.settled
+        listings = {key: (shown.unswept, shown.listed_at) for key, shown in self.streamed.items() if shown.unswept}
         # The rows are read before the listing: an object created in between is in neither.
         async with self.pool.acquire() as conn:
             rows = await store.live_resources(conn)
@@ -247,7 +369,7 @@ class Recorder:
         found = 0
         for (api_version, kind), recorded in by_kind.items():
             if (shown := self.streamed.get((api_version, kind))) is not None and not shown.listed:
-                continue  # its stream has not listed yet; its listing asks for a sweep
+                continue  # not listed yet (its listing asks for a sweep), or resumed: the stream sees every deletion
             try:
                 present = {i["metadata"]["uid"] for i in await self.kube.list(api_version, kind, metadata_only=True)}
             except UnknownKind:
@@ -269,9 +391,27 @@ class Recorder:
                         uid=row["uid"], api_version=api_version, kind=kind, namespace=row["namespace"],
                         name=row["name"], resource_version=row["resource_version"], observed_at=lifecycle.now(),
                         state=None, deleted_at=lifecycle.now(), reconciled=True))
+            self._swept((api_version, kind), listings, settled)
+        for key in listings.keys() - {(row["api_version"], row["kind"]) for row in rows}:
+            self._swept(key, listings, settled)  # nothing of its kind recorded: nothing went unseen
         if found:
             log.info("sweep found %d objects deleted while unobserved", found)
         return found
+
+    def _swept(self, key: tuple[str, str], listings: dict[tuple[str, str], tuple[int, int]], settled: int) -> None:
+        """A kind was swept after its stream's listing: its position may be committed again (from
+        the stream's current one, queued after the sweep's deletions), unless the rows read did not
+        yet hold everything queued before that listing (an object added then, gone by the listing,
+        would have been missed): then it is swept again."""
+        shown = self.streamed.get(key)
+        if shown is None or key not in listings or shown.unswept != listings[key][0]:
+            return  # no stream, or it listed again since: that listing's sweep is requested
+        if listings[key][1] > settled:
+            self._deferred.add(key)
+            return
+        shown.unswept = 0
+        if shown.version:
+            self.mark(key, shown.version)
 
     def request_sweep(self, key: tuple[str, str]) -> None:
         """A kind was (re)listed or went away: what vanished while nobody watched is found by a sweep."""
@@ -301,6 +441,9 @@ class Recorder:
                 continue
             if kinds is not None:
                 self._sweep_kinds -= kinds
+            deferred, self._deferred = self._deferred, set()
+            for key in deferred:
+                self.request_sweep(key)
 
 
 class Watches:
@@ -311,10 +454,19 @@ class Watches:
     CustomResourceDefinition changes (or is listed), and by a periodic rescan.
 
     A relist sees current states only, so a stream is never stopped on a discovery that could not
-    read its group version: only a kind positively gone (its group version read without it) ends."""
+    read its group version: only a kind positively gone (its group version read without it) ends.
 
-    def __init__(self, kube: Kube, recorder: Recorder, rescan: float = 30.0):
-        self.kube, self.recorder, self.rescan = kube, recorder, rescan
+    With ``resume``, a kind whose recorded history has a committed position (see :class:`Mark`)
+    is not listed at start but watched on from there: the apiserver replays each change since, and
+    changes made before the start (while the operator was down) are recorded as reconciled (seen
+    late). Only a position too old for the apiserver (410 Gone) falls back to a listing and a sweep."""
+
+    def __init__(self, kube: Kube, recorder: Recorder, rescan: float = 30.0, resume: bool = False):
+        self.kube, self.recorder, self.rescan, self.resume = kube, recorder, rescan, resume
+        #: (apiVersion, kind) → the position its first stream watches on from, instead of listing.
+        self.positions: dict[tuple[str, str], str] = {}
+        #: The cluster's resourceVersion at start: a replayed change up to it happened while we were down.
+        self.since: int | None = None
         self.streams: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._changed = asyncio.Event()
         #: (group, kind) of each established CustomResourceDefinition → until when (monotonic) its
@@ -332,7 +484,32 @@ class Watches:
                  and (info.group, info.plural) not in NOT_RECORDED}
         return found, set(self.kube.unreachable)
 
+    async def prepare(self) -> None:
+        """Which cluster this is, where its history is now, and where each kind's recorded history
+        ends (waiting for the apiserver as long as it takes: no stream runs without it)."""
+        backoff = 0.5
+        while True:
+            try:
+                found = await self.kube.request("GET", "/api/v1/namespaces",
+                                                params={"fieldSelector": "metadata.name=kube-system"})
+                break
+            except KubeError as exc:
+                log.warning("cluster identity not read (%s); retrying in %.1f s", exc.message, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+        items = found.get("items") or []
+        if not items:
+            log.warning("no kube-system namespace to identify the cluster by: every kind is listed at start")
+            return
+        self.since = _number(str((found.get("metadata") or {}).get("resourceVersion", "")))
+        cluster = self.recorder.cluster = str(items[0]["metadata"]["uid"])
+        self.positions = await self.recorder.resume_points(cluster, self.recorder.settings.resume_wait)
+        log.info("cluster %s at %s: %d kinds resume where their history ends", cluster, self.since,
+                 len(self.positions))
+
     async def run(self) -> None:
+        if self.resume:
+            await self.prepare()
         try:
             while True:
                 # Cleared before discovery: a CRD that changes while it runs asks for another pass.
@@ -383,34 +560,47 @@ class Watches:
             self._awaited.pop(key, None)
         self._changed.set()
 
-    def consume(self, key: tuple[str, str], shown: Shown, change: str, payload: Any) -> None:
-        """One item of a kind's stream: observations for the writer, in order, and what the stream
-        has shown to exist (which the sweep leaves to it)."""
+    def consume(self, key: tuple[str, str], shown: Shown, change: str, payload: Any,
+                version: str | None = None) -> None:
+        """One item of a kind's stream (at position ``version``, if known): observations for the
+        writer, in order, then a mark of the position; and what the stream has shown to exist
+        (which the sweep leaves to it)."""
         api_version, kind = key
         notes = kind == "Event" and api_version == "v1"  # steps of other objects, no rows of their own
         if change == "LISTED":
+            listed_at = self.recorder.enqueued if version else 0
             now = lifecycle.now()
             for obj in payload:
                 self._observe(obj, observed_at=now, reconciled=True)
             shown.clear()
             if not notes:
                 shown.update(uid for obj in payload if (uid := (obj.get("metadata") or {}).get("uid")))
+            if not notes and version:
+                # Not resumable past this listing until a sweep has recorded what went before it.
+                shown.listings += 1
+                shown.unswept, shown.listed_at = shown.listings, listed_at
             shown.listed = True
             self.recorder.request_sweep(key)  # what went while nobody watched
             if kind == "CustomResourceDefinition":
                 for crd in payload:
                     self._crd(crd, gone=False)
                 self._changed.set()  # one created between discovery and this listing
-            return
-        gone = change == "DELETED"
-        self._observe(payload, observed_at=lifecycle.now(), gone=gone)
-        if not notes and (uid := (payload.get("metadata") or {}).get("uid")):
-            if gone:
-                shown.discard(uid)
-            else:
-                shown.add(uid)
-        if kind == "CustomResourceDefinition":
-            self._crd(payload, gone)
+        elif change != "BOOKMARK":
+            gone = change == "DELETED"
+            number = _number(version)
+            replayed = number is not None and self.since is not None and number <= self.since
+            self._observe(payload, observed_at=lifecycle.now(), gone=gone, reconciled=replayed)
+            if not notes and (uid := (payload.get("metadata") or {}).get("uid")):
+                if gone:
+                    shown.discard(uid)
+                else:
+                    shown.add(uid)
+            if kind == "CustomResourceDefinition":
+                self._crd(payload, gone)
+        if version:
+            shown.version = version
+            if not shown.unswept:
+                self.recorder.mark(key, version)
 
     async def stream(self, api_version: str, kind: str) -> None:
         def keep_going(exc: KubeError) -> bool:
@@ -420,9 +610,37 @@ class Watches:
 
         key = (api_version, kind)
         shown = self.recorder.streamed[key] = Shown()
+        # Kube.list_then_watch's loop, but starting from a committed position and passing bookmarks on.
+        version = resumed = self.positions.pop(key, None)
+        backoff = 0.5
         try:
-            async for change, payload in self.kube.list_then_watch(api_version, kind, keep_going=keep_going):
-                self.consume(key, shown, change, payload)
+            while True:
+                try:
+                    if version is None:
+                        items, version = await self.kube.list_versioned(api_version, kind)
+                        self.consume(key, shown, "LISTED", items, version)
+                    async for event in self.kube.watch(api_version, kind, version):
+                        change, obj = event.get("type"), event.get("object") or {}
+                        if change == "ERROR":
+                            raise KubeError(int(obj.get("code") or 500), str(obj.get("reason", "")),
+                                            str(obj.get("message", "")))
+                        version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                        obj.setdefault("apiVersion", api_version)
+                        obj.setdefault("kind", kind)
+                        self.consume(key, shown, str(change), obj, version)
+                        resumed, backoff = None, 0.5
+                except KubeError as exc:
+                    if exc.status == 410 or (resumed is not None and _too_large(exc)):
+                        log.info("%s %s: resourceVersion %s is gone (%s); listing", api_version, kind, version,
+                                 exc.message)
+                        version = resumed = None
+                        continue
+                    if not keep_going(exc):
+                        return
+                    log.info("watch of %s %s interrupted (%s); retrying in %.1f s", api_version, kind, exc.message,
+                             backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
         finally:
             if self.recorder.streamed.get(key) is shown:
                 del self.recorder.streamed[key]  # no stream: the sweep decides alone again

@@ -34,3 +34,7 @@ class OperatorSettings(CommonSettings):
                                                      "objects deleted unseen (a relisted kind is checked at once).")
     sweep_delay: float = Field(2.0, description="Seconds a check waits after a relist, so kinds relisted "
                                                 "together are checked together.")
+    resume_wait: float = Field(30.0, description=(
+        "Seconds a starting recorder waits for PostgreSQL to read where each kind's watch stopped; after that, "
+        "kinds the spool has a position for resume from it and the others are listed (their steps while "
+        "the operator was down are then seen as current states only)."))
