@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-setup: deps venv  ## packages, Python env and the control-plane build (cached)
+setup: deps venv  ## packages, Python env, the control-plane and Karpenter builds (cached)
 	$(K8SIM) setup
 
 run: setup  ## set everything up and start the simulator (API, operator) in the foreground

@@ -231,6 +231,24 @@ SCHEDULING_FIELDS = ("nodeSelector", "affinity", "tolerations", "topologySpreadC
                      "hostNetwork", "overhead")
 PROBE_PRIORITY = "k8sim-what-if"
 PROBE_LABEL = "k8sim.io/what-if"
+#: The label Karpenter puts on every node it launches. Probe pods keep off such nodes and Karpenter
+#: leaves pods that refuse them alone: a what-if answers for the nodes there are, and launches none.
+NODEPOOL_LABEL = "karpenter.sh/nodepool"
+
+
+def on_existing_nodes(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The pod's node affinity, with every required term also asking for a node no autoscaler made."""
+    affinity = dict(spec.get("affinity") or {})
+    node_affinity = dict(affinity.get("nodeAffinity") or {})
+    required = dict(node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    refuse = {"key": NODEPOOL_LABEL, "operator": "DoesNotExist"}
+    terms = [dict(t) for t in required.get("nodeSelectorTerms") or []] or [{}]
+    for term in terms:
+        term["matchExpressions"] = [*(term.get("matchExpressions") or []), refuse]
+    required["nodeSelectorTerms"] = terms
+    node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = required
+    affinity["nodeAffinity"] = node_affinity
+    return affinity
 
 
 def workload_pods(obj: Mapping[str, Any]) -> tuple[int, Mapping[str, Any]] | None:
@@ -262,6 +280,7 @@ def probe_pod(name: str, namespace: str, spec: Mapping[str, Any], source: str) -
             for i, c in enumerate(spec.get("initContainers") or [])]
     pod_spec: dict[str, Any] = {k: spec[k] for k in SCHEDULING_FIELDS if k in spec}
     pod_spec.update({"containers": containers, "priorityClassName": PROBE_PRIORITY,
+                     "affinity": on_existing_nodes(spec),
                      "automountServiceAccountToken": False, "terminationGracePeriodSeconds": 0})
     if init:
         pod_spec["initContainers"] = init

@@ -11,15 +11,17 @@ import logging
 import sys
 from collections.abc import Callable
 
-from k8sim.local import build, cluster, services, supervisor
+from k8sim.local import build, cluster, karpenter, services, supervisor
 from k8sim.local.processes import ClusterError
 from k8sim.local.settings import ClusterSettings
 from k8sim.topology import TopologyError
 
 
 def setup(settings: ClusterSettings) -> None:
-    """The control plane's binaries (helm is built only by the chart's test, when it needs it)."""
+    """The control plane's binaries and Karpenter's (helm is built only by the chart's test, when it needs it)."""
     build.ensure_binaries(settings)
+    if settings.karpenter:
+        build.ensure_karpenter(settings)
 
 
 def up(settings: ClusterSettings) -> None:
@@ -39,9 +41,13 @@ def down(settings: ClusterSettings) -> None:
 
 
 def status(settings: ClusterSettings) -> None:
+    if not settings.karpenter:
+        autoscaler = "off"
+    else:
+        autoscaler = "ready" if karpenter.healthy(settings) else "down"
     print(f"cluster: {'ready' if cluster.is_ready(settings) else 'down'}  "
           f"postgres: {'up' if services.pg_running(settings) else 'down'}  "
-          f"redis: {'up' if services.redis_running(settings) else 'down'}")
+          f"redis: {'up' if services.redis_running(settings) else 'down'}  karpenter: {autoscaler}")
 
 
 COMMANDS: dict[str, Callable[[ClusterSettings], object]] = {

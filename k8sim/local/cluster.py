@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from k8sim import jobs, topology
-from k8sim.local import build, layout
+from k8sim.local import build, karpenter, layout
 from k8sim.local.processes import ClusterError, alive, port_in_use, run, say, terminate, wait_until
 from k8sim.local.settings import ClusterSettings
 
@@ -93,6 +93,7 @@ def up(settings: ClusterSettings) -> None:
             wait_until(lambda: is_ready(settings), settings.ready_timeout, "the apiserver to be ready")
         say(f"control plane ready in {time.monotonic() - started:.1f} s")
     ensure_nodes(settings)
+    karpenter.up(settings)
 
 
 def ensure_nodes(settings: ClusterSettings) -> None:
@@ -129,6 +130,7 @@ def down(settings: ClusterSettings) -> None:
     """Stop every component, keeping etcd's data so `up` brings the same objects back."""
     if not settings.managed:
         return
+    karpenter.down(settings)  # before the apiserver goes: it would only log its absence
     if (layout.cluster_dir(settings) / "kwok.yaml").exists():
         bindir = build.ensure_binaries(settings)
         kwokctl(settings, bindir, "stop", "cluster", "--name", settings.cluster_name, check=False)
@@ -138,6 +140,7 @@ def down(settings: ClusterSettings) -> None:
 
 def delete(settings: ClusterSettings) -> None:
     """Remove the cluster and its data."""
+    karpenter.down(settings)
     if (layout.cluster_dir(settings) / "kwok.yaml").exists():
         bindir = build.ensure_binaries(settings)
         kwokctl(settings, bindir, "delete", "cluster", "--name", settings.cluster_name,

@@ -30,3 +30,13 @@ class ClusterSettings(NodeSettings):
     control_plane_gogc: int = Field(400, ge=25, description=(
         "GOGC of etcd, kube-apiserver, controller-manager, scheduler and KWOK (set when the cluster starts): "
         "400 trades more memory for less CPU; 100 is Go's default."))
+    karpenter: bool = Field(True, description=(
+        "Run Karpenter (its KWOK cloud provider) with the cluster: nodes come and go with pending pods "
+        "(on or off; off leaves the static pools alone, as before)."))
+    karpenter_node_ip_range: str = Field("10.241.0.0/16", description=(
+        "CIDR the InternalIPs of Karpenter's nodes come from (apart from the static nodes' K8SIM_NODE_IP_RANGE)."))
+    karpenter_build_jobs: int = Field(2, ge=1, description="Packages Go compiles at once when it builds Karpenter "
+                                                           "(-p; low keeps a 2-core machine usable).")
+    karpenter_metrics_port: int = Field(6371, description="Karpenter's Prometheus metrics port on the bind address.")
+    karpenter_health_port: int = Field(6372, description="Karpenter's health-probe port on the bind address.")
+    karpenter_log_level: str = Field("info", description="Karpenter's own log level (debug, info or error).")

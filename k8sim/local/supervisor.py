@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -90,3 +91,56 @@ def run(settings: ClusterSettings) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
     say("simulator processes stopped")
+
+
+def keep_running(wanted: dict[str, list[str]], logs: Path, env: dict[str, str]) -> None:
+    """A background supervisor's loop (``python -m k8sim up`` starts one detached from the terminal):
+    each command runs logging to ``logs/<name>.log`` and is restarted when it exits, with backoff
+    (reset once it has run a minute); SIGTERM stops them all, then returns."""
+    logs.mkdir(parents=True, exist_ok=True)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    started_at: dict[str, float] = {}
+    delays: dict[str, float] = {}
+    stopping = False
+
+    def start(name: str) -> None:
+        with (logs / f"{name}.log").open("ab") as log_file:
+            procs[name] = subprocess.Popen(wanted[name], stdout=log_file, stderr=subprocess.STDOUT, env=env,
+                                           stdin=subprocess.DEVNULL)
+        started_at[name] = time.monotonic()
+        say(f"{name} started (pid {procs[name].pid})")
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for name in wanted:
+        start(name)
+    while not stopping:
+        time.sleep(0.2)
+        for name, proc in list(procs.items()):
+            if proc.poll() is None or stopping:
+                continue
+            if time.monotonic() - started_at[name] > 60:
+                delays[name] = 0.5
+            delay = delays.get(name, 0.5)
+            say(f"{name} exited with {proc.returncode}; restarting in {delay:.1f} s")
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline and not stopping:
+                time.sleep(0.1)
+            delays[name] = min(delay * 2, 30.0)
+            if not stopping:
+                start(name)
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + 15
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    say("supervised processes stopped")

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from k8sim import capacity
 from k8sim.local.settings import ClusterSettings
 from tests.ecp_ai import tenant_files
 
@@ -329,6 +330,12 @@ def test_node_not_ready_makes_the_controllers_move_its_pods(api_url: str, kubect
 
 def test_zone_outage_takes_a_whole_pool_down(api_url: str, kubectl: Kubectl, tenant: tuple[str, str]) -> None:
     tenant_id, ns = tenant
+    # Pinned to the static nodes, as a workload that refuses autoscaled ones is: otherwise Karpenter
+    # launches a replacement L40S node and the stranded pods move there (tests/integration/test_karpenter.py).
+    spec = kubectl.json("get", "deployment", "tts-server", "-n", ns)["spec"]["template"]["spec"]
+    pinned = {"spec": {"template": {"spec": {"affinity": capacity.on_existing_nodes(spec)}}}}
+    kubectl("patch", "deployment", "tts-server", "-n", ns, "--type=merge", "-p", json.dumps(pinned))
+    kubectl("rollout", "status", "deployment/tts-server", "-n", ns, "--timeout=120s")
     # Long enough that the pods are still stranded when the model is read: evictions come 20 s after
     # the nodes go NotReady, and a busy machine had seen the outage end before the model said so.
     start(api_url, ns, "l40s-out", {"type": "ZoneOutage", "duration": "75s", "target": {"pool": "gpu-l40s"}})

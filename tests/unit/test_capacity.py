@@ -93,6 +93,26 @@ def test_probe_pods_keep_what_the_scheduler_reads_and_nothing_it_would_wait_for(
     assert capacity.workload_pods({"kind": "DaemonSet", "spec": {"template": {"spec": spec}}}) is None
 
 
+def test_probe_pods_keep_off_autoscaled_nodes_and_keep_the_workloads_own_terms() -> None:
+    refuse = {"key": "karpenter.sh/nodepool", "operator": "DoesNotExist"}
+    bare = capacity.probe_pod("p", "scratch", {"containers": [{"name": "c"}]}, "Pod/p")
+    assert bare["spec"]["affinity"] == {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [refuse]}]}}}
+    zone_a = {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["us-east-1a"]}
+    gpu = {"key": "accelerator", "operator": "In", "values": ["nvidia-t4"]}
+    own = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+               "nodeSelectorTerms": [{"matchExpressions": [zone_a]}, {"matchExpressions": [gpu]}]}},
+           "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}}
+    spec = {"containers": [{"name": "c"}], "affinity": own}
+    probe = capacity.probe_pod("p", "scratch", spec, "Pod/p")
+    # Either term still places it (terms are ORed), each now also on a node no autoscaler made.
+    assert probe["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] == {
+        "nodeSelectorTerms": [{"matchExpressions": [zone_a, refuse]}, {"matchExpressions": [gpu, refuse]}]}
+    assert probe["spec"]["affinity"]["podAntiAffinity"] == own["podAntiAffinity"]
+    assert spec["affinity"] == own and own["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"][0] == {"matchExpressions": [zone_a]}, "the manifest itself is left as it was"
+
+
 @pytest.mark.parametrize(("text", "value"), [("250m", 0.25), ("1500000n", 0.0015), ("20u", 2e-5), ("2Gi", 2 * GIB),
                                              ("1k", 1000), (3, 3), ("bogus", None), (None, None),
                                              ("1e3", 1000), ("0.5Gi", GIB / 2), ("2Pi", 2 * 1024**5), ("", None)])

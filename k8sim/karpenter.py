@@ -1,0 +1,327 @@
+"""Karpenter on the simulated cluster: its NodePools and KWOKNodeClasses per profile, and the node
+bootstrap that makes the nodes its KWOK provider creates look like the static pools' nodes.
+
+Karpenter's KWOK provider creates a bare Node (``kwok-<nodeclaim>-…``, annotation
+``kwok.x-k8s.io/node: fake``) whose capacity is the NodeClaim's *requests*, with no addresses and no
+node info; our KWOK then plays it with our stages (its node-initialize fills what is missing with
+KWOK's defaults). A cloud's node bootstrap is what gives a real node its identity, so ``python -m
+k8sim.karpenter nodes`` does that here: the instance type's capacity, an InternalIP from a range of its
+own and the Hostname, and the kubelet's node info. It is level-triggered: KWOK renders a stage from the
+version it saw and patches without a precondition, so a write of ours can be overtaken once; every
+later event on the node (KWOK's own patch among them) brings it back to the wanted status.
+
+    python -m k8sim.karpenter instance-types OUT          # the provider's instance-type file (JSON)
+    python -m k8sim.karpenter nodepools PROFILE           # NodePools and KWOKNodeClasses (YAML)
+    python -m k8sim.karpenter nodes --instance-types F --ip-range CIDR   # the node bootstrap, forever
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from k8sim import instancetypes, topology
+from k8sim.instancetypes import InstanceType, InstanceTypeError
+from k8sim.kube import Kube, KubeError
+from k8sim.settings import CLUSTER_DATA, NodeSettings
+
+log = logging.getLogger("k8sim.karpenter")
+
+PROFILES = CLUSTER_DATA / "karpenter" / "profiles.yaml"
+NODEPOOL_API = "karpenter.sh/v1"
+NODECLASS_API = "karpenter.kwok.sh/v1alpha1"
+NODEPOOL_LABEL = "karpenter.sh/nodepool"
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+POOL_LABEL = "k8sim.io/pool"
+#: Every object we apply carries it, so that a profile's NodePools can be found (and pruned) again.
+MANAGED_BY = {"app.kubernetes.io/managed-by": "k8sim"}
+FIELD_MANAGER = "k8sim-karpenter-nodes"
+
+
+def profile_settings(profile: str, path: Path = PROFILES) -> dict[str, Any]:
+    profiles = yaml.safe_load(path.read_text()) or {}
+    if profile not in profiles:
+        raise InstanceTypeError(f"{path}: no Karpenter settings for profile {profile!r}; "
+                                f"choose one of {sorted(profiles)}")
+    conf = dict(profiles[profile])
+    unknown = set(conf.get("capacity_types") or []) - set(instancetypes.CAPACITY_TYPES)
+    if unknown or not conf.get("capacity_types"):
+        raise InstanceTypeError(f"{path}: profile {profile}: capacity_types must be some of "
+                                f"{instancetypes.CAPACITY_TYPES}")
+    if int(conf.get("max_nodes", 0)) < 1:
+        raise InstanceTypeError(f"{path}: profile {profile}: max_nodes must be at least 1")
+    for key, value in {"consolidate_after": conf.get("consolidate_after"),
+                       **{f"provisioning_delay.{k}": v for k, v in (conf.get("provisioning_delay") or {}).items()}
+                       }.items():
+        if duration_seconds(value) is None:
+            raise InstanceTypeError(f"{path}: profile {profile}: {key} must be a duration like 30s, 2m or 1h")
+    return conf
+
+
+def duration_seconds(text: Any) -> int | None:
+    """Seconds of a Karpenter duration ("30s", "2m", "1h30m"); None when it is not one."""
+    if not isinstance(text, str) or not text:
+        return None
+    total, number = 0, ""
+    for char in text:
+        if char.isdigit():
+            number += char
+        elif char in "smh" and number:
+            total += int(number) * {"s": 1, "m": 60, "h": 3600}[char]
+            number = ""
+        else:
+            return None
+    return None if number else total
+
+
+def pool_groups(pools: list[dict[str, Any]], types: list[InstanceType]) -> list[dict[str, Any]]:
+    """One NodePool per static pool (its instance type, plus the catalog's of the same GPU type) and one
+    per GPU type that only the catalog has: name, instance types, GPU type and the pool's labels."""
+    groups: list[dict[str, Any]] = []
+    by_name = {t.name: t for t in types}
+    taken: set[str] = set()
+    for pool in pools:
+        if str(pool.get("instance_type")) not in by_name:
+            raise InstanceTypeError(f"NodePool {pool['name']}: instance type {pool.get('instance_type')!r} "
+                                    "is not in the instance-type table")
+        own = by_name[str(pool["instance_type"])]
+        gpu_type = own.gpu_type
+        names = [own.name]
+        if gpu_type:
+            names += [t.name for t in types if t.gpu_type == gpu_type and t.name != own.name
+                      and t.name not in taken and t.name not in {str(p["instance_type"]) for p in pools}]
+        taken.update(names)
+        groups.append({"name": str(pool["name"]), "instance_types": names, "gpu": gpu_type,
+                       "labels": {str(k): str(v) for k, v in (pool.get("labels") or {}).items()}})
+    for gpu_type in instancetypes.EXTRA_GPU_TYPES:
+        names = [t.name for t in types if t.gpu_type == gpu_type and t.name not in taken]
+        if names:
+            taken.update(names)
+            groups.append({"name": f"gpu-{gpu_type}", "instance_types": names, "gpu": gpu_type, "labels": {}})
+    return groups
+
+
+def provisioning_delay(conf: dict[str, Any], instance_types: list[str]) -> str:
+    """The registration delay of a NodePool's class: the longest of its instance types' families."""
+    delays = conf.get("provisioning_delay") or {}
+    default = delays.get("default", "0s")
+    chosen = max((delays.get(name.split(".", 1)[0], default) for name in instance_types),
+                 key=lambda d: duration_seconds(d) or 0)
+    return str(chosen)
+
+
+def nodepool_manifests(profile: str, pools: list[dict[str, Any]], types: list[InstanceType],
+                       profiles: Path = PROFILES) -> list[dict[str, Any]]:
+    """KWOKNodeClasses and NodePools of a profile: the static pools' labels and GPU taint, the
+    profile's capacity types, consolidation, node limit and provisioning delays."""
+    conf = profile_settings(profile, profiles)
+    known = {t.name for t in types}
+    docs: list[dict[str, Any]] = []
+    for group in pool_groups(pools, types):
+        missing = [name for name in group["instance_types"] if name not in known]
+        if missing:
+            raise InstanceTypeError(f"NodePool {group['name']}: instance types {missing} are not in the table")
+        labels = {"type": "kwok", POOL_LABEL: group["name"], **group["labels"]}
+        taints = []
+        if group["gpu"]:
+            labels["accelerator"] = f"nvidia-{group['gpu']}"
+            labels["nvidia.com/gpu.product"] = f"NVIDIA-{group['gpu'].upper()}"
+            taints = [dict(topology.GPU_TAINT)]
+        docs.append({"apiVersion": NODECLASS_API, "kind": "KWOKNodeClass",
+                     "metadata": {"name": group["name"], "labels": dict(MANAGED_BY)},
+                     "spec": {"nodeRegistrationDelay": provisioning_delay(conf, group["instance_types"])}})
+        spec: dict[str, Any] = {
+            "nodeClassRef": {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": group["name"]},
+            "requirements": [
+                {"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": list(group["instance_types"])},
+                {"key": instancetypes.CAPACITY_TYPE, "operator": "In", "values": list(conf["capacity_types"])},
+            ],
+            "expireAfter": "Never",
+        }
+        if taints:
+            spec["taints"] = taints
+        docs.append({"apiVersion": NODEPOOL_API, "kind": "NodePool",
+                     "metadata": {"name": group["name"], "labels": dict(MANAGED_BY)},
+                     "spec": {"template": {"metadata": {"labels": labels}, "spec": spec},
+                              "disruption": {"consolidationPolicy": "WhenEmptyOrUnderutilized",
+                                             "consolidateAfter": str(conf["consolidate_after"])},
+                              "limits": {"nodes": str(int(conf["max_nodes"]))}}})
+    return docs
+
+
+# --------------------------------------------------------------------------- the node bootstrap
+
+def is_karpenter_node(node: dict[str, Any]) -> bool:
+    meta = node.get("metadata") or {}
+    return (NODEPOOL_LABEL in (meta.get("labels") or {})
+            and str((node.get("spec") or {}).get("providerID", "")).startswith("kwok://")
+            and (meta.get("annotations") or {}).get("kwok.x-k8s.io/node") == "fake")
+
+
+def node_info() -> dict[str, str]:
+    """What the static pools' kubelets report of their host (topology.node_manifests)."""
+    return {"architecture": "amd64", "operatingSystem": "linux", "osImage": topology.OS_IMAGE,
+            "kernelVersion": topology.KERNEL_VERSION, "containerRuntimeVersion": topology.CONTAINER_RUNTIME,
+            "kubeletVersion": topology.KUBERNETES_VERSION, "kubeProxyVersion": topology.KUBERNETES_VERSION}
+
+
+def _same_quantities(have: dict[str, Any], want: dict[str, str]) -> bool:
+    if set(have) != set(want):
+        return False
+    try:
+        return all(instancetypes.parse_quantity(have[k]) == instancetypes.parse_quantity(v) for k, v in want.items())
+    except InstanceTypeError:
+        return False
+
+
+def status_patch(node: dict[str, Any], resources: dict[str, str] | None, address: str) -> dict[str, Any] | None:
+    """The status write that makes a Karpenter node look like ours, or None when it already does:
+    capacity of its instance type (keys beyond it removed), InternalIP and Hostname, node info."""
+    status = node.get("status") or {}
+    name = node["metadata"]["name"]
+    patch: dict[str, Any] = {}
+    capacity = status.get("capacity") or {}
+    if resources is not None and not _same_quantities(capacity, resources):
+        patch["capacity"] = {**{k: None for k in capacity if k not in resources}, **resources}
+    addresses = [{"type": "InternalIP", "address": address}, {"type": "Hostname", "address": name}]
+    if (status.get("addresses") or []) != addresses:
+        patch["addresses"] = addresses
+    have_info = status.get("nodeInfo") or {}
+    info = node_info()
+    if any(have_info.get(k) != v for k, v in info.items()):
+        patch["nodeInfo"] = info
+    return {"status": patch} if patch else None
+
+
+class Addresses:
+    """InternalIPs of Karpenter's nodes: hosts of their own range in order, each node keeping its own."""
+
+    def __init__(self, network: str):
+        self.network = ipaddress.ip_network(network)
+        self.by_node: dict[str, str] = {}
+
+    def forget(self, name: str) -> None:
+        self.by_node.pop(name, None)
+
+    def reset(self, nodes: list[dict[str, Any]]) -> None:
+        """After a (re)list: the nodes that hold an address of the range keep it."""
+        self.by_node = {}
+        for node in nodes:
+            if not is_karpenter_node(node):
+                continue
+            for addr in (node.get("status") or {}).get("addresses") or []:
+                if addr.get("type") == "InternalIP" and self._ours(addr.get("address")):
+                    self.by_node.setdefault(node["metadata"]["name"], addr["address"])
+
+    def _ours(self, address: Any) -> bool:
+        try:
+            return ipaddress.ip_address(str(address)) in self.network
+        except ValueError:
+            return False
+
+    def address_of(self, node: dict[str, Any]) -> str:
+        name = node["metadata"]["name"]
+        if name in self.by_node:
+            return self.by_node[name]
+        used = set(self.by_node.values())
+        for addr in (node.get("status") or {}).get("addresses") or []:
+            if addr.get("type") == "InternalIP" and self._ours(addr.get("address")) and addr["address"] not in used:
+                self.by_node[name] = addr["address"]
+                return str(addr["address"])
+        for index in range(self.network.num_addresses - 11):
+            candidate = str(self.network.network_address + 10 + index)  # .1-.9 left for gateways, as ours
+            if candidate not in used:
+                self.by_node[name] = candidate
+                return candidate
+        raise InstanceTypeError(f"node IP range {self.network} is full")
+
+
+async def bootstrap_nodes(kube: Kube, resources: dict[str, dict[str, str]], ip_range: str) -> None:
+    """Keep every Karpenter node's status as ``status_patch`` wants it, forever."""
+    addresses = Addresses(ip_range)
+
+    async def reconcile(node: dict[str, Any]) -> None:
+        if not is_karpenter_node(node) or node["metadata"].get("deletionTimestamp"):
+            return
+        itype = (node["metadata"].get("labels") or {}).get(INSTANCE_TYPE_LABEL, "")
+        if itype not in resources:
+            log.warning("node %s: instance type %r is not in the instance-type file", node["metadata"]["name"], itype)
+        patch = status_patch(node, resources.get(itype), addresses.address_of(node))
+        if patch is None:
+            return
+        try:
+            await kube.patch("v1", "Node", node["metadata"]["name"], patch, subresource="status")
+            log.info("node %s bootstrapped: %s", node["metadata"]["name"], sorted(patch["status"]))
+        except KubeError as exc:
+            if exc.status != 404:
+                log.warning("node %s: status write failed: %s", node["metadata"]["name"], exc.message)
+
+    async for change, obj in kube.list_then_watch("v1", "Node"):
+        if change == "LISTED":
+            addresses.reset(obj)
+            for node in obj:
+                await reconcile(node)
+        elif change == "DELETED":
+            addresses.forget(obj["metadata"]["name"])
+        else:
+            await reconcile(obj)
+
+
+def write_instance_types(out: Path, pools_file: Path, catalog: Path = instancetypes.CATALOG) -> list[InstanceType]:
+    types = instancetypes.instance_types(topology.load_pools(pools_file), instancetypes.load_catalog(catalog))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(instancetypes.provider_file(types), indent=1))
+    tmp.replace(out)
+    return types
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m k8sim.karpenter", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    types = sub.add_parser("instance-types", help="write the provider's instance-type file")
+    types.add_argument("out", type=Path)
+    pools = sub.add_parser("nodepools", help="print a profile's NodePools and KWOKNodeClasses")
+    pools.add_argument("profile")
+    nodes = sub.add_parser("nodes", help="run the node bootstrap")
+    nodes.add_argument("--instance-types", type=Path, required=True)
+    nodes.add_argument("--ip-range", required=True)
+    args = parser.parse_args(argv)
+    settings = NodeSettings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        if args.command == "instance-types":
+            write_instance_types(args.out, settings.nodepools)
+        elif args.command == "nodepools":
+            found = instancetypes.instance_types(topology.load_pools(settings.nodepools), instancetypes.load_catalog())
+            docs = nodepool_manifests(args.profile, topology.load_pools(settings.nodepools), found)
+            sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False))
+        else:
+            resources = instancetypes.resources_by_type(json.loads(args.instance_types.read_text()))
+            ipaddress.ip_network(args.ip_range)
+            asyncio.run(_run_bootstrap(settings, resources, args.ip_range))
+    except (InstanceTypeError, topology.TopologyError, OSError, ValueError) as exc:
+        print(f"k8sim: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _run_bootstrap(settings: NodeSettings, resources: dict[str, dict[str, str]], ip_range: str) -> None:
+    kube = Kube(settings.kubeconfig, agent="k8sim-karpenter-nodes")
+    try:
+        await bootstrap_nodes(kube, resources, ip_range)
+    finally:
+        await kube.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
