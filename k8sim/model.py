@@ -30,14 +30,15 @@ import random
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from k8sim import gpus
+
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 
 PROFILE_LABEL = "k8sim.io/profile"
 
-#: Board power limit (W) and idle power by accelerator, from the vendors' data sheets.
-GPU_POWER = {"t4": (70, 10), "v100": (300, 40), "l40s": (350, 35), "a100": (400, 50)}
-GPU_MEMORY = {"t4": 16 * 1024, "v100": 32 * 1024, "l40s": 48 * 1024, "a100": 80 * 1024}  # MiB
+#: The GPU a pod's figures assume when its node names none the table knows.
+DEFAULT_GPU = gpus.MODELS["t4"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,12 +271,11 @@ class Pod:
         )
         if s.gpus:
             util = min(100.0, 100 * rps * p.gpu_ms_per_request / 1000 / s.gpus + 2)
-            total_mib = GPU_MEMORY.get(s.accelerator or "", 16 * 1024) * s.gpus
+            gpu = gpus.MODELS.get(s.accelerator or "", DEFAULT_GPU)
+            total_mib = gpu.usable_mib * s.gpus
             used = min(total_mib, p.gpu_model_mib + rps * 40)
-            tdp, idle = GPU_POWER.get(s.accelerator or "", (250, 30))
-            power = (idle + (tdp - idle) * util / 100) * s.gpus
-            target = 30 + 0.16 * power / s.gpus
-            self.gpu_temp += (target - self.gpu_temp) * (1 - math.exp(-dt_s / 120))
+            power = gpu_power(gpu, util) * s.gpus
+            self.gpu_temp += (gpu_temperature(gpu, util) - self.gpu_temp) * (1 - math.exp(-dt_s / GPU_THERMAL_TAU))
             sample.gpu_util, sample.gpu_fb_used_mib, sample.gpu_fb_free_mib = util, used, total_mib - used
             sample.gpu_power_w, sample.gpu_temp_c = power, self.gpu_temp
         self.cpu_seconds += cpu * dt_s
@@ -335,6 +335,140 @@ def warm_up(when: dt.datetime, started: dt.datetime | None) -> float:
     return WARM_UP_FLOOR + (1 - WARM_UP_FLOOR) * min(1.0, max(0.0, age) / WARM_UP_SECONDS)
 
 
+# --------------------------------------------------------------------------- GPU devices
+
+#: Where a GPU's temperature settles idle and at full load (°C, a data-centre inlet), and how fast
+#: it gets there (a first-order lag, simulated seconds).
+GPU_IDLE_TEMP, GPU_LOAD_TEMP, GPU_THERMAL_TAU = 30.0, 72.0, 120.0
+#: HBM runs a few degrees above the GPU die it sits beside.
+HBM_OFFSET = 3.0
+#: Shares of a busy inference GPU's time its units are active (DCGM's profiling fields, 0-1):
+#: tensor cores for the matrix work, device memory for weights and the KV cache.
+TENSOR_SHARE, DRAM_SHARE = 0.4, 0.45
+
+
+def gpu_power(gpu: gpus.GPUModel, util: float) -> float:
+    """Board power (W) at a utilisation (%): idle draw up to the power limit."""
+    return gpu.idle_w + (gpu.tdp_w - gpu.idle_w) * min(100.0, max(0.0, util)) / 100
+
+
+def gpu_temperature(gpu: gpus.GPUModel, util: float) -> float:
+    """Where the die's temperature settles at a utilisation (%): it follows the power drawn."""
+    share = (gpu_power(gpu, util) - gpu.idle_w) / (gpu.tdp_w - gpu.idle_w)
+    return GPU_IDLE_TEMP + (GPU_LOAD_TEMP - GPU_IDLE_TEMP) * share
+
+
+@dataclasses.dataclass
+class DeviceSample:
+    """One GPU's figures for a tick, as DCGM's default counters report them; ``pod`` is empty while
+    no pod holds the device."""
+
+    device: gpus.Device
+    namespace: str
+    pod: str
+    container: str
+    util: float  # %
+    mem_copy_util: float  # %
+    fb_used_mib: float
+    fb_free_mib: float
+    power_w: float
+    energy_mj: float  # since the engine started (DCGM: since boot), a counter
+    temp_c: float
+    memory_temp_c: float | None  # None: GDDR reports no memory temperature
+    sm_clock_mhz: float
+    mem_clock_mhz: float
+    gr_engine_active: float  # 0-1
+    tensor_active: float  # 0-1
+    dram_active: float  # 0-1
+    pcie_tx_bytes_s: float
+    pcie_rx_bytes_s: float
+    xid: int = 0  # the last XID error (0: none)
+    pcie_replays: float = 0.0
+    nvlink_bytes: float = 0.0
+
+
+class GPUDevice:
+    """The slow state of one GPU: its temperature and energy counter."""
+
+    def __init__(self, device: gpus.Device):
+        self.device = device
+        self.temp = GPU_IDLE_TEMP
+        self.energy_mj = 0.0
+
+    def step(self, holder: Pod | None, dt_s: float) -> DeviceSample:
+        gpu = self.device.model
+        sample = holder.last if holder is not None else None
+        share = 1 / holder.spec.gpus if holder is not None and holder.spec.gpus else 0.0
+        util = sample.gpu_util if sample is not None else 0.0
+        power = gpu_power(gpu, util)
+        self.temp += (gpu_temperature(gpu, util) - self.temp) * (1 - math.exp(-dt_s / GPU_THERMAL_TAU))
+        self.energy_mj += power * dt_s * 1000
+        used = min(float(gpu.usable_mib), sample.gpu_fb_used_mib * share) if sample is not None else 0.0
+        busy = util / 100
+        held = holder is not None  # a CUDA context keeps the GPU out of its idle clocks
+        return DeviceSample(
+            device=self.device,
+            namespace=holder.spec.namespace if holder is not None else "",
+            pod=holder.spec.name if holder is not None else "",
+            container=holder.spec.container if holder is not None else "",
+            util=util, mem_copy_util=100 * busy * DRAM_SHARE,
+            fb_used_mib=used, fb_free_mib=gpu.usable_mib - used, power_w=power, energy_mj=self.energy_mj,
+            temp_c=self.temp, memory_temp_c=self.temp + HBM_OFFSET if gpu.hbm else None,
+            sm_clock_mhz=gpu.sm_clock if held else gpu.sm_clock_idle,
+            mem_clock_mhz=gpu.mem_clock if held else gpu.mem_clock_idle,
+            gr_engine_active=busy, tensor_active=busy * TENSOR_SHARE, dram_active=busy * DRAM_SHARE,
+            pcie_tx_bytes_s=sample.tx_bytes_s * share if sample is not None else 0.0,
+            pcie_rx_bytes_s=sample.rx_bytes_s * share if sample is not None else 0.0,
+        )
+
+
+_NEVER = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+class GPUFleet:
+    """Every GPU of every GPU node and which pod holds it, as the device plugin allots them: a pod
+    asking for N GPUs gets N distinct devices of its node, the lowest free indices, in the order the
+    pods started (then by uid); it keeps them while it runs, and no device serves two pods."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, tuple[tuple[str, int], list[GPUDevice]]] = {}
+        self.held: dict[str, tuple[str, tuple[int, ...]]] = {}  # pod uid → (node, device indices)
+
+    def step(self, inventory: Mapping[str, tuple[str, int]], pods: Iterable[Pod], dt_s: float) -> list[DeviceSample]:
+        on_node: dict[str, list[Pod]] = {}
+        for pod in pods:
+            if pod.spec.gpus > 0 and pod.last is not None and pod.spec.node in inventory:
+                on_node.setdefault(pod.spec.node, []).append(pod)
+        held: dict[str, tuple[str, tuple[int, ...]]] = {}
+        samples: list[DeviceSample] = []
+        for node in sorted(inventory):
+            found = self.nodes.get(node)
+            if found is None or found[0] != inventory[node]:
+                key, count = inventory[node]
+                found = self.nodes[node] = (inventory[node], [GPUDevice(d) for d in gpus.devices(node, key, count)])
+            states = found[1]
+            holder: dict[int, Pod] = {}
+            members = sorted(on_node.get(node, []), key=lambda p: (p.spec.started or _NEVER, p.spec.uid))
+            for pod in members:  # a running pod keeps its devices
+                before = self.held.get(pod.spec.uid)
+                if before is not None and before[0] == node:
+                    kept = [i for i in before[1] if i < len(states) and i not in holder][: pod.spec.gpus]
+                    holder.update({i: pod for i in kept})
+            for pod in members:
+                mine = [i for i, p in holder.items() if p is pod]
+                free = [i for i in range(len(states)) if i not in holder]
+                for index in free[: pod.spec.gpus - len(mine)]:
+                    holder[index] = pod
+                    mine.append(index)
+                if mine:
+                    held[pod.spec.uid] = (node, tuple(sorted(mine)))
+            samples += [state.step(holder.get(i), dt_s) for i, state in enumerate(states)]
+        for gone in [n for n in self.nodes if n not in inventory]:
+            del self.nodes[gone]
+        self.held = held
+        return samples
+
+
 @dataclasses.dataclass(frozen=True)
 class Background:
     """Failures a well-run cluster has on its own, per simulated day (a cluster profile's
@@ -365,6 +499,8 @@ class Model:
         self.down: dict[str, dt.datetime] = {}  # "pod:<uid>" or "node:<name>" → back at
         self._failures: dict[str, random.Random] = {}
         self.failures = 0  # background failures played so far (pods and nodes)
+        self.gpus = GPUFleet()
+        self.devices: list[DeviceSample] = []  # every GPU's figures, from the last step_devices
 
     def _fails(self, key: str, rate_per_day: float, dt_s: float) -> bool:
         rng = self._failures.get(key)
@@ -460,6 +596,13 @@ class Model:
         for key in [k for k in self.services if k not in by_service]:
             del self.services[key]
         return samples
+
+
+    def step_devices(self, inventory: Mapping[str, tuple[str, int]], dt_s: float) -> list[DeviceSample]:
+        """Advance every GPU of ``inventory`` (node → (GPU type, count), :func:`k8sim.gpus.inventory`)
+        one step with the pods the last :meth:`tick` ran; idle devices too."""
+        self.devices = self.gpus.step(inventory, self.pods.values(), dt_s)
+        return self.devices
 
 
 # --------------------------------------------------------------------------- load control

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from k8sim import gpus
 from k8sim.settings import CLUSTER_DATA
 
 #: The Kubernetes release the control plane is built from, which every node's kubelet reports.
@@ -23,7 +24,8 @@ KWOK_VERSION = "v0.8.0"
 STAGES = CLUSTER_DATA / "stages"
 PROFILES = CLUSTER_DATA / "profiles.yaml"
 
-GPU_TYPES = ("t4", "v100", "l40s", "a100")
+#: GPU types a pool may name (gpu.type): the models of :data:`k8sim.gpus.MODELS`.
+GPU_TYPES = tuple(gpus.MODELS)
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 #: What a node says of its host, as an Ubuntu 24.04 cloud image with containerd would.
 OS_IMAGE = "Ubuntu 24.04.3 LTS"
@@ -46,6 +48,8 @@ def load_pools(path: Path) -> list[dict[str, Any]]:
         gpu = pool.get("gpu")
         if gpu and gpu.get("type") not in GPU_TYPES:
             raise TopologyError(f"{path}: pool {pool['name']}: gpu.type must be one of {GPU_TYPES}")
+        if gpu and (not str(gpu.get("count", 1)).isdigit() or int(gpu.get("count", 1)) < 1):
+            raise TopologyError(f"{path}: pool {pool['name']}: gpu.count must be a whole number of at least 1")
     return pools
 
 
@@ -58,9 +62,11 @@ def node_ip(network: str, index: int) -> str:
 
 
 def node_manifests(pools: list[dict[str, Any]], ip_range: str = "10.240.0.0/16",
-                   shards: int = 1) -> list[dict[str, Any]]:
+                   shards: int = 1, gfd_timestamp: int | None = None) -> list[dict[str, Any]]:
     """KWOK Node objects for every pool, registered as a real kubelet would: capacity, a unique
-    InternalIP and Hostname, OS and kernel, instance type and zone (round robin in a region)."""
+    InternalIP and Hostname, OS and kernel, instance type and zone (round robin in a region). GPU
+    nodes carry what the GPU Operator adds (:func:`k8sim.gpus.gfd_labels`; ``gfd_timestamp`` is
+    GFD's nvidia.com/gfd.timestamp, left out when None) and the GPU taint."""
     nodes: list[dict[str, Any]] = []
     for pool in pools:
         region = str(pool.get("region", "us-east-1"))
@@ -89,9 +95,11 @@ def node_manifests(pools: list[dict[str, Any]], ip_range: str = "10.240.0.0/16",
             spec: dict[str, Any] = {"providerID": f"kwok://{name}"}
             gpu = pool.get("gpu")
             if gpu:
-                capacity["nvidia.com/gpu"] = str(gpu.get("count", 1))
+                count = int(gpu.get("count", 1))
+                capacity["nvidia.com/gpu"] = str(count)
                 labels["accelerator"] = f"nvidia-{gpu['type']}"
-                labels["nvidia.com/gpu.product"] = f"NVIDIA-{gpu['type'].upper()}"
+                labels.update(gpus.gfd_labels(str(gpu["type"]), count, labels["node.kubernetes.io/instance-type"],
+                                              timestamp=gfd_timestamp))
                 spec["taints"] = [dict(GPU_TAINT)]
             nodes.append(
                 {

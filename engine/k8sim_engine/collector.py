@@ -6,15 +6,51 @@ a mutable gauge per series.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+from prometheus_client import utils
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from k8sim import contract, lifecycle, model
+from k8sim import contract, gpus, lifecycle, model
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
+
+#: dcgm-exporter's default counters (etc/default-counters.csv of NVIDIA/dcgm-exporter, in its order):
+#: name → (Prometheus type, HELP). Its counters carry no ``_total``; :func:`render` keeps them so.
+DCGM_COUNTERS: dict[str, tuple[str, str]] = {
+    "DCGM_FI_DEV_SM_CLOCK": ("gauge", "SM clock frequency (in MHz)."),
+    "DCGM_FI_DEV_MEM_CLOCK": ("gauge", "Memory clock frequency (in MHz)."),
+    "DCGM_FI_DEV_MEMORY_TEMP": ("gauge", "Memory temperature (in C)."),
+    "DCGM_FI_DEV_GPU_TEMP": ("gauge", "GPU temperature (in C)."),
+    "DCGM_FI_DEV_POWER_USAGE": ("gauge", "Power draw (in W)."),
+    "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION": ("counter", "Total energy consumption since boot (in mJ)."),
+    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER": ("counter", "Total number of PCIe retries."),
+    "DCGM_FI_DEV_GPU_UTIL": ("gauge", "GPU utilization (in %)."),
+    "DCGM_FI_DEV_MEM_COPY_UTIL": ("gauge", "Memory utilization (in %)."),
+    "DCGM_FI_DEV_ENC_UTIL": ("gauge", "Encoder utilization (in %)."),
+    "DCGM_FI_DEV_DEC_UTIL": ("gauge", "Decoder utilization (in %)."),
+    "DCGM_FI_DEV_XID_ERRORS": ("gauge", "Value of the last XID error encountered."),
+    "DCGM_FI_DEV_FB_FREE": ("gauge", "Framebuffer memory free (in MiB)."),
+    "DCGM_FI_DEV_FB_USED": ("gauge", "Framebuffer memory used (in MiB)."),
+    "DCGM_FI_DEV_FB_RESERVED": ("gauge", "Framebuffer memory reserved (in MiB)."),
+    "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL": ("counter", "Total number of NVLink bandwidth counters for all lanes."),
+    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS": ("counter", "Number of remapped rows for uncorrectable errors"),
+    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS": ("counter", "Number of remapped rows for correctable errors"),
+    "DCGM_FI_DEV_ROW_REMAP_FAILURE": ("gauge", "Whether remapping of rows has failed"),
+    "DCGM_FI_PROF_GR_ENGINE_ACTIVE": ("gauge", "Ratio of time the graphics engine is active."),
+    "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE": ("gauge", "Ratio of cycles the tensor (HMMA) pipe is active."),
+    "DCGM_FI_PROF_DRAM_ACTIVE": ("gauge", "Ratio of cycles the device memory interface is active sending or "
+                                          "receiving data."),
+    "DCGM_FI_PROF_PCIE_TX_BYTES": ("gauge", "The rate of data transmitted over the PCIe bus - including both "
+                                            "protocol headers and data payloads - in bytes per second."),
+    "DCGM_FI_PROF_PCIE_RX_BYTES": ("gauge", "The rate of data received over the PCIe bus - including both "
+                                            "protocol headers and data payloads - in bytes per second."),
+}
+#: dcgm-exporter's err_msg of the XID_ERRORS series per code (its xid_errors.go); the rest read
+#: "Unknown Error" until the XID Scenarios name theirs.
+XID_TEXT = {0: "No Error"}
 
 
 class State:
@@ -116,28 +152,42 @@ class SimulatorCollector(Collector):
             yield family
 
     def _dcgm(self, state: State) -> Iterator[Metric]:
-        labels = ["gpu", "UUID", "device", "modelName", "Hostname", "namespace", "pod", "container"]
-        fams = {
-            "util": GaugeMetricFamily("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", labels=labels),
-            "used": GaugeMetricFamily("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", labels=labels),
-            "free": GaugeMetricFamily("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", labels=labels),
-            "power": GaugeMetricFamily("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", labels=labels),
-            "temp": GaugeMetricFamily("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", labels=labels),
-        }
-        pods = state.model.pods if state.model else {}
-        for pod in pods.values():
-            s, last = pod.spec, pod.last
-            if not s.gpus or last is None:
-                continue
-            for index in range(s.gpus):
-                values = [str(index), f"GPU-{s.uid[:8]}-{index}", f"nvidia{index}",
-                          f"NVIDIA {(s.accelerator or 'gpu').upper()}", s.node, s.namespace, s.name, s.container]
-                fams["util"].add_metric(values, last.gpu_util)
-                fams["used"].add_metric(values, last.gpu_fb_used_mib / s.gpus)
-                fams["free"].add_metric(values, last.gpu_fb_free_mib / s.gpus)
-                fams["power"].add_metric(values, last.gpu_power_w / s.gpus)
-                fams["temp"].add_metric(values, last.gpu_temp_c)
-        yield from fams.values()
+        """dcgm-exporter's default counters (its etc/default-counters.csv), one series per GPU of every
+        GPU node, idle ones with empty pod labels. Fields a model does not report are left out, as the
+        exporter skips DCGM's blank values: MEMORY_TEMP on GDDR parts, the remapped-row fields before
+        Ampere's HBM, VGPU_LICENSE_STATUS off vGPU."""
+        devices = state.model.devices if state.model else []
+        families = {name: Metric(name, help_text, kind) for name, (kind, help_text) in DCGM_COUNTERS.items()}
+        xid = families["DCGM_FI_DEV_XID_ERRORS"]
+        for d in devices:
+            gpu = d.device.model
+            labels = {"gpu": str(d.device.index), "UUID": d.device.uuid, "pci_bus_id": d.device.pci_bus_id,
+                      "device": d.device.device, "modelName": gpu.name, "Hostname": d.device.node,
+                      "DCGM_FI_DRIVER_VERSION": gpus.DRIVER_VERSION, "container": d.container,
+                      "namespace": d.namespace, "pod": d.pod}
+            values: dict[str, float | None] = {
+                "DCGM_FI_DEV_SM_CLOCK": d.sm_clock_mhz, "DCGM_FI_DEV_MEM_CLOCK": d.mem_clock_mhz,
+                "DCGM_FI_DEV_MEMORY_TEMP": d.memory_temp_c, "DCGM_FI_DEV_GPU_TEMP": d.temp_c,
+                "DCGM_FI_DEV_POWER_USAGE": d.power_w, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION": d.energy_mj,
+                "DCGM_FI_DEV_PCIE_REPLAY_COUNTER": d.pcie_replays, "DCGM_FI_DEV_GPU_UTIL": d.util,
+                "DCGM_FI_DEV_MEM_COPY_UTIL": d.mem_copy_util, "DCGM_FI_DEV_ENC_UTIL": 0.0,
+                "DCGM_FI_DEV_DEC_UTIL": 0.0, "DCGM_FI_DEV_FB_FREE": d.fb_free_mib,
+                "DCGM_FI_DEV_FB_USED": d.fb_used_mib, "DCGM_FI_DEV_FB_RESERVED": float(gpu.reserved_mib),
+                "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL": d.nvlink_bytes if gpu.nvlink else None,
+                "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS": 0.0 if gpu.row_remap else None,
+                "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS": 0.0 if gpu.row_remap else None,
+                "DCGM_FI_DEV_ROW_REMAP_FAILURE": 0.0 if gpu.row_remap else None,
+                "DCGM_FI_PROF_GR_ENGINE_ACTIVE": d.gr_engine_active,
+                "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE": d.tensor_active, "DCGM_FI_PROF_DRAM_ACTIVE": d.dram_active,
+                "DCGM_FI_PROF_PCIE_TX_BYTES": d.pcie_tx_bytes_s, "DCGM_FI_PROF_PCIE_RX_BYTES": d.pcie_rx_bytes_s,
+            }
+            for name, value in values.items():
+                if value is not None:
+                    # One labels dict per device, shared by its families: render() formats it once.
+                    families[name].add_sample(name, labels, value)
+            xid.add_sample("DCGM_FI_DEV_XID_ERRORS", {**labels, "err_code": str(d.xid),
+                                                      "err_msg": XID_TEXT.get(d.xid, "Unknown Error")}, d.xid)
+        yield from families.values()
 
     def _services(self, state: State) -> Iterator[Metric]:
         requests = CounterMetricFamily("http_requests_total", "Requests served, by status class.",
@@ -165,3 +215,38 @@ class SimulatorCollector(Collector):
         for scope, value in state.sla.items():
             sla.add_metric([scope], value)
         yield from (requests, latency, health, sla)
+
+
+#: Numbers as Go (and generate_latest) write them.
+_number: Callable[[float], str] = utils.floatToGoString
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+
+
+def render(registry: Collector) -> bytes:
+    """Prometheus' text format, as prometheus_client's generate_latest writes it, with two changes:
+    a counter whose samples carry its own name (DCGM's, without ``_total``) is declared under that
+    name, as dcgm-exporter does (generate_latest would declare ``<name>_total`` and leave its samples
+    untyped); and a labels dict shared by several samples is formatted once."""
+    out: list[str] = []
+    # By id, holding the dict: a dict freed while the scrape runs could otherwise lend its id to another.
+    formatted: dict[int, tuple[dict[str, str], str]] = {}
+    for metric in registry.collect():
+        name, kind = metric.name, metric.type
+        if kind == "counter" and name not in DCGM_COUNTERS:
+            name += "_total"
+        elif kind == "unknown":
+            kind = "untyped"
+        elif kind not in ("counter", "gauge"):
+            raise ValueError(f"{metric.name}: render() writes counters and gauges, not {kind}")
+        doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        out.append(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n")
+        for sample in metric.samples:
+            found = formatted.get(id(sample.labels))
+            if found is None:
+                text = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(sample.labels.items()))
+                found = formatted[id(sample.labels)] = (sample.labels, f"{{{text}}}" if text else "")
+            out.append(f"{sample.name}{found[1]} {_number(sample.value)}\n")
+    return "".join(out).encode()

@@ -12,13 +12,13 @@ from typing import Any, TypeVar
 
 import asyncpg
 import redis.asyncio as aioredis
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
-from k8sim import alerts, contract, model, rows, scenarios, sla, store
+from k8sim import alerts, contract, gpus, model, rows, scenarios, sla, store
 from k8sim.kube import Kube, KubeError
 
 from .cache import KINDS, ClusterCache, Informer
-from .collector import SimulatorCollector, State
+from .collector import SimulatorCollector, State, render
 from .metrics_api import Usage, usage_from
 from .registration import Registrar
 from .settings import EngineSettings
@@ -133,6 +133,7 @@ class Engine:
         samples = self.model.tick(specs, now, self.step, labels, workload_replicas([*deployments, *statefulsets]),
                                   factors, scenarios.model_effects(await self.scenario_objects()),
                                   dt.datetime.now(dt.UTC))
+        self.model.step_devices(gpus.inventory(nodes), self.step)
         self.usage = usage_from(pods, nodes, self.model, samples, dt.datetime.now(dt.UTC),
                                 self.settings.tick_seconds, self.containers)
         live = {p["metadata"]["uid"] for p in pods}
@@ -160,7 +161,7 @@ class Engine:
         with thousands of pods the render costs more than the tick itself)."""
         async with self._render_lock:
             if self._rendered[0] != self.ticks:
-                self._rendered = (self.ticks, await asyncio.to_thread(generate_latest, self.registry))
+                self._rendered = (self.ticks, await asyncio.to_thread(render, self.registry))
             return self._rendered[1]
 
     async def cluster(self) -> tuple[list[dict[str, Any]], ...]:

@@ -105,8 +105,15 @@ async def test_websocket_tenant_filter_gets_only_its_tenant(api_url: str, tenant
     ws_url = api_url.replace("http://", "ws://")
 
     async def collect(path: str, count: int) -> list[dict[str, Any]]:
+        """The first ``count`` monitoring updates; deploy progress (another test's deploy, the same
+        stream's other message type) is left out."""
+        updates: list[dict[str, Any]] = []
         async with websockets.connect(f"{ws_url}{path}", open_timeout=10) as ws:
-            return [json.loads(await asyncio.wait_for(ws.recv(), 15)) for _ in range(count)]
+            while len(updates) < count:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 15))
+                if msg["type"] != "deployment_progress":
+                    updates.append(msg)
+        return updates
 
     async def run() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
         return await asyncio.gather(collect(f"/ws/monitoring/{tenants[0]}", 3),
@@ -208,7 +215,7 @@ def test_metrics_use_exporter_names_and_counters_only_grow(engine_url: str, tena
     grew = [k for k in counters if k.startswith("container_cpu_usage_seconds_total") and second[k] > first[k]]
     assert grew, "CPU counters advance with time"
     gpu = [k for k in second if k.startswith("DCGM_FI_DEV_GPU_UTIL") and f'namespace="ecp-ai-{tenants[0]}"' in k]
-    assert len(gpu) == 3 and all('modelName="NVIDIA A100"' in k for k in gpu)
+    assert len(gpu) == 3 and all('modelName="NVIDIA A100-SXM4-40GB"' in k for k in gpu)
 
 
 @pytest.fixture(scope="module")

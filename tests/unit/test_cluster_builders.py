@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from k8sim import topology
+from k8sim import gpus, topology
 from k8sim.local import build, layout
 from k8sim.local.settings import ClusterSettings
 
@@ -25,9 +26,91 @@ def test_default_pools_make_cpu_and_all_four_gpu_types(settings: ClusterSettings
 
 def test_pool_with_unknown_gpu_type_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "pools.yaml"
-    path.write_text("pools: [{name: x, gpu: {type: h100}}]")
-    with pytest.raises(topology.TopologyError, match=r"gpu\.type"):
+    path.write_text("pools: [{name: x, gpu: {type: h200}}]")
+    with pytest.raises(topology.TopologyError, match=r"gpu\.type must be one of .*'h100'"):
         topology.load_pools(path)
+    path.write_text("pools: [{name: x, gpu: {type: t4, count: 0}}]")
+    with pytest.raises(topology.TopologyError, match=r"pool x: gpu\.count"):
+        topology.load_pools(path)
+
+
+#: What GPU Feature Discovery writes per model (NVIDIA's product names and NVML's memory totals).
+GFD = {
+    "t4": ("Tesla-T4", "15360", "turing", "7", "5", "false"),
+    "v100": ("Tesla-V100-SXM2-16GB", "16384", "volta", "7", "0", "false"),
+    "l40s": ("NVIDIA-L40S", "46068", "ada-lovelace", "8", "9", "false"),
+    "a10g": ("NVIDIA-A10G", "23028", "ampere", "8", "6", "false"),
+    "a100": ("NVIDIA-A100-SXM4-40GB", "40960", "ampere", "8", "0", "true"),
+    "a100-80gb": ("NVIDIA-A100-SXM4-80GB", "81920", "ampere", "8", "0", "true"),
+    "h100": ("NVIDIA-H100-80GB-HBM3", "81559", "hopper", "9", "0", "true"),
+}
+
+
+@pytest.mark.parametrize("gpu_type", sorted(GFD))
+def test_gpu_nodes_carry_gpu_feature_discoverys_labels(gpu_type: str) -> None:
+    instance_type = gpus.INSTANCE_TYPES[gpu_type]
+    (node,) = topology.node_manifests([{"name": "g", "instance_type": instance_type,
+                                        "gpu": {"type": gpu_type, "count": 8}}], gfd_timestamp=1767225600)
+    labels = node["metadata"]["labels"]
+    product, memory, family, major, minor, mig = GFD[gpu_type]
+    assert {k: v for k, v in labels.items() if k.startswith("nvidia.com/")} == {
+        "nvidia.com/gpu.present": "true", "nvidia.com/gpu.product": product, "nvidia.com/gpu.memory": memory,
+        "nvidia.com/gpu.count": "8", "nvidia.com/gpu.family": family, "nvidia.com/gpu.compute.major": major,
+        "nvidia.com/gpu.compute.minor": minor, "nvidia.com/gpu.replicas": "1",
+        "nvidia.com/gpu.sharing-strategy": "none", "nvidia.com/gpu.mode": "compute",
+        "nvidia.com/gpu.machine": instance_type, "nvidia.com/mig.capable": mig, "nvidia.com/mig.strategy": "single",
+        "nvidia.com/mps.capable": "false", "nvidia.com/vgpu.present": "false",
+        "nvidia.com/cuda.driver-version.full": "580.95.05", "nvidia.com/cuda.driver-version.major": "580",
+        "nvidia.com/cuda.driver-version.minor": "95", "nvidia.com/cuda.driver-version.revision": "05",
+        "nvidia.com/cuda.runtime-version.full": "13.0", "nvidia.com/cuda.runtime-version.major": "13",
+        "nvidia.com/cuda.runtime-version.minor": "0", "nvidia.com/cuda.driver.major": "580",
+        "nvidia.com/cuda.driver.minor": "95", "nvidia.com/cuda.driver.rev": "05", "nvidia.com/cuda.runtime.major": "13",
+        "nvidia.com/cuda.runtime.minor": "0", "nvidia.com/gfd.timestamp": "1767225600",
+    }
+    assert labels["accelerator"] == f"nvidia-{gpu_type}"
+    assert labels["feature.node.kubernetes.io/pci-10de.present"] == "true"
+    assert node["status"]["capacity"]["nvidia.com/gpu"] == node["status"]["allocatable"]["nvidia.com/gpu"] == "8"
+    assert node["spec"]["taints"] == [topology.GPU_TAINT]
+
+
+def test_gfd_labels_follow_gfds_own_rules() -> None:
+    assert gpus.sanitise("NVIDIA H100 80GB HBM3") == "NVIDIA-H100-80GB-HBM3"
+    assert gpus.sanitise("  Tesla  T4 (rev a1)") == "Tesla-T4-rev-a1"
+    assert [gpus.arch_family(*c) for c in [(7, 0), (7, 5), (8, 0), (8, 6), (8, 9), (9, 0), (10, 0), (4, 0)]] == [
+        "volta", "turing", "ampere", "ampere", "ada-lovelace", "hopper", "blackwell", "undefined"]
+    two_part = gpus.gfd_labels("t4", 1, "g4dn.xlarge", driver="550.54")
+    assert two_part["nvidia.com/cuda.driver-version.revision"] == "" and "nvidia.com/gfd.timestamp" not in two_part
+    assert gpus.gfd_labels("t4", 1, "Standard PC (Q35 + ICH9, 2009)")["nvidia.com/gpu.machine"] == \
+        "Standard-PC-Q35-ICH9-2009"
+    with pytest.raises(gpus.GPUError, match="unknown GPU type 'x'"):
+        gpus.gfd_labels("x", 1, "m")
+    with pytest.raises(gpus.GPUError, match="at least one GPU"):
+        gpus.gfd_labels("t4", 0, "m")
+    with pytest.raises(gpus.GPUError, match=r"not X\.Y"):
+        gpus.gfd_labels("t4", 1, "m", driver="latest")
+
+
+def test_a_nodes_devices_are_distinct_and_stable() -> None:
+    first = gpus.devices("gpu-a100-0", "a100", 8)
+    assert [d.index for d in first] == list(range(8)) and [d.device for d in first][:2] == ["nvidia0", "nvidia1"]
+    assert len({d.uuid for d in first}) == len({d.pci_bus_id for d in first}) == 8
+    assert all(re.fullmatch(r"GPU-[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", d.uuid) for d in first)
+    assert all(re.fullmatch(r"[0-9A-F]{8}:[0-9A-F]{2}:[0-9A-F]{2}\.0", d.pci_bus_id) for d in first)
+    assert first == gpus.devices("gpu-a100-0", "a100", 8)  # a restarted engine names them alike
+    assert not {d.uuid for d in first} & {d.uuid for d in gpus.devices("gpu-a100-1", "a100", 8)}
+    assert len({d.pci_bus_id for d in gpus.devices("n", "h100", 64)}) == 64
+
+
+def test_gpu_inventory_reads_accelerator_and_capacity() -> None:
+    def node(name: str, labels: dict[str, str], capacity: dict[str, str]) -> dict[str, object]:
+        return {"metadata": {"name": name, "labels": labels}, "status": {"capacity": capacity}}
+    found = gpus.inventory([node("a", {"accelerator": "nvidia-t4"}, {"nvidia.com/gpu": "4"}),
+                            node("b", {}, {"nvidia.com/gpu": "4"}),
+                            node("c", {"accelerator": "nvidia-unknown"}, {"nvidia.com/gpu": "1"}),
+                            node("d", {"accelerator": "nvidia-h100"}, {}),
+                            node("e", {"accelerator": "amd-mi300"}, {"nvidia.com/gpu": "1"}),
+                            node("f", {"accelerator": "nvidia-a100-80gb"}, {"nvidia.com/gpu": "8"})])
+    assert found == {"a": ("t4", 4), "f": ("a100-80gb", 8)}
 
 
 @pytest.mark.parametrize("profile", ["demo", "realistic"])
@@ -134,7 +217,11 @@ def test_profile_flags_reach_each_component_once(settings: ClusterSettings) -> N
     assert patches["etcd"] == {"unsafe-no-fsync": "true"}  # a simulator's objects can be made again
     realistic = layout.kwokctl_configuration(settings.model_copy(update={"profile": "realistic"}))
     flags = {p["name"]: {a["key"]: a["value"] for a in p["extraArgs"]} for p in realistic["componentsPatches"]}
-    assert set(flags) == {"kwok-controller", "kube-controller-manager", "kube-scheduler"}  # Kubernetes' defaults
+    # Kubernetes' defaults, but for the admission plugin GPU clouds turn on.
+    assert set(flags) == {"kwok-controller", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+    for flag_set in (patches, flags):
+        assert flag_set["kube-apiserver"]["enable-admission-plugins"] == "ExtendedResourceToleration"
+    assert flags["kube-apiserver"] == {"enable-admission-plugins": "ExtendedResourceToleration"}
     cluster = layout.cluster_dir(settings)
     for component in ("kube-controller-manager", "kube-scheduler"):  # their /debug/pprof answers admins only
         assert flags[component] == {"client-ca-file": str(cluster / "pki" / "ca.crt"),
