@@ -11,7 +11,7 @@ import gc
 from importlib import resources
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The repository root: the default state folder lives here (in a checkout).
@@ -39,9 +39,9 @@ class CommonSettings(BaseSettings):
     postgres_port: int = Field(6350, description="PostgreSQL port on loopback.")
     redis_port: int = Field(6351, description="Redis port on loopback.")
     database_url: str = Field(
-        "postgresql://k8sim@127.0.0.1:6350/k8sim", description="asyncpg DSN of the store."
+        "", description="asyncpg DSN of the store (default: the local PostgreSQL on postgres_port)."
     )
-    redis_url: str = Field("redis://127.0.0.1:6351/0", description="Redis URL for snapshots.")
+    redis_url: str = Field("", description="Redis URL for snapshots (default: the local Redis on redis_port).")
     profile: str = Field("demo", description="Cluster profile of k8sim/cluster/profiles.yaml: stage delays, "
                                              "control-plane timers, background failures (demo or realistic).")
     speed: float = Field(1.0, description="Simulated seconds per real second of the model and the SLA (60: a day in "
@@ -61,6 +61,16 @@ class CommonSettings(BaseSettings):
         "Allocations between passes of Python's cyclic garbage collector over its youngest objects "
         "(0 keeps Python's default of 700). At thousands of watched objects the default makes the collector "
         "walk the whole heap every few ticks, a large share of the engine's tick (bench/bench_tick.py measures it)."))
+
+    @model_validator(mode="after")
+    def _local_urls(self) -> CommonSettings:
+        # Moving a port alone must move every process that connects to it (a second simulator beside
+        # the first); an explicit URL (the chart's) is kept as given.
+        if not self.database_url:
+            self.database_url = f"postgresql://k8sim@127.0.0.1:{self.postgres_port}/k8sim"
+        if not self.redis_url:
+            self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        return self
 
 
 class NodeSettings(CommonSettings):
