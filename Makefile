@@ -15,9 +15,7 @@ deps:  ## Debian packages the simulator needs (idempotent; needs root or sudo)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	# Four package roots (pyproject's packages.find) make setuptools' editable install a meta-path
-	# finder, which always warns about same-named folders; none shadows a package here.
-	PYTHONWARNINGS='ignore:Editable installation:UserWarning' $(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
 
 venv: $(VENV)/.installed

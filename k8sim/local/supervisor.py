@@ -49,54 +49,19 @@ def wait_healthy(url: str, *, timeout: float = 60, proc: subprocess.Popen[bytes]
 
 
 def run(settings: ClusterSettings) -> None:
-    logs = settings.state_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    wanted = components(settings)
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    restarts: dict[str, float] = {}
-    stopping = False
-
-    def start(name: str) -> None:
-        log_file = (logs / f"{name}.log").open("ab")
-        procs[name] = subprocess.Popen(wanted[name], stdout=log_file, stderr=subprocess.STDOUT,
-                                       env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
-        say(f"{name} started (pid {procs[name].pid}, log {logs / f'{name}.log'})")
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    for name in wanted:
-        start(name)
     api_port = os.environ.get("K8SIM_API_PORT", "6360")  # the API's own setting, read as it reads it
-    say(f"simulator running: API http://127.0.0.1:{api_port}  kubeconfig {settings.kubeconfig}  (Ctrl-C stops)")
-    while not stopping:
-        time.sleep(0.5)
-        for name, proc in list(procs.items()):
-            if proc.poll() is not None and not stopping:
-                delay = restarts.get(name, 0.5)
-                say(f"{name} exited with {proc.returncode}; restarting in {delay:.1f} s (see its log)")
-                time.sleep(delay)
-                restarts[name] = min(delay * 2, 30.0)
-                start(name)
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.terminate()
-    deadline = time.monotonic() + 15
-    for proc in procs.values():
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    say("simulator processes stopped")
+    keep_running(components(settings), settings.state_dir / "logs", {**os.environ, "PYTHONUNBUFFERED": "1"},
+                 started=f"simulator running: API http://127.0.0.1:{api_port}  kubeconfig {settings.kubeconfig}"
+                         "  (Ctrl-C stops)")
 
 
-def keep_running(wanted: dict[str, list[str]], logs: Path, env: dict[str, str]) -> None:
-    """A background supervisor's loop (``python -m k8sim up`` starts one detached from the terminal):
-    each command runs logging to ``logs/<name>.log`` and is restarted when it exits, with backoff
-    (reset once it has run a minute); SIGTERM stops them all, then returns."""
+def keep_running(wanted: dict[str, list[str]], logs: Path, env: dict[str, str], *, started: str = "") -> None:
+    """Run each command logging to ``logs/<name>.log`` and restart it when it exits, with backoff (reset
+    once it has run a minute); SIGTERM or SIGINT stops them all, then returns. ``make run`` runs the
+    simulator's components in it; ``python -m k8sim up`` starts one detached from the terminal for Karpenter.
+
+    Children get sessions of their own so that a Ctrl-C at the terminal reaches only this loop, which
+    stops them in order."""
     logs.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     started_at: dict[str, float] = {}
@@ -106,9 +71,9 @@ def keep_running(wanted: dict[str, list[str]], logs: Path, env: dict[str, str]) 
     def start(name: str) -> None:
         with (logs / f"{name}.log").open("ab") as log_file:
             procs[name] = subprocess.Popen(wanted[name], stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                                           stdin=subprocess.DEVNULL)
+                                           stdin=subprocess.DEVNULL, start_new_session=True)
         started_at[name] = time.monotonic()
-        say(f"{name} started (pid {procs[name].pid})")
+        say(f"{name} started (pid {procs[name].pid}, log {logs / f'{name}.log'})")
 
     def stop(*_: object) -> None:
         nonlocal stopping
@@ -118,6 +83,8 @@ def keep_running(wanted: dict[str, list[str]], logs: Path, env: dict[str, str]) 
     signal.signal(signal.SIGINT, stop)
     for name in wanted:
         start(name)
+    if started:
+        say(started)
     while not stopping:
         time.sleep(0.2)
         for name, proc in list(procs.items()):
@@ -126,7 +93,7 @@ def keep_running(wanted: dict[str, list[str]], logs: Path, env: dict[str, str]) 
             if time.monotonic() - started_at[name] > 60:
                 delays[name] = 0.5
             delay = delays.get(name, 0.5)
-            say(f"{name} exited with {proc.returncode}; restarting in {delay:.1f} s")
+            say(f"{name} exited with {proc.returncode}; restarting in {delay:.1f} s (see its log)")
             deadline = time.monotonic() + delay
             while time.monotonic() < deadline and not stopping:
                 time.sleep(0.1)

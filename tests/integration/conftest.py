@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -158,6 +159,29 @@ def engine_url(live_services: ClusterSettings, live_cluster: ClusterSettings,
     with process([sys.executable, "-m", "k8sim_engine"], env, tmp / "engine.log") as proc:
         started(f"{url}/health", proc, tmp / "engine.log")
         yield url
+
+
+@pytest.fixture(scope="module")
+def prometheus(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Debian's Prometheus (installed by .ci/run) scraping the engine every second."""
+    if shutil.which("prometheus") is None:
+        pytest.skip("Debian's prometheus is installed by .ci/run")
+    tmp = tmp_path_factory.mktemp("prometheus")
+    port = free_port()
+    target = engine_url.removeprefix("http://")
+    (tmp / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"scrape_configs:\n  - job_name: k8sim\n    static_configs: [{{targets: ['{target}']}}]\n")
+    cmd = ["prometheus", f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
+           f"--web.listen-address=127.0.0.1:{port}"]
+    with process(cmd, {}, tmp / "prometheus.log"):
+        yield f"http://127.0.0.1:{port}"
+
+
+def promql(prometheus: str, query: str) -> list[dict[str, Any]]:
+    body = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=10).json()
+    assert body["status"] == "success", (query, body)
+    return list(body["data"]["result"])
 
 
 #: A weekday's late-morning peak: the daily cycle is at its top (exactly 1) for the first 50 minutes.

@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import json
 import re
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from k8sim.local.settings import ClusterSettings
 from k8sim.settings import ROOT
 from tests.ecp_ai import APP, CPU, GPU, INFRA, tenant_files
 
-from .conftest import eventually, free_port, process, scratch_pool
+from .conftest import eventually, promql, scratch_pool
 
 pytestmark = pytest.mark.integration
 
@@ -216,29 +215,6 @@ def test_metrics_use_exporter_names_and_counters_only_grow(engine_url: str, tena
     assert grew, "CPU counters advance with time"
     gpu = [k for k in second if k.startswith("DCGM_FI_DEV_GPU_UTIL") and f'namespace="ecp-ai-{tenants[0]}"' in k]
     assert len(gpu) == 3 and all('modelName="NVIDIA A100-SXM4-40GB"' in k for k in gpu)
-
-
-@pytest.fixture(scope="module")
-def prometheus(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Debian's Prometheus scraping the engine every second (installed by .ci/run)."""
-    if shutil.which("prometheus") is None:
-        pytest.skip("Debian's prometheus is installed by .ci/run")
-    tmp = tmp_path_factory.mktemp("prometheus")
-    port = free_port()
-    target = engine_url.removeprefix("http://")
-    (tmp / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        f"scrape_configs:\n  - job_name: k8sim\n    static_configs: [{{targets: ['{target}']}}]\n")
-    cmd = ["prometheus", f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-           f"--web.listen-address=127.0.0.1:{port}"]
-    with process(cmd, {}, tmp / "prometheus.log"):
-        yield f"http://127.0.0.1:{port}"
-
-
-def promql(prometheus: str, query: str) -> list[dict[str, Any]]:
-    body = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=10).json()
-    assert body["status"] == "success", (query, body)
-    return list(body["data"]["result"])
 
 
 def test_real_prometheus_scrapes_and_answers_promql(prometheus: str, tenants: list[str]) -> None:

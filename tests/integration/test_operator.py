@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import Iterator
@@ -10,30 +9,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 import yaml
 from kopf.testing import KopfRunner
 
-from k8sim import store
 from k8sim.local import services, supervisor
 from k8sim.local.settings import ClusterSettings
 
 from .conftest import Kubectl, eventually
+from .records import deployment, history, live, query
 
 pytestmark = pytest.mark.integration
 
+TENANT = {"tenant": "acme"}
 
-
-def query(settings: ClusterSettings, sql: str, *args: Any) -> list[asyncpg.Record]:
-    async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(settings.database_url)
-        await store.init_connection(conn)
-        try:
-            return list(await conn.fetch(sql, *args))
-        finally:
-            await conn.close()
-    return asyncio.run(run())
 
 
 @pytest.fixture
@@ -53,83 +42,59 @@ def operator() -> Iterator[KopfRunner]:
     assert runner.exception is None
 
 
-def history(settings: ClusterSettings, namespace: str, kind: str) -> dict[str, list[str]]:
-    """Each object's lifecycle steps in order (the Kubernetes Events about it left out)."""
-    rows = query(settings, "SELECT uid, transition FROM resource_events WHERE namespace = $1 AND kind = $2 "
-                 "AND transition <> 'event' ORDER BY id", namespace, kind)
-    found: dict[str, list[str]] = {}
-    for row in rows:
-        found.setdefault(row["uid"], []).append(row["transition"])
-    return found
-
-
-def live(settings: ClusterSettings, namespace: str, kind: str) -> dict[str, Any]:
-    rows = query(settings, "SELECT * FROM resources WHERE namespace = $1 AND kind = $2 AND deleted_at IS NULL",
-                 namespace, kind)
-    return {r["uid"]: r for r in rows}
-
-
 def cluster_uids(kubectl: Kubectl, namespace: str, resource: str) -> set[str]:
     return {i["metadata"]["uid"] for i in kubectl.json("get", resource, "-n", namespace)["items"]}
 
 
-def deployment(name: str, replicas: int) -> str:
-    return yaml.safe_dump({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": {"tenant": "acme"}},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}},
-                              "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}})
-
-
 def test_deployment_scale_and_delete_are_recorded_transition_by_transition(
         operator_env: ClusterSettings, kubectl: Kubectl, namespace: str) -> None:
-    s = operator_env
+    db = operator_env.database_url
     with operator():
-        kubectl("apply", "-n", namespace, "-f", "-", stdin=deployment("web", 5))
+        kubectl("apply", "-n", namespace, "-f", "-", stdin=deployment("web", 5, TENANT))
         kubectl("wait", "-n", namespace, "deployment/web", "--for=condition=Available", "--timeout=60s")
         first = cluster_uids(kubectl, namespace, "pods")
         assert len(first) == 5
 
         def five_running() -> bool:
-            pods = live(s, namespace, "Pod")
+            pods = live(db, namespace, "Pod")
             return set(pods) == first and all(p["phase"] == "Running" and p["ready"] for p in pods.values())
         eventually(five_running, what="5 running pods in the store")
-        for uid, steps in history(s, namespace, "Pod").items():
+        for uid, steps in history(db, namespace, "Pod").items():
             assert steps[:1] == ["created"] and {"scheduled", "running", "ready"} <= set(steps), (uid, steps)
             assert steps.index("scheduled") < steps.index("running") < steps.index("ready"), (uid, steps)
         # Kubernetes Events are steps of their object's history, not objects of their own.
         def scheduled_events() -> dict[str, Any]:
-            rows = query(s, "SELECT uid, name, detail FROM resource_events WHERE namespace = $1 AND kind = 'Pod' "
+            rows = query(db, "SELECT uid, name, detail FROM resource_events WHERE namespace = $1 AND kind = 'Pod' "
                          "AND transition = 'event'", namespace)
             return {r["uid"]: r for r in rows if r["detail"]["reason"] == "Scheduled"}
         eventually(lambda: set(scheduled_events()) == first, what="each pod's Scheduled event in its history")
         for row in scheduled_events().values():
             assert row["detail"]["type"] == "Normal" and row["name"] in row["detail"]["message"], row
-        assert not query(s, "SELECT 1 FROM resources WHERE namespace = $1 AND kind = 'Event'", namespace)
+        assert not query(db, "SELECT 1 FROM resources WHERE namespace = $1 AND kind = 'Event'", namespace)
 
         kubectl("scale", "-n", namespace, "deployment/web", "--replicas=2")
         eventually(lambda: len(cluster_uids(kubectl, namespace, "pods")) == 2, what="scale-down in the cluster")
         kept = cluster_uids(kubectl, namespace, "pods")
-        eventually(lambda: set(live(s, namespace, "Pod")) == kept, what="scale-down in the store")
-        pods = history(s, namespace, "Pod")
+        eventually(lambda: set(live(db, namespace, "Pod")) == kept, what="scale-down in the store")
+        pods = history(db, namespace, "Pod")
         for uid in first - kept:
             assert pods[uid][-1] == "deleted", pods[uid]
-        dep = history(s, namespace, "Deployment")
+        dep = history(db, namespace, "Deployment")
         (dep_uid, steps), = dep.items()
         assert steps[0] == "created" and "scaled" in steps
-        scaled = query(s, "SELECT detail FROM resource_events WHERE uid = $1 AND transition = 'scaled'", dep_uid)
+        scaled = query(db, "SELECT detail FROM resource_events WHERE uid = $1 AND transition = 'scaled'", dep_uid)
         assert [r["detail"] for r in scaled] == [{"from": 5, "to": 2}]
-        row = live(s, namespace, "Deployment")[dep_uid]
+        row = live(db, namespace, "Deployment")[dep_uid]
         assert row["tenant"] == "acme" and row["state"]["replicas"] == 2
 
         kubectl("delete", "-n", namespace, "deployment/web")
         eventually(lambda: not cluster_uids(kubectl, namespace, "pods"), what="pods gone")
-        eventually(lambda: not live(s, namespace, "Pod") and not live(s, namespace, "Deployment"),
+        eventually(lambda: not live(db, namespace, "Pod") and not live(db, namespace, "Deployment"),
                    what="deletions in the store")
-        assert history(s, namespace, "Deployment")[dep_uid][-1] == "deleted"
-        assert all(steps[-1] == "deleted" for steps in history(s, namespace, "Pod").values())
+        assert history(db, namespace, "Deployment")[dep_uid][-1] == "deleted"
+        assert all(steps[-1] == "deleted" for steps in history(db, namespace, "Pod").values())
         # Pods inherit the tenant of their owners when their own labels name none.
-        tenants = query(s, "SELECT DISTINCT tenant FROM resources WHERE namespace = $1 AND kind IN "
+        tenants = query(db, "SELECT DISTINCT tenant FROM resources WHERE namespace = $1 AND kind IN "
                         "('Pod', 'ReplicaSet', 'Deployment')", namespace)
         assert [r["tenant"] for r in tenants] == ["acme"]
 
@@ -192,13 +157,13 @@ def test_volumes_are_provisioned_and_load_balancers_get_addresses(
 
 def test_changes_while_the_operator_is_down_are_reconciled(
         operator_env: ClusterSettings, kubectl: Kubectl, namespace: str) -> None:
-    s = operator_env
+    db = operator_env.database_url
     for name in ("keep", "change", "remove"):
         kubectl("create", "configmap", name, "-n", namespace, f"--from-literal=k={name}")
     with operator():
-        eventually(lambda: len(live(s, namespace, "ConfigMap")) >= 3, what="configmaps recorded")
-        kubectl("apply", "-n", namespace, "-f", "-", stdin=deployment("grow", 1))
-        eventually(lambda: any(r["ready"] for r in live(s, namespace, "Deployment").values()),
+        eventually(lambda: len(live(db, namespace, "ConfigMap")) >= 3, what="configmaps recorded")
+        kubectl("apply", "-n", namespace, "-f", "-", stdin=deployment("grow", 1, TENANT))
+        eventually(lambda: any(r["ready"] for r in live(db, namespace, "Deployment").values()),
                    what="deployment ready")
     removed = kubectl.json("get", "configmap", "remove", "-n", namespace)["metadata"]["uid"]
     kubectl("delete", "configmap", "remove", "-n", namespace)
@@ -208,26 +173,26 @@ def test_changes_while_the_operator_is_down_are_reconciled(
     with operator():
         def converged() -> bool:
             for kind, resource in (("ConfigMap", "configmaps"), ("Pod", "pods"), ("Deployment", "deployments")):
-                if set(live(s, namespace, kind)) != cluster_uids(kubectl, namespace, resource):
+                if set(live(db, namespace, kind)) != cluster_uids(kubectl, namespace, resource):
                     return False
             return True
         eventually(converged, what="the store to match the cluster")
-    rows = query(s, "SELECT transition, reconciled FROM resource_events WHERE uid = $1 ORDER BY id", removed)
+    rows = query(db, "SELECT transition, reconciled FROM resource_events WHERE uid = $1 ORDER BY id", removed)
     assert [(r["transition"], r["reconciled"]) for r in rows][-1] == ("deleted", True)
     dep_uid = kubectl.json("get", "deployment", "grow", "-n", namespace)["metadata"]["uid"]
-    scaled = query(s, "SELECT detail, reconciled FROM resource_events WHERE uid = $1 AND transition = 'scaled'",
+    scaled = query(db, "SELECT detail, reconciled FROM resource_events WHERE uid = $1 AND transition = 'scaled'",
                    dep_uid)
     assert [(r["detail"], r["reconciled"]) for r in scaled] == [({"from": 1, "to": 3}, True)]
-    assert all("ready" in steps for steps in history(s, namespace, "Pod").values())
+    assert all("ready" in steps for steps in history(db, namespace, "Pod").values())
 
 
 def test_postgres_outage_under_churn_loses_no_history(
         operator_env: ClusterSettings, kubectl: Kubectl, namespace: str) -> None:
-    s = operator_env
+    s, db = operator_env, operator_env.database_url
     spool = Path(os.environ["K8SIM_SPOOL"])
     with operator():
-        kubectl("apply", "-n", namespace, "-f", "-", stdin=deployment("churn", 2))
-        eventually(lambda: len(live(s, namespace, "Pod")) == 2, what="first pods")
+        kubectl("apply", "-n", namespace, "-f", "-", stdin=deployment("churn", 2, TENANT))
+        eventually(lambda: len(live(db, namespace, "Pod")) == 2, what="first pods")
         services.postgres_down(s)
         try:
             kubectl("scale", "-n", namespace, "deployment/churn", "--replicas=6")
@@ -241,8 +206,8 @@ def test_postgres_outage_under_churn_loses_no_history(
             services.postgres_up(s)
         final = cluster_uids(kubectl, namespace, "pods")
         eventually(lambda: (not spool.exists() or spool.stat().st_size == 0)
-                   and set(live(s, namespace, "Pod")) == final, 90, "the spool to be written")
-    steps = history(s, namespace, "Pod")
+                   and set(live(db, namespace, "Pod")) == final, 90, "the spool to be written")
+    steps = history(db, namespace, "Pod")
     assert during <= set(steps)
     for uid in during:
         assert {"created", "scheduled", "running", "ready"} <= set(steps[uid]), steps[uid]
@@ -267,6 +232,7 @@ def test_custom_resources_of_a_crd_created_later_are_recorded(
             kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(
                 {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3}}))
             uid = kubectl.json("get", f"widgets.{group}", "w1", "-n", namespace)["metadata"]["uid"]
-            eventually(lambda: uid in live(operator_env, namespace, "Widget"), 60, "the custom resource recorded")
+            eventually(lambda: uid in live(operator_env.database_url, namespace, "Widget"), 60,
+                       "the custom resource recorded")
         finally:
             kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)

@@ -26,6 +26,7 @@ from k8sim.local import supervisor
 from k8sim.local.settings import ClusterSettings
 
 from .conftest import Kubectl, eventually, process, scratch_pool
+from .records import deployment, history, live, query
 
 pytestmark = pytest.mark.integration
 
@@ -60,40 +61,6 @@ def scratch_database(settings: ClusterSettings) -> Iterator[str]:
         yield dsn
     finally:
         asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
-
-
-def query(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(dsn)
-        await store.init_connection(conn)
-        try:
-            return list(await conn.fetch(sql, *args))
-        finally:
-            await conn.close()
-    return asyncio.run(run())
-
-
-def history(dsn: str, namespace: str, kind: str) -> dict[str, list[str]]:
-    rows = query(dsn, "SELECT uid, transition FROM resource_events WHERE namespace = $1 AND kind = $2 "
-                 "AND transition <> 'event' ORDER BY id", namespace, kind)
-    found: dict[str, list[str]] = {}
-    for row in rows:
-        found.setdefault(row["uid"], []).append(row["transition"])
-    return found
-
-
-def live(dsn: str, namespace: str, kind: str) -> dict[str, Any]:
-    rows = query(dsn, "SELECT * FROM resources WHERE namespace = $1 AND kind = $2 AND deleted_at IS NULL",
-                 namespace, kind)
-    return {r["uid"]: r for r in rows}
-
-
-def deployment(name: str, replicas: int) -> str:
-    return yaml.safe_dump({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}},
-                              "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}})
 
 
 def test_a_kill_9_loses_no_step_of_pods_mid_lifecycle_or_born_while_dead(
