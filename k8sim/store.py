@@ -628,3 +628,35 @@ async def alert_history(conn: asyncpg.Connection, *, tenant: str | None = None, 
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     return rows.AlertEvent.all(await conn.fetch(
         f"SELECT * FROM alert_events {clause} ORDER BY fired_at DESC, id DESC LIMIT $1", *args))
+
+
+# --------------------------------------------------------------------------- cost
+
+
+async def node_spans(conn: asyncpg.Connection, start: dt.datetime, end: dt.datetime) -> list[asyncpg.Record]:
+    """Every recorded Node that existed at some time in [start, end): name, labels, created_at and
+    deleted_at (None while it exists)."""
+    found: list[asyncpg.Record] = await conn.fetch(
+        "SELECT uid, name, labels, created_at, deleted_at FROM resources WHERE kind = 'Node' AND api_version = 'v1'"
+        " AND (created_at IS NULL OR created_at < $2) AND (deleted_at IS NULL OR deleted_at > $1)"
+        " ORDER BY name, created_at", start, end)
+    return found
+
+
+async def pod_spans(conn: asyncpg.Connection, start: dt.datetime, end: dt.datetime) -> list[asyncpg.Record]:
+    """Every recorded Pod bound to a node at some time in [start, end): its namespace, name, tenant,
+    owner, node, when it was bound (its ``scheduled`` step, else its creation) and when it stopped holding
+    the node (it finished or was deleted; None while it runs)."""
+    found: list[asyncpg.Record] = await conn.fetch(
+        "SELECT * FROM ("
+        " SELECT r.uid, r.namespace, r.name, r.tenant, r.owner_uid, r.node,"
+        "  COALESCE((SELECT min(e.occurred_at) FROM resource_events e"
+        "            WHERE e.uid = r.uid AND e.transition = 'scheduled'), r.created_at) AS bound_at,"
+        "  (SELECT min(e.occurred_at) FROM resource_events e"
+        "    WHERE e.uid = r.uid AND e.transition IN ('succeeded', 'failed', 'deleted')) AS ended_at,"
+        "  r.deleted_at"
+        " FROM resources r WHERE r.kind = 'Pod' AND r.api_version = 'v1' AND r.node IS NOT NULL"
+        "  AND (r.created_at IS NULL OR r.created_at < $2) AND (r.deleted_at IS NULL OR r.deleted_at > $1)"
+        ") AS p WHERE COALESCE(p.ended_at, p.deleted_at) IS NULL OR COALESCE(p.ended_at, p.deleted_at) > $1"
+        " ORDER BY namespace, name", start, end)
+    return found

@@ -389,10 +389,23 @@ class ReportSpan(Out):
     status: str
 
 
+class SlaCost(Out):
+    """What the tenant's pods (or, without a tenant, every pod and the idle rest) cost over the report's
+    last ``days`` (30 without), by wall clock up to now: /cluster/cost's figures."""
+
+    window: dict[str, str]
+    cpuCost: float
+    ramCost: float
+    gpuCost: float
+    totalCost: float
+    idleCost: float | None = Field(None, description="The nodes' cost no pod requested (whole cluster only)")
+
+
 class SlaReport(Out):
     target: float
     tenant_id: str | None
     period: ReportSpan | None = None
+    cost: SlaCost | None = Field(None, description="null when the cost cannot be computed (no price table)")
     daily: list[ReportPeriod]
     weekly: list[ReportPeriod]
     monthly: list[ReportPeriod]
@@ -561,6 +574,8 @@ class ScenarioTarget(_Strict):
     nodes: list[Annotated[str, StringConstraints(**OBJECT_NAME)]] | None = None
     pool: str | None = Field(None, max_length=63, pattern=PRINTABLE)
     zone: str | None = Field(None, max_length=63, pattern=PRINTABLE)
+    instanceType: str | None = Field(None, max_length=63, pattern=PRINTABLE, examples=["g5.xlarge"])
+    capacityType: str | None = Field(None, max_length=20, pattern=PRINTABLE, examples=["spot"])
 
 
 class ScenarioRepeat(_Strict):
@@ -571,7 +586,7 @@ class ScenarioRepeat(_Strict):
 
 class ScenarioSpec(_Strict):
     type: Literal["PodCrash", "OOMKill", "NodeNotReady", "ZoneOutage", "ImagePullBackOff", "LoadSpike",
-                  "LatencyIncident", "ErrorBurst", "ProbeFailure"]
+                  "LatencyIncident", "ErrorBurst", "ProbeFailure", "SpotInterruption", "CapacityShortage"]
     target: ScenarioTarget | None = None
     start: str | None = Field(None, max_length=64, pattern=PRINTABLE, description="RFC 3339 or '+30s'; default now")
     duration: str | None = Field(None, max_length=40, pattern=PRINTABLE,
@@ -654,3 +669,60 @@ class WhatIfResult(Out):
     unplaced: int
     workloads: list[dict[str, Any]]
     additional_nodes: dict[str, int] = Field(description="pool → nodes to add so the rest fits ('none': no pool can)")
+    karpenter_nodes: dict[str, int] = Field({}, description=(
+        "instance type → nodes Karpenter would launch for the pods that fit nowhere now (the cheapest type of "
+        "the price table that holds them, packed first-fit decreasing)"))
+    karpenter_unfit_pods: int = Field(0, description="Pods no instance type of the price table can hold")
+    added_usd_per_month: float = Field(0.0, description="On-demand $ per month (730 h) of karpenter_nodes")
+
+
+# --------------------------------------------------------------------------- cost
+
+
+class CostWindow(Out):
+    start: str = Field(examples=["2026-07-20T10:00:00Z"])
+    end: str = Field(examples=["2026-07-20T11:00:00Z"])
+
+
+class Allocation(Out):
+    """One allocation of OpenCost's allocation API: costs in US dollars over the window (network, load
+    balancer, PV and shared costs are 0 here); efficiencies are usage / requests, null where usage is not
+    known."""
+
+    name: str
+    properties: dict[str, Any]
+    window: CostWindow
+    start: str
+    end: str
+    minutes: float
+    cpuCoreRequestAverage: float
+    cpuCoreUsageAverage: float | None
+    cpuCoreHours: float
+    cpuCost: float
+    cpuEfficiency: float | None
+    gpuHours: float
+    gpuCost: float
+    ramByteRequestAverage: float
+    ramByteUsageAverage: float | None
+    ramByteHours: float
+    ramCost: float
+    ramEfficiency: float | None
+    pvCost: float
+    totalCost: float
+    totalEfficiency: float | None
+
+
+class CostDocument(Out):
+    """OpenCost's allocation answer (``{"code": 200, "data": [{key: allocation}]}``, one set for the
+    window, ``__idle__`` the nodes' cost no pod requested), plus the simulator's notes."""
+
+    code: int = 200
+    data: list[dict[str, Allocation]]
+    window: CostWindow
+    aggregate: str
+    hourly_cost_now: float = Field(description="$ per hour of the nodes there are now")
+    monthly_projection: float = Field(description="hourly_cost_now * 730 h")
+    unpriced_nodes: list[str] = Field(description="Nodes whose instance type the price table lacks (cost 0)")
+    pods_without_requests: int = Field(description=(
+        "Recorded pods whose requests are no longer known (gone, and no live sibling of their owner): "
+        "their share stays in __idle__"))

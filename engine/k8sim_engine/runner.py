@@ -19,6 +19,7 @@ from k8sim.kube import Kube, KubeError
 
 from .cache import KINDS, ClusterCache, Informer
 from .collector import SimulatorCollector, State, render
+from .cost import CostCollector
 from .metrics_api import Usage, usage_from
 from .registration import Registrar
 from .settings import EngineSettings
@@ -56,6 +57,7 @@ class Engine:
         self.state = State()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(SimulatorCollector(self))
+        self.registry.register(CostCollector(self))
         self.kube = Kube(settings.kubeconfig, agent="k8sim-engine")
         self.cache = ClusterCache(self.kube) if settings.watch else None
         # Followed apart from the cache: the Scenario CRD may come later (the operator installs it).

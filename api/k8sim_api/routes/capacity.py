@@ -7,11 +7,12 @@ import time
 import uuid
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
-from k8sim import capacity, lifecycle, manifests
+from k8sim import capacity, cost, lifecycle, manifests
 from k8sim.kube import Kube, KubeError
 from k8sim_api.deps import KubeDep, SettingsDep
+from k8sim_api.routes.cost import price_table
 from k8sim_api.schemas import BAD_BODY, CapacityDocument, ErrorResponse, WhatIfRequest, WhatIfResult
 
 router = APIRouter(prefix="/cluster/capacity", tags=["capacity"])
@@ -44,7 +45,9 @@ async def cluster_capacity(kube: KubeDep) -> CapacityDocument:
 async def what_if(body: WhatIfRequest, kube: KubeDep, settings: SettingsDep) -> WhatIfResult:
     """Every pod the manifest's workloads would create goes to the real scheduler as a probe pod (same
     requests and placement rules, lowest priority, no preemption) in a scratch namespace that is
-    deleted afterwards. Pods it cannot place are packed onto new nodes shaped like each pool's."""
+    deleted afterwards. Pods it cannot place are packed onto new nodes shaped like each pool's, and onto the
+    nodes Karpenter would launch for them: the cheapest instance type of the price table that holds them,
+    with the added on-demand $/month (730 h)."""
     documents = manifests.parse(body.manifest, settings.limits)
     wanted: list[tuple[str, int, Any]] = []
     for doc in documents:
@@ -94,6 +97,18 @@ async def what_if(body: WhatIfRequest, kube: KubeDep, settings: SettingsDep) -> 
             entry["reasons"][reason] = entry["reasons"].get(reason, 0) + 1
             unplaced_specs.append(next(spec for s, _, spec in wanted if s == source))
     fits = all(r["unplaced"] == 0 for r in results.values())
+    launched: tuple[dict[str, int], float, int] = ({}, 0.0, 0)
+    if unplaced_specs:
+        try:
+            table = price_table()
+        except HTTPException:
+            pass  # no usable price table: the static pools' answer stands alone
+        else:
+            needs = [(capacity.pod_requests(spec), spec.get("nodeSelector") or {}) for spec in unplaced_specs]
+            launched = cost.karpenter_nodes([(cost.Capacity(r.cpu, r.memory, r.gpu), selector)
+                                             for r, selector in needs], table)
     return WhatIfResult(fits=fits, pods=total, placed=total - len(unplaced_specs), unplaced=len(unplaced_specs),
                         workloads=list(results.values()),
-                        additional_nodes={} if fits else capacity.extra_nodes(unplaced_specs, nodes))
+                        additional_nodes={} if fits else capacity.extra_nodes(unplaced_specs, nodes),
+                        karpenter_nodes=launched[0], added_usd_per_month=launched[1],
+                        karpenter_unfit_pods=launched[2])

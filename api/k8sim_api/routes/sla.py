@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 
-from k8sim import sla, store
-from k8sim_api.deps import PoolDep, SettingsDep
+from k8sim import cost, lifecycle, sla, store
+from k8sim.kube import Kube, KubeError
+from k8sim_api.deps import KubeDep, PoolDep, SettingsDep
+from k8sim_api.routes.cost import compute
 from k8sim_api.schemas import (
     BAD_BODY,
     PRINTABLE,
@@ -20,6 +23,7 @@ from k8sim_api.schemas import (
     RuleCreated,
     RuleDeleted,
     RuleList,
+    SlaCost,
     SlaReport,
     SlaStatus,
     StoredRule,
@@ -40,15 +44,39 @@ async def status(pool: PoolDep, settings: SettingsDep,
 
 @router.get("/report", response_model=SlaReport,
             summary="Daily, weekly and monthly availability from the stored history")
-async def report(pool: PoolDep, settings: SettingsDep,
+async def report(pool: PoolDep, settings: SettingsDep, kube: KubeDep,
                  tenant_id: Annotated[str | None, Query(**TENANT_ID)] = None,
                  days: Annotated[float | None, Query(gt=0, le=366, description=(
                      "Also sum the last N (simulated) days, up to the newest sample"))] = None) -> SlaReport:
     """Computed from the recorded samples only: a period with gaps says so (``coverage``); nothing
-    is extrapolated."""
+    is extrapolated. ``cost`` is what the tenant's pods cost over the last ``days`` (30 without)."""
     async with pool.acquire() as conn:
         found = await sla.report(conn, target=settings.sla_target, tenant=tenant_id, days=days)
-    return SlaReport.model_validate(found.as_json())
+    body = found.as_json()
+    body["cost"] = await tenant_cost(pool, kube, tenant_id, days or COST_DAYS)
+    return SlaReport.model_validate(body)
+
+
+#: Days of cost in a report that names none.
+COST_DAYS = 30.0
+
+
+async def tenant_cost(pool: PoolDep, kube: Kube, tenant: str | None, days: float) -> SlaCost | None:
+    """The tenant's allocation (its exact id), or without one every allocation and the idle rest; None
+    when the cost cannot be computed (no usable price table, cluster unreachable): the report stands."""
+    end = lifecycle.now()
+    try:
+        document = await compute(pool, kube, end - dt.timedelta(days=days), end, "tenant")
+    except (HTTPException, KubeError):
+        return None
+    allocations = document["data"][0]
+    if tenant is not None:
+        picked = [allocations[tenant]] if tenant in allocations else []
+    else:
+        picked = list(allocations.values())
+    sums = {k: round(sum(a[k] for a in picked), 6) for k in ("cpuCost", "ramCost", "gpuCost", "totalCost")}
+    idle = allocations.get(cost.IDLE, {}).get("totalCost", 0.0) if tenant is None else None
+    return SlaCost(window=document["window"], idleCost=idle, **sums)
 
 
 @router.post("/alerts/rules", status_code=201, response_model=RuleCreated, responses=BAD_BODY,

@@ -208,6 +208,11 @@ function overviewView() {
     every: 4000,
     async refresh(ctx) {
       const cap = await api("/cluster/capacity");
+      // The price of the nodes changes only as nodes come and go: asked again every 30 s, not every refresh.
+      if (!ctx.cost || Date.now() - ctx.cost.at > 30000) {
+        ctx.cost = { at: Date.now(), doc: await api("/cluster/cost?window=10m&aggregate=pool").catch(() => null) };
+      }
+      const cost = ctx.cost.doc;
       const nodes = cap.nodes.length; const ready = cap.nodes.filter((n) => n.ready).length;
       const phases = cap.pods_by_phase || {};
       const summary = live.snapshot?.summary;
@@ -217,6 +222,8 @@ function overviewView() {
         card("Services", summary ? `${summary.healthy_services} / ${summary.total_services} healthy` : "–"),
         card("Requests/s", summary ? fmt.num(summary.total_requests_per_second) : "–"),
         card("SLA", summary ? fmt.pct(summary.sla_percentage, 3) : "–"),
+        card("Cost now", cost ? `$${fmt.num(cost.hourly_cost_now, 2)}/h` : "–", "cost-hourly"),
+        card("This month at that rate", cost ? `$${fmt.num(cost.monthly_projection, 0)}` : "–", "cost-monthly"),
       );
       const pools = cap.pools.map((p) => h("div", { class: "panel", dataset: { pool: p.name } },
         h("h3", {}, `${p.name} `, h("span", { class: "muted" }, `${p.ready_nodes}/${p.nodes} nodes ready${p.gpu_type ? ` · ${p.gpu_type.toUpperCase()} GPUs` : ""}`)),
