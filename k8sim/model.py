@@ -27,7 +27,7 @@ import hashlib
 import json
 import math
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from k8sim import gpus
@@ -204,6 +204,9 @@ class PodSpec:
     started: dt.datetime | None
     oom_after: float | None = None  # an OOMKill Scenario: seconds for the working set to reach its limit
     container_started: dt.datetime | None = None  # (wall clock) when the container last started
+    #: The GPU resources it asks for by name, when other than ``gpus`` of nvidia.com/gpu (MIG devices,
+    #: nvidia.com/gpu.shared); ``gpus`` then counts them all.
+    gpu_resources: tuple[tuple[str, int], ...] = ()
 
 
 @dataclasses.dataclass
@@ -232,6 +235,13 @@ class Pod:
         rng = seeded(seed, "pod", spec.uid)
         self.memory_drift = AR1(rng, tau=3 * 3600, sigma=0.05 if noise else 0.0)
         self.gpu_temp = 35.0
+        # What the GPU fleet gave it at the last step_devices (a tick late, as the pod saw its devices
+        # then): the share of a full GPU's compute each unit has (a MIG slice's), its framebuffer,
+        # and how oversubscribed a time-sliced GPU it shares is (1: not at all).
+        self.gpu_fraction = 1.0
+        self.gpu_unit_mib: float | None = None
+        self.gpu_contention = 1.0
+        self.gpu_demand = 0.0  # % of its units' compute it asks for, uncapped
         self.cpu_seconds = 0.0
         self.rx_bytes = 0.0
         self.tx_bytes = 0.0
@@ -270,9 +280,15 @@ class Pod:
             rps=rps, latency_ms=latency, error_rate=error,
         )
         if s.gpus:
-            util = min(100.0, 100 * rps * p.gpu_ms_per_request / 1000 / s.gpus + 2)
+            self.gpu_demand = 100 * rps * p.gpu_ms_per_request / 1000 / (s.gpus * self.gpu_fraction) + 2
+            util = min(100.0, self.gpu_demand)
             gpu = gpus.MODELS.get(s.accelerator or "", DEFAULT_GPU)
-            total_mib = gpu.usable_mib * s.gpus
+            total_mib = (self.gpu_unit_mib or gpu.usable_mib) * s.gpus
+            # A request's GPU work takes longer on a slice, and longer again while a time-sliced GPU
+            # is asked for more than it has (its contexts take turns).
+            slower = self.gpu_contention / self.gpu_fraction
+            if slower > 1:
+                sample.latency_ms += p.gpu_ms_per_request * (slower - 1)
             used = min(total_mib, p.gpu_model_mib + rps * 40)
             power = gpu_power(gpu, util) * s.gpus
             self.gpu_temp += (gpu_temperature(gpu, util) - self.gpu_temp) * (1 - math.exp(-dt_s / GPU_THERMAL_TAU))
@@ -385,6 +401,9 @@ class DeviceSample:
     xid: int = 0  # the last XID error (0: none)
     pcie_replays: float = 0.0
     nvlink_bytes: float = 0.0
+    mig: gpus.MigDevice | None = None  # a MIG device's own series (DCGM's GPU instance entity)
+    mig_enabled: bool = False  # a GPU in MIG mode: DCGM leaves its utilisation fields blank
+    vgpu: str | None = None  # a time-sliced GPU: the replica the pod holds (dcgm-exporter's vgpu label)
 
 
 class GPUDevice:
@@ -395,46 +414,142 @@ class GPUDevice:
         self.temp = GPU_IDLE_TEMP
         self.energy_mj = 0.0
 
-    def step(self, holder: Pod | None, dt_s: float) -> DeviceSample:
+    def _advance(self, util: float, dt_s: float) -> float:
         gpu = self.device.model
-        sample = holder.last if holder is not None else None
-        share = 1 / holder.spec.gpus if holder is not None and holder.spec.gpus else 0.0
-        util = sample.gpu_util if sample is not None else 0.0
         power = gpu_power(gpu, util)
         self.temp += (gpu_temperature(gpu, util) - self.temp) * (1 - math.exp(-dt_s / GPU_THERMAL_TAU))
         self.energy_mj += power * dt_s * 1000
-        used = min(float(gpu.usable_mib), sample.gpu_fb_used_mib * share) if sample is not None else 0.0
+        return power
+
+    def _sample(self, holder: Pod | None, util: float, used: float, free: float, power: float, held: bool,
+                rx: float, tx: float, **extra: Any) -> DeviceSample:
+        gpu = self.device.model
         busy = util / 100
-        held = holder is not None  # a CUDA context keeps the GPU out of its idle clocks
         return DeviceSample(
             device=self.device,
             namespace=holder.spec.namespace if holder is not None else "",
             pod=holder.spec.name if holder is not None else "",
             container=holder.spec.container if holder is not None else "",
             util=util, mem_copy_util=100 * busy * DRAM_SHARE,
-            fb_used_mib=used, fb_free_mib=gpu.usable_mib - used, power_w=power, energy_mj=self.energy_mj,
+            fb_used_mib=used, fb_free_mib=free, power_w=power, energy_mj=self.energy_mj,
             temp_c=self.temp, memory_temp_c=self.temp + HBM_OFFSET if gpu.hbm else None,
             sm_clock_mhz=gpu.sm_clock if held else gpu.sm_clock_idle,
             mem_clock_mhz=gpu.mem_clock if held else gpu.mem_clock_idle,
             gr_engine_active=busy, tensor_active=busy * TENSOR_SHARE, dram_active=busy * DRAM_SHARE,
-            pcie_tx_bytes_s=sample.tx_bytes_s * share if sample is not None else 0.0,
-            pcie_rx_bytes_s=sample.rx_bytes_s * share if sample is not None else 0.0,
+            pcie_tx_bytes_s=tx, pcie_rx_bytes_s=rx, **extra,
         )
+
+    def step(self, holders: Sequence[Pod], dt_s: float, shared: bool = False) -> list[DeviceSample]:
+        """One tick of a whole GPU and its series: one, or one per pod on a time-sliced GPU (each pod
+        its replica's copy, as dcgm-exporter's virtual-GPU mapping gives them). The pods' work adds up
+        to at most the whole device."""
+        gpu = self.device.model
+        live = [(h, h.last, 1 / h.spec.gpus if h.spec.gpus else 0.0) for h in holders if h.last is not None]
+        util = min(100.0, sum(x.gpu_util for _, x, _ in live))
+        demand = sum(h.gpu_demand for h, _, _ in live)
+        for h, _, _ in live:
+            h.gpu_contention = max(1.0, demand / 100) if shared else 1.0
+        power = self._advance(util, dt_s)
+        used = min(float(gpu.usable_mib), sum(x.gpu_fb_used_mib * share for _, x, share in live))
+        rx = sum(x.rx_bytes_s * share for _, x, share in live)
+        tx = sum(x.tx_bytes_s * share for _, x, share in live)
+        held = bool(holders)  # a CUDA context keeps the GPU out of its idle clocks
+        if not holders:
+            return [self._sample(None, util, used, gpu.usable_mib - used, power, held, rx, tx)]
+        return [self._sample(h, util, used, gpu.usable_mib - used, power, held, rx, tx,
+                             vgpu=str(i) if shared else None) for i, h in enumerate(holders)]
+
+    def step_mig(self, instances: Sequence[tuple[gpus.MigDevice, Pod | None]], dt_s: float) -> list[DeviceSample]:
+        """One tick of a GPU in MIG mode: the GPU's own series (power, temperature, clocks, its
+        framebuffer) with no pod, then one per MIG device with the pod holding it."""
+        gpu = self.device.model
+        per: list[tuple[gpus.MigDevice, Pod | None, float, float]] = []
+        for mig, holder in instances:
+            x = holder.last if holder is not None else None
+            util = x.gpu_util if x is not None else 0.0
+            used = min(float(mig.profile.memory_mb), x.gpu_fb_used_mib / holder.spec.gpus) \
+                if x is not None and holder is not None and holder.spec.gpus else 0.0
+            per.append((mig, holder, util, used))
+        whole = sum(util * mig.profile.slices_gi / 7 for mig, _, util, _ in per)
+        power = self._advance(whole, dt_s)
+        used_all = sum(used for *_, used in per)
+        held = any(h is not None for _, h, _, _ in per)
+        samples = [self._sample(None, whole, used_all, gpu.usable_mib - used_all, power, held, 0.0, 0.0,
+                                mig_enabled=True)]
+        for mig, holder, util, used in per:
+            samples.append(self._sample(holder, util, used, mig.profile.memory_mb - used, power, held, 0.0, 0.0,
+                                        mig=mig, mig_enabled=True))
+        return samples
 
 
 _NEVER = dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
+@dataclasses.dataclass(frozen=True)
+class GPUUnit:
+    """What the device plugin hands a pod: a whole GPU, a MIG device, or a time-sliced GPU's replica
+    (``slots`` pods at once)."""
+
+    resource: str
+    device: int  # the GPU's index on its node
+    mig: gpus.MigDevice | None
+    slots: int
+
+
+class GPUNode:
+    """One GPU node's devices and the units its device plugin offers."""
+
+    def __init__(self, name: str, setup: gpus.GPUSetup):
+        self.setup = setup
+        self.devices = [GPUDevice(d) for d in gpus.devices(name, setup.key, setup.count)]
+        layout = self.mig = setup.mig
+        self.units: list[GPUUnit] = []
+        for d in self.devices:
+            if not layout:
+                self.units.append(GPUUnit(setup.gpu_resource, d.device.index, None, setup.replicas))
+                continue
+            for mig in gpus.mig_devices(d.device, layout):
+                resource = "nvidia.com/gpu" if setup.mig_strategy == "single" else \
+                    f"nvidia.com/mig-{mig.profile.resource}"
+                self.units.append(GPUUnit(resource, d.device.index, mig, 1))
+        self.by_device: list[list[int]] = [[] for _ in self.devices]
+        for i, unit in enumerate(self.units):
+            self.by_device[unit.device].append(i)
+
+    def step(self, holders: list[list[Pod]], dt_s: float) -> list[DeviceSample]:
+        samples: list[DeviceSample] = []
+        for index, device in enumerate(self.devices):
+            mine = self.by_device[index]
+            if self.mig:
+                samples += device.step_mig([(mig, holders[u][0] if holders[u] else None)
+                                            for u in mine if (mig := self.units[u].mig) is not None], dt_s)
+            else:
+                samples += device.step(holders[mine[0]], dt_s, shared=self.setup.shared)
+        return samples
+
+
+def gpu_requests(spec: PodSpec) -> tuple[tuple[str, int], ...]:
+    """The GPU resources a pod asks for, by name."""
+    return spec.gpu_resources or (("nvidia.com/gpu", spec.gpus),)
+
+
+def _as_setup(value: gpus.GPUSetup | tuple[str, int]) -> gpus.GPUSetup:
+    return value if isinstance(value, gpus.GPUSetup) else gpus.GPUSetup(*value)
+
+
 class GPUFleet:
     """Every GPU of every GPU node and which pod holds it, as the device plugin allots them: a pod
-    asking for N GPUs gets N distinct devices of its node, the lowest free indices, in the order the
-    pods started (then by uid); it keeps them while it runs, and no device serves two pods."""
+    asking for N units of a resource (nvidia.com/gpu, a MIG device type, nvidia.com/gpu.shared) gets
+    N distinct units of its node, the lowest free indices (a time-sliced GPU: the one with the most
+    free replicas), in the order the pods started (then by uid); it keeps them while it runs, and a
+    unit serves no more pods than it has replicas."""
 
     def __init__(self) -> None:
-        self.nodes: dict[str, tuple[tuple[str, int], list[GPUDevice]]] = {}
-        self.held: dict[str, tuple[str, tuple[int, ...]]] = {}  # pod uid → (node, device indices)
+        self.nodes: dict[str, GPUNode] = {}
+        self.held: dict[str, tuple[str, tuple[int, ...]]] = {}  # pod uid → (node, unit indices)
 
-    def step(self, inventory: Mapping[str, tuple[str, int]], pods: Iterable[Pod], dt_s: float) -> list[DeviceSample]:
+    def step(self, inventory: Mapping[str, gpus.GPUSetup | tuple[str, int]], pods: Iterable[Pod],
+             dt_s: float) -> list[DeviceSample]:
         on_node: dict[str, list[Pod]] = {}
         for pod in pods:
             if pod.spec.gpus > 0 and pod.last is not None and pod.spec.node in inventory:
@@ -442,27 +557,40 @@ class GPUFleet:
         held: dict[str, tuple[str, tuple[int, ...]]] = {}
         samples: list[DeviceSample] = []
         for node in sorted(inventory):
+            setup = _as_setup(inventory[node])
             found = self.nodes.get(node)
-            if found is None or found[0] != inventory[node]:
-                key, count = inventory[node]
-                found = self.nodes[node] = (inventory[node], [GPUDevice(d) for d in gpus.devices(node, key, count)])
-            states = found[1]
-            holder: dict[int, Pod] = {}
+            if found is None or found.setup != setup:
+                found = self.nodes[node] = GPUNode(node, setup)
+            units = found.units
+            holders: list[list[Pod]] = [[] for _ in units]
             members = sorted(on_node.get(node, []), key=lambda p: (p.spec.started or _NEVER, p.spec.uid))
-            for pod in members:  # a running pod keeps its devices
+            mine: dict[str, list[int]] = {p.spec.uid: [] for p in members}
+            for pod in members:  # a running pod keeps its units
                 before = self.held.get(pod.spec.uid)
-                if before is not None and before[0] == node:
-                    kept = [i for i in before[1] if i < len(states) and i not in holder][: pod.spec.gpus]
-                    holder.update({i: pod for i in kept})
+                if before is None or before[0] != node:
+                    continue
+                wanted = dict(gpu_requests(pod.spec))
+                for i in before[1]:
+                    if i < len(units) and wanted.get(units[i].resource, 0) > 0 and len(holders[i]) < units[i].slots:
+                        holders[i].append(pod)
+                        mine[pod.spec.uid].append(i)
+                        wanted[units[i].resource] -= 1
             for pod in members:
-                mine = [i for i, p in holder.items() if p is pod]
-                free = [i for i in range(len(states)) if i not in holder]
-                for index in free[: pod.spec.gpus - len(mine)]:
-                    holder[index] = pod
-                    mine.append(index)
-                if mine:
-                    held[pod.spec.uid] = (node, tuple(sorted(mine)))
-            samples += [state.step(holder.get(i), dt_s) for i, state in enumerate(states)]
+                taken = mine[pod.spec.uid]
+                for resource, count in gpu_requests(pod.spec):
+                    have = sum(1 for i in taken if units[i].resource == resource)
+                    free = sorted((i for i, u in enumerate(units)
+                                   if u.resource == resource and len(holders[i]) < u.slots and i not in taken),
+                                  key=lambda i: (len(holders[i]) - units[i].slots, i))
+                    for i in free[: max(0, count - have)]:
+                        holders[i].append(pod)
+                        taken.append(i)
+                if taken:
+                    held[pod.spec.uid] = (node, tuple(sorted(taken)))
+                    mig = units[taken[0]].mig
+                    pod.gpu_fraction = mig.profile.slices_gi / 7 if mig is not None else 1.0
+                    pod.gpu_unit_mib = float(mig.profile.memory_mb) if mig is not None else None
+            samples += found.step(holders, dt_s)
         for gone in [n for n in self.nodes if n not in inventory]:
             del self.nodes[gone]
         self.held = held
@@ -536,7 +664,8 @@ class Model:
              wall: dt.datetime | None = None) -> list[ServiceSample]:
         """Advance every service and pod one step. Ready pods share their service's load, new ones
         a growing share over their first minute (:func:`warm_up`); ``factors`` scale services' load,
-        ``effects`` are active Scenarios'; ``wall`` (the real time) paces OOMKill leaks."""
+        ``effects`` are active Scenarios'; ``wall`` (the real time, default ``when``) ages pods and paces
+        OOMKill leaks."""
         if self.background.active:
             specs = self._background(list(specs), when, dt_s)
         by_service: dict[str, list[PodSpec]] = {}
@@ -546,6 +675,8 @@ class Model:
         replicas = replicas or {}
         factors = factors or {}
         effects = effects or {}
+        # Pods' start times are the cluster's (wall) clock; simulated time may run elsewhere or faster.
+        clock = wall or when
         samples = []
         for key in sorted(by_service):
             members = sorted(by_service[key], key=lambda s: s.uid)
@@ -557,7 +688,7 @@ class Model:
                 service = self.services[key] = Service(key, profile, self.seed, noise=self.noise)
             load = service.step(when, dt_s, factors.get(key, 1.0), effects.get(key))
             ready = [s for s in members if s.ready]
-            weights = {s.uid: warm_up(when, s.started) for s in ready}
+            weights = {s.uid: warm_up(clock, s.started) for s in ready}
             total_weight = sum(weights.values())
             pod_samples = []
             for spec in members:
@@ -570,7 +701,7 @@ class Model:
             total = load.rps * dt_s  # with no ready replica every request fails
             served = [x for x, s in zip(pod_samples, members, strict=True) if s.ready]
             error = (sum(x.error_rate for x in served) / len(served)) if served else 1.0
-            uptimes = [(when - s.started).total_seconds() for s in members if s.started]
+            uptimes = [(clock - s.started).total_seconds() for s in members if s.started]
             gpus = sum(s.gpus for s in members)
             samples.append(ServiceSample(
                 key=key, tenant=next((s.tenant for s in members if s.tenant), None), profile=profile.name,
@@ -598,8 +729,10 @@ class Model:
         return samples
 
 
-    def step_devices(self, inventory: Mapping[str, tuple[str, int]], dt_s: float) -> list[DeviceSample]:
-        """Advance every GPU of ``inventory`` (node → (GPU type, count), :func:`k8sim.gpus.inventory`)
+    def step_devices(self, inventory: Mapping[str, gpus.GPUSetup | tuple[str, int]],
+                     dt_s: float) -> list[DeviceSample]:
+        """Advance every GPU of ``inventory`` (node → its GPUs, :func:`k8sim.gpus.inventory`, or (GPU
+        type, count))
         one step with the pods the last :meth:`tick` ran; idle devices too."""
         self.devices = self.gpus.step(inventory, self.pods.values(), dt_s)
         return self.devices

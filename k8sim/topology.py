@@ -46,10 +46,16 @@ def load_pools(path: Path) -> list[dict[str, Any]]:
         if not isinstance(pool, dict) or not pool.get("name"):
             raise TopologyError(f"{path}: every pool needs a name")
         gpu = pool.get("gpu")
-        if gpu and gpu.get("type") not in GPU_TYPES:
+        if gpu is None:
+            continue
+        if not isinstance(gpu, dict):
+            raise TopologyError(f"{path}: pool {pool['name']}: gpu must be a mapping (type, count, mig, sharing)")
+        if gpu.get("type") not in GPU_TYPES:
             raise TopologyError(f"{path}: pool {pool['name']}: gpu.type must be one of {GPU_TYPES}")
-        if gpu and (not str(gpu.get("count", 1)).isdigit() or int(gpu.get("count", 1)) < 1):
-            raise TopologyError(f"{path}: pool {pool['name']}: gpu.count must be a whole number of at least 1")
+        try:
+            gpus.setup(gpu)
+        except gpus.GPUError as exc:
+            raise TopologyError(f"{path}: pool {pool['name']}: {exc}") from None
     return pools
 
 
@@ -95,11 +101,14 @@ def node_manifests(pools: list[dict[str, Any]], ip_range: str = "10.240.0.0/16",
             spec: dict[str, Any] = {"providerID": f"kwok://{name}"}
             gpu = pool.get("gpu")
             if gpu:
-                count = int(gpu.get("count", 1))
-                capacity["nvidia.com/gpu"] = str(count)
+                try:
+                    found = gpus.setup(gpu)
+                except gpus.GPUError as exc:
+                    raise TopologyError(f"pool {pool['name']}: {exc}") from None
+                capacity.update({k: str(v) for k, v in found.resources().items()})
                 labels["accelerator"] = f"nvidia-{gpu['type']}"
-                labels.update(gpus.gfd_labels(str(gpu["type"]), count, labels["node.kubernetes.io/instance-type"],
-                                              timestamp=gfd_timestamp))
+                labels.update(gpus.node_labels(found, labels["node.kubernetes.io/instance-type"],
+                                               timestamp=gfd_timestamp))
                 spec["taints"] = [dict(GPU_TAINT)]
             nodes.append(
                 {

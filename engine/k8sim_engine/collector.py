@@ -155,7 +155,10 @@ class SimulatorCollector(Collector):
         """dcgm-exporter's default counters (its etc/default-counters.csv), one series per GPU of every
         GPU node, idle ones with empty pod labels. Fields a model does not report are left out, as the
         exporter skips DCGM's blank values: MEMORY_TEMP on GDDR parts, the remapped-row fields before
-        Ampere's HBM, VGPU_LICENSE_STATUS off vGPU."""
+        Ampere's HBM, VGPU_LICENSE_STATUS off vGPU. A GPU in MIG mode leaves its utilisation and
+        profiling fields blank; each MIG device has its own FB_USED/FB_FREE and profiling series,
+        labelled with its parent GPU, GPU_I_PROFILE and GPU_I_ID and the pod holding it. Each pod on a
+        time-sliced GPU gets its copy of the GPU's series with the replica as ``vgpu``."""
         devices = state.model.devices if state.model else []
         families = {name: Metric(name, help_text, kind) for name, (kind, help_text) in DCGM_COUNTERS.items()}
         xid = families["DCGM_FI_DEV_XID_ERRORS"]
@@ -165,20 +168,33 @@ class SimulatorCollector(Collector):
                       "device": d.device.device, "modelName": gpu.name, "Hostname": d.device.node,
                       "DCGM_FI_DRIVER_VERSION": gpus.DRIVER_VERSION, "container": d.container,
                       "namespace": d.namespace, "pod": d.pod}
+            if d.vgpu is not None:
+                labels["vgpu"] = d.vgpu
+            if d.mig is not None:
+                labels["GPU_I_PROFILE"], labels["GPU_I_ID"] = d.mig.profile.name, str(d.mig.gi_id)
+                mig_values = {"DCGM_FI_DEV_FB_FREE": d.fb_free_mib, "DCGM_FI_DEV_FB_USED": d.fb_used_mib,
+                          "DCGM_FI_PROF_GR_ENGINE_ACTIVE": d.gr_engine_active,
+                          "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE": d.tensor_active,
+                          "DCGM_FI_PROF_DRAM_ACTIVE": d.dram_active}
+                for name, figure in mig_values.items():
+                    families[name].add_sample(name, labels, figure)
+                continue
+            whole = None if d.mig_enabled else 1.0  # in MIG mode DCGM has no whole-GPU utilisation
             values: dict[str, float | None] = {
                 "DCGM_FI_DEV_SM_CLOCK": d.sm_clock_mhz, "DCGM_FI_DEV_MEM_CLOCK": d.mem_clock_mhz,
                 "DCGM_FI_DEV_MEMORY_TEMP": d.memory_temp_c, "DCGM_FI_DEV_GPU_TEMP": d.temp_c,
                 "DCGM_FI_DEV_POWER_USAGE": d.power_w, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION": d.energy_mj,
-                "DCGM_FI_DEV_PCIE_REPLAY_COUNTER": d.pcie_replays, "DCGM_FI_DEV_GPU_UTIL": d.util,
-                "DCGM_FI_DEV_MEM_COPY_UTIL": d.mem_copy_util, "DCGM_FI_DEV_ENC_UTIL": 0.0,
-                "DCGM_FI_DEV_DEC_UTIL": 0.0, "DCGM_FI_DEV_FB_FREE": d.fb_free_mib,
+                "DCGM_FI_DEV_PCIE_REPLAY_COUNTER": d.pcie_replays, "DCGM_FI_DEV_GPU_UTIL": whole and d.util,
+                "DCGM_FI_DEV_MEM_COPY_UTIL": whole and d.mem_copy_util, "DCGM_FI_DEV_ENC_UTIL": whole and 0.0,
+                "DCGM_FI_DEV_DEC_UTIL": whole and 0.0, "DCGM_FI_DEV_FB_FREE": d.fb_free_mib,
                 "DCGM_FI_DEV_FB_USED": d.fb_used_mib, "DCGM_FI_DEV_FB_RESERVED": float(gpu.reserved_mib),
                 "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL": d.nvlink_bytes if gpu.nvlink else None,
                 "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS": 0.0 if gpu.row_remap else None,
                 "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS": 0.0 if gpu.row_remap else None,
                 "DCGM_FI_DEV_ROW_REMAP_FAILURE": 0.0 if gpu.row_remap else None,
-                "DCGM_FI_PROF_GR_ENGINE_ACTIVE": d.gr_engine_active,
-                "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE": d.tensor_active, "DCGM_FI_PROF_DRAM_ACTIVE": d.dram_active,
+                "DCGM_FI_PROF_GR_ENGINE_ACTIVE": whole and d.gr_engine_active,
+                "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE": whole and d.tensor_active,
+                "DCGM_FI_PROF_DRAM_ACTIVE": whole and d.dram_active,
                 "DCGM_FI_PROF_PCIE_TX_BYTES": d.pcie_tx_bytes_s, "DCGM_FI_PROF_PCIE_RX_BYTES": d.pcie_rx_bytes_s,
             }
             for name, value in values.items():

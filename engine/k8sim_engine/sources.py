@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -66,25 +67,44 @@ def pod_specs(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, An
     return specs
 
 
+#: The device plugin's GPU resources: whole GPUs, time-sliced ones renamed, MIG devices (mixed strategy).
+GPU_RESOURCE = re.compile(r"nvidia\.com/(gpu|gpu\.shared|mig-[0-9a-z.-]+)")
+
+
+def _gpu_resources(containers: list[dict[str, Any]]) -> tuple[tuple[str, int], ...]:
+    """The GPU resources a pod's containers ask for, by name (an extended resource's request equals
+    its limit; either may be given)."""
+    found: dict[str, int] = {}
+    for c in containers:
+        resources = c.get("resources") or {}
+        for name in {**(resources.get("limits") or {}), **(resources.get("requests") or {})}:
+            if GPU_RESOURCE.fullmatch(name):
+                value = (resources.get("requests") or {}).get(name, (resources.get("limits") or {}).get(name))
+                found[name] = found.get(name, 0) + int(capacity.quantity(value) or 0)
+    return tuple(sorted((k, v) for k, v in found.items() if v > 0))
+
+
 def pod_spec(pod: Mapping[str, Any], namespace_tenant: str | None, accel: str | None) -> model.PodSpec:
     """One Running pod as the model sees it."""
     meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
     containers = spec.get("containers") or [{}]
     requests: dict[str, float] = {}
     limits: dict[str, float | None] = {}
-    for key in ("cpu", "memory", "nvidia.com/gpu"):
+    for key in ("cpu", "memory"):
         req = [capacity.quantity((c.get("resources") or {}).get("requests", {}).get(key)) for c in containers]
         lim = [capacity.quantity((c.get("resources") or {}).get("limits", {}).get(key)) for c in containers]
         requests[key] = sum(v or 0 for v in req) or sum(v or 0 for v in lim)
         limits[key] = sum(v for v in lim if v) if all(lim) and lim else None
     node = spec.get("nodeName") or ""
+    gpu_resources = _gpu_resources(containers)
     return model.PodSpec(
         uid=meta["uid"], namespace=meta.get("namespace", ""), name=meta["name"], service=lifecycle.service_of(pod),
         container=containers[0].get("name", ""), image=containers[0].get("image", ""), node=node,
         tenant=lifecycle.tenant_of(pod) or namespace_tenant,
         cpu_request=requests["cpu"] or 0.1,
         cpu_limit=limits["cpu"], memory_request=requests["memory"] or 128 * model.MIB,
-        memory_limit=limits["memory"], gpus=int(requests["nvidia.com/gpu"] or limits["nvidia.com/gpu"] or 0),
+        memory_limit=limits["memory"], gpus=sum(n for _, n in gpu_resources),
+        gpu_resources=gpu_resources if any(name != "nvidia.com/gpu" for name, _ in gpu_resources) else (),
         accelerator=accel, ready=lifecycle.conditions(pod).get("Ready", {}).get("status") == "True",
         started=lifecycle.parse_time(status.get("startTime")),
         oom_after=oom_after(meta),

@@ -4,6 +4,7 @@ and DCGM exporter's default counters per device in the engine's /metrics and in 
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,3 +177,119 @@ def test_dcgm_default_counters_per_device_in_metrics_and_prometheus(
     assert meta["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"][0]["type"] == "counter"
     idle = promql(prometheus, 'count(DCGM_FI_DEV_GPU_UTIL{pod=""})')
     assert idle and float(idle[0]["value"][1]) >= 1
+
+
+# --------------------------------------------------------------------------- MIG and time-slicing
+
+#: Pools of their own for these tests, registered on the shared cluster and removed after: the demo
+#: profile's pools stay as they are, and three nodes cost the 2-core CI little.
+EXTRA_POOLS = [
+    {"name": "itest-mig-mixed", "count": 1, "instance_type": "p4d.24xlarge", "cpu": "96", "memory": "1152Gi",
+     "gpu": {"type": "a100", "count": 2, "mig": {"strategy": "mixed", "layout": "all-balanced"}}},
+    {"name": "itest-mig-single", "count": 1, "instance_type": "p5.48xlarge", "cpu": "192", "memory": "2048Gi",
+     "gpu": {"type": "h100", "count": 1, "mig": {"strategy": "single", "layout": "all-1g.10gb"}}},
+    {"name": "itest-ts", "count": 1, "instance_type": "g4dn.12xlarge", "cpu": "48", "memory": "192Gi",
+     "gpu": {"type": "t4", "count": 2, "sharing": {"timeSlicing": {"replicas": 4}}}},
+]
+
+
+@pytest.fixture(scope="module")
+def extra_gpu_nodes(kubectl: Kubectl) -> Iterator[dict[str, dict[str, Any]]]:
+    """The extra pools' nodes, created as register_node does (one create carrying the status), on
+    addresses of their own range."""
+    nodes = {n["metadata"]["name"]: n for n in topology.node_manifests(EXTRA_POOLS, "10.250.0.0/16")}
+    try:
+        for node in nodes.values():
+            kubectl("delete", "node", node["metadata"]["name"], "--ignore-not-found", "--wait=true")
+            kubectl("create", "-f", "-", stdin=yaml.safe_dump(node))
+        yield nodes
+    finally:
+        for name in nodes:
+            kubectl("delete", "node", name, "--ignore-not-found", "--wait=false")
+
+
+def test_mig_and_time_sliced_nodes_advertise_the_documented_counts(
+        kubectl: Kubectl, extra_gpu_nodes: dict[str, dict[str, Any]]) -> None:
+    def ready(name: str) -> dict[str, Any]:
+        node = kubectl.json("get", "node", name)
+        assert {c["type"]: c["status"] for c in node["status"].get("conditions") or []}.get("Ready") == "True"
+        return dict(node)
+    live = {name: eventually(functools.partial(ready, name), 60, f"KWOK to make {name} Ready")
+            for name in extra_gpu_nodes}
+
+    def gpu_resources(node: dict[str, Any], field: str) -> dict[str, str]:
+        return {k: v for k, v in node["status"][field].items() if k.startswith("nvidia.com/")}
+    mixed, single, shared = (live[f"{p['name']}-0"] for p in EXTRA_POOLS)
+    # A100-40GB x2, all-balanced: 1g.5gb x2, 2g.10gb x1, 3g.20gb x1 per GPU, one resource each.
+    expected = {"nvidia.com/mig-1g.5gb": "4", "nvidia.com/mig-2g.10gb": "2", "nvidia.com/mig-3g.20gb": "2"}
+    assert gpu_resources(mixed, "capacity") == gpu_resources(mixed, "allocatable") == expected
+    # H100 x1, all-1g.10gb under single: nvidia.com/gpu counts the seven MIG devices.
+    assert gpu_resources(single, "capacity") == gpu_resources(single, "allocatable") == {"nvidia.com/gpu": "7"}
+    # T4 x2 time-sliced 4 ways: 8.
+    assert gpu_resources(shared, "capacity") == gpu_resources(shared, "allocatable") == {"nvidia.com/gpu": "8"}
+    for name, node in live.items():  # the labels GFD and the MIG manager write, as the pool asked
+        wanted = extra_gpu_nodes[name]["metadata"]["labels"]
+        assert {k: v for k, v in node["metadata"]["labels"].items() if k.startswith("nvidia.com/")} == {
+            k: v for k, v in wanted.items() if k.startswith("nvidia.com/")}
+    labels = mixed["metadata"]["labels"]
+    assert (labels["nvidia.com/mig.strategy"], labels["nvidia.com/mig-1g.5gb.count"],
+            labels["nvidia.com/mig-1g.5gb.memory"], labels["nvidia.com/mig-3g.20gb.product"]) == (
+        "mixed", "4", "4864", "NVIDIA-A100-SXM4-40GB-MIG-3g.20gb")
+    labels = single["metadata"]["labels"]
+    assert (labels["nvidia.com/mig.strategy"], labels["nvidia.com/gpu.product"], labels["nvidia.com/gpu.count"]) == (
+        "single", "NVIDIA-H100-80GB-HBM3-MIG-1g.10gb", "7")
+    labels = shared["metadata"]["labels"]
+    assert (labels["nvidia.com/gpu.replicas"], labels["nvidia.com/gpu.sharing-strategy"],
+            labels["nvidia.com/gpu.product"]) == ("4", "time-slicing", "Tesla-T4-SHARED")
+
+
+def mig_deployment(name: str, replicas: int) -> str:
+    return yaml.safe_dump({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                     # ExtendedResourceToleration tolerates taints named after the resources asked for
+                     # (nvidia.com/mig-1g.5gb); the GPU pools' taint is nvidia.com/gpu.
+                     "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                     "containers": [{"name": "server", "image": "vllm/vllm-openai:v0.11.0",
+                                     "resources": {"limits": {"nvidia.com/mig-1g.5gb": "1"}}}]}}},
+    })
+
+
+def test_pods_asking_for_mig_slices_land_and_their_dcgm_series_carry_gpu_i_profile_and_id(
+        kubectl: Kubectl, namespace: str, engine_url: str, extra_gpu_nodes: dict[str, dict[str, Any]]) -> None:
+    # Five pods for the four 1g.5gb devices the mixed node has: the real scheduler places four.
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=mig_deployment("slices", 5))
+
+    def placed() -> list[dict[str, Any]]:
+        pods = kubectl.json("get", "pods", "-n", namespace, "-l", "app=slices")["items"]
+        running = [p for p in pods if p["status"].get("phase") == "Running"]
+        pending = [p for p in pods if p["status"].get("phase") == "Pending"]
+        assert len(running) == 4 and len(pending) == 1, [p["status"].get("phase") for p in pods]
+        cond = {c["type"]: c for c in pending[0]["status"].get("conditions") or []}["PodScheduled"]
+        assert "Insufficient nvidia.com/mig-1g.5gb" in cond.get("message", ""), cond
+        return running
+    running = eventually(placed, 120, "four pods on the four 1g.5gb devices, the fifth refused")
+    assert {p["spec"]["nodeName"] for p in running} == {"itest-mig-mixed-0"}
+    names = {p["metadata"]["name"] for p in running}
+
+    def its_series() -> list[dict[str, str]]:
+        found = [s for s in series(scrape(engine_url), "DCGM_FI_PROF_GR_ENGINE_ACTIVE")
+                 if s["Hostname"] == "itest-mig-mixed-0"]
+        assert {s["pod"] for s in found if s["pod"]} == names
+        return found
+    found = eventually(its_series, 60, "the engine to give each pod its MIG device")
+    # Per GPU, largest first: 3g.20gb (GPU instance 1), 2g.10gb (3), 1g.5gb x2 (7, 8).
+    assert sorted((s["gpu"], s["GPU_I_PROFILE"], s["GPU_I_ID"]) for s in found) == sorted(
+        (str(g), p, i) for g in (0, 1) for p, i in (("3g.20gb", "1"), ("2g.10gb", "3"), ("1g.5gb", "7"),
+                                                    ("1g.5gb", "8")))
+    held = {(s["gpu"], s["GPU_I_ID"]) for s in found if s["pod"]}
+    assert held == {("0", "7"), ("0", "8"), ("1", "7"), ("1", "8")}
+    assert all(s["GPU_I_PROFILE"] == "1g.5gb" and s["namespace"] == namespace for s in found if s["pod"])
+    devices = gpus.devices("itest-mig-mixed-0", "a100", 2)
+    assert {(s["gpu"], s["UUID"]) for s in found} == {(str(d.index), d.uuid) for d in devices}
+    # The GPUs themselves keep their device series, no utilisation (DCGM has none in MIG mode).
+    text = scrape(engine_url)
+    assert {s["gpu"] for s in series(text, "DCGM_FI_DEV_POWER_USAGE") if s["Hostname"] == "itest-mig-mixed-0"} == {
+        "0", "1"}
+    assert not [s for s in series(text, "DCGM_FI_DEV_GPU_UTIL") if s["Hostname"] == "itest-mig-mixed-0"]

@@ -110,7 +110,7 @@ def test_gpu_inventory_reads_accelerator_and_capacity() -> None:
                             node("d", {"accelerator": "nvidia-h100"}, {}),
                             node("e", {"accelerator": "amd-mi300"}, {"nvidia.com/gpu": "1"}),
                             node("f", {"accelerator": "nvidia-a100-80gb"}, {"nvidia.com/gpu": "8"})])
-    assert found == {"a": ("t4", 4), "f": ("a100-80gb", 8)}
+    assert found == {"a": gpus.GPUSetup("t4", 4), "f": gpus.GPUSetup("a100-80gb", 8)}
 
 
 @pytest.mark.parametrize("profile", ["demo", "realistic"])

@@ -176,6 +176,17 @@ def test_a_load_factor_scales_the_service_and_new_pods_warm_up() -> None:
     assert model.warm_up(MONDAY + dt.timedelta(minutes=2), MONDAY) == 1.0
 
 
+
+def test_pods_age_on_the_cluster_clock_when_simulated_time_runs_elsewhere() -> None:
+    wall = dt.datetime(2026, 12, 7, 12, tzinfo=dt.UTC)
+    warm = dataclasses.replace(spec("a"), started=wall - dt.timedelta(hours=1))
+    new = dataclasses.replace(spec("c"), started=wall - dt.timedelta(seconds=30))
+    m = model.Model(3, noise=False)
+    sample, = m.tick([warm, new], MONDAY, 1, wall=wall)  # simulated time two weeks behind the cluster's
+    weight = model.WARM_UP_FLOOR + (1 - model.WARM_UP_FLOOR) * 0.5
+    assert m.pods["c"].last.rps == pytest.approx(weight * m.pods["a"].last.rps)
+    assert sample.uptime_s == 3600
+
 def test_background_failures_take_replicas_out_reproducibly() -> None:
     bg = model.Background(pod_crashes_per_day=4, pod_crash_seconds=600, node_failures_per_day=0)
 
