@@ -33,8 +33,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from k8sim.capacity import pod_requests, quantity
 from k8sim.instancetypes import GPU_RESOURCE, Catalog, InstanceType
+from k8sim.resources import pod_requests, quantity
 
 #: OpenCost's default custom prices (configs/default.json): only their ratios are used.
 DEFAULT_CPU_HOURLY = 0.031611
@@ -469,10 +469,10 @@ def node_spans(recorded: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str
 
 def pod_spans(recorded: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, Any]],
               usage: Mapping[tuple[str, str], tuple[float, float]] | None = None) -> tuple[list[PodSpan], int]:
-    """Recorded pods (namespace, name, tenant, owner_uid, node, bound_at, ended_at, deleted_at) as spans,
-    and how many had no known requests. The history records no requests: a pod still there has its own;
-    a gone one its live sibling's of the same owner (one ReplicaSet, one template); else none are
-    known and its share of the node stays idle. Usage (cores, bytes by namespace/name) is what the
+    """Recorded pods (namespace, name, tenant, owner_uid, node, requests, bound_at, ended_at, deleted_at)
+    as spans, and how many had no known requests. The history holds each pod's requests; for one
+    recorded before it did, a pod still there has its own, a gone one its live sibling's of the same
+    owner (one ReplicaSet, one template); else none are known and its share of the node stays idle. Usage (cores, bytes by namespace/name) is what the
     metrics API reports now, for the pods still running."""
     by_uid: dict[str, Capacity] = {}
     by_owner: dict[str, Capacity] = {}
@@ -485,7 +485,9 @@ def pod_spans(recorded: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str,
             by_owner.setdefault(ref.get("uid", ""), found)
     spans, unknown = [], 0
     for row in recorded:
-        requests = by_uid.get(row["uid"]) or by_owner.get(row.get("owner_uid") or "")
+        recorded_requests = row.get("requests")
+        requests = (Capacity(*(float(x) for x in recorded_requests)) if recorded_requests
+                    else by_uid.get(row["uid"]) or by_owner.get(row.get("owner_uid") or ""))
         if requests is None:
             unknown += 1
             continue

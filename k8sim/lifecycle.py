@@ -11,6 +11,8 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from k8sim import resources
+
 TENANT_LABELS = ("ecp.ai/tenant-id", "tenant")
 #: Namespaces the cluster itself lives in: never a tenant's, never deleted through the simulator.
 #: (The apiserver itself refuses to delete default, kube-system and kube-public; kube-node-lease it
@@ -36,6 +38,9 @@ class State:
     generation: int | None = None
     reason: str | None = None
     scenario: str | None = None  # the Scenario (namespace/name) playing on the object, if any
+    #: A pod's requests as the scheduler reserves them (cores, bytes, GPUs): what its node's cost is
+    #: shared by, after the pod is gone too.
+    requests: tuple[float, float, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         # Every field is a plain value: no deep copy (dataclasses.asdict's) needed, once per recorded row.
@@ -43,7 +48,10 @@ class State:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> State:
-        return cls(**{k: v for k, v in data.items() if k in _STATE_FIELDS})
+        fields = {k: v for k, v in data.items() if k in _STATE_FIELDS}
+        if fields.get("requests") is not None:  # a JSON array
+            fields["requests"] = tuple(fields["requests"])
+        return cls(**fields)
 
 
 _STATE_FIELDS = tuple(f.name for f in dataclasses.fields(State))
@@ -132,8 +140,10 @@ def _pod(v: _View) -> State:
     if not reason:  # what kubectl shows in STATUS: CrashLoopBackOff, ImagePullBackOff, OOMKilled …
         reason = next((state.get("reason") for c in statuses for key in ("waiting", "terminated")
                        if (state := (c.get("state") or {}).get(key) or {}).get("reason")), None)
+    asked = resources.pod_requests(v.spec)
     return State(phase=phase, ready=bool(v.cond("Ready")), node=v.spec.get("nodeName"), restarts=restarts,
-                 generation=v.generation, reason=reason, scenario=v.scenario)
+                 generation=v.generation, reason=reason, scenario=v.scenario,
+                 requests=(asked.cpu, asked.memory, asked.gpu))
 
 
 def _replicated(v: _View) -> State:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from k8sim import capacity, cost, instancetypes, topology
+from k8sim import capacity, cost, instancetypes, resources, topology
 from k8sim.settings import NodeSettings
 
 from .collector import State
@@ -110,7 +110,7 @@ def container_families(pods: list[dict[str, Any]]) -> Iterator[Metric]:
         meta, spec = pod["metadata"], pod.get("spec") or {}
         node = spec["nodeName"]
         for container in spec.get("containers") or []:
-            want = capacity.pod_requests({"containers": [container]})
+            want = resources.pod_requests({"containers": [container]})
             values = [meta.get("namespace", ""), meta["name"], str(container.get("name", "")), node, node]
             cpu.add_metric(values, want.cpu)
             mem.add_metric(values, want.memory)

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from k8sim import capacity, model
+from k8sim import model, resources
 
 from .sources import Memo
 
@@ -98,8 +98,8 @@ class Usage:
             meta, status = node["metadata"], node.get("status") or {}
             name = meta["name"]
             size = status.get("capacity") or {}
-            cores = capacity.quantity(size.get("cpu")) or 0.0
-            memory = capacity.quantity(size.get("memory")) or 0.0
+            cores = resources.quantity(size.get("cpu")) or 0.0
+            memory = resources.quantity(size.get("memory")) or 0.0
             cpu = NODE_OVERHEAD_CPU[0] + NODE_OVERHEAD_CPU[1] * cores + pod_cpu.get(name, 0.0)
             mem = NODE_OVERHEAD_MEMORY[0] + NODE_OVERHEAD_MEMORY[1] * memory + pod_mem.get(name, 0.0)
             found[name] = (cpu, mem, dict(meta.get("labels") or {}))
@@ -133,8 +133,8 @@ def container_requests(pod: Mapping[str, Any]) -> list[tuple[str, float, float]]
     found = []
     for c in (pod.get("spec") or {}).get("containers") or [{}]:
         requests = (c.get("resources") or {}).get("requests") or {}
-        found.append((str(c.get("name", "")), capacity.quantity(requests.get("cpu")) or 0.0,
-                      capacity.quantity(requests.get("memory")) or 0.0))
+        found.append((str(c.get("name", "")), resources.quantity(requests.get("cpu")) or 0.0,
+                      resources.quantity(requests.get("memory")) or 0.0))
     return found
 
 

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from k8sim import capacity, lifecycle, model, scenarios
+from k8sim import lifecycle, model, resources, scenarios
 
 T = TypeVar("T")
 
@@ -76,11 +76,11 @@ def _gpu_resources(containers: list[dict[str, Any]]) -> tuple[tuple[str, int], .
     its limit; either may be given)."""
     found: dict[str, int] = {}
     for c in containers:
-        resources = c.get("resources") or {}
-        for name in {**(resources.get("limits") or {}), **(resources.get("requests") or {})}:
+        asked = c.get("resources") or {}
+        for name in {**(asked.get("limits") or {}), **(asked.get("requests") or {})}:
             if GPU_RESOURCE.fullmatch(name):
-                value = (resources.get("requests") or {}).get(name, (resources.get("limits") or {}).get(name))
-                found[name] = found.get(name, 0) + int(capacity.quantity(value) or 0)
+                value = (asked.get("requests") or {}).get(name, (asked.get("limits") or {}).get(name))
+                found[name] = found.get(name, 0) + int(resources.quantity(value) or 0)
     return tuple(sorted((k, v) for k, v in found.items() if v > 0))
 
 
@@ -91,8 +91,8 @@ def pod_spec(pod: Mapping[str, Any], namespace_tenant: str | None, accel: str | 
     requests: dict[str, float] = {}
     limits: dict[str, float | None] = {}
     for key in ("cpu", "memory"):
-        req = [capacity.quantity((c.get("resources") or {}).get("requests", {}).get(key)) for c in containers]
-        lim = [capacity.quantity((c.get("resources") or {}).get("limits", {}).get(key)) for c in containers]
+        req = [resources.quantity((c.get("resources") or {}).get("requests", {}).get(key)) for c in containers]
+        lim = [resources.quantity((c.get("resources") or {}).get("limits", {}).get(key)) for c in containers]
         requests[key] = sum(v or 0 for v in req) or sum(v or 0 for v in lim)
         limits[key] = sum(v for v in lim if v) if all(lim) and lim else None
     node = spec.get("nodeName") or ""

@@ -13,7 +13,8 @@ operator restart does not lose them either) and retries with backoff; when the d
 the spool is written first, then the live queue. A sweep finds objects
 that vanished while nobody watched (after a kind is relisted, and now and then as a safety
 net) and records their deletion; never one its kind's stream has shown and not yet seen go,
-whose deletion that stream delivers after every earlier change.
+whose deletion that stream delivers after every earlier change, and none while another cluster's
+recorder writes into the same database (its objects are not in this cluster's listings).
 """
 
 from __future__ import annotations
@@ -148,6 +149,7 @@ class Recorder:
         #: The batch the writer holds (taken from the queue, not yet committed): spooled if the
         #: writer is stopped while holding it.
         self._held: list[Item] = []
+        self.foreign: list[str] = []  # the other clusters the last sweep found recording here
 
     # ------------------------------------------------------------------ input
 
@@ -360,6 +362,8 @@ class Recorder:
         listings = {key: (shown.unswept, shown.listed_at) for key, shown in self.streamed.items() if shown.unswept}
         # The rows are read before the listing: an object created in between is in neither.
         async with self.pool.acquire() as conn:
+            if await self._shared(conn):
+                return 0
             rows = await store.live_resources(conn)
         by_kind: dict[tuple[str, str], list[Any]] = {}
         for row in rows:
@@ -397,6 +401,25 @@ class Recorder:
         if found:
             log.info("sweep found %d objects deleted while unobserved", found)
         return found
+
+    async def _shared(self, conn: asyncpg.Connection) -> bool:
+        """Whether another cluster's recorder writes into this database now. The rows do not say
+        which cluster holds an object, so a sweep would take that cluster's objects, absent from
+        this one's listings, for deleted; and a deleted row stays deleted: every later change of
+        the object is dropped (two simulators on one PostgreSQL lost each other's node steps so).
+        Its leftovers, once it stopped (a cluster recreated on the same database), are swept."""
+        if self.cluster is None:
+            return False  # no identity of our own to tell another's by
+        found = await conn.fetch("SELECT DISTINCT cluster FROM watch_positions WHERE cluster <> $1 "
+                                 "AND updated_at > now() - make_interval(secs => $2) ORDER BY cluster",
+                                 self.cluster, self.settings.foreign_window)
+        others = [str(r["cluster"]) for r in found]
+        if others and others != self.foreign:
+            log.error("cluster(s) %s record into this database too (K8SIM_DATABASE_URL shared by two simulators?): "
+                      "no deletion is swept while they do, or this cluster's sweep would end their objects' "
+                      "histories", ", ".join(others))
+        self.foreign = others
+        return bool(others)
 
     def _swept(self, key: tuple[str, str], listings: dict[tuple[str, str], tuple[int, int]], settled: int) -> None:
         """A kind was swept after its stream's listing: its position may be committed again (from

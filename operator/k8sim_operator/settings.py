@@ -34,6 +34,10 @@ class OperatorSettings(CommonSettings):
                                                      "objects deleted unseen (a relisted kind is checked at once).")
     sweep_delay: float = Field(2.0, description="Seconds a check waits after a relist, so kinds relisted "
                                                 "together are checked together.")
+    foreign_window: float = Field(300.0, description=(
+        "Seconds within which another cluster's committed watch position means its recorder writes into this "
+        "database now (a running recorder commits one at least with each watch bookmark): while one does, "
+        "sweeps record no deletions."))
     resume_wait: float = Field(30.0, description=(
         "Seconds a starting recorder waits for PostgreSQL to read where each kind's watch stopped; after that, "
         "kinds the spool has a position for resume from it and the others are listed (their steps while "

@@ -118,6 +118,19 @@ def test_cost_per_namespace_and_tenant_to_the_cent(api_url: str, kubectl: Kubect
     bad = httpx.get(f"{api_url}/cluster/cost", params={"window": "since-lunch"}, timeout=30)
     assert bad.status_code == 422 and "since-lunch" in bad.json()["message"]
 
+    # Gone, with nothing of its kind left to stand in for it: the window is billed from its recorded requests.
+    kubectl("delete", "deployment", "quarter", "-n", ten, "--wait=true")
+    kubectl("wait", "-n", ten, "pod", "-l", "app=quarter", "--for=delete", "--timeout=60s")
+
+    def billed_after_deletion() -> dict[str, Any]:
+        again = httpx.get(f"{api_url}/cluster/cost", params={"window": window, "aggregate": "namespace"},
+                          timeout=30).json()
+        assert not kubectl.json("get", "pods", "-n", ten)["items"]
+        return dict(again)
+    again = eventually(billed_after_deletion, 30, "the pod gone")
+    assert again["data"][0][ten]["totalCost"] == pytest.approx(want_ten, abs=1e-6)
+    assert again["pods_without_requests"] == 0
+
 
 def test_opencost_metrics_in_prometheus(engine_url: str, prometheus: str, kubectl: Kubectl, namespace: str) -> None:
     t4 = {"nodeSelector": {"accelerator": "nvidia-t4"},

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from k8sim import capacity
+from k8sim import capacity, resources
 
 GIB = 1024**3
 
@@ -36,7 +36,7 @@ def test_requests_count_as_the_scheduler_counts_them() -> None:
     spec = {"containers": [{"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}},
                            {"resources": {"limits": {"cpu": "250m", "nvidia.com/gpu": "1"}}}],
             "initContainers": [{"resources": {"requests": {"cpu": "2", "memory": "512Mi"}}}]}
-    r = capacity.pod_requests(spec)
+    r = resources.pod_requests(spec)
     assert (r.cpu, r.memory, r.gpu, r.pods) == (2.0, GIB, 1.0, 1)  # init's 2 cores win; limits stand in
 
 
@@ -117,4 +117,4 @@ def test_probe_pods_keep_off_autoscaled_nodes_and_keep_the_workloads_own_terms()
                                              ("1k", 1000), (3, 3), ("bogus", None), (None, None),
                                              ("1e3", 1000), ("0.5Gi", GIB / 2), ("2Pi", 2 * 1024**5), ("", None)])
 def test_quantities_in_every_unit_the_apis_write(text: Any, value: float | None) -> None:
-    assert capacity.quantity(text) == (pytest.approx(value) if value is not None else None)
+    assert resources.quantity(text) == (pytest.approx(value) if value is not None else None)

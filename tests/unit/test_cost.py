@@ -4,11 +4,12 @@ computed by hand."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
 
-from k8sim import cost, instancetypes, topology
+from k8sim import cost, instancetypes, lifecycle, topology
 from k8sim.cost import Capacity, NodeSpan, PodSpan
 from k8sim.settings import CLUSTER_DATA
 
@@ -329,3 +330,20 @@ def test_cost_route_reads_usage_in_nanocores(cost_client: Any) -> None:
     assert mine["ramEfficiency"] == 0.25  # 4 GiB of 16
     assert mine["cpuCoreUsageAverage"] == 1.0
     assert body["data"][0]["ns-t10"]["cpuEfficiency"] is None  # no usage reported for b
+
+
+def test_a_gone_pod_is_charged_the_requests_its_history_recorded() -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "old", "namespace": "ns-t1", "uid": "gone"},
+           "spec": {"nodeName": "cpu-0", "containers": [
+               {"name": "a", "resources": {"requests": {"cpu": "1500m", "memory": "2Gi"}}},
+               {"name": "b", "resources": {"limits": {"cpu": "500m", "memory": "1Gi", "nvidia.com/gpu": "1"}}}]},
+           "status": {"phase": "Running"}}
+    state = lifecycle.summarise(pod)
+    assert state is not None and state.requests == (2.0, 3 * 2**30, 1.0)
+    recorded = lifecycle.State.from_dict(json.loads(json.dumps(state.as_dict())))  # as stored in PostgreSQL
+    assert recorded == state
+    row = {"uid": "gone", "namespace": "ns-t1", "name": "old", "tenant": "t1", "owner_uid": "rs-1", "node": "cpu-0",
+           "requests": list(recorded.requests or ()), "bound_at": None, "ended_at": None, "deleted_at": None}
+    spans, unknown = cost.pod_spans([row, {**row, "uid": "older", "requests": None}], live=[])
+    assert unknown == 1  # recorded before the history held requests, and no live sibling
+    assert [s.requests for s in spans] == [cost.Capacity(2.0, 3 * 2**30, 1.0)]

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from k8sim import capacity, cost, lifecycle, manifests
+from k8sim import capacity, cost, lifecycle, manifests, resources
 from k8sim.kube import Kube, KubeError
 from k8sim_api.deps import KubeDep, SettingsDep
 from k8sim_api.routes.cost import price_table
@@ -27,8 +27,8 @@ async def node_usage(kube: Kube) -> dict[str, tuple[float, float]] | None:
         listing = await kube.request("GET", "/apis/metrics.k8s.io/v1beta1/nodes")
     except KubeError:
         return None
-    return {item["metadata"]["name"]: (capacity.quantity(item["usage"].get("cpu")) or 0.0,
-                                       capacity.quantity(item["usage"].get("memory")) or 0.0)
+    return {item["metadata"]["name"]: (resources.quantity(item["usage"].get("cpu")) or 0.0,
+                                       resources.quantity(item["usage"].get("memory")) or 0.0)
             for item in listing.get("items") or []}
 
 
@@ -104,7 +104,7 @@ async def what_if(body: WhatIfRequest, kube: KubeDep, settings: SettingsDep) -> 
         except HTTPException:
             pass  # no usable price table: the static pools' answer stands alone
         else:
-            needs = [(capacity.pod_requests(spec), spec.get("nodeSelector") or {}) for spec in unplaced_specs]
+            needs = [(resources.pod_requests(spec), spec.get("nodeSelector") or {}) for spec in unplaced_specs]
             launched = cost.karpenter_nodes([(cost.Capacity(r.cpu, r.memory, r.gpu), selector)
                                              for r, selector in needs], table)
     return WhatIfResult(fits=fits, pods=total, placed=total - len(unplaced_specs), unplaced=len(unplaced_specs),

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, HTTPException, Query
 
-from k8sim import capacity, cost, instancetypes, lifecycle, store, topology
+from k8sim import cost, instancetypes, lifecycle, resources, store, topology
 from k8sim.kube import Kube, KubeError
 from k8sim.settings import NodeSettings
 from k8sim_api.deps import KubeDep, PoolDep
@@ -47,8 +47,8 @@ async def _pod_usage(kube: Kube) -> dict[tuple[str, str], tuple[float, float]] |
     for item in listing.get("items") or []:
         meta = item.get("metadata") or {}
         # the official parser: usage comes in nanocores ("266240992n"), which the price table never holds
-        cpu = sum(capacity.quantity((c.get("usage") or {}).get("cpu")) or 0.0 for c in item.get("containers") or [])
-        mem = sum(capacity.quantity((c.get("usage") or {}).get("memory")) or 0.0
+        cpu = sum(resources.quantity((c.get("usage") or {}).get("cpu")) or 0.0 for c in item.get("containers") or [])
+        mem = sum(resources.quantity((c.get("usage") or {}).get("memory")) or 0.0
                   for c in item.get("containers") or [])
         found[(meta.get("namespace", ""), meta.get("name", ""))] = (cpu, mem)
     return found
