@@ -31,8 +31,6 @@ GPU_RESOURCE = "nvidia.com/gpu"
 CAPACITY_TYPES = ("on-demand", "spot")
 DEFAULT_PODS = "110"
 DEFAULT_EPHEMERAL_STORAGE = "500Gi"
-#: GPU types of Karpenter's catalog beyond the static pools' (topology.GPU_TYPES).
-EXTRA_GPU_TYPES = ("a10g", "h100")
 
 _SUFFIXES: dict[str, Decimal | int] = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
              "m": Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
@@ -167,7 +165,7 @@ def instance_types(pools: list[dict[str, Any]], catalog: Catalog) -> list[Instan
     for name, spec in specs.items():
         if name not in catalog.prices:
             raise InstanceTypeError(f"instance type {name}: no price in the price table (on_demand_usd_per_hour)")
-        resources, gpu_type = _resources(name, spec, (*topology.GPU_TYPES, *EXTRA_GPU_TYPES))
+        resources, gpu_type = _resources(name, spec, topology.GPU_TYPES)
         price = catalog.prices[name]
         result.append(InstanceType(name, resources, gpu_type, price, offerings(price, catalog)))
     return result

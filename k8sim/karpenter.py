@@ -6,7 +6,8 @@ Karpenter's KWOK provider creates a bare Node (``kwok-<nodeclaim>-…``, annotat
 node info; our KWOK then plays it with our stages (its node-initialize fills what is missing with
 KWOK's defaults). A cloud's node bootstrap is what gives a real node its identity, so ``python -m
 k8sim.karpenter nodes`` does that here: the instance type's capacity, an InternalIP from a range of its
-own and the Hostname, and the kubelet's node info. It is level-triggered: KWOK renders a stage from the
+own and the Hostname, the kubelet's node info, and the labels of the kubelet (its hostname) and of GPU
+Feature Discovery. It is level-triggered: KWOK renders a stage from the
 version it saw and patches without a precondition, so a write of ours can be overtaken once; every
 later event on the node (KWOK's own patch among them) brings it back to the wanted status.
 
@@ -28,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from k8sim import instancetypes, topology
+from k8sim import gpus, instancetypes, topology
 from k8sim.instancetypes import InstanceType, InstanceTypeError
 from k8sim.kube import Kube, KubeError
 from k8sim.settings import CLUSTER_DATA, NodeSettings
@@ -101,7 +102,7 @@ def pool_groups(pools: list[dict[str, Any]], types: list[InstanceType]) -> list[
         taken.update(names)
         groups.append({"name": str(pool["name"]), "instance_types": names, "gpu": gpu_type,
                        "labels": {str(k): str(v) for k, v in (pool.get("labels") or {}).items()}})
-    for gpu_type in instancetypes.EXTRA_GPU_TYPES:
+    for gpu_type in topology.GPU_TYPES:  # in the GPU table's order, so the NodePools' order is stable
         names = [t.name for t in types if t.gpu_type == gpu_type and t.name not in taken]
         if names:
             taken.update(names)
@@ -132,8 +133,10 @@ def nodepool_manifests(profile: str, pools: list[dict[str, Any]], types: list[In
         labels = {"type": "kwok", POOL_LABEL: group["name"], **group["labels"]}
         taints = []
         if group["gpu"]:
+            # Only what every instance type of the NodePool shares: GPU Feature Discovery's per-node
+            # labels (the GPU count among them) come with the node (``node_labels``).
             labels["accelerator"] = f"nvidia-{group['gpu']}"
-            labels["nvidia.com/gpu.product"] = f"NVIDIA-{group['gpu'].upper()}"
+            labels["nvidia.com/gpu.product"] = gpus.model(group["gpu"]).product
             taints = [dict(topology.GPU_TAINT)]
         docs.append({"apiVersion": NODECLASS_API, "kind": "KWOKNodeClass",
                      "metadata": {"name": group["name"], "labels": dict(MANAGED_BY)},
@@ -201,6 +204,37 @@ def status_patch(node: dict[str, Any], resources: dict[str, str] | None, address
     return {"status": patch} if patch else None
 
 
+REGISTERED_LABEL = "karpenter.sh/registered"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+
+
+def node_labels(node: dict[str, Any], resources: dict[str, str] | None) -> dict[str, str]:
+    """The labels a real node gets from its own kubelet and from GPU Feature Discovery: the kubelet's
+    ``kubernetes.io/hostname`` is its node name (Karpenter's KWOK provider writes the NodeClaim's name
+    there), GFD's from the node's GPU model (the NodePool's ``accelerator``) and its instance type's
+    GPU count, which differs between the instance types of one NodePool."""
+    meta = node["metadata"]
+    labels = meta.get("labels") or {}
+    wanted = {HOSTNAME_LABEL: meta["name"]}
+    gpu_type = str(labels.get("accelerator", "")).removeprefix("nvidia-")
+    count = (resources or {}).get(instancetypes.GPU_RESOURCE)
+    if gpu_type in gpus.MODELS and count and int(instancetypes.parse_quantity(count)) > 0:
+        wanted.update(gpus.gfd_labels(gpu_type, int(instancetypes.parse_quantity(count)),
+                                      str(labels.get(INSTANCE_TYPE_LABEL, ""))))
+    return wanted
+
+
+def label_patch(node: dict[str, Any], resources: dict[str, str] | None) -> dict[str, Any] | None:
+    """The label write ``node_labels`` wants, or None. Not before Karpenter has registered the node:
+    its registration copies the NodeClaim's labels over the node's once (the hostname among them) and
+    never again, as a kubelet's labels come after the node object exists."""
+    labels = node["metadata"].get("labels") or {}
+    if labels.get(REGISTERED_LABEL) != "true":
+        return None
+    missing = {k: v for k, v in node_labels(node, resources).items() if labels.get(k) != v}
+    return {"metadata": {"labels": missing}} if missing else None
+
+
 class Addresses:
     """InternalIPs of Karpenter's nodes: hosts of their own range in order, each node keeping its own."""
 
@@ -254,15 +288,18 @@ async def bootstrap_nodes(kube: Kube, resources: dict[str, dict[str, str]], ip_r
         itype = (node["metadata"].get("labels") or {}).get(INSTANCE_TYPE_LABEL, "")
         if itype not in resources:
             log.warning("node %s: instance type %r is not in the instance-type file", node["metadata"]["name"], itype)
-        patch = status_patch(node, resources.get(itype), addresses.address_of(node))
-        if patch is None:
-            return
-        try:
-            await kube.patch("v1", "Node", node["metadata"]["name"], patch, subresource="status")
-            log.info("node %s bootstrapped: %s", node["metadata"]["name"], sorted(patch["status"]))
-        except KubeError as exc:
-            if exc.status != 404:
-                log.warning("node %s: status write failed: %s", node["metadata"]["name"], exc.message)
+        for patch, subresource in ((status_patch(node, resources.get(itype), addresses.address_of(node)), "status"),
+                                   (label_patch(node, resources.get(itype)), None)):
+            if patch is None:
+                continue
+            try:
+                await kube.patch("v1", "Node", node["metadata"]["name"], patch, subresource=subresource)
+                log.info("node %s bootstrapped: %s", node["metadata"]["name"],
+                         sorted(patch.get("status") or patch["metadata"]["labels"]))
+            except KubeError as exc:
+                if exc.status != 404:
+                    log.warning("node %s: %s write failed: %s", node["metadata"]["name"], subresource or "label",
+                                exc.message)
 
     async for change, obj in kube.list_then_watch("v1", "Node"):
         if change == "LISTED":

@@ -45,7 +45,8 @@ func main() {
 		os.Exit(2)
 	}
 
-	overlayUndecoratedCloudProvider := kwok.NewCloudProvider(ctx, op.GetClient(), instanceTypes)
+	// The KWOK provider with the cloud's capacity shortages (shortage.go).
+	overlayUndecoratedCloudProvider := newShortageProvider(ctx, op.GetClient(), op.GetAPIReader(), instanceTypes)
 	cloudProvider := overlay.Decorate(overlayUndecoratedCloudProvider, op.GetClient(), op.InstanceTypeStore)
 	repairPolicyMatcher := lo.Must(health.NewRepairPolicyMatcher(ctx, cloudProvider))
 	clusterState := state.NewCluster(op.Clock, op.GetClient(), cloudProvider, state.WithRepairPolicyMatcher(repairPolicyMatcher))

@@ -102,6 +102,7 @@ def fingerprint(settings: ClusterSettings, bindir: Path) -> str:
                    "HEALTH_PROBE_PORT", "LOG_LEVEL"}:
             digest.update(f"{key}={value}".encode())
     digest.update(settings.karpenter_node_ip_range.encode())
+    digest.update(Path(karpenter.__file__).read_bytes())  # the node bootstrap's own code
     return digest.hexdigest()[:16]
 
 

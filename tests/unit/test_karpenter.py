@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from k8sim import instancetypes, karpenter, topology
+from k8sim import gpus, instancetypes, karpenter, topology
 from k8sim.instancetypes import InstanceTypeError
 from k8sim.local import build
 from k8sim.local.settings import ClusterSettings
@@ -135,7 +135,12 @@ def test_one_nodepool_per_static_pool_and_per_catalog_gpu_type(
             assert template["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present",
                                                    "effect": "NoSchedule"}]
             assert labels["accelerator"] == f"nvidia-{gpu}"
-            assert labels["nvidia.com/gpu.product"] == f"NVIDIA-{gpu.upper()}"
+            assert labels["nvidia.com/gpu.product"] == gpus.MODELS[gpu].product
+            # GFD's per-node labels differ between a NodePool's instance types: the node bootstrap's.
+            assert "nvidia.com/gpu.count" not in labels
+    products = {name: docs[("NodePool", name)]["spec"]["template"]["metadata"]["labels"]["nvidia.com/gpu.product"]
+                for name in ("gpu-t4", "gpu-h100", "gpu-a10g")}
+    assert products == {"gpu-t4": "Tesla-T4", "gpu-h100": "NVIDIA-H100-80GB-HBM3", "gpu-a10g": "NVIDIA-A10G"}
     assert docs[("KWOKNodeClass", "cpu")]["spec"]["nodeRegistrationDelay"] == "5s"
     assert docs[("KWOKNodeClass", "gpu-t4")]["spec"]["nodeRegistrationDelay"] == "10s"
     a10g = docs[("NodePool", "gpu-a10g")]["spec"]["template"]["spec"]["requirements"][0]["values"]
@@ -219,6 +224,40 @@ def test_the_bootstrap_gives_the_instance_types_capacity_addresses_and_node_info
     again = karpenter.status_patch(node, resources["g5.xlarge"], "10.241.0.10")
     assert again is not None and set(again["status"]) == {"capacity"}
     assert again["status"]["capacity"]["extra"] is None
+
+
+def test_once_registered_the_node_gets_its_hostname_and_gfds_labels_for_its_own_gpu_count(
+        types: list[instancetypes.InstanceType]) -> None:
+    resources = {t.name: t.resources for t in types}
+    node = provider_node("kwok-gpu-a10g-abcde-happy-7")
+    node["metadata"]["labels"].update({"accelerator": "nvidia-a10g", "kubernetes.io/hostname": "gpu-a10g-abcde",
+                                       "node.kubernetes.io/instance-type": "g5.12xlarge"})
+    # Before Karpenter's registration copies the NodeClaim's labels over the node's, nothing is written.
+    assert karpenter.label_patch(node, resources["g5.12xlarge"]) is None
+    node["metadata"]["labels"]["karpenter.sh/registered"] = "true"
+    patch = karpenter.label_patch(node, resources["g5.12xlarge"])
+    assert patch == {"metadata": {"labels": {"kubernetes.io/hostname": "kwok-gpu-a10g-abcde-happy-7",
+                                             **gpus.gfd_labels("a10g", 4, "g5.12xlarge")}}}
+    assert patch["metadata"]["labels"]["nvidia.com/gpu.count"] == "4"
+    apply_merge_patch(node, patch)
+    assert karpenter.label_patch(node, resources["g5.12xlarge"]) is None
+    # The same NodePool's one-GPU size says 1.
+    small = provider_node("kwok-gpu-a10g-small")
+    small["metadata"]["labels"].update({"accelerator": "nvidia-a10g", "karpenter.sh/registered": "true"})
+    small_patch = karpenter.label_patch(small, resources["g5.xlarge"])
+    assert small_patch is not None and small_patch["metadata"]["labels"]["nvidia.com/gpu.count"] == "1"
+    assert small_patch["metadata"]["labels"]["nvidia.com/gpu.machine"] == "g5.xlarge"
+    # A CPU node only gets its hostname.
+    cpu = provider_node("kwok-cpu-x")
+    cpu["metadata"]["labels"] = {"karpenter.sh/registered": "true", "kubernetes.io/hostname": "cpu-x",
+                                 "node.kubernetes.io/instance-type": "c6i.8xlarge"}
+    assert karpenter.label_patch(cpu, resources["c6i.8xlarge"]) == {
+        "metadata": {"labels": {"kubernetes.io/hostname": "kwok-cpu-x"}}}
+
+
+def test_the_gpu_types_of_the_catalog_come_from_the_one_gpu_table(types: list[instancetypes.InstanceType]) -> None:
+    assert {t.gpu_type for t in types if t.gpu_type} <= set(gpus.MODELS)
+    assert not hasattr(instancetypes, "EXTRA_GPU_TYPES")
 
 
 def test_addresses_come_from_their_own_range_and_stay_with_their_node() -> None:
