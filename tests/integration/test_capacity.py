@@ -10,22 +10,12 @@ import pytest
 import yaml
 
 from .conftest import Kubectl, eventually
+from .workloads import deployment
 
 pytestmark = pytest.mark.integration
 
-T4 = {"nodeSelector": {"accelerator": "nvidia-t4"},
+T4: dict[str, Any] = {"nodeSelector": {"accelerator": "nvidia-t4"},
       "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
-
-
-def deployment(name: str, replicas: int, cpu: str, gpus: int = 0, **spec: Any) -> dict[str, Any]:
-    resources: dict[str, Any] = {"requests": {"cpu": cpu, "memory": "1Gi"}}
-    if gpus:
-        resources["limits"] = {"nvidia.com/gpu": str(gpus)}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"containers": [{"name": "c", "image": f"{name}:1", "resources": resources}],
-                                           **spec}}}}
 
 
 def pool(doc: dict[str, Any], name: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import yaml
 from k8sim import instancetypes
 
 from .conftest import Kubectl, eventually, promql
+from .workloads import deployment
 
 pytestmark = pytest.mark.integration
 
@@ -24,17 +25,6 @@ pytestmark = pytest.mark.integration
 STATIC_CPU: dict[str, Any] = {"nodeSelector": {"k8sim.io/pool": "cpu"}, "affinity": {"nodeAffinity": {
     "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
         {"key": "karpenter.sh/nodepool", "operator": "DoesNotExist"}]}]}}}}
-
-
-def deployment(name: str, replicas: int, cpu: str, memory: str, gpus: int = 0, **spec: Any) -> dict[str, Any]:
-    resources: dict[str, Any] = {"requests": {"cpu": cpu, "memory": memory}}
-    if gpus:
-        resources["limits"] = {"nvidia.com/gpu": str(gpus)}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"containers": [{"name": "c", "image": f"{name}:1", "resources": resources}],
-                                           **spec}}}}
 
 
 def hourly(node: dict[str, Any]) -> float:

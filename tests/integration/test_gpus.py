@@ -5,7 +5,6 @@ and DCGM exporter's default counters per device in the engine's /metrics and in 
 from __future__ import annotations
 
 import functools
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,9 @@ from k8sim_engine.collector import DCGM_COUNTERS
 from prometheus_client.parser import text_string_to_metric_families
 
 from k8sim import gpus, topology
-from k8sim.local.processes import free_port
 from k8sim.local.settings import ClusterSettings
 
-from .conftest import Kubectl, eventually, process
+from .conftest import Kubectl, eventually, promql
 
 pytestmark = pytest.mark.integration
 
@@ -106,28 +104,6 @@ def series(text: str, name: str) -> list[dict[str, str]]:
 
 def text_families(text: str) -> list[Any]:
     return list(text_string_to_metric_families(text))
-
-
-@pytest.fixture(scope="module")
-def prometheus(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Debian's Prometheus scraping the engine every second (installed by scripts/install-deps.sh)."""
-    if shutil.which("prometheus") is None:
-        pytest.skip("Debian's prometheus is installed by scripts/install-deps.sh")
-    tmp = tmp_path_factory.mktemp("prometheus-gpu")
-    port = free_port()
-    (tmp / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        f"scrape_configs:\n  - job_name: dcgm\n    static_configs: [{{targets: ['{engine_url[7:]}']}}]\n")
-    cmd = ["prometheus", f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-           f"--web.listen-address=127.0.0.1:{port}"]
-    with process(cmd, {}, tmp / "prometheus.log"):
-        yield f"http://127.0.0.1:{port}"
-
-
-def promql(prometheus: str, query: str) -> list[dict[str, Any]]:
-    body = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=10).json()
-    assert body["status"] == "success", (query, body)
-    return list(body["data"]["result"])
 
 
 def test_dcgm_default_counters_per_device_in_metrics_and_prometheus(
