@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from k8sim import lifecycle, model
+from k8sim import gpus, lifecycle, model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,4 +98,38 @@ def cluster_alerts(pods: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[st
                 found.append(Firing("builtin:KubeContainerOOMKilled", "KubeContainerOOMKilled", "warning", key,
                                     tenant, float(c.get("restartCount") or 0),
                                     f"container {c.get('name')} of {key} was OOM-killed at {last['finishedAt']}"))
+    return found
+
+
+#: GPU alerts under the names community rules over dcgm-exporter's series use (the GPU Operator ships
+#: none): GPUXidError on ``DCGM_FI_DEV_XID_ERRORS > 0``, GPUFallenOffBus on XID 79,
+#: GPUThermalThrottling on a GPU held at its slowdown clocks. Subject: ``<node>/gpu<index>``.
+GPU_ALERTS = {"GPUXidError": "warning", "GPUFallenOffBus": "critical", "GPUThermalThrottling": "warning"}
+
+
+def gpu_alerts(devices: Iterable[model.DeviceSample]) -> list[Firing]:
+    """One firing per GPU (not per MIG device or time-sliced replica's copy of its series)."""
+    found = []
+    seen: set[tuple[str, str]] = set()
+    for d in devices:
+        subject = f"{d.device.node}/gpu{d.device.index}"
+        where = f"GPU {d.device.index} ({d.device.uuid}) of node {d.device.node}"
+        firing: list[tuple[str, float, str]] = []
+        if d.xid:
+            critical = gpus.xid_critical(d.xid)
+            firing.append(("GPUXidError", float(d.xid),
+                           f"{where} reported XID {d.xid} ({gpus.XID_TEXT.get(d.xid, 'Unknown Error')})"
+                           + ("; the device plugin marked it unhealthy" if critical else "")))
+            if d.xid == gpus.FALLEN_OFF_BUS:
+                firing.append(("GPUFallenOffBus", float(d.xid), f"{where} has fallen off the bus (XID 79)"))
+        if d.throttled:
+            firing.append(("GPUThermalThrottling", d.sm_clock_mhz,
+                           f"{where} is thermally throttled: SM clock {d.sm_clock_mhz:.0f} MHz of "
+                           f"{d.device.model.sm_clock}, {d.temp_c:.0f} °C"))
+        for name, value, message in firing:
+            if (name, subject) in seen:
+                continue
+            seen.add((name, subject))
+            severity = "critical" if name == "GPUXidError" and gpus.xid_critical(int(value)) else GPU_ALERTS[name]
+            found.append(Firing(f"builtin:{name}", name, severity, subject, None, value, message))
     return found

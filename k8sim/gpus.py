@@ -21,6 +21,7 @@ Pure: no cluster, no clock (the caller passes GFD's timestamp).
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import uuid
 from collections.abc import Iterable, Mapping
@@ -531,3 +532,93 @@ def mig_devices(parent: Device, layout: Mapping[str, int]) -> list[MigDevice]:
             taken.add(gi)
             found.append(MigDevice(parent, profile, gi))
     return found
+
+
+# --------------------------------------------------------------------------- XID faults
+
+#: The XIDs the GPUXid Scenario plays, with dcgm-exporter's err_msg for each (its
+#: internal/pkg/collector/xid_errors.go, after NVIDIA's Xid catalog).
+XID_TEXT: dict[int, str] = {
+    13: "Graphics Engine Exception",
+    31: "GPU memory page fault",
+    43: "GPU stopped processing",
+    45: "Preemptive cleanup, due to previous errors -- Most likely to see when running multiple cuda",
+    48: "Double Bit ECC Error",
+    63: "ECC page retirement or row remapping recording event",
+    64: "ECC page retirement or row remapper recording failure",
+    68: "NVDEC0 Exception",
+    74: "NVLINK Error",
+    79: "GPU has fallen off the bus",
+    92: "High single-bit ECC error rate",
+    94: "Contained ECC error",
+    95: "Uncontained ECC error",
+    109: "Context Switch Timeout Error",
+}
+#: The XIDs NVIDIA's device plugin ignores as application errors (the hard-coded list in its
+#: internal/rm/health.go); it marks a device unhealthy on every other XID NVML reports.
+IGNORED_XIDS = frozenset({13, 31, 43, 45, 68, 109})
+#: The XID of a GPU that has fallen off the bus.
+FALLEN_OFF_BUS = 79
+
+#: Node annotations a GPU fault Scenario leaves per device (index), which the operator, the engine
+#: and the re-assertion of allocatable read: the XID ({"xid", "scenario"}) and a thermal throttle
+#: ({"clockPercent", "scenario"}).
+XID_ANNOTATION, THROTTLE_ANNOTATION = "k8sim.io/gpu-xid-", "k8sim.io/gpu-throttle-"
+
+
+def xid_critical(xid: int) -> bool:
+    """Whether the device plugin marks a device unhealthy on this XID."""
+    return xid not in IGNORED_XIDS
+
+
+@dataclasses.dataclass(frozen=True)
+class Faults:
+    """What GPU fault Scenarios did to one node's devices: device index → XID, → SM clock share."""
+
+    xids: Mapping[int, int] = dataclasses.field(default_factory=dict)
+    throttled: Mapping[int, float] = dataclasses.field(default_factory=dict)
+    owners: Mapping[str, str] = dataclasses.field(default_factory=dict)  # annotation → Scenario key
+
+    @property
+    def unhealthy(self) -> frozenset[int]:
+        return frozenset(i for i, x in self.xids.items() if xid_critical(x))
+
+
+def node_faults(node: Mapping[str, Any]) -> Faults:
+    """The faults a node's annotations record (unreadable entries are no fault)."""
+    annotations = (node.get("metadata") or {}).get("annotations") or {}
+    xids: dict[int, int] = {}
+    throttled: dict[int, float] = {}
+    owners: dict[str, str] = {}
+    for key, raw in annotations.items():
+        for prefix in (XID_ANNOTATION, THROTTLE_ANNOTATION):
+            if not key.startswith(prefix) or not key[len(prefix):].isdigit():
+                continue
+            try:
+                data = json.loads(raw)
+                index = int(key[len(prefix):])
+                if prefix == XID_ANNOTATION:
+                    xids[index] = int(data["xid"])
+                else:
+                    throttled[index] = min(1.0, max(0.01, float(data["clockPercent"]) / 100))
+                owners[key] = str(data.get("scenario", ""))
+            except (ValueError, TypeError, KeyError):
+                continue
+    return Faults(xids, throttled, owners)
+
+
+def faults(nodes: Iterable[Mapping[str, Any]]) -> dict[str, Faults]:
+    """node name → its GPU faults, for nodes that have any."""
+    found = {}
+    for node in nodes:
+        annotations = (node.get("metadata") or {}).get("annotations") or {}
+        if any(k.startswith((XID_ANNOTATION, THROTTLE_ANNOTATION)) for k in annotations):
+            found[str(node["metadata"]["name"])] = node_faults(node)
+    return found
+
+
+def allocatable(setup_: GPUSetup, unhealthy: int) -> dict[str, int]:
+    """What the device plugin advertises with ``unhealthy`` of the node's GPUs marked unhealthy: each
+    GPU's share of every resource (its replicas, its MIG devices) is gone; capacity keeps them all."""
+    unhealthy = max(0, min(unhealthy, setup_.count))
+    return {name: total - total // max(1, setup_.count) * unhealthy for name, total in setup_.resources().items()}

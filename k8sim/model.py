@@ -242,6 +242,7 @@ class Pod:
         self.gpu_unit_mib: float | None = None
         self.gpu_contention = 1.0
         self.gpu_demand = 0.0  # % of its units' compute it asks for, uncapped
+        self.gpu_slowdown = 1.0  # a throttled GPU: its full SM clock over the clock it runs at
         self.cpu_seconds = 0.0
         self.rx_bytes = 0.0
         self.tx_bytes = 0.0
@@ -280,13 +281,15 @@ class Pod:
             rps=rps, latency_ms=latency, error_rate=error,
         )
         if s.gpus:
-            self.gpu_demand = 100 * rps * p.gpu_ms_per_request / 1000 / (s.gpus * self.gpu_fraction) + 2
+            # A throttled GPU's lower clock stretches each request's GPU time: busier for the same traffic.
+            self.gpu_demand = 100 * rps * p.gpu_ms_per_request * self.gpu_slowdown / 1000 / (
+                s.gpus * self.gpu_fraction) + 2
             util = min(100.0, self.gpu_demand)
             gpu = gpus.MODELS.get(s.accelerator or "", DEFAULT_GPU)
             total_mib = (self.gpu_unit_mib or gpu.usable_mib) * s.gpus
             # A request's GPU work takes longer on a slice, and longer again while a time-sliced GPU
             # is asked for more than it has (its contexts take turns).
-            slower = self.gpu_contention / self.gpu_fraction
+            slower = self.gpu_contention / self.gpu_fraction * self.gpu_slowdown
             if slower > 1:
                 sample.latency_ms += p.gpu_ms_per_request * (slower - 1)
             used = min(total_mib, p.gpu_model_mib + rps * 40)
@@ -358,6 +361,8 @@ def warm_up(when: dt.datetime, started: dt.datetime | None) -> float:
 GPU_IDLE_TEMP, GPU_LOAD_TEMP, GPU_THERMAL_TAU = 30.0, 72.0, 120.0
 #: HBM runs a few degrees above the GPU die it sits beside.
 HBM_OFFSET = 3.0
+#: Where a thermally throttled GPU sits: at its slowdown temperature, which is why it throttles.
+GPU_SLOWDOWN_TEMP = 87.0
 #: Shares of a busy inference GPU's time its units are active (DCGM's profiling fields, 0-1):
 #: tensor cores for the matrix work, device memory for weights and the KV cache.
 TENSOR_SHARE, DRAM_SHARE = 0.4, 0.45
@@ -404,6 +409,7 @@ class DeviceSample:
     mig: gpus.MigDevice | None = None  # a MIG device's own series (DCGM's GPU instance entity)
     mig_enabled: bool = False  # a GPU in MIG mode: DCGM leaves its utilisation fields blank
     vgpu: str | None = None  # a time-sliced GPU: the replica the pod holds (dcgm-exporter's vgpu label)
+    throttled: bool = False  # a GPUThermalThrottle Scenario holds its clocks down
 
 
 class GPUDevice:
@@ -413,11 +419,16 @@ class GPUDevice:
         self.device = device
         self.temp = GPU_IDLE_TEMP
         self.energy_mj = 0.0
+        self.xid = 0  # the last XID a GPUXid Scenario gave it (0: none)
+        self.clock_share = 1.0  # below 1 while a GPUThermalThrottle Scenario holds its SM clock down
 
     def _advance(self, util: float, dt_s: float) -> float:
         gpu = self.device.model
         power = gpu_power(gpu, util)
-        self.temp += (gpu_temperature(gpu, util) - self.temp) * (1 - math.exp(-dt_s / GPU_THERMAL_TAU))
+        settle = gpu_temperature(gpu, util)
+        if self.clock_share < 1:
+            settle = max(settle, GPU_SLOWDOWN_TEMP)
+        self.temp += (settle - self.temp) * (1 - math.exp(-dt_s / GPU_THERMAL_TAU))
         self.energy_mj += power * dt_s * 1000
         return power
 
@@ -433,10 +444,10 @@ class GPUDevice:
             util=util, mem_copy_util=100 * busy * DRAM_SHARE,
             fb_used_mib=used, fb_free_mib=free, power_w=power, energy_mj=self.energy_mj,
             temp_c=self.temp, memory_temp_c=self.temp + HBM_OFFSET if gpu.hbm else None,
-            sm_clock_mhz=gpu.sm_clock if held else gpu.sm_clock_idle,
+            sm_clock_mhz=min(gpu.sm_clock if held else gpu.sm_clock_idle, gpu.sm_clock * self.clock_share),
             mem_clock_mhz=gpu.mem_clock if held else gpu.mem_clock_idle,
             gr_engine_active=busy, tensor_active=busy * TENSOR_SHARE, dram_active=busy * DRAM_SHARE,
-            pcie_tx_bytes_s=tx, pcie_rx_bytes_s=rx, **extra,
+            pcie_tx_bytes_s=tx, pcie_rx_bytes_s=rx, xid=self.xid, throttled=self.clock_share < 1, **extra,
         )
 
     def step(self, holders: Sequence[Pod], dt_s: float, shared: bool = False) -> list[DeviceSample]:
@@ -516,9 +527,14 @@ class GPUNode:
         for i, unit in enumerate(self.units):
             self.by_device[unit.device].append(i)
 
-    def step(self, holders: list[list[Pod]], dt_s: float) -> list[DeviceSample]:
+    def step(self, holders: list[list[Pod]], dt_s: float, faults: gpus.Faults | None = None) -> list[DeviceSample]:
         samples: list[DeviceSample] = []
         for index, device in enumerate(self.devices):
+            device.xid = faults.xids.get(index, 0) if faults else 0
+            device.clock_share = faults.throttled.get(index, 1.0) if faults else 1.0
+            for u in self.by_device[index]:
+                for pod in holders[u]:
+                    pod.gpu_slowdown = max(pod.gpu_slowdown, 1 / device.clock_share)
             mine = self.by_device[index]
             if self.mig:
                 samples += device.step_mig([(mig, holders[u][0] if holders[u] else None)
@@ -549,11 +565,15 @@ class GPUFleet:
         self.held: dict[str, tuple[str, tuple[int, ...]]] = {}  # pod uid → (node, unit indices)
 
     def step(self, inventory: Mapping[str, gpus.GPUSetup | tuple[str, int]], pods: Iterable[Pod],
-             dt_s: float) -> list[DeviceSample]:
+             dt_s: float, faults: Mapping[str, gpus.Faults] | None = None) -> list[DeviceSample]:
+        """One tick of every GPU; ``faults`` (node → :class:`k8sim.gpus.Faults`) are the GPU fault
+        Scenarios': an unhealthy device's units go to no pod (the device plugin no longer offers them)."""
+        faults = faults or {}
         on_node: dict[str, list[Pod]] = {}
         for pod in pods:
             if pod.spec.gpus > 0 and pod.last is not None and pod.spec.node in inventory:
                 on_node.setdefault(pod.spec.node, []).append(pod)
+                pod.gpu_slowdown = 1.0
         held: dict[str, tuple[str, tuple[int, ...]]] = {}
         samples: list[DeviceSample] = []
         for node in sorted(inventory):
@@ -562,6 +582,7 @@ class GPUFleet:
             if found is None or found.setup != setup:
                 found = self.nodes[node] = GPUNode(node, setup)
             units = found.units
+            dead = faults[node].unhealthy if node in faults else frozenset()
             holders: list[list[Pod]] = [[] for _ in units]
             members = sorted(on_node.get(node, []), key=lambda p: (p.spec.started or _NEVER, p.spec.uid))
             mine: dict[str, list[int]] = {p.spec.uid: [] for p in members}
@@ -571,7 +592,8 @@ class GPUFleet:
                     continue
                 wanted = dict(gpu_requests(pod.spec))
                 for i in before[1]:
-                    if i < len(units) and wanted.get(units[i].resource, 0) > 0 and len(holders[i]) < units[i].slots:
+                    if i < len(units) and units[i].device not in dead and wanted.get(units[i].resource, 0) > 0 \
+                            and len(holders[i]) < units[i].slots:
                         holders[i].append(pod)
                         mine[pod.spec.uid].append(i)
                         wanted[units[i].resource] -= 1
@@ -580,7 +602,8 @@ class GPUFleet:
                 for resource, count in gpu_requests(pod.spec):
                     have = sum(1 for i in taken if units[i].resource == resource)
                     free = sorted((i for i, u in enumerate(units)
-                                   if u.resource == resource and len(holders[i]) < u.slots and i not in taken),
+                                   if u.resource == resource and len(holders[i]) < u.slots and i not in taken
+                                   and u.device not in dead),
                                   key=lambda i: (len(holders[i]) - units[i].slots, i))
                     for i in free[: max(0, count - have)]:
                         holders[i].append(pod)
@@ -590,7 +613,7 @@ class GPUFleet:
                     mig = units[taken[0]].mig
                     pod.gpu_fraction = mig.profile.slices_gi / 7 if mig is not None else 1.0
                     pod.gpu_unit_mib = float(mig.profile.memory_mb) if mig is not None else None
-            samples += found.step(holders, dt_s)
+            samples += found.step(holders, dt_s, faults.get(node))
         for gone in [n for n in self.nodes if n not in inventory]:
             del self.nodes[gone]
         self.held = held
@@ -730,11 +753,12 @@ class Model:
 
 
     def step_devices(self, inventory: Mapping[str, gpus.GPUSetup | tuple[str, int]],
-                     dt_s: float) -> list[DeviceSample]:
+                     dt_s: float, faults: Mapping[str, gpus.Faults] | None = None) -> list[DeviceSample]:
         """Advance every GPU of ``inventory`` (node → its GPUs, :func:`k8sim.gpus.inventory`, or (GPU
         type, count))
-        one step with the pods the last :meth:`tick` ran; idle devices too."""
-        self.devices = self.gpus.step(inventory, self.pods.values(), dt_s)
+        one step with the pods the last :meth:`tick` ran; idle devices too. ``faults`` are the GPU
+        fault Scenarios' (:func:`k8sim.gpus.faults`): XIDs, dead devices, throttled clocks."""
+        self.devices = self.gpus.step(inventory, self.pods.values(), dt_s, faults)
         return self.devices
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from k8sim import explain, lifecycle, model
+from k8sim import explain, gpus, lifecycle, model
 from k8sim.settings import CLUSTER_DATA
 
 GROUP, VERSION, PLURAL, KIND = "k8sim.io", "v1alpha1", "scenarios", "Scenario"
@@ -31,7 +32,12 @@ POD_TYPES = frozenset({"PodCrash", "OOMKill", "ProbeFailure"})
 NODE_TYPES = frozenset({"NodeNotReady", "ZoneOutage"})
 WORKLOAD_TYPES = frozenset({"ImagePullBackOff"})
 MODEL_TYPES = frozenset({"LoadSpike", "LatencyIncident", "ErrorBurst"})
-TYPES = POD_TYPES | NODE_TYPES | WORKLOAD_TYPES | MODEL_TYPES
+#: Played on Karpenter's side of the cloud: a spot node's notice, an offering out of capacity.
+KARPENTER_TYPES = frozenset({"SpotInterruption", "CapacityShortage"})
+#: GPU faults: an XID on a device (the device plugin marks it unhealthy unless it ignores the XID),
+#: a thermal throttle, a GPU fallen off the bus (XID 79 on every GPU of a node).
+GPU_TYPES = frozenset({"GPUXid", "GPUThermalThrottle", "GPUFallenOffBus"})
+TYPES = POD_TYPES | NODE_TYPES | WORKLOAD_TYPES | MODEL_TYPES | KARPENTER_TYPES | GPU_TYPES
 #: The label a hit node's pods and nodes carry: a zone outage is every node of it not ready.
 NODE_FAULT = "NodeNotReady"
 
@@ -43,7 +49,21 @@ PARAMETERS: dict[str, dict[str, tuple[float, float, float]]] = {
     "LoadSpike": {"factor": (3, 0.01, 100)},
     "LatencyIncident": {"latencyMs": (500, 0, 600000)},
     "ErrorBurst": {"rate": (0.2, 0, 1)},
+    # EC2's two-minute warning: the node drains meanwhile, then the instance is gone.
+    "SpotInterruption": {"notice": (120, 0, 3600)},
+    # The XID has no default (a GPUXid names it); the range only keeps it a number: validate names unknown ones.
+    "GPUXid": {"xid": (0, 0, 999999)},
+    "GPUThermalThrottle": {"clockPercent": (60, 10, 95)},
 }
+#: Karpenter's labels and the capacity types of its offerings (k8sim.instancetypes.CAPACITY_TYPES).
+NODEPOOL_LABEL, NODECLAIM_API = "karpenter.sh/nodepool", "karpenter.sh/v1"
+CAPACITY_TYPE_LABEL, CAPACITY_TYPES = "karpenter.sh/capacity-type", ("on-demand", "spot")
+#: The ConfigMap (namespace, name) of the offerings short of capacity, which Karpenter's wrapper
+#: (karpenter/shortage.go) reads on each launch: one key per playing Scenario.
+SHORTAGES = ("kube-system", "k8sim-capacity-shortages")
+#: How long Karpenter's AWS provider keeps an offering it saw fail or interrupted as unavailable.
+UNAVAILABLE_OFFERING_TTL = 180.0
+_INSTANCE_TYPE = re.compile(r"^[a-z0-9][a-z0-9-]*\.[a-z0-9-]+$")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 
@@ -104,7 +124,8 @@ def validate(spec: Any) -> Spec:
     target = spec.get("target") or {}
     if not isinstance(target, Mapping):
         raise ScenarioError("spec.target must be an object")
-    unknown = set(target) - {"namespace", "selector", "tenant", "nodes", "pool", "zone"}
+    unknown = set(target) - {"namespace", "selector", "tenant", "nodes", "pool", "zone", "instanceType",
+                             "capacityType", "gpus"}
     if unknown:
         raise ScenarioError(f"spec.target has unknown fields: {', '.join(sorted(unknown))}")
     if "nodes" in target and not (isinstance(target["nodes"], list)
@@ -112,7 +133,9 @@ def validate(spec: Any) -> Spec:
         raise ScenarioError("spec.target.nodes must be a list of node names")
     if kind == "ZoneOutage" and not (target.get("zone") or target.get("pool")):
         raise ScenarioError("a ZoneOutage names target.zone or target.pool")
-    if kind not in NODE_TYPES and not any(target.get(k) for k in target):
+    _validate_karpenter_target(kind, target)
+    _validate_gpu_target(kind, target)
+    if kind not in NODE_TYPES | KARPENTER_TYPES and not any(target.get(k) for k in target):
         raise ScenarioError(f"a {kind} needs a target (namespace, selector, tenant, nodes, pool or zone)")
     selector = target.get("selector")
     if selector is not None:
@@ -150,7 +173,79 @@ def validate(spec: Any) -> Spec:
         times = repeat.get("times")
         if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
             raise ScenarioError("repeat.times must be a whole number of runs, 1 or more")
+    if kind == "SpotInterruption":
+        if duration is not None:
+            raise ScenarioError("a SpotInterruption takes no duration: parameters.notice is how long the node has")
+        duration = parameters["notice"]  # the run is the notice; its end is the instance's
+        if repeat is not None:
+            raise ScenarioError("a SpotInterruption does not repeat (each notice ends its node)")
+    if kind == "GPUXid":
+        _validate_xid(raw.get("xid"))
+    if kind == "CapacityShortage" and duration is None:
+        raise ScenarioError("a CapacityShortage needs a duration (how long the offering is out of capacity)")
     return Spec(kind, dict(target), spec.get("start"), duration, parameters, every, jitter or 0.0, times)
+
+
+def _validate_karpenter_target(kind: Any, target: Mapping[str, Any]) -> None:
+    karpenter_fields = {"instanceType", "capacityType"} & set(target)
+    if kind not in KARPENTER_TYPES:
+        if karpenter_fields:
+            raise ScenarioError(f"target.{sorted(karpenter_fields)[0]} is for SpotInterruption and CapacityShortage")
+        return
+    for name in ("pool", "zone", "instanceType", "capacityType"):
+        if name in target and not (isinstance(target[name], str) and target[name]):
+            raise ScenarioError(f"target.{name} must be a non-empty string")
+    if kind == "SpotInterruption":
+        extra = set(target) - {"nodes", "pool", "zone", "instanceType"}
+        if extra:
+            raise ScenarioError(f"a SpotInterruption targets nodes, pool, zone or instanceType, not "
+                                f"{', '.join(sorted(extra))}")
+        if not any(target.get(k) for k in ("nodes", "pool", "zone", "instanceType")):
+            raise ScenarioError("a SpotInterruption names target.nodes or the pool (NodePool), zone or "
+                                "instanceType whose spot node gets the notice")
+        return
+    extra = set(target) - {"instanceType", "zone", "capacityType"}
+    if extra:
+        raise ScenarioError(f"a CapacityShortage targets instanceType, zone and capacityType, not "
+                            f"{', '.join(sorted(extra))}")
+    if not (target.get("instanceType") or target.get("zone")):
+        raise ScenarioError("a CapacityShortage names target.instanceType and/or target.zone")
+    if target.get("instanceType") and not _INSTANCE_TYPE.match(target["instanceType"]):
+        raise ScenarioError(f"target.instanceType {target['instanceType']!r} is not an instance type name "
+                            "such as g5.xlarge")
+    if target.get("capacityType") and target["capacityType"] not in CAPACITY_TYPES:
+        raise ScenarioError(f"target.capacityType must be one of {', '.join(CAPACITY_TYPES)}, "
+                            f"not {target['capacityType']!r}")
+
+
+def _validate_gpu_target(kind: Any, target: Mapping[str, Any]) -> None:
+    if kind not in GPU_TYPES:
+        if "gpus" in target:
+            raise ScenarioError("target.gpus is for GPUXid and GPUThermalThrottle")
+        return
+    extra = set(target) - {"nodes", "gpus"}
+    if extra:
+        raise ScenarioError(f"a {kind} targets nodes (and gpus), not {', '.join(sorted(extra))}")
+    if not target.get("nodes"):
+        raise ScenarioError(f"a {kind} names the GPU node(s) in target.nodes")
+    if "gpus" in target:
+        if kind == "GPUFallenOffBus":
+            raise ScenarioError("a GPUFallenOffBus takes every GPU of its nodes: leave target.gpus out")
+        indexes = target["gpus"]
+        if not isinstance(indexes, list) or not indexes or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= 255 for i in indexes):
+            raise ScenarioError(f"target.gpus must be a list of GPU indexes (0, 1, …), not {indexes!r}")
+        if len(set(indexes)) != len(indexes):
+            raise ScenarioError(f"target.gpus names a GPU twice: {indexes!r}")
+
+
+def _validate_xid(xid: Any) -> None:
+    if xid is None:
+        raise ScenarioError(f"a GPUXid names parameters.xid, one of {', '.join(map(str, sorted(gpus.XID_TEXT)))}")
+    if isinstance(xid, bool) or not isinstance(xid, int | float) or xid != int(xid) or int(xid) not in gpus.XID_TEXT:
+        shown = int(xid) if isinstance(xid, float) and xid.is_integer() else xid  # the API hands numbers as floats
+        raise ScenarioError(f"unknown XID {shown!r}: GPUXid plays {', '.join(map(str, sorted(gpus.XID_TEXT)))} "
+                            f"(the device plugin ignores {', '.join(map(str, sorted(gpus.IGNORED_XIDS)))})")
 
 
 def windows(spec: Spec, created: dt.datetime, seed: str) -> Iterator[tuple[dt.datetime, dt.datetime | None]]:
@@ -260,6 +355,61 @@ def target_nodes(spec: Spec, pods: Iterable[Mapping[str, Any]], nodes: Iterable[
     return [n for n in nodes if node_matches(n, target)][:1]
 
 
+def spot_nodes(spec: Spec, nodes: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The Karpenter spot nodes a SpotInterruption gives notice to: the named ones, else the first (by
+    name) of its pool (``k8sim.io/pool`` or the NodePool), zone and instance type."""
+    target = spec.target
+    found = []
+    for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
+        labels = _labels(node)
+        if (NODEPOOL_LABEL not in labels or labels.get(CAPACITY_TYPE_LABEL) != "spot"
+                or (node.get("metadata") or {}).get("deletionTimestamp")):
+            continue
+        if target.get("nodes") and node["metadata"]["name"] not in target["nodes"]:
+            continue
+        if target.get("pool") and target["pool"] not in (labels.get("k8sim.io/pool"), labels.get(NODEPOOL_LABEL)):
+            continue
+        if target.get("zone") and labels.get("topology.kubernetes.io/zone") != target["zone"]:
+            continue
+        if target.get("instanceType") and labels.get("node.kubernetes.io/instance-type") != target["instanceType"]:
+            continue
+        found.append(node)
+    return found if target.get("nodes") else found[:1]
+
+
+def shortage_record(target: Mapping[str, Any], until: dt.datetime | None, *, known: bool = False) -> dict[str, Any]:
+    """One entry of the SHORTAGES ConfigMap (karpenter/shortage.go reads it): offerings of these
+    instance types, zones and capacity types (empty: all) have no capacity until ``until``."""
+    def values(key: str) -> list[str]:
+        value = target.get(key)
+        return [] if not value else [value] if isinstance(value, str) else list(value)
+    return {"instanceTypes": values("instanceType"), "zones": values("zone"), "capacityTypes": values("capacityType"),
+            "until": stamp(until), "known": known}
+
+
+def shortage_key(key: str) -> str:
+    """A Scenario's namespace/name as a ConfigMap key (which allows no '/')."""
+    return key.replace("/", ".")
+
+
+def event(obj: Mapping[str, Any], reason: str, message: str, when: dt.datetime, component: str,
+          kind: str | None = None, api_version: str = "v1", type_: str = "Warning") -> dict[str, Any]:
+    """A core/v1 Event on ``obj`` as a controller's recorder writes it (in the object's namespace,
+    ``default`` for a cluster-scoped one)."""
+    meta = obj["metadata"]
+    namespace = meta.get("namespace") or "default"
+    involved = {"kind": kind or obj.get("kind"), "apiVersion": obj.get("apiVersion", api_version),
+                "name": meta["name"], "uid": meta.get("uid")}
+    if meta.get("namespace"):
+        involved["namespace"] = meta["namespace"]
+    return {"apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": namespace},
+            "involvedObject": {k: v for k, v in involved.items() if v is not None},
+            "reason": reason, "message": message, "type": type_, "source": {"component": component},
+            "firstTimestamp": stamp(when), "lastTimestamp": stamp(when), "count": 1,
+            "reportingComponent": component, "reportingInstance": component}
+
+
 def workload_of(pod: Mapping[str, Any]) -> tuple[str, str] | None:
     """The (kind, name) of the workload whose template made this pod, if any."""
     kind, name, _ = lifecycle.owner_of(pod)
@@ -350,3 +500,133 @@ def status(phase: str, message: str, **extra: Any) -> dict[str, Any]:
 
 def stamp(when: dt.datetime | None) -> str | None:
     return None if when is None else when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --------------------------------------------------------------------------- GPU faults
+
+#: The device plugin's GPU resources (as the engine reads pods' requests).
+_GPU_RESOURCE = re.compile(r"nvidia\.com/(gpu|gpu\.shared|mig-[0-9a-z.-]+)")
+#: What the kubelet writes on a pod it fails because its devices are gone (its device manager's
+#: admission error), and the Event reason the device plugin's Xid handling is known by.
+GPU_FAILED_REASON = "UnexpectedAdmissionError"
+
+
+def pod_gpu_requests(pod: Mapping[str, Any]) -> dict[str, int]:
+    """The GPU resources a pod's containers ask for (an extended resource's request equals its limit)."""
+    found: dict[str, int] = {}
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        asked = c.get("resources") or {}
+        merged = {**(asked.get("limits") or {}), **(asked.get("requests") or {})}
+        for name, value in merged.items():
+            if _GPU_RESOURCE.fullmatch(name):
+                try:
+                    found[name] = found.get(name, 0) + int(str(value))
+                except ValueError:
+                    continue
+    return {k: v for k, v in found.items() if v > 0}
+
+
+def device_holders(setup: gpus.GPUSetup, pods: Iterable[Mapping[str, Any]],
+                   dead: frozenset[int] = frozenset()) -> dict[int, list[Mapping[str, Any]]]:
+    """GPU index → the running pods holding it (a unit of it: the GPU, one of its MIG devices or
+    replicas), handed out as the engine's model does (model.GPUFleet): in the order the pods started,
+    each the lowest free units of what it asks for, none on a dead device."""
+    units = model.GPUNode("", setup).units
+    live = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"
+            and not (p.get("metadata") or {}).get("deletionTimestamp") and pod_gpu_requests(p)]
+    never = dt.datetime.max.replace(tzinfo=dt.UTC)
+    live.sort(key=lambda p: (lifecycle.parse_time((p.get("status") or {}).get("startTime")) or never,
+                             p["metadata"].get("uid", "")))
+    holders: list[list[Mapping[str, Any]]] = [[] for _ in units]
+    for pod in live:
+        taken: list[int] = []
+        for resource, count in sorted(pod_gpu_requests(pod).items()):
+            free = sorted((i for i, u in enumerate(units) if u.resource == resource and len(holders[i]) < u.slots
+                           and i not in taken and u.device not in dead),
+                          key=lambda i: (len(holders[i]) - units[i].slots, i))
+            for i in free[:count]:
+                holders[i].append(pod)
+                taken.append(i)
+    found: dict[int, list[Mapping[str, Any]]] = {}
+    for i, unit in enumerate(units):
+        for pod in holders[i]:
+            mine = found.setdefault(unit.device, [])
+            if pod not in mine:
+                mine.append(pod)
+    return found
+
+
+def fault_devices(spec: Spec, node: str, setup: gpus.GPUSetup,
+                  holders: Mapping[int, list[Mapping[str, Any]]]) -> list[int]:
+    """The GPU indexes a GPU Scenario hits on a node: every one for GPUFallenOffBus, else target.gpus,
+    else the first GPU a pod holds (else GPU 0)."""
+    if spec.type == "GPUFallenOffBus":
+        return list(range(setup.count))
+    wanted = spec.target.get("gpus")
+    if wanted:
+        beyond = [i for i in wanted if i >= setup.count]
+        if beyond:
+            raise ScenarioError(f"target.gpus {beyond} not on node {node}: it has {setup.count} GPU(s), "
+                                f"indexes 0 to {setup.count - 1}")
+        return sorted(wanted)
+    held = sorted(i for i, pods in holders.items() if pods)
+    return held[:1] or [0]
+
+
+def owned_devices(faults: gpus.Faults, key: str) -> list[int]:
+    """The GPU indexes whose recorded fault this Scenario (namespace/name) made."""
+    found = set()
+    for annotation, owner in faults.owners.items():
+        for prefix in (gpus.XID_ANNOTATION, gpus.THROTTLE_ANNOTATION):
+            if owner == key and annotation.startswith(prefix):
+                found.add(int(annotation[len(prefix):]))
+    return sorted(found)
+
+
+def gpu_fault_annotations(spec: Spec, key: str, indexes: Iterable[int]) -> dict[str, str]:
+    """The node annotations recording a GPU Scenario's fault on these devices (gpus.node_faults reads them)."""
+    if spec.type == "GPUThermalThrottle":
+        value = json.dumps({"clockPercent": spec.parameter("clockPercent"), "scenario": key}, sort_keys=True)
+        return {f"{gpus.THROTTLE_ANNOTATION}{i}": value for i in indexes}
+    xid = gpus.FALLEN_OFF_BUS if spec.type == "GPUFallenOffBus" else int(spec.parameter("xid"))
+    value = json.dumps({"xid": xid, "scenario": key}, sort_keys=True)
+    return {f"{gpus.XID_ANNOTATION}{i}": value for i in indexes}
+
+
+def gpu_xid(spec: Spec) -> int | None:
+    """The XID a GPU Scenario reports (None: a throttle reports none)."""
+    if spec.type == "GPUFallenOffBus":
+        return gpus.FALLEN_OFF_BUS
+    return int(spec.parameter("xid")) if spec.type == "GPUXid" else None
+
+
+def gpu_allocatable(setup: gpus.GPUSetup, faults: gpus.Faults) -> dict[str, str]:
+    """The node's allocatable GPU resources (status patch values) with its unhealthy devices out."""
+    return {name: str(n) for name, n in gpus.allocatable(setup, len(faults.unhealthy)).items()}
+
+
+def gpu_failed_status(pod: Mapping[str, Any], node: str, xid: int, indexes: Iterable[int],
+                      when: dt.datetime) -> dict[str, Any]:
+    """The status patch of a pod whose GPU died under it, as the kubelet leaves one it fails for devices
+    its device plugin no longer offers: phase Failed with the device manager's admission error, its
+    containers terminated."""
+    asked = pod_gpu_requests(pod)
+    resource, count = next(iter(sorted(asked.items()))) if asked else ("nvidia.com/gpu", 1)
+    devices = ", ".join(f"GPU {i}" for i in indexes)
+    message = (f"Allocate failed due to requested number of devices unavailable for {resource}. "
+               f"Requested: {count}, Available: 0, which is unexpected ({devices} of {node} unhealthy: "
+               f"XID {xid}, {gpus.XID_TEXT.get(xid, 'Unknown Error')})")
+    stamp_ = stamp(when)
+    statuses = []
+    for c in (pod.get("status") or {}).get("containerStatuses") or []:
+        running = (c.get("state") or {}).get("running") or {}
+        statuses.append({**c, "ready": False, "started": False, "state": {"terminated": {
+            "exitCode": 1, "reason": "Error", "message": f"CUDA error: XID {xid} on the device",
+            "startedAt": running.get("startedAt") or stamp_, "finishedAt": stamp_}}})
+    conditions = []
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") in ("Ready", "ContainersReady"):
+            cond = {**cond, "status": "False", "reason": "PodFailed", "lastTransitionTime": stamp_}
+        conditions.append(cond)
+    return {"status": {"phase": "Failed", "reason": GPU_FAILED_REASON, "message": message,
+                       "conditions": conditions, "containerStatuses": statuses}}

@@ -48,9 +48,9 @@ DCGM_COUNTERS: dict[str, tuple[str, str]] = {
     "DCGM_FI_PROF_PCIE_RX_BYTES": ("gauge", "The rate of data received over the PCIe bus - including both "
                                             "protocol headers and data payloads - in bytes per second."),
 }
-#: dcgm-exporter's err_msg of the XID_ERRORS series per code (its xid_errors.go); the rest read
-#: "Unknown Error" until the XID Scenarios name theirs.
-XID_TEXT = {0: "No Error"}
+#: dcgm-exporter's err_msg of the XID_ERRORS series per code (its xid_errors.go), for every XID the
+#: GPUXid Scenario plays.
+XID_TEXT = {0: "No Error", **gpus.XID_TEXT}
 
 
 class State:

@@ -135,7 +135,7 @@ class Engine:
         samples = self.model.tick(specs, now, self.step, labels, workload_replicas([*deployments, *statefulsets]),
                                   factors, scenarios.model_effects(await self.scenario_objects()),
                                   dt.datetime.now(dt.UTC))
-        self.model.step_devices(gpus.inventory(nodes), self.step)
+        self.model.step_devices(gpus.inventory(nodes), self.step, gpus.faults(nodes))
         self.usage = usage_from(pods, nodes, self.model, samples, dt.datetime.now(dt.UTC),
                                 self.settings.tick_seconds, self.containers)
         live = {p["metadata"]["uid"] for p in pods}
@@ -155,7 +155,8 @@ class Engine:
         await self.publish(document)
         await self.save_snapshot(document, now)
         await self.alert(samples, now, windows,
-                         alerts.cluster_alerts(pods, nodes, tenants, dt.datetime.now(dt.UTC)))
+                         alerts.cluster_alerts(pods, nodes, tenants, dt.datetime.now(dt.UTC))
+                         + alerts.gpu_alerts(self.model.devices))
         return document
 
     async def exposition(self) -> bytes:

@@ -172,8 +172,14 @@ def test_each_component_may_do_its_job_and_no_more(kubectl: Kubectl, namespace: 
         ("api", "create", "persistentvolumes"): False,
         ("operator", "list", "secrets"): True, ("operator", "watch", "deployments.apps"): True,
         ("operator", "create", "persistentvolumes"): True, ("operator", "patch", "services/status"): True,
-        ("operator", "create", "deployments.apps"): False, ("operator", "delete", "pods"): False,
-        ("operator", "update", "secrets"): False,
+        ("operator", "create", "deployments.apps"): False, ("operator", "update", "secrets"): False,
+        # Scenarios: a GPU fault fails the pod on the device and takes the device out of allocatable, a spot
+        # interruption ends the NodeClaim, tells it in Events and takes the pods left on the instance with it,
+        # a capacity shortage is a ConfigMap Karpenter's provider reads.
+        ("operator", "patch", "pods/status"): True, ("operator", "patch", "nodes/status"): True,
+        ("operator", "delete", "pods"): True, ("operator", "create", "events"): True,
+        ("operator", "patch", "configmaps"): True, ("operator", "delete", "nodeclaims.karpenter.sh"): True,
+        ("operator", "delete", "nodes"): False, ("operator", "delete", "deployments.apps"): False,
         ("engine", "list", "pods"): True, ("engine", "watch", "scenarios.k8sim.io"): True,
         ("engine", "list", "secrets"): False, ("engine", "patch", "pods"): False,
         ("kwok", "patch", "pods/status"): True, ("kwok", "update", "leases.coordination.k8s.io"): True,

@@ -161,3 +161,79 @@ def test_marks_hand_objects_to_the_fault_stages_and_back() -> None:
     assert scenarios.marked_by(marked, "x/crash") and not scenarios.marked_by(marked, "x/crash2")
     assert scenarios.recover()["metadata"]["labels"] == {scenarios.FAULT_LABEL: scenarios.RECOVERING}
     assert scenarios.unmark()["metadata"]["labels"] == {scenarios.FAULT_LABEL: None}
+
+
+# --------------------------------------------------------------------------- Karpenter's cloud
+
+
+def karpenter_node(name: str, capacity_type: str = "spot", pool: str = "gpu-a10g", zone: str = "us-east-1a",
+                   instance_type: str = "g5.xlarge", **meta: Any) -> dict[str, Any]:
+    labels = {"k8sim.io/pool": pool, "karpenter.sh/nodepool": pool, "karpenter.sh/capacity-type": capacity_type,
+              "topology.kubernetes.io/zone": zone, "node.kubernetes.io/instance-type": instance_type}
+    return {"kind": "Node", "metadata": {"name": name, "labels": labels, **meta}}
+
+
+@pytest.mark.parametrize(("spec", "words"), [
+    ({"type": "SpotInterruption"}, "names target.nodes or the pool"),
+    ({"type": "SpotInterruption", "target": {"namespace": "x"}}, "not namespace"),
+    ({"type": "SpotInterruption", "target": {"pool": "gpu-a10g"}, "duration": "5m"}, "takes no duration"),
+    ({"type": "SpotInterruption", "target": {"pool": "gpu-a10g"}, "parameters": {"notice": -1}}, "notice"),
+    ({"type": "SpotInterruption", "target": {"pool": ""}}, "target.pool must be a non-empty string"),
+    ({"type": "CapacityShortage", "target": {"instanceType": "g5.xlarge"}}, "needs a duration"),
+    ({"type": "CapacityShortage", "target": {"capacityType": "spot"}, "duration": "5m"},
+     "target.instanceType and/or target.zone"),
+    ({"type": "CapacityShortage", "target": {"instanceType": "G5 XL"}, "duration": "5m"},
+     "'G5 XL' is not an instance type name"),
+    ({"type": "CapacityShortage", "target": {"zone": "us-east-1a", "capacityType": "reserved"}, "duration": "5m"},
+     "capacityType must be one of on-demand, spot, not 'reserved'"),
+    ({"type": "CapacityShortage", "target": {"zone": "us-east-1a", "nodes": ["a"]}, "duration": "5m"},
+     "not nodes"),
+    ({"type": "PodCrash", "target": {"namespace": "x", "instanceType": "g5.xlarge"}},
+     "target.instanceType is for SpotInterruption and CapacityShortage"),
+])
+def test_bad_karpenter_scenarios_are_refused_naming_the_problem(spec: dict[str, Any], words: str) -> None:
+    with pytest.raises(scenarios.ScenarioError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        scenarios.validate(spec)
+
+
+def test_a_spot_interruption_lasts_its_notice_and_a_shortage_its_duration() -> None:
+    spot = scenarios.validate({"type": "SpotInterruption", "target": {"pool": "gpu-a10g"}})
+    assert spot.duration == 120 and spot.parameter("notice") == 120
+    assert scenarios.validate({"type": "SpotInterruption", "target": {"nodes": ["kwok-a"]},
+                               "parameters": {"notice": 30}}).duration == 30
+    short = scenarios.validate({"type": "CapacityShortage", "duration": "10m",
+                                "target": {"instanceType": "g5.xlarge", "zone": "us-east-1a", "capacityType": "spot"}})
+    assert short.duration == 600 and short.target["capacityType"] == "spot"
+
+
+def test_the_spot_node_picked_is_a_karpenter_spot_node_of_the_target() -> None:
+    nodes = [karpenter_node("kwok-b"), karpenter_node("kwok-a", capacity_type="on-demand"),
+             karpenter_node("kwok-c", zone="us-east-1b"), karpenter_node("kwok-d", pool="cpu"),
+             karpenter_node("kwok-0", deletionTimestamp="2026-11-23T10:00:00Z"),
+             node("gpu-a10g-0", pool="gpu-a10g")]
+    pick = scenarios.validate({"type": "SpotInterruption", "target": {"pool": "gpu-a10g"}})
+    assert [n["metadata"]["name"] for n in scenarios.spot_nodes(pick, nodes)] == ["kwok-b"]
+    zone = scenarios.validate({"type": "SpotInterruption", "target": {"pool": "gpu-a10g", "zone": "us-east-1b"}})
+    assert [n["metadata"]["name"] for n in scenarios.spot_nodes(zone, nodes)] == ["kwok-c"]
+    named = scenarios.validate({"type": "SpotInterruption", "target": {"nodes": ["kwok-a", "kwok-c", "kwok-d"]}})
+    # An on-demand node gets no spot notice.
+    assert [n["metadata"]["name"] for n in scenarios.spot_nodes(named, nodes)] == ["kwok-c", "kwok-d"]
+    static = scenarios.validate({"type": "SpotInterruption", "target": {"nodes": ["gpu-a10g-0"]}})
+    assert scenarios.spot_nodes(static, nodes) == []
+
+
+def test_a_shortage_record_is_what_karpenters_wrapper_reads() -> None:
+    record = scenarios.shortage_record({"instanceType": "g5.xlarge", "zone": "us-east-1a"}, T0)
+    assert record == {"instanceTypes": ["g5.xlarge"], "zones": ["us-east-1a"], "capacityTypes": [],
+                      "until": "2026-11-23T10:00:00Z", "known": False}
+    assert scenarios.shortage_key("ns/short-1") == "ns.short-1"
+
+
+def test_an_event_on_a_cluster_scoped_object_is_in_default() -> None:
+    claim = {"apiVersion": "karpenter.sh/v1", "kind": "NodeClaim", "metadata": {"name": "gpu-a10g-x", "uid": "u1"}}
+    ev = scenarios.event(claim, "SpotInterrupted", "Spot interruption warning was triggered", T0, "karpenter")
+    assert ev["metadata"] == {"generateName": "gpu-a10g-x.", "namespace": "default"}
+    assert ev["involvedObject"] == {"kind": "NodeClaim", "apiVersion": "karpenter.sh/v1", "name": "gpu-a10g-x",
+                                    "uid": "u1"}
+    assert (ev["reason"], ev["type"], ev["source"], ev["lastTimestamp"]) == (
+        "SpotInterrupted", "Warning", {"component": "karpenter"}, "2026-11-23T10:00:00Z")
