@@ -472,8 +472,8 @@ def pod_spans(recorded: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str,
     """Recorded pods (namespace, name, tenant, owner_uid, node, requests, bound_at, ended_at, deleted_at)
     as spans, and how many had no known requests. The history holds each pod's requests; for one
     recorded before it did, a pod still there has its own, a gone one its live sibling's of the same
-    owner (one ReplicaSet, one template); else none are known and its share of the node stays idle. Usage (cores, bytes by namespace/name) is what the
-    metrics API reports now, for the pods still running."""
+    owner (one ReplicaSet, one template); else none are known and its share of the node stays idle.
+    Usage (cores, bytes by namespace/name) is what the metrics API reports now, for the pods still running."""
     by_uid: dict[str, Capacity] = {}
     by_owner: dict[str, Capacity] = {}
     for pod in live:

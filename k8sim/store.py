@@ -645,8 +645,9 @@ async def node_spans(conn: asyncpg.Connection, start: dt.datetime, end: dt.datet
 
 async def pod_spans(conn: asyncpg.Connection, start: dt.datetime, end: dt.datetime) -> list[asyncpg.Record]:
     """Every recorded Pod bound to a node at some time in [start, end): its namespace, name, tenant,
-    owner, node, requests (cores, bytes, GPUs; None if recorded before they were), when it was bound (its ``scheduled`` step, else its creation) and when it stopped holding
-    the node (it finished or was deleted; None while it runs)."""
+    owner, node, requests (cores, bytes, GPUs; None if recorded before they were), when it was bound
+    (its ``scheduled`` step, else its creation) and when it stopped holding the node (it finished or
+    was deleted; None while it runs)."""
     found: list[asyncpg.Record] = await conn.fetch(
         "SELECT * FROM ("
         " SELECT r.uid, r.namespace, r.name, r.tenant, r.owner_uid, r.node, r.state->'requests' AS requests,"
