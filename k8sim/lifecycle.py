@@ -41,6 +41,12 @@ class State:
     #: A pod's requests as the scheduler reserves them (cores, bytes, GPUs): what its node's cost is
     #: shared by, after the pod is gone too.
     requests: tuple[float, float, float] | None = None
+    #: The steps an autoscaled node has reached (a Karpenter NodeClaim's launched, registered,
+    #: initialized, disrupted; its Node's), in lifecycle order: a watch may deliver two at once.
+    milestones: tuple[str, ...] | None = None
+    #: What its steps name it by: instance type, capacity type, zone, pool, NodeClaim, node
+    #: ((key, value) pairs: the state stays hashable and compares equal after a JSON round trip).
+    facts: tuple[tuple[str, str], ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         # Every field is a plain value: no deep copy (dataclasses.asdict's) needed, once per recorded row.
@@ -51,6 +57,10 @@ class State:
         fields = {k: v for k, v in data.items() if k in _STATE_FIELDS}
         if fields.get("requests") is not None:  # a JSON array
             fields["requests"] = tuple(fields["requests"])
+        if fields.get("milestones") is not None:
+            fields["milestones"] = tuple(fields["milestones"])
+        if fields.get("facts") is not None:
+            fields["facts"] = tuple((str(k), str(v)) for k, v in fields["facts"])
         return cls(**fields)
 
 
@@ -206,10 +216,60 @@ def _namespace(v: _View) -> State:
     return State(phase=phase, ready=phase == "Active")
 
 
+#: Karpenter's labels and taint (sigs.k8s.io/karpenter pkg/apis/v1), and the well-known labels its
+#: NodeClaims and Nodes carry.
+NODEPOOL_LABEL = "karpenter.sh/nodepool"
+REGISTERED_LABEL = "karpenter.sh/registered"
+INITIALIZED_LABEL = "karpenter.sh/initialized"
+DISRUPTED_TAINT = "karpenter.sh/disrupted"
+_FACT_LABELS = (("instance_type", "node.kubernetes.io/instance-type"), ("capacity_type", "karpenter.sh/capacity-type"),
+                ("zone", "topology.kubernetes.io/zone"), ("pool", NODEPOOL_LABEL))
+#: The reason of a condition nobody has reconciled yet (operatorpkg's status.Condition default).
+_UNRECONCILED = frozenset({"", "AwaitingReconciliation"})
+
+
+def _facts(v: _View, **more: str | None) -> tuple[tuple[str, str], ...]:
+    labels = v.meta.get("labels") or {}
+    found = [(key, str(labels[label])) for key, label in _FACT_LABELS if labels.get(label)]
+    return tuple(found + [(k, str(value)) for k, value in more.items() if value])
+
+
+def _nodeclaim(v: _View) -> State:
+    """A Karpenter NodeClaim (karpenter.sh/v1): Launched, Registered, Initialized as its lifecycle
+    controller sets them True, the root Ready, and the DisruptionReason condition its disruption queue
+    sets True (reason Underutilized, Empty, Drifted …) before it taints the node and deletes the claim.
+    A launch the cloud refused leaves Launched Unknown (or False) with the cloud's reason and message."""
+    steps = [name.lower() for name in ("Launched", "Registered", "Initialized") if v.cond(name)]
+    launch = v.conds.get("Launched", {})
+    message = None
+    reason = None
+    if not v.cond("Launched") and str(launch.get("reason") or "") not in _UNRECONCILED:
+        steps.insert(0, "launch_failed")
+        reason, message = str(launch["reason"]), launch.get("message")
+    if v.cond("DisruptionReason"):
+        steps.append("disrupted")
+        reason = v.reason_of("DisruptionReason")
+    phase = "Terminating" if v.terminating else steps[-1].title().replace("_", "") if steps else "Pending"
+    return State(phase=phase, ready=bool(v.cond("Ready")), reason=reason, generation=v.generation,
+                 scenario=v.scenario, milestones=tuple(steps),
+                 facts=_facts(v, node=v.status.get("nodeName"), message=message))
+
+
 def _node(v: _View) -> State:
     ready = bool(v.cond("Ready"))
+    milestones = facts = None
+    labels = v.meta.get("labels") or {}
+    if labels.get(NODEPOOL_LABEL):  # made by Karpenter: its steps as Karpenter's registration marks them
+        milestones = tuple(step for step, done in (
+            ("registered", labels.get(REGISTERED_LABEL) == "true"),
+            ("initialized", labels.get(INITIALIZED_LABEL) == "true"),
+            ("disrupted", any(t.get("key") == DISRUPTED_TAINT for t in v.spec.get("taints") or []))) if done)
+        claim = next((o.get("name") for o in v.meta.get("ownerReferences") or [] if o.get("kind") == "NodeClaim"),
+                     None)
+        facts = _facts(v, nodeclaim=claim)
     return State(phase="Ready" if ready else "NotReady", ready=ready,
-                 reason=None if ready else v.reason_of("Ready"), scenario=v.scenario)
+                 reason=None if ready else v.reason_of("Ready"), scenario=v.scenario,
+                 milestones=milestones, facts=facts)
 
 
 def _service(v: _View) -> State:
@@ -252,7 +312,7 @@ SUMMARIES: dict[str, Callable[[_View], State]] = {
     "ReplicationController": _replicated, "DaemonSet": _daemonset, "Job": _job, "CronJob": _cronjob,
     "PersistentVolumeClaim": _volume, "PersistentVolume": _volume, "Namespace": _namespace, "Node": _node,
     "Service": _service, "Ingress": _ingress, "HorizontalPodAutoscaler": _hpa,
-    "CustomResourceDefinition": _crd,
+    "CustomResourceDefinition": _crd, "NodeClaim": _nodeclaim,
 }
 
 
@@ -276,7 +336,10 @@ def transitions(before: State | None, after: State | None) -> list[Transition]:
     if after is None:
         if before is None:
             return []
-        gone = {"phase": before.phase, **({"scenario": before.scenario} if before.scenario else {})}
+        gone = {"phase": before.phase, **dict(before.facts or ()),
+                **({"scenario": before.scenario} if before.scenario else {})}
+        if "disrupted" in (before.milestones or ()) and before.reason:
+            gone["reason"] = before.reason  # why it went, on the step that says it went
         return [Transition("deleted", gone)]
     steps: list[Transition] = []
     prior = before or State()
@@ -288,7 +351,16 @@ def transitions(before: State | None, after: State | None) -> list[Transition]:
         steps.append(Transition("scaled", {"from": before.replicas, "to": after.replicas}))
     if before is not None and after.generation and before.generation and after.generation > before.generation:
         steps.append(Transition("updated", {"generation": after.generation}))
-    if after.phase != prior.phase and after.phase and not (before is None and after.phase == "Active"):
+    reached = [m for m in after.milestones or () if m not in (prior.milestones or ())]
+    for milestone in reached:
+        noted: dict[str, Any] = dict(after.facts or ())
+        if milestone != "launch_failed":
+            noted.pop("message", None)
+        if milestone in ("disrupted", "launch_failed") and after.reason:
+            noted["reason"] = after.reason
+        steps.append(Transition(milestone, noted))
+    if (after.phase != prior.phase and after.phase and not (before is None and after.phase == "Active")
+            and after.phase.lower() not in {m.replace("_", "") for m in reached}):
         detail: dict[str, Any] = {"from": prior.phase, "to": after.phase}
         if after.reason:
             detail["reason"] = after.reason

@@ -102,6 +102,16 @@ def test_a_browser_deploys_a_manifest_and_watches_it_run(browser: Any, api_url: 
     page.locator("[data-pool='cpu']").wait_for()
     nodes = httpx.get(f"{api_url}/cluster/capacity", timeout=30).json()["nodes"]
     assert page.locator("table", has_text=f"{len(nodes)} nodes").locator("tbody tr").count() == len(nodes)
+    # Nodes over time: the count as 60 columns, a row per Karpenter node and per node that went.
+    timeline = page.get_by_role("region", name="Nodes over time")
+    timeline.get_by_role("img").wait_for()
+    assert timeline.locator(".node-count span").count() == 60
+    lives = httpx.get(f"{api_url}/cluster/nodes/history", params={"hours": 6}, timeout=30).json()
+    static = [n for n in lives["nodes"] if not n["autoscaled"] and n["deleted_at"] is None]
+    assert len(static) >= len([n for n in nodes if not n["name"].startswith("kwok-")]) > 0
+    assert f"{len(static)} static-pool nodes still there" in timeline.get_by_role("heading").inner_text()
+    moved = [n for n in lives["nodes"] if n["autoscaled"] or n["deleted_at"]]
+    assert timeline.locator("caption").inner_text() == f"{len(moved)} autoscaled or gone"
     shot(page, "1-overview")
 
     # Deploy: a broken manifest is explained per document, field by field, and nothing is applied.

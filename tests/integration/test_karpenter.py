@@ -4,6 +4,7 @@ nodes, an empty node is consolidated, and a Karpenter killed with SIGKILL comes 
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import os
 import signal
@@ -12,10 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
-from k8sim import topology
+from k8sim import gpus, topology
 from k8sim.local import build
 from k8sim.local import karpenter as local_karpenter
 from k8sim.local.processes import alive
@@ -99,8 +101,14 @@ def test_a_gpu_pod_no_node_fits_gets_the_cheapest_instance_type_and_the_empty_no
     node_name = claim["status"]["nodeName"]
     assert pod["spec"]["nodeName"] == node_name and node_name.startswith("kwok-gpu-a10g-")
 
-    node = kubectl.json("get", "node", node_name)
+    gfd = gpus.gfd_labels("a10g", 1, "g5.xlarge")
+    # The bootstrap's labels follow Karpenter's registration, which the pod need not wait for.
+    node = eventually(lambda: (n := kubectl.json("get", "node", node_name))["metadata"]["labels"].get(
+        "nvidia.com/gpu.count") == "1" and n, 30, what="the node's GFD labels")
     meta, status = node["metadata"], node["status"]
+    # As a kubelet's: the hostname label is the node's name and its Hostname address (not the NodeClaim's name).
+    assert meta["labels"]["kubernetes.io/hostname"] == node_name
+    assert {k: v for k, v in meta["labels"].items() if k in gfd} == gfd
     assert meta["annotations"]["kwok.x-k8s.io/node"] == "fake"
     assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
     assert {k: meta["labels"].get(k) for k in (
@@ -149,8 +157,13 @@ def test_gpu_pods_beyond_the_static_t4_nodes_get_a_t4_instance(
     extra = [h for h in hosts if h.startswith("kwok-gpu-t4-")]
     assert len(extra) == 1, hosts
     assert sum(p["spec"]["nodeName"] == extra[0] for p in found) == 2
-    node = kubectl.json("get", "node", extra[0])
+    node = eventually(lambda: (n := kubectl.json("get", "node", extra[0]))["metadata"]["labels"].get(
+        "nvidia.com/gpu.count") and n, 30, what="the node's GFD labels")
     assert node["metadata"]["labels"]["node.kubernetes.io/instance-type"] == "g4dn.12xlarge"
+    # GPU Feature Discovery's labels as on the static T4 nodes of the same instance type.
+    gfd = [k for k in nodes[0]["metadata"]["labels"] if k.startswith(("nvidia.com/", "feature.node.kubernetes.io/"))]
+    assert {k: node["metadata"]["labels"].get(k) for k in gfd} == {k: nodes[0]["metadata"]["labels"][k] for k in gfd}
+    assert node["metadata"]["labels"]["nvidia.com/gpu.product"] == "Tesla-T4"
     assert node["status"]["capacity"]["nvidia.com/gpu"] == "4" and node["status"]["capacity"]["cpu"] == "48"
 
 
@@ -181,3 +194,201 @@ def test_karpenter_listens_on_loopback_only(karpenter_up: ClusterSettings) -> No
     # Upstream binds ":port", every interface; our main binds the bind address.
     assert sockets == {f"127.0.0.1:{karpenter_up.karpenter_metrics_port}",
                        f"127.0.0.1:{karpenter_up.karpenter_health_port}"}, sockets
+
+
+# --------------------------------------------------------------------------- scenarios on Karpenter's cloud
+
+SPOT_POOL = "test-spot-a10g"
+GPU_TOLERATION = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def start_scenario(api_url: str, ns: str, name: str, spec: dict[str, Any]) -> None:
+    resp = httpx.post(f"{api_url}/scenarios", json={"metadata": {"name": name, "namespace": ns}, "spec": spec})
+    assert resp.status_code == 201, resp.text
+
+
+def scenario_status(api_url: str, ns: str, name: str) -> dict[str, Any]:
+    return dict(httpx.get(f"{api_url}/scenarios/{ns}/{name}").json().get("status") or {})
+
+
+def events_of(kubectl: Kubectl, name: str) -> list[dict[str, Any]]:
+    """Events of a cluster-scoped object (Node, NodeClaim): in ``default``, as every recorder writes them."""
+    return list(kubectl.json("get", "events", "-n", "default", "--field-selector",
+                             f"involvedObject.name={name}")["items"])
+
+
+def claim_of(kubectl: Kubectl, node: str) -> dict[str, Any]:
+    """The NodeClaim of a node (KeyError until Karpenter has registered it)."""
+    return {c.get("status", {}).get("nodeName"): c for c in nodeclaims(kubectl).values()}[node]
+
+
+@pytest.fixture
+def spot_pool(karpenter_up: ClusterSettings, kubectl: Kubectl) -> Iterator[str]:
+    """A spot NodePool of the two smallest g5 sizes (the demo profile's are on-demand only), on the
+    gpu-a10g class; deleting it deletes what it launched."""
+    labels = {"type": "kwok", "k8sim.io/pool": SPOT_POOL, "accelerator": "nvidia-a10g",
+              "nvidia.com/gpu.product": gpus.MODELS["a10g"].product}
+    pool = {"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": {"name": SPOT_POOL},
+            "spec": {"template": {"metadata": {"labels": labels}, "spec": {
+                "nodeClassRef": {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": "gpu-a10g"},
+                "requirements": [
+                    {"key": "node.kubernetes.io/instance-type", "operator": "In",
+                     "values": ["g5.xlarge", "g5.2xlarge"]},
+                    {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot"]}],
+                "taints": [dict(topology.GPU_TAINT)], "expireAfter": "Never"}},
+                "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "30s"},
+                "limits": {"nodes": "4"}}}
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump(pool))
+    yield SPOT_POOL
+    kubectl("delete", "nodepool", SPOT_POOL, "--timeout=120s", check=False)
+
+
+def test_a_spot_interruption_replaces_the_node_and_its_pods_move(
+        api_url: str, kubectl: Kubectl, namespace: str, launched: set[str], spot_pool: str) -> None:
+    placement = {"nodeSelector": {"k8sim.io/pool": spot_pool}, "tolerations": GPU_TOLERATION}
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=deployment("stt", 1, 1, "2", placement))
+    pod = eventually(lambda: running(kubectl, namespace, 1), 120, what="the pod Running on a spot node")[0]
+    old_node = pod["spec"]["nodeName"]
+    old_claim = claim_of(kubectl, old_node)
+    old_labels = old_claim["metadata"]["labels"]
+    assert (old_labels["karpenter.sh/capacity-type"], old_labels["node.kubernetes.io/instance-type"]) == (
+        "spot", "g5.xlarge")
+
+    start_scenario(api_url, namespace, "reclaimed", {"type": "SpotInterruption", "target": {"nodes": [old_node]},
+                                                     "parameters": {"notice": 40}})
+    status = eventually(lambda: (s := scenario_status(api_url, namespace, "reclaimed")).get("phase") == "Active" and s,
+                        30, what="the notice given")
+    assert status["affected"] == [{"kind": "Node", "name": old_node}]
+    for name, kind in ((old_node, "Node"), (old_claim["metadata"]["name"], "NodeClaim")):
+        found = {(e["reason"], e["message"], e["involvedObject"]["kind"]) for e in events_of(kubectl, name)}
+        assert ("SpotInterrupted", "Spot interruption warning was triggered", kind) in found, found
+        assert ("TerminatingOnInterruption", f"Interruption triggered termination for the {kind}", kind) in found
+
+    def moved() -> dict[str, Any] | None:
+        found = [p for p in pods(kubectl, namespace) if not p["metadata"].get("deletionTimestamp")]
+        if len(found) == 1 and found[0]["status"].get("phase") == "Running" \
+                and found[0]["spec"]["nodeName"] != old_node:
+            return found[0]
+        return None
+    new_pod = eventually(moved, 150, what="the pod Running on the replacement node")
+    new_claim = claim_of(kubectl, new_pod["spec"]["nodeName"])
+    new_labels = new_claim["metadata"]["labels"]
+    assert new_labels["karpenter.sh/nodepool"] == spot_pool and new_labels["karpenter.sh/capacity-type"] == "spot"
+    # The interrupted offering is unavailable to Karpenter for a while (as its AWS provider marks it).
+    assert (new_labels["node.kubernetes.io/instance-type"], new_labels["topology.kubernetes.io/zone"]) != (
+        "g5.xlarge", old_labels["topology.kubernetes.io/zone"])
+    eventually(lambda: old_node not in {n["metadata"]["name"] for n in kubectl.json("get", "nodes")["items"]}, 120,
+               what="the interrupted node gone")
+    assert old_claim["metadata"]["name"] not in nodeclaims(kubectl)
+    eventually(lambda: scenario_status(api_url, namespace, "reclaimed").get("phase") == "Completed", 90,
+               what="the notice over")
+    cm = kubectl.json("get", "configmap", "-n", "kube-system", "k8sim-capacity-shortages")
+    assert not [k for k in cm.get("data") or {} if k.startswith(f"{namespace}.reclaimed.")]
+
+
+def test_a_capacity_shortage_fails_the_nodeclaim_with_ec2s_words_and_karpenter_falls_back(
+        api_url: str, karpenter_up: ClusterSettings, kubectl: Kubectl, namespace: str, launched: set[str]) -> None:
+    start_scenario(api_url, namespace, "no-g5-xlarge", {
+        "type": "CapacityShortage", "duration": "10m",
+        "target": {"instanceType": "g5.xlarge", "capacityType": "on-demand"}})
+    eventually(lambda: scenario_status(api_url, namespace, "no-g5-xlarge").get("phase") == "Active", 30,
+               what="the shortage on")
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=deployment("tts", 1, 1, "2", A10G))
+    pod = eventually(lambda: running(kubectl, namespace, 1), 150, what="the pod Running on a fallback type")[0]
+    claim = claim_of(kubectl, pod["spec"]["nodeName"])
+    # g5.xlarge is the cheapest fit (the first test); the next is g5.2xlarge.
+    assert claim["metadata"]["labels"]["node.kubernetes.io/instance-type"] == "g5.2xlarge"
+
+    failed = [e for e in kubectl.json("get", "events", "-n", "default", "--field-selector",
+                                      "reason=InsufficientCapacityError")["items"]
+              if e["involvedObject"]["kind"] == "NodeClaim" and e["involvedObject"]["name"] not in launched
+              and e["involvedObject"]["name"].startswith("gpu-a10g-")]
+    assert failed, "no NodeClaim failed"
+    message = failed[-1]["message"]
+    assert "InsufficientInstanceCapacity: We currently do not have sufficient g5.xlarge capacity in the " \
+           "Availability Zone you requested (us-east-1" in message, message
+    assert failed[-1]["involvedObject"]["name"] not in nodeclaims(kubectl)  # Karpenter deleted it
+    # The pod was told why, as Karpenter tells it.
+    pod_events = kubectl.json("get", "events", "-n", namespace, "--field-selector", "reason=InsufficientCapacityError")
+    assert any("InsufficientInstanceCapacity" in e["message"] for e in pod_events["items"])
+
+    # The shortage ends: the offering returns, and the next node is the cheapest again.
+    resp = httpx.delete(f"{api_url}/scenarios/{namespace}/no-g5-xlarge", timeout=30)
+    assert resp.status_code == 200, resp.text
+    cm = kubectl.json("get", "configmap", "-n", "kube-system", "k8sim-capacity-shortages")
+    assert f"{namespace}.no-g5-xlarge" not in (cm.get("data") or {})
+    kubectl("scale", "-n", namespace, "deployment/tts", "--replicas=2")
+
+    def on_g5_xlarge() -> bool:
+        # The second pod's new node, or (consolidation may be quicker) the first's cheaper replacement.
+        found = running(kubectl, namespace, 2)
+        return any(claim_of(kubectl, p["spec"]["nodeName"])["metadata"]["labels"][
+            "node.kubernetes.io/instance-type"] == "g5.xlarge" for p in found)
+    eventually(on_g5_xlarge, 150, what="a pod on a g5.xlarge again")
+
+
+# --------------------------------------------------------------------------- the recorded lifecycle of its nodes
+
+def steps_of(api_url: str, kind: str, name: str) -> list[dict[str, Any]]:
+    resp = httpx.get(f"{api_url}/k8s/resources/history", params={"kind": kind, "name": name, "limit": 5000},
+                     timeout=30)
+    assert resp.status_code == 200, resp.text
+    return [s for s in resp.json()["steps"] if s["transition"] != "event"]
+
+
+def test_the_history_records_the_nodeclaims_and_the_nodes_steps_and_why_the_node_went(
+        api_url: str, karpenter_up: ClusterSettings, kubectl: Kubectl, namespace: str, launched: set[str]) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=deployment("tts", 1, 1, "2", A10G))
+    pod = eventually(lambda: running(kubectl, namespace, 1), 120, what="the pod Running on a new node")[0]
+    node = pod["spec"]["nodeName"]
+    claim = claim_of(kubectl, node)
+    name, labels = claim["metadata"]["name"], claim["metadata"]["labels"]
+    facts = {"instance_type": "g5.xlarge", "capacity_type": "on-demand", "pool": "gpu-a10g",
+             "zone": labels["topology.kubernetes.io/zone"]}
+
+    def claim_steps(*wanted: str) -> list[dict[str, Any]]:
+        found = steps_of(api_url, "NodeClaim", name)
+        assert {s["transition"] for s in found} >= set(wanted), [s["transition"] for s in found]
+        return found
+    found = eventually(lambda: claim_steps("launched", "registered", "initialized", "ready"), 60,
+                       what="the NodeClaim's launch, registration and initialization recorded")
+    order = [s["transition"] for s in found]
+    assert order.index("created") < order.index("launched") < order.index("registered") < order.index("initialized")
+    by_step = {s["transition"]: s for s in found}
+    assert by_step["launched"]["detail"] == facts
+    assert by_step["registered"]["detail"] == {**facts, "node": node}
+    assert by_step["launched"]["kind"] == "NodeClaim" and by_step["launched"]["api_version"] == "karpenter.sh/v1"
+
+    node_steps = eventually(lambda: (s := steps_of(api_url, "Node", node)) and {"registered", "ready", "initialized"}
+                            <= {x["transition"] for x in s} and s, 60, what="the node's steps recorded")
+    registered = next(s for s in node_steps if s["transition"] == "registered")
+    assert registered["detail"]["nodeclaim"] == name and registered["detail"]["instance_type"] == "g5.xlarge"
+
+    kubectl("scale", "-n", namespace, "deployment/tts", "--replicas=0")
+    gone = eventually(lambda: (s := steps_of(api_url, "NodeClaim", name)) and s[-1]["transition"] == "deleted" and s,
+                      150, what="the NodeClaim consolidated and its deletion recorded")
+    disrupted = [s for s in gone if s["transition"] == "disrupted"]
+    assert len(disrupted) == 1 and disrupted[0]["detail"]["reason"] in ("Empty", "Underutilized"), disrupted
+    reason = disrupted[0]["detail"]["reason"]
+    assert gone[-1]["detail"] == {"phase": "Terminating", **facts, "node": node, "reason": reason}
+    node_gone = eventually(lambda: (s := steps_of(api_url, "Node", node)) and s[-1]["transition"] == "deleted" and s,
+                           60, what="the node's deletion recorded")
+    assert [s["transition"] for s in node_gone].index("disrupted") < len(node_gone) - 1
+    assert node_gone[-1]["detail"]["nodeclaim"] == name
+
+    # The cluster view's route: the node's interval, its price, its steps and why it went.
+    doc = httpx.get(f"{api_url}/cluster/nodes/history", params={"hours": 1}, timeout=30).json()
+    mine = [n for n in doc["nodes"] if n["node"] == node]
+    assert len(mine) == 1, doc["nodes"]
+    life = mine[0]
+    assert (life["nodeclaim"], life["autoscaled"], life["pool"], life["instance_type"], life["capacity_type"],
+            life["came"], life["went"], life["hourly_price"]) == (
+        name, True, "gpu-a10g", "g5.xlarge", "on-demand", "Karpenter: pending pods", reason, 1.006)
+    at = {k: dt.datetime.fromisoformat(life[f"{k}_at"]) for k in (
+        "claimed", "launched", "registered", "initialized", "disrupted", "deleted")}
+    assert at["claimed"] <= at["launched"] <= at["registered"] <= at["initialized"] <= at["disrupted"]
+    # The deletion is the node's deletionTimestamp, in whole seconds: it may read up to 1 s before the taint was seen.
+    assert at["deleted"] >= at["disrupted"] - dt.timedelta(seconds=1)
+    assert life["ready_at"] is not None
+    resp = httpx.get(f"{api_url}/cluster/nodes/history", params={"hours": "soon"}, timeout=30)
+    assert resp.status_code == 422, resp.text

@@ -208,9 +208,15 @@ function overviewView() {
     every: 4000,
     async refresh(ctx) {
       const cap = await api("/cluster/capacity");
+      // The GPU faults firing now (the engine's GPUXidError, GPUFallenOffBus, GPUThermalThrottling), beside the GPUs.
+      const gpuAlerts = Object.keys(cap.gpus || {}).length ? await api("/sla/alerts/history", { query: { state: "firing", limit: 200 } })
+        .then((r) => r.alerts.filter((a) => a.name.startsWith("GPU"))).catch(() => []) : [];
       // The price of the nodes changes only as nodes come and go: asked again every 30 s, not every refresh.
       if (!ctx.cost || Date.now() - ctx.cost.at > 30000) {
         ctx.cost = { at: Date.now(), doc: await api("/cluster/cost?window=10m&aggregate=pool").catch(() => null) };
+      }
+      if (!ctx.lives || Date.now() - ctx.lives.at > 15000) {
+        ctx.lives = { at: Date.now(), doc: await api("/cluster/nodes/history", { query: { hours: 6 } }).catch(() => null) };
       }
       const cost = ctx.cost.doc;
       const nodes = cap.nodes.length; const ready = cap.nodes.filter((n) => n.ready).length;
@@ -244,7 +250,10 @@ function overviewView() {
             { title: "Type", cell: (r) => r.type.toUpperCase() },
             { title: "Allocatable", num: true, cell: (r) => fmt.num(r.allocatable, 0) },
             { title: "Requested", num: true, cell: (r) => fmt.num(r.requested, 0) },
-            { title: "Free", num: true, cell: (r) => fmt.num(r.allocatable - r.requested, 0) }], gpuRows)),
+            { title: "Free", num: true, cell: (r) => fmt.num(r.allocatable - r.requested, 0) }], gpuRows),
+            gpuAlerts.length ? table(`${gpuAlerts.length} GPU fault(s) firing`, [
+              { title: "Alert", cell: (a) => a.name }, { title: "Severity", cell: (a) => badge(a.severity) },
+              { title: "GPU", cell: (a) => a.service }, { title: "Message", cls: "reason", cell: (a) => a.message }], gpuAlerts) : null),
           h("div", {}, h("h3", {}, `Pending pods (${cap.pending_pods})`),
             pending.length ? pending : h("p", { class: "muted" }, "Every pod is placed."))),
         h("h3", {}, "Nodes"),
@@ -256,9 +265,46 @@ function overviewView() {
           { title: "Memory req./alloc.", num: true, cell: (n) => `${fmt.bytes(n.requested.memory_bytes)} / ${fmt.bytes(n.allocatable.memory_bytes)}` },
           { title: "GPUs", num: true, cell: (n) => n.allocatable.gpus ? `${fmt.num(n.requested.gpus, 0)} / ${fmt.num(n.allocatable.gpus, 0)} ${n.gpu_type || ""}` : "–" },
           { title: "Taints", cell: (n) => n.taints.join(", ") || "–" }], cap.nodes),
+        nodeTimeline(ctx.lives.doc),
       );
     },
   });
+}
+
+// Nodes over time and why each came or went (GET /cluster/nodes/history): the count as columns, then one
+// row per Karpenter node and per node that went, its interval drawn across the window; the static
+// pools' nodes still there are one line, not a bar each.
+function nodeTimeline(doc) {
+  if (!doc) return h("p", { class: "muted" }, "Node history unavailable (no PostgreSQL?).");
+  const t0 = Date.parse(doc.start); const t1 = Date.parse(doc.end); const span = Math.max(t1 - t0, 1);
+  const at = (iso, dflt) => iso ? Math.min(Math.max(Date.parse(iso), t0), t1) : dflt;
+  const moved = doc.nodes.filter((n) => n.autoscaled || n.deleted_at);
+  const stayed = doc.nodes.length - moved.length;
+  const most = Math.max(1, ...doc.over_time.map((c) => c.nodes));
+  const columns = h("div", { class: "node-count", role: "img",
+    "aria-label": `Nodes over the last ${fmt.num(span / 3600000, 1)} h: from ${doc.over_time[0]?.nodes ?? 0} to ${doc.over_time.at(-1)?.nodes ?? 0}, at most ${most}` },
+    doc.over_time.map((c) => h("span", { style: `height:${(100 * c.nodes / most).toFixed(1)}%`,
+      title: `${fmt.time(c.at)}: ${c.nodes} nodes, $${fmt.num(c.hourly_cost, 2)}/h` })));
+  const bar = (n) => {
+    const a = at(n.created_at || n.claimed_at, t0); const b = at(n.deleted_at, t1);
+    return h("div", { class: "span-track" }, h("span", { class: `span-bar ${n.went ? "gone" : ""}`,
+      style: `left:${(100 * (a - t0) / span).toFixed(2)}%;width:${Math.max(0.5, 100 * (b - a) / span).toFixed(2)}%` }));
+  };
+  const steps = (n) => [["launched", n.launched_at], ["registered", n.registered_at], ["ready", n.ready_at],
+    ["initialized", n.initialized_at], ["disrupted", n.disrupted_at]].filter(([, v]) => v)
+    .map(([k, v]) => `${k} ${new Date(v).toLocaleTimeString()}`).join(" · ") || "–";
+  return h("section", { class: "node-history", "aria-label": "Nodes over time" },
+    h("h3", {}, "Nodes over time ", h("span", { class: "muted" }, `last ${fmt.num(span / 3600000, 1)} h · ${stayed} static-pool nodes still there`)),
+    columns,
+    table(`${moved.length} autoscaled or gone`, [
+      { title: "Node", cell: (n) => n.node || h("span", { class: "muted" }, `${n.name} (no node)`) },
+      { title: "Pool", cell: (n) => n.pool }, { title: "Type", cell: (n) => `${n.instance_type || "–"} ${n.capacity_type}` },
+      { title: "Zone", cell: (n) => n.zone || "–" },
+      { title: "$/h", num: true, cell: (n) => n.hourly_price === null ? "–" : fmt.num(n.hourly_price, 3) },
+      { title: "Interval", cls: "span-cell", cell: bar },
+      { title: "Came", cell: (n) => n.came }, { title: "Steps", cell: steps },
+      { title: "Went", cell: (n) => n.went ? h("span", { title: n.message || "" }, badge(n.went, "warn"), n.deleted_at ? ` ${new Date(n.deleted_at).toLocaleTimeString()}` : "") : "–" }],
+    moved.map((n) => ({ ...n, __data: { node: n.node || n.name } })), { empty: "No Karpenter node, and no node went, in this window." }));
 }
 
 function card(label, value, id) {
