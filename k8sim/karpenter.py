@@ -14,6 +14,8 @@ later event on the node (KWOK's own patch among them) brings it back to the want
     python -m k8sim.karpenter instance-types OUT          # the provider's instance-type file (JSON)
     python -m k8sim.karpenter nodepools PROFILE           # NodePools and KWOKNodeClasses (YAML)
     python -m k8sim.karpenter nodes --instance-types F --ip-range CIDR   # the node bootstrap, forever
+    python -m k8sim.karpenter apply PROFILE [--instance N] [--overrides JSON] [--dry-run]   # the chart's Job
+    python -m k8sim.karpenter delete [--instance N] [--wait SECONDS]                       # its pre-delete Job
 """
 
 from __future__ import annotations
@@ -47,12 +49,27 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "k8sim"}
 FIELD_MANAGER = "k8sim-karpenter-nodes"
 
 
-def profile_settings(profile: str, path: Path = PROFILES) -> dict[str, Any]:
+#: What a profile sets (and what the chart's ``karpenter.profileOverrides`` may override).
+PROFILE_KEYS = ("consolidate_after", "capacity_types", "max_nodes", "provisioning_delay")
+
+
+def profile_settings(profile: str, path: Path = PROFILES, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A profile's settings, checked; ``overrides`` replace its keys (``provisioning_delay`` per family)."""
     profiles = yaml.safe_load(path.read_text()) or {}
     if profile not in profiles:
         raise InstanceTypeError(f"{path}: no Karpenter settings for profile {profile!r}; "
                                 f"choose one of {sorted(profiles)}")
     conf = dict(profiles[profile])
+    unknown_keys = sorted(set(overrides or {}) - set(PROFILE_KEYS))
+    if unknown_keys:
+        raise InstanceTypeError(f"profile overrides: unknown keys {unknown_keys}; choose from {list(PROFILE_KEYS)}")
+    for key, value in (overrides or {}).items():
+        if key == "provisioning_delay":
+            if not isinstance(value, dict):
+                raise InstanceTypeError("profile overrides: provisioning_delay must map families to durations")
+            conf[key] = {**(conf.get(key) or {}), **value}
+        else:
+            conf[key] = value
     unknown = set(conf.get("capacity_types") or []) - set(instancetypes.CAPACITY_TYPES)
     if unknown or not conf.get("capacity_types"):
         raise InstanceTypeError(f"{path}: profile {profile}: capacity_types must be some of "
@@ -120,10 +137,10 @@ def provisioning_delay(conf: dict[str, Any], instance_types: list[str]) -> str:
 
 
 def nodepool_manifests(profile: str, pools: list[dict[str, Any]], types: list[InstanceType],
-                       profiles: Path = PROFILES) -> list[dict[str, Any]]:
+                       profiles: Path = PROFILES, overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """KWOKNodeClasses and NodePools of a profile: the static pools' labels and GPU taint, the
     profile's capacity types, consolidation, node limit and provisioning delays."""
-    conf = profile_settings(profile, profiles)
+    conf = profile_settings(profile, profiles, overrides)
     known = {t.name for t in types}
     docs: list[dict[str, Any]] = []
     for group in pool_groups(pools, types):
@@ -321,6 +338,103 @@ def write_instance_types(out: Path, pools_file: Path, catalog: Path = instancety
     return types
 
 
+# --------------------------------------------------------------------------- the chart's Jobs
+
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+SHARD_LABEL = "k8sim.io/kwok-shard"
+
+
+def selector(instance: str | None) -> str:
+    labels = {**MANAGED_BY, **({INSTANCE_LABEL: instance} if instance else {})}
+    return ",".join(f"{k}={v}" for k, v in labels.items())
+
+
+def chart_manifests(profile: str, settings: NodeSettings, instance: str | None = None,
+                    overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The NodePools and KWOKNodeClasses the chart applies: the profile's (with the release's
+    overrides), labelled with the release so that its Jobs prune and delete only its own; with
+    several KWOK shards each NodePool's nodes go to the shard of the NodePool's name, since a
+    sharded KWOK plays only nodes labelled with its shard."""
+    pools = topology.load_pools(settings.nodepools)
+    types = instancetypes.instance_types(pools, instancetypes.load_catalog())
+    docs = nodepool_manifests(profile, pools, types, overrides=overrides)
+    for doc in docs:
+        if instance:
+            doc["metadata"]["labels"][INSTANCE_LABEL] = instance
+        if doc["kind"] == "NodePool" and settings.kwok_shards > 1:
+            shard = topology.shard_of(doc["metadata"]["name"], settings.kwok_shards)
+            doc["spec"]["template"]["metadata"]["labels"][SHARD_LABEL] = str(shard)
+    return docs
+
+
+async def apply_chart_nodepools(kube: Kube, docs: list[dict[str, Any]], instance: str | None,
+                                dry_run: bool = False) -> list[str]:
+    """Server-side apply of ``docs`` (each KWOKNodeClass before its NodePool), then delete the
+    release's NodePools and KWOKNodeClasses that ``docs`` no longer has; returns what was pruned
+    (with ``dry_run``: what would be, and nothing is written)."""
+    for doc in docs:
+        await kube.apply(doc, field_manager=FIELD_MANAGER, dry_run=dry_run)
+    pruned = []
+    for api_version, kind in ((NODEPOOL_API, "NodePool"), (NODECLASS_API, "KWOKNodeClass")):
+        wanted = {d["metadata"]["name"] for d in docs if d["kind"] == kind}
+        for obj in await kube.list(api_version, kind, label_selector=selector(instance), metadata_only=True):
+            name = obj["metadata"]["name"]
+            if name not in wanted:
+                pruned.append(f"{kind}/{name}")
+                if not dry_run:
+                    await kube.delete(api_version, kind, name)
+    return pruned
+
+
+async def delete_chart_nodepools(kube: Kube, instance: str | None, wait: float) -> list[str]:
+    """Delete the release's NodePools, wait (up to ``wait`` seconds) for Karpenter to drain and
+    terminate their NodeClaims while it still runs, then delete their KWOKNodeClasses. Without the
+    wait, an uninstall that removes Karpenter first leaves NodeClaims whose finalizer nobody clears."""
+    pools = [p["metadata"]["name"] for p in
+             await kube.list(NODEPOOL_API, "NodePool", label_selector=selector(instance), metadata_only=True)]
+    for name in pools:
+        await kube.delete(NODEPOOL_API, "NodePool", name)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while pools:
+        claims = [c["metadata"]["name"] for c in await kube.list(NODEPOOL_API, "NodeClaim", metadata_only=True)
+                  if (c["metadata"].get("labels") or {}).get(NODEPOOL_LABEL) in pools]
+        if not claims:
+            break
+        if loop.time() >= deadline:
+            log.warning("NodeClaims still terminating after %.0f s: %s", wait, claims)
+            break
+        await asyncio.sleep(2)  # a Job's poll of Karpenter's progress, not a test's synchronisation
+    classes = [c["metadata"]["name"] for c in
+               await kube.list(NODECLASS_API, "KWOKNodeClass", label_selector=selector(instance), metadata_only=True)]
+    for name in classes:
+        await kube.delete(NODECLASS_API, "KWOKNodeClass", name)
+    return [f"NodePool/{n}" for n in pools] + [f"KWOKNodeClass/{n}" for n in classes]
+
+
+async def _run_chart_job(settings: NodeSettings, args: argparse.Namespace) -> None:
+    kube = Kube(settings.kubeconfig, agent="k8sim-karpenter-jobs")
+    try:
+        if args.command == "apply":
+            docs = chart_manifests(args.profile, settings, args.instance, args.overrides)
+            pruned = await apply_chart_nodepools(kube, docs, args.instance, args.dry_run)
+            names = [d["metadata"]["name"] for d in docs if d["kind"] == "NodePool"]
+            print(f"k8sim: NodePools {', '.join(names)} applied{' (server dry run)' if args.dry_run else ''}; "
+                  f"pruned: {', '.join(pruned) or 'none'}", file=sys.stderr)
+        else:
+            gone = await delete_chart_nodepools(kube, args.instance, args.wait)
+            print(f"k8sim: deleted {', '.join(gone) or 'nothing'}", file=sys.stderr)
+    finally:
+        await kube.close()
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text or "{}")
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m k8sim.karpenter", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -331,6 +445,16 @@ def main(argv: list[str] | None = None) -> int:
     nodes = sub.add_parser("nodes", help="run the node bootstrap")
     nodes.add_argument("--instance-types", type=Path, required=True)
     nodes.add_argument("--ip-range", required=True)
+    apply = sub.add_parser("apply", help="apply a profile's NodePools and KWOKNodeClasses (the chart's Job)")
+    apply.add_argument("profile")
+    apply.add_argument("--instance", help="the Helm release: labels what is applied and bounds the pruning")
+    apply.add_argument("--overrides", type=_json_object, default={},
+                       help=f"JSON object over the profile's settings ({', '.join(PROFILE_KEYS)})")
+    apply.add_argument("--dry-run", action="store_true", help="the apiserver's server-side dry run only")
+    delete = sub.add_parser("delete", help="delete the release's NodePools and KWOKNodeClasses")
+    delete.add_argument("--instance")
+    delete.add_argument("--wait", type=float, default=120.0,
+                        help="seconds to wait for Karpenter to terminate the NodePools' NodeClaims")
     args = parser.parse_args(argv)
     settings = NodeSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -341,11 +465,13 @@ def main(argv: list[str] | None = None) -> int:
             found = instancetypes.instance_types(topology.load_pools(settings.nodepools), instancetypes.load_catalog())
             docs = nodepool_manifests(args.profile, topology.load_pools(settings.nodepools), found)
             sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False))
+        elif args.command in ("apply", "delete"):
+            asyncio.run(_run_chart_job(settings, args))
         else:
             resources = instancetypes.resources_by_type(json.loads(args.instance_types.read_text()))
             ipaddress.ip_network(args.ip_range)
             asyncio.run(_run_bootstrap(settings, resources, args.ip_range))
-    except (InstanceTypeError, topology.TopologyError, OSError, ValueError) as exc:
+    except (InstanceTypeError, topology.TopologyError, KubeError, OSError, ValueError) as exc:
         print(f"k8sim: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,12 +1,14 @@
 """The Helm chart: it lints, renders, passes the apiserver's server-side dry run, hardens every pod,
 and its RBAC is both least-privilege and enough: the real API, operator and engine run here under
-the chart's service accounts (their own tokens) and do their work."""
+the chart's service accounts (their own tokens) and do their work; Karpenter's Deployment, rights
+and CRDs are upstream's, and its Jobs run here under the chart's account (no second Karpenter)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -17,11 +19,12 @@ import httpx
 import pytest
 import yaml
 
-from k8sim import topology
+from k8sim import karpenter, topology
 from k8sim.local import build, layout, processes
+from k8sim.local import karpenter as local_karpenter
 from k8sim.local.processes import free_port
 from k8sim.local.settings import ClusterSettings
-from k8sim.settings import CLUSTER_DATA, ROOT
+from k8sim.settings import CLUSTER_DATA, ROOT, NodeSettings
 from tests.ecp_ai import tenant_files
 
 from .conftest import Kubectl, eventually, process, started
@@ -32,7 +35,11 @@ CHART = ROOT / "charts" / "k8s-simulator"
 KUBE_VERSION = "1.36.3"
 EVERYTHING = ["kwok.enabled=true", "database.bundled.enabled=true", "redis.bundled.enabled=true",
               "auth.token=s3cret", "grafana.dashboards.enabled=true", "engine.serviceMonitor.enabled=true",
-              "api.replicas=3"]
+              "api.replicas=3", "karpenter.enabled=true"]
+KARPENTER_CRDS = {"nodepools.karpenter.sh", "nodeclaims.karpenter.sh", "nodeoverlays.karpenter.sh",
+                  "capacitybuffers.autoscaling.x-k8s.io", "kwoknodeclasses.karpenter.kwok.sh"}
+#: Containers with no endpoint to probe: the process exiting is their failure, and restarts them.
+UNPROBED = {"node-bootstrap"}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +65,7 @@ def test_chart_lints_renders_and_passes_a_server_dry_run(helm: str, kubectl: Kub
         lint = processes.run([helm, "lint", str(CHART), "--kube-version", KUBE_VERSION,
                               *[a for s in sets for a in ("--set", s)]])
         assert "0 chart(s) failed" in lint.stdout
-    text, docs = render(helm, "sim", namespace)
+    _, docs = render(helm, "sim", namespace)
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == ["ClusterRole"] * 4 + ["ClusterRoleBinding"] * 4 + ["Deployment"] * 3 + [
         "Job", "PodDisruptionBudget", "Secret", "Service", "Service"] + ["ServiceAccount"] * 3
@@ -67,10 +74,9 @@ def test_chart_lints_renders_and_passes_a_server_dry_run(helm: str, kubectl: Kub
     assert commands["sim-k8s-simulator-operator"][:4] == ["kopf", "run", "-m", "k8sim_operator.handlers"]
     assert commands["sim-k8s-simulator-api"] == ["python", "-m", "k8sim_api"]
     assert commands["sim-k8s-simulator-migrations"] == ["python", "-m", "k8sim.jobs", "migrate"]
-    out = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=text)
-    assert out.count("(server dry run)") == len(docs)
+    assert server_dry_run(kubectl, namespace, docs) == len(docs)
 
-    text, docs = render(helm, "sim", namespace, *EVERYTHING)
+    _, docs = render(helm, "sim", namespace, *EVERYTHING)
     # The ServiceMonitor's CRD, as the API installs it at start (this test may run before any API did).
     kubectl("apply", "--server-side", "--field-manager=k8s-simulator", "-f", str(CLUSTER_DATA / "crds"))
     kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/servicemonitors.monitoring.coreos.com")
@@ -79,14 +85,31 @@ def test_chart_lints_renders_and_passes_a_server_dry_run(helm: str, kubectl: Kub
             "Deployment/sim-k8s-simulator-redis", "Job/sim-k8s-simulator-nodes-apply",
             "Job/sim-k8s-simulator-nodes-delete", "ServiceMonitor/sim-k8s-simulator-engine",
             "ConfigMap/sim-k8s-simulator-dashboards", "Secret/sim-k8s-simulator-api-token"} <= names
-    out = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=text)
-    assert out.count("(server dry run)") == len(docs)
+    assert server_dry_run(kubectl, namespace, docs) == len(docs)
 
 
-def test_every_pod_is_hardened_and_the_pieces_fit_together(helm: str, namespace: str) -> None:
+def server_dry_run(kubectl: Kubectl, namespace: str, docs: list[dict[str, Any]]) -> int:
+    """The apiserver's dry run of every document, in the release's namespace unless it names its own
+    (Karpenter's Role in kube-system); how many passed."""
+    placed = [d for d in docs if d["metadata"].get("namespace")]
+    out = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-",
+                  stdin=yaml.safe_dump_all([d for d in docs if d not in placed]))
+    if placed:
+        out += kubectl("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(placed))
+    return out.count("(server dry run)")
+
+
+def test_every_pod_is_hardened_and_the_pieces_fit_together(helm: str, kubectl: Kubectl, namespace: str) -> None:
     _, docs = render(helm, "sim", namespace, *EVERYTHING)
     by_name = {f"{d['kind']}/{d['metadata']['name']}": d for d in docs}
+    # No pod on a fake node (KWOK would call it Running): the selector leaves none of this cluster's
+    # nodes, all fake, the static pools' and Karpenter's alike.
+    real_nodes = {"key": "type", "operator": "NotIn", "values": ["kwok"]}
+    assert kubectl("get", "nodes", "-l", "type notin (kwok)", "-o", "name") == ""
+    assert kubectl("get", "nodes", "-o", "name").strip() != ""
     for name, spec in pods(docs).items():
+        terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        assert terms == [{"matchExpressions": [real_nodes]}], name
         assert spec["securityContext"]["runAsNonRoot"] is True, name
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
         long_running = not name.startswith("Job/")
@@ -95,7 +118,7 @@ def test_every_pod_is_hardened_and_the_pieces_fit_together(helm: str, namespace:
             assert security["readOnlyRootFilesystem"] is True, (name, container["name"])
             assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
             assert {"cpu", "memory"} <= set(container["resources"]["requests"]), (name, container["name"])
-            if long_running and container in spec["containers"]:
+            if long_running and container in spec["containers"] and container["name"] not in UNPROBED:
                 assert "readinessProbe" in container and "livenessProbe" in container, (name, container["name"])
     deployments = {n.split("/", 1)[1]: d for n, d in by_name.items() if n.startswith("Deployment/")}
     assert deployments["sim-k8s-simulator-api"]["spec"]["replicas"] == 3
@@ -145,19 +168,25 @@ def sa_kubeconfig(kubectl: Kubectl, settings: ClusterSettings, namespace: str, a
 def release(helm: str, kubectl: Kubectl, namespace: str) -> Iterator[tuple[str, dict[str, str]]]:
     """The chart's service accounts and roles applied for real (as `helm install` would)."""
     name = f"r{uuid.uuid4().hex[:6]}"
-    _, docs = render(helm, name, namespace, "kwok.enabled=true")
-    rbac = [d for d in docs if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
-    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(rbac))
+    _, docs = render(helm, name, namespace, "kwok.enabled=true", "karpenter.enabled=true")
+    rbac = [d for d in docs if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
+                                             "RoleBinding")]
+    # Karpenter's Roles name their namespaces (its release's and kube-system); the rest take the release's.
+    placed = [d for d in rbac if d["metadata"].get("namespace")]
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all([d for d in rbac if d not in placed]))
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(placed))
     accounts = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d["metadata"]["name"]
                 for d in rbac if d["kind"] == "ServiceAccount"}
     yield name, accounts
     kubectl("delete", "clusterrole,clusterrolebinding", "-l", f"app.kubernetes.io/instance={name}", check=False)
+    kubectl("delete", "role,rolebinding", "-n", "kube-system", "-l", f"app.kubernetes.io/instance={name}",
+            check=False)
 
 
 def test_each_component_may_do_its_job_and_no_more(kubectl: Kubectl, namespace: str,
                                                    release: tuple[str, dict[str, str]]) -> None:
     _, accounts = release
-    assert set(accounts) == {"api", "operator", "engine", "kwok", "node-setup"}
+    assert set(accounts) == {"api", "operator", "engine", "kwok", "node-setup", "karpenter"}
 
     def can(component: str, verb: str, resource: str) -> bool:
         resource, _, subresource = resource.partition("/")
@@ -185,9 +214,49 @@ def test_each_component_may_do_its_job_and_no_more(kubectl: Kubectl, namespace: 
         ("kwok", "patch", "pods/status"): True, ("kwok", "update", "leases.coordination.k8s.io"): True,
         ("kwok", "create", "deployments.apps"): False, ("kwok", "list", "secrets"): False,
         ("node-setup", "create", "nodes"): True, ("node-setup", "delete", "pods"): False,
+        # The NodePool Jobs apply, prune and delete the release's NodePools and follow their NodeClaims.
+        ("node-setup", "create", "nodepools.karpenter.sh"): True,
+        ("node-setup", "patch", "nodepools.karpenter.sh"): True,
+        ("node-setup", "delete", "kwoknodeclasses.karpenter.kwok.sh"): True,
+        ("node-setup", "list", "nodeclaims.karpenter.sh"): True,
+        ("node-setup", "create", "nodeclaims.karpenter.sh"): False,
+        # Karpenter: what its own chart grants (and its node bootstrap's node writes are among them).
+        ("karpenter", "create", "nodeclaims.karpenter.sh"): True,
+        ("karpenter", "patch", "nodeclaims.karpenter.sh/status"): True,
+        ("karpenter", "patch", "nodes"): True, ("karpenter", "patch", "nodes/status"): True,
+        ("karpenter", "delete", "nodes"): True, ("karpenter", "list", "pods"): True,
+        ("karpenter", "create", "pods/eviction"): True, ("karpenter", "watch", "nodepools.karpenter.sh"): True,
+        ("karpenter", "patch", "kwoknodeclasses.karpenter.kwok.sh"): True,
+        ("karpenter", "create", "nodepools.karpenter.sh"): False, ("karpenter", "list", "secrets"): False,
+        ("karpenter", "create", "pods"): False, ("karpenter", "create", "deployments.apps"): False,
+        ("karpenter", "list", "configmaps"): False,
     }
     actual = {key: can(*key) for key in expected}
     assert actual == expected
+
+    def can_in(namespace_: str, verb: str, resource: str) -> bool:
+        answer = kubectl("auth", "can-i", verb, resource, "-n", namespace_,
+                         f"--as=system:serviceaccount:{namespace}:{accounts['karpenter']}", check=False)
+        return answer.strip() == "yes"
+
+    # Its leader election in the release's namespace; the shortages ConfigMap our provider reads, and no other.
+    assert {(ns, verb, res): can_in(ns, verb, res) for ns, verb, res in [
+        (namespace, "create", "leases.coordination.k8s.io"),
+        (namespace, "update", "leases.coordination.k8s.io/karpenter-leader-election"),
+        (namespace, "update", "leases.coordination.k8s.io/other"),
+        ("default", "create", "leases.coordination.k8s.io"),
+        ("kube-system", "get", "configmaps/k8sim-capacity-shortages"),
+        ("kube-system", "get", "configmaps/other"),
+        ("kube-system", "update", "configmaps/k8sim-capacity-shortages"),
+    ]} == {
+        (namespace, "create", "leases.coordination.k8s.io"): True,
+        (namespace, "update", "leases.coordination.k8s.io/karpenter-leader-election"): True,
+        (namespace, "update", "leases.coordination.k8s.io/other"): False,
+        ("default", "create", "leases.coordination.k8s.io"): False,
+        ("kube-system", "get", "configmaps/k8sim-capacity-shortages"): True,
+        ("kube-system", "get", "configmaps/other"): False,
+        ("kube-system", "update", "configmaps/k8sim-capacity-shortages"): False,
+    }
 
 
 def test_the_simulator_works_under_the_charts_service_accounts(settings: ClusterSettings, kubectl: Kubectl,
@@ -348,3 +417,167 @@ def test_sharded_kwok_controllers_play_disjoint_nodes(settings: ClusterSettings,
         f.seek(local_before)
         local_since = f.read().decode(errors="replace")
     assert pool not in local_since, "the local KWOK touched a sharded node"
+
+
+# --------------------------------------------------------------------------- Karpenter
+
+def karpenter_source(settings: ClusterSettings) -> Path:
+    """sigs.k8s.io/karpenter's module as our wrapper's build resolves it (the Go module cache)."""
+    env = {**os.environ, "GOTOOLCHAIN": build.KARPENTER_TOOLCHAIN}
+    listed = subprocess.run([settings.go, "list", "-m", "-json", "sigs.k8s.io/karpenter"], env=env,
+                            cwd=build.KARPENTER_MODULE, capture_output=True, text=True, check=True)
+    return Path(json.loads(listed.stdout)["Dir"])
+
+
+def upstream_rules(template: Path) -> list[dict[str, Any]]:
+    """The rules of the ClusterRole in one of Karpenter's chart templates (its templating is outside them)."""
+    role = template.read_text().split("kind: ClusterRole\n", 1)[1]
+    return list(yaml.safe_load(role.split("rules:\n", 1)[1].split("{{", 1)[0]))
+
+
+def normalised(rules: list[dict[str, Any]]) -> list[tuple[tuple[str, ...], ...]]:
+    return sorted((tuple(r["apiGroups"]), tuple(sorted(r["resources"])), tuple(sorted(r["verbs"])),
+                   tuple(r.get("resourceNames", ()))) for r in rules)
+
+
+def test_karpenter_renders_as_upstream_runs_it(helm: str, settings: ClusterSettings, namespace: str) -> None:
+    """karpenter.enabled: one Deployment (Karpenter, leader election in its namespace, endpoints on the
+    pod's interfaces; the node bootstrap beside it), upstream's ClusterRole rules exactly, and the CRDs
+    the local simulator installs, kept on uninstall. Off by default, and refused without KWOK."""
+    refused = processes.run([helm, "template", "sim", str(CHART), "--kube-version", KUBE_VERSION,
+                             "--set", "karpenter.enabled=true"], check=False)
+    assert refused.returncode != 0 and "karpenter.enabled needs kwok.enabled" in refused.stderr
+    _, plain = render(helm, "sim", namespace, "kwok.enabled=true")
+    assert not [d for d in plain if d["kind"] == "CustomResourceDefinition"
+                or d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "karpenter"]
+
+    _, docs = render(helm, "sim", namespace, "kwok.enabled=true", "karpenter.enabled=true")
+    by_name = {f"{d['kind']}/{d['metadata']['name']}": d for d in docs}
+    deployment = by_name["Deployment/sim-k8s-simulator-karpenter"]
+    assert deployment["spec"]["replicas"] == 1
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "sim-k8s-simulator-karpenter"
+    assert [c["name"] for c in spec["initContainers"]] == ["instance-types"]
+    assert spec["initContainers"][0]["command"] == ["python", "-m", "k8sim.karpenter", "instance-types",
+                                                    "/etc/karpenter/instance-types.json"]
+    controller, bootstrap = spec["containers"]
+    assert controller["command"] == ["karpenter-kwok", "--instance-types-file-path=/etc/karpenter/instance-types.json"]
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in controller["env"]}
+    assert env["KARPENTER_BIND_ADDRESS"] == "0.0.0.0"
+    assert env["LEADER_ELECTION_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert "DISABLE_LEADER_ELECTION" not in env
+    assert (env["METRICS_PORT"], env["HEALTH_PROBE_PORT"]) == ("8080", "8081")
+    assert controller["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert bootstrap["command"] == ["python", "-m", "k8sim.karpenter", "nodes", "--instance-types",
+                                   "/etc/karpenter/instance-types.json", "--ip-range", "10.241.0.0/16"]
+
+    module = karpenter_source(settings)
+    upstream = (upstream_rules(module / "kwok/charts/templates/clusterrole.yaml")
+                + upstream_rules(module / "kwok/charts/templates/clusterrole-kwok.yaml"))
+    assert len(upstream) == 17
+    assert normalised(by_name["ClusterRole/sim-k8s-simulator-karpenter"]["rules"]) == normalised(upstream)
+    binding = by_name["ClusterRoleBinding/sim-k8s-simulator-karpenter"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "sim-k8s-simulator-karpenter",
+                                    "namespace": namespace}]
+
+    # The CRDs: the files the local build copies from the module, byte for byte, and rendered unchanged
+    # but for Helm's keep policy and the chart's labels.
+    local = build.karpenter_dir(settings) / "crds"
+    shipped = CHART / "files" / "karpenter-crds"
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(p.name for p in local.glob("*.yaml"))
+    for path in shipped.iterdir():
+        assert path.read_bytes() == (local / path.name).read_bytes(), path.name
+    crds = {d["metadata"]["name"]: d for d in docs if d["kind"] == "CustomResourceDefinition"}
+    assert set(crds) == KARPENTER_CRDS
+    for path in local.glob("*.yaml"):
+        original = yaml.safe_load(path.read_text())
+        crd = crds[original["metadata"]["name"]]
+        assert crd["spec"] == original["spec"]
+        assert crd["metadata"]["annotations"] == {**original["metadata"]["annotations"],
+                                                  "helm.sh/resource-policy": "keep"}
+    _, without = render(helm, "sim", namespace, "kwok.enabled=true", "karpenter.enabled=true",
+                        "karpenter.installCRDs=false")
+    assert not [d for d in without if d["kind"] == "CustomResourceDefinition"]
+    assert "Deployment/sim-k8s-simulator-karpenter" in {f"{d['kind']}/{d['metadata']['name']}" for d in without}
+
+    # The image builds the binary the Deployment runs, as the local build does.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"GOTOOLCHAIN={build.KARPENTER_TOOLCHAIN} " in dockerfile
+    assert f"ARG KARPENTER_VERSION={build.KARPENTER_VERSION}\n" in dockerfile
+    assert "-X sigs.k8s.io/karpenter/pkg/operator.Version=${KARPENTER_VERSION}" in dockerfile
+    assert "COPY --from=karpenter /out/karpenter-kwok /usr/local/bin/karpenter-kwok\n" in dockerfile
+
+
+def test_karpenter_jobs_run_here_under_the_charts_account(settings: ClusterSettings, kubectl: Kubectl, helm: str,
+                                                          namespace: str, tmp_path: Path,
+                                                          release: tuple[str, dict[str, str]]) -> None:
+    """The init container writes the instance types the local Karpenter runs with; the NodePool Job,
+    with the chart's arguments and account, passes the apiserver's dry run (the local cluster's own
+    NodePools have the same names, so nothing is written), and the pre-delete Job removes the
+    release's NodePools and KWOKNodeClasses and nothing else. Karpenter itself is not started: the
+    local one already manages this cluster."""
+    name, accounts = release
+    _, docs = render(helm, name, namespace, "kwok.enabled=true", "karpenter.enabled=true",
+                     "karpenter.profileOverrides.consolidate_after=1m", "karpenter.uninstallWaitSeconds=30")
+    jobs = {d["metadata"]["name"].rsplit("-", 1)[1]: d["spec"]["template"]["spec"] for d in docs
+            if d["kind"] == "Job" and "-nodepools-" in d["metadata"]["name"]}
+    deployment = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-karpenter"))
+    kubeconfig = sa_kubeconfig(kubectl, settings, namespace, accounts["node-setup"], tmp_path / "setup.kubeconfig")
+
+    def command_env(container: dict[str, Any]) -> dict[str, str]:
+        values = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+        return {**os.environ, **values, "K8SIM_KUBECONFIG": str(kubeconfig)}
+
+    init = deployment["spec"]["template"]["spec"]["initContainers"][0]
+    out = tmp_path / "instance-types.json"
+    processes.run([sys.executable if c == "python" else c for c in init["command"][:-1]] + [str(out)],
+                  env=command_env(init))
+    assert json.loads(out.read_text()) == json.loads(local_karpenter.instance_types_file(settings).read_text())
+
+    apply = jobs["apply"]["containers"][0]
+    command = [sys.executable if c == "python" else c for c in apply["command"]]
+    overrides = json.loads(command[command.index("--overrides") + 1])
+    assert overrides == {"consolidate_after": "1m"}
+    wanted = karpenter.chart_manifests("demo", NodeSettings(), name, overrides)
+    pools = [d for d in wanted if d["kind"] == "NodePool"]
+    assert pools and {p["spec"]["disruption"]["consolidateAfter"] for p in pools} == {"1m"}
+    assert {d["metadata"]["labels"]["app.kubernetes.io/instance"] for d in wanted} == {name}
+    assert not [p for p in pools if "k8sim.io/kwok-shard" in p["spec"]["template"]["metadata"]["labels"]]
+    # Sharded KWOK plays only labelled nodes: each NodePool's nodes go to the shard of its name.
+    sharded = [d for d in karpenter.chart_manifests("demo", NodeSettings(kwok_shards=2), name, overrides)
+               if d["kind"] == "NodePool"]
+    assert {p["metadata"]["name"]: p["spec"]["template"]["metadata"]["labels"]["k8sim.io/kwok-shard"]
+            for p in sharded} == {p["metadata"]["name"]: str(topology.shard_of(p["metadata"]["name"], 2))
+                                  for p in pools}
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in kubectl.json("get", "nodepools")["items"]}
+    done = processes.run([*command, "--dry-run"], env=command_env(apply))
+    assert (f"NodePools {', '.join(p['metadata']['name'] for p in pools)} applied (server dry run); pruned: none"
+            in done.stderr), done.stderr
+    bad = processes.run([*command[:command.index("--overrides") + 1], '{"max_nodes": 0}', "--dry-run"],
+                        env=command_env(apply), check=False)
+    assert bad.returncode == 1 and "max_nodes must be at least 1" in bad.stderr, bad.stderr
+
+    # The pre-delete Job: the release's own (a NodePool that may launch nothing) go, nothing else does.
+    pool = f"chart{uuid.uuid4().hex[:5]}"
+    labels = {"app.kubernetes.io/managed-by": "k8sim", "app.kubernetes.io/instance": name}
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([
+        {"apiVersion": "karpenter.kwok.sh/v1alpha1", "kind": "KWOKNodeClass",
+         "metadata": {"name": pool, "labels": labels}, "spec": {}},
+        {"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": {"name": pool, "labels": labels},
+         "spec": {"limits": {"nodes": "0"}, "template": {"spec": {
+             "nodeClassRef": {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": pool},
+             "requirements": [{"key": "node.kubernetes.io/instance-type", "operator": "In",
+                               "values": ["c6i.8xlarge"]}]}}}}]))
+    delete = jobs["delete"]["containers"][0]
+    assert delete["command"][-2:] == ["--wait", "30"]
+    try:
+        gone = processes.run([sys.executable if c == "python" else c for c in delete["command"]],
+                             env=command_env(delete))
+        assert f"deleted NodePool/{pool}, KWOKNodeClass/{pool}" in gone.stderr, gone.stderr
+        eventually(lambda: kubectl("get", "nodepool", pool, "--ignore-not-found") == ""
+                   and kubectl("get", "kwoknodeclass", pool, "--ignore-not-found") == "", 30,
+                   "the release's NodePool and KWOKNodeClass deleted")
+    finally:
+        kubectl("delete", "nodepool,kwoknodeclass", pool, "--ignore-not-found", "--wait=false", check=False)
+    after = {p["metadata"]["name"]: p["metadata"]["uid"] for p in kubectl.json("get", "nodepools")["items"]}
+    assert after == before

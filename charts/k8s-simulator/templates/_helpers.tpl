@@ -48,6 +48,17 @@ securityContext: {{- toYaml .Values.securityContext.pod | nindent 2 }}
 {{- with .Values.imagePullSecrets }}
 imagePullSecrets: {{- toYaml . | nindent 2 }}
 {{- end }}
+{{ include "k8sim.realNodes" . }}
+{{- end -}}
+
+{{/* Never on a fake node: the static pools' and Karpenter's (all labelled type=kwok) have no
+     kubelet, so KWOK would report the pod Running while nothing runs it. */}}
+{{- define "k8sim.realNodes" -}}
+affinity:
+  nodeAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      nodeSelectorTerms:
+        - matchExpressions: [{key: type, operator: NotIn, values: [kwok]}]
 {{- end -}}
 
 {{- define "k8sim.containerSecurity" -}}
