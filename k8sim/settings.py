@@ -85,6 +85,17 @@ class NodeSettings(CommonSettings):
         "(a hash of its name) and each controller plays its own shard. The local cluster has one."))
 
 
+
+class ImportSettings(NodeSettings):
+    """Importing a cluster (``python -m k8sim import``, ``POST /cluster/import``); the API's body limits are
+    its deploy's."""
+
+    import_concurrency: int = Field(16, ge=1, le=256, description="Objects an import applies at once.")
+    import_max_objects: int = Field(50_000, ge=1, description=(
+        "Most objects in one import (a cluster's export holds far more than a deploy's manifest)."))
+    import_max_bytes: int = Field(256 * 1024 * 1024, ge=1, description=(
+        "Largest export the command line reads (the API keeps its own body limits)."))
+
 def tune_gc(settings: CommonSettings) -> None:
     """Space the garbage collector's passes out as ``settings.gc_threshold`` says (called once at start)."""
     if settings.gc_threshold:

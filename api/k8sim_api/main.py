@@ -18,7 +18,21 @@ from k8sim_api import errors
 from k8sim_api.broadcast import Broadcaster, RedisBackend
 from k8sim_api.core.config import VERSION, ApiSettings, get_settings
 from k8sim_api.middleware import BodyLimit, HealthFastPath, TokenAuth
-from k8sim_api.routes import capacity, cost, manifests, monitoring, resources, root, scenarios, services, sla, ui, ws
+from k8sim_api.routes import (
+    capacity,
+    cost,
+    imports,
+    manifests,
+    monitoring,
+    nodes,
+    resources,
+    root,
+    scenarios,
+    services,
+    sla,
+    ui,
+    ws,
+)
 
 log = logging.getLogger("k8sim_api")
 
@@ -87,7 +101,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     errors.install(app)
 
-    for module in (root, manifests, resources, services, monitoring, sla, scenarios, capacity, cost, ws, ui):
+    for module in (root, manifests, resources, services, monitoring, sla, scenarios, capacity, cost, nodes,
+                   imports, ws, ui):
         app.include_router(module.router)
     app.mount("/ui", ui.static(), name="ui")
     return app

@@ -576,6 +576,8 @@ class ScenarioTarget(_Strict):
     zone: str | None = Field(None, max_length=63, pattern=PRINTABLE)
     instanceType: str | None = Field(None, max_length=63, pattern=PRINTABLE, examples=["g5.xlarge"])
     capacityType: str | None = Field(None, max_length=20, pattern=PRINTABLE, examples=["spot"])
+    gpus: list[Annotated[int, Field(strict=True, ge=0, le=255)]] | None = Field(
+        None, description="GPUXid, GPUThermalThrottle: GPU indexes on the target nodes", examples=[[0]])
 
 
 class ScenarioRepeat(_Strict):
@@ -586,7 +588,8 @@ class ScenarioRepeat(_Strict):
 
 class ScenarioSpec(_Strict):
     type: Literal["PodCrash", "OOMKill", "NodeNotReady", "ZoneOutage", "ImagePullBackOff", "LoadSpike",
-                  "LatencyIncident", "ErrorBurst", "ProbeFailure", "SpotInterruption", "CapacityShortage"]
+                  "LatencyIncident", "ErrorBurst", "ProbeFailure", "SpotInterruption", "CapacityShortage",
+                  "GPUXid", "GPUThermalThrottle", "GPUFallenOffBus"]
     target: ScenarioTarget | None = None
     start: str | None = Field(None, max_length=64, pattern=PRINTABLE, description="RFC 3339 or '+30s'; default now")
     duration: str | None = Field(None, max_length=40, pattern=PRINTABLE,
@@ -646,6 +649,9 @@ class CapacityDocument(Out):
     pending_pods: int
     pods_by_phase: dict[str, int] = Field(description="Every pod by status.phase", examples=[{"Running": 42}])
     metrics_available: bool
+    source: dict[str, Any] | None = Field(None, description=(
+        "After POST /cluster/import: the source cluster's nodes, pools, allocatable and requested, and the "
+        "imported nodes' allocatable and requested now (`imported`)"))
 
 
 class WhatIfRequest(BaseModel):
@@ -726,3 +732,100 @@ class CostDocument(Out):
     pods_without_requests: int = Field(description=(
         "Recorded pods whose requests are no longer known (gone, and no live sibling of their owner): "
         "their share stays in __idle__"))
+
+
+class NodeLife(Out):
+    """One node's interval and why it came and went (or a NodeClaim's that never got a node: ``node`` null).
+    Times are ISO 8601; null where the step did not happen (or happened before the history began)."""
+
+    name: str = Field(examples=["kwok-gpu-a10g-brth5-…"])
+    node: str | None = Field(description="The Node's name; null for a NodeClaim the cloud refused")
+    nodeclaim: str | None = Field(description="Karpenter's NodeClaim of the node", examples=["gpu-a10g-brth5"])
+    autoscaled: bool = Field(description="Made by Karpenter (else a static pool's node)")
+    pool: str = Field(examples=["gpu-a10g"])
+    instance_type: str | None = Field(examples=["g5.xlarge"])
+    capacity_type: str = Field(examples=["on-demand", "spot"])
+    zone: str | None = Field(examples=["us-east-1c"])
+    hourly_price: float | None = Field(description="$ per hour (k8sim.cost's table); null if the table lacks it")
+    created_at: str | None
+    deleted_at: str | None = Field(description="null while it exists")
+    claimed_at: str | None = Field(description="When Karpenter created its NodeClaim")
+    launched_at: str | None
+    registered_at: str | None
+    ready_at: str | None
+    initialized_at: str | None
+    disrupted_at: str | None
+    came: str = Field(examples=["static pool", "Karpenter: pending pods", "Karpenter: replacement (Underutilized)"])
+    went: str | None = Field(description=(
+        "Why it went: Karpenter's disruption reason (Underutilized, Empty, Drifted …), SpotInterrupted, "
+        "InsufficientCapacityError or LaunchFailed (see message), the Scenario, or deleted"),
+        examples=["Underutilized"])
+    message: str | None = Field(description="The cloud's words for a refused launch")
+
+
+class NodeCount(Out):
+    at: str
+    nodes: int
+    hourly_cost: float = Field(description="$ per hour of the nodes there were then")
+
+
+class NodeHistory(Out):
+    """The nodes of a window, oldest first, and their number over time."""
+
+    start: str
+    end: str
+    nodes: list[NodeLife]
+    count: int
+    over_time: list[NodeCount]
+
+
+# --------------------------------------------------------------------------- cluster import
+
+
+class ImportRequest(BaseModel):
+    """A source cluster's export: `kubectl get … -A -o yaml`, `kubectl cluster-info dump`, or `kwokctl snapshot
+    save --format k8s` (one text, or file name → text)."""
+
+    # The example is applied as it is by whoever tries it (and the API's fuzzing): it changes nothing,
+    # everything in it being what an import skips. docs/import.md shows a whole export.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"manifest": "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata:\n"
+                     "    name: web-7c9f-x2x4\n    namespace: shop\n    ownerReferences:\n"
+                     "    - {apiVersion: apps/v1, kind: ReplicaSet, name: web-7c9f, uid: 0a1b, controller: true}\n"
+                     "  spec:\n    containers: [{name: web, image: nginx}]\n- apiVersion: v1\n  kind: Event\n"
+                     "  metadata: {name: web.17c, namespace: shop}\n", "scale": 1.0, "dry_run": True}]})
+
+    manifest: YamlText | Annotated[dict[str, str], Field(min_length=1)] = Field(
+        description="The export: YAML or JSON text, or file name → text.")
+    scale: float = Field(1.0, gt=0, le=1, description="Share of each node pool's nodes to import (at least one "
+                                                      "per pool): 0.1 keeps the shape with a tenth of the nodes.")
+    secrets: Literal["placeholder", "keep"] = Field(
+        "placeholder", description="Secrets' values: replaced by placeholders (default), or kept as exported.")
+    dry_run: bool = Field(False, strict=True, description="Ask the apiserver (dryRun=All) without changing anything.")
+
+
+class ImportEntry(Out):
+    id: str = Field(examples=["shop/Deployment/web"])
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    action: Literal["created", "configured", "unchanged", "skipped", "failed"]
+    reason: str | None = Field(None, description="Why it was skipped, or the apiserver's words for a failure")
+
+
+class ImportReport(Out):
+    """What an import did, object by object, and the source cluster's totals."""
+
+    status: Literal["completed", "failed"] = Field(description="failed when any object failed (the rest are in)")
+    format: str = Field(examples=["list", "cluster-info-dump", "kwokctl-snapshot"])
+    scale: float
+    dry_run: bool
+    counts: dict[str, int] = Field(examples=[{"created": 12, "configured": 0, "unchanged": 0, "skipped": 30,
+                                              "failed": 0}])
+    failed_count: int
+    elapsed: float = Field(description="Seconds the apply took")
+    source: dict[str, Any] = Field(description="The source's nodes, pools, allocatable and requested")
+    dropped_nodes: list[str] = Field(description="Source nodes left out by scale")
+    nodes: list[ImportEntry]
+    objects: list[ImportEntry]

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from k8sim import capacity, cost, lifecycle, manifests, resources
+from k8sim import capacity, cost, importer, lifecycle, manifests, resources
 from k8sim.kube import Kube, KubeError
 from k8sim_api.deps import KubeDep, SettingsDep
 from k8sim_api.routes.cost import price_table
@@ -35,8 +35,12 @@ async def node_usage(kube: Kube) -> dict[str, tuple[float, float]] | None:
 @router.get("", response_model=CapacityDocument, summary="Allocatable, requested and used per node pool and node; "
                                                          "pending pods by the scheduler's reason")
 async def cluster_capacity(kube: KubeDep) -> CapacityDocument:
-    nodes, pods, used = await asyncio.gather(kube.list("v1", "Node"), kube.list("v1", "Pod"), node_usage(kube))
-    return CapacityDocument.model_validate(capacity.document(nodes, pods, used))
+    nodes, pods, used, source = await asyncio.gather(kube.list("v1", "Node"), kube.list("v1", "Pod"), node_usage(kube),
+                                                     importer.load_source(kube))
+    document = capacity.document(nodes, pods, used)
+    if source is not None:  # after POST /cluster/import: the source cluster's totals beside the imported nodes'
+        document["source"] = importer.compare(source, nodes, pods)
+    return CapacityDocument.model_validate(document)
 
 
 @router.post("/what-if", response_model=WhatIfResult,
