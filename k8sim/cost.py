@@ -109,7 +109,9 @@ class PriceTable:
     @classmethod
     def of(cls, catalog: Catalog, types: Iterable[InstanceType] = ()) -> PriceTable:
         types = list(types)
-        return cls(dict(catalog.prices), catalog.spot_discount, {t.name: capacity_of(t.resources) for t in types},
+        # A MIG or time-sliced variant of an EC2 type (its own name in Karpenter's file) costs what the type does.
+        prices = {**catalog.prices, **{t.name: t.on_demand_price for t in types}}
+        return cls(prices, catalog.spot_discount, {t.name: capacity_of(t.resources) for t in types},
                    catalog.region, {t.name: t.gpu_type for t in types})
 
     def allowed(self, name: str, selector: Mapping[str, str]) -> bool:

@@ -8,6 +8,16 @@ fields: ``Price``, ``Available`` and ``Requirements`` (node-selector requirement
 Offering keys like ``capacityType`` or ``zone`` (its own example GPU file uses them) are silently
 ignored: such an offering has no zone and no capacity type. The loader also decodes a malformed file
 to nothing and Karpenter runs on with no instance types, so everything is checked here first.
+
+A static pool with MIG or time-slicing gives its instance type the pool's device resources (what
+``gpus.GPUSetup.resources`` gives its static nodes). The provider finds the instance type of a new
+node by name (the first of that name in the file), so one name cannot hold two shapes: when a plain
+pool or the catalog also has that EC2 name, every MIG or time-sliced pool on it gets a variant
+``<ec2 name>-<shape>`` (``p4d.24xlarge-mig-mixed-all-balanced``, ``g4dn.12xlarge-time-sliced-4``),
+priced as the EC2 type; otherwise it keeps the EC2 name, so its nodes carry the same
+``node.kubernetes.io/instance-type`` as the pool's static nodes. Each entry also carries a ``k8sim``
+object (the EC2 name and the pool's ``gpu`` setting) for the node bootstrap; the loader's
+``json.Unmarshal`` ignores fields its struct lacks.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from k8sim import topology
+from k8sim import gpus, topology
 from k8sim.settings import CLUSTER_DATA
 
 CATALOG = CLUSTER_DATA / "karpenter" / "instance-types.yaml"
@@ -65,10 +75,29 @@ class InstanceType:
     gpu_type: str | None
     on_demand_price: float
     offerings: list[dict[str, Any]] = field(default_factory=list)
+    #: The EC2 name: ``name`` itself unless this is a MIG or time-sliced variant of it.
+    ec2_name: str = ""
+    #: The ``gpu`` setting of the pool (or catalog entry) it comes from; None for a CPU type.
+    gpu: dict[str, Any] | None = None
+    #: The static pools it is the instance type of (none for the catalog's).
+    pools: tuple[str, ...] = ()
 
     @property
     def family(self) -> str:
         return self.name.split(".", 1)[0]
+
+    @property
+    def machine(self) -> str:
+        return self.ec2_name or self.name
+
+    @property
+    def gpu_setup(self) -> gpus.GPUSetup | None:
+        return gpus.setup(self.gpu) if self.gpu else None
+
+    @property
+    def shaped(self) -> bool:
+        """Whether its GPUs are partitioned (MIG) or shared (time-slicing)."""
+        return bool(self.gpu) and gpu_shape(self.gpu) != ""
 
 
 @dataclass(frozen=True)
@@ -128,8 +157,28 @@ def _resources(name: str, spec: dict[str, Any], gpu_types: tuple[str, ...]) -> t
         count = int(gpu.get("count", 1))
         if count < 1:
             raise InstanceTypeError(f"instance type {name}: gpu.count must be at least 1")
-        resources[GPU_RESOURCE] = str(count)
+        resources.update({k: str(v) for k, v in _gpu_setup(name, gpu).resources().items()})
     return resources, gpu_type
+
+
+def _gpu_setup(name: str, gpu: dict[str, Any]) -> gpus.GPUSetup:
+    try:
+        return gpus.setup(gpu)
+    except gpus.GPUError as exc:
+        raise InstanceTypeError(f"instance type {name}: {exc}") from None
+
+
+def gpu_shape(gpu: dict[str, Any] | None) -> str:
+    """What sets a GPU setting's devices apart from whole GPUs, as an instance-type name suffix
+    ("mig-mixed-all-balanced", "time-sliced-4", "time-sliced-4-renamed"); "" for whole GPUs."""
+    if not gpu:
+        return ""
+    found = gpus.setup(gpu)
+    if found.mig_strategy and found.mig_layout is not None:
+        return f"mig-{found.mig_strategy}-{found.mig_layout}"
+    if found.shared:
+        return f"time-sliced-{found.replicas}" + ("-renamed" if found.rename else "")
+    return ""
 
 
 def offerings(price: float, catalog: Catalog) -> list[dict[str, Any]]:
@@ -147,27 +196,50 @@ def offerings(price: float, catalog: Catalog) -> list[dict[str, Any]]:
 
 
 def instance_types(pools: list[dict[str, Any]], catalog: Catalog) -> list[InstanceType]:
-    """Every static pool's instance type (its resources as the pool gives them) and the catalog's extra
-    types, each priced from the one table; an instance type the table lacks is an error."""
-    specs: dict[str, dict[str, Any]] = {}
+    """Every static pool's instance type (its resources as the pool gives them, MIG and time-slicing
+    included) and the catalog's extra types, each priced from the one table; an instance type the
+    table lacks is an error. A MIG or time-sliced pool's type is a variant when its EC2 name has
+    another shape too (see the module's doc)."""
+    shapes: dict[str, set[str]] = {}
     for pool in pools:
         name = pool.get("instance_type")
         if not name:
             raise InstanceTypeError(f"pool {pool.get('name')}: Karpenter needs its instance_type")
+        try:
+            shapes.setdefault(str(name), set()).add(gpu_shape(pool.get("gpu")))
+        except gpus.GPUError as exc:
+            raise InstanceTypeError(f"pool {pool.get('name')}: {exc}") from None
+    for name in catalog.extra_types:
+        shapes.setdefault(name, set()).add("")
+    specs: dict[str, dict[str, Any]] = {}
+    ec2: dict[str, str] = {}
+    owners: dict[str, list[str]] = {}
+    for pool in pools:
+        base = str(pool["instance_type"])
+        shape = gpu_shape(pool.get("gpu"))
+        name = f"{base}-{shape}" if shape and len(shapes[base]) > 1 else base
+        if len(name) > 63:
+            raise InstanceTypeError(f"pool {pool['name']}: instance type {name} is longer than a label value "
+                                    "may be (63); shorten the EC2 name or the MIG layout's")
         if name in specs and specs[name] != pool_spec(pool):
             raise InstanceTypeError(f"instance type {name}: two pools give it different resources")
-        specs[str(name)] = pool_spec(pool)
+        specs[name] = pool_spec(pool)
+        ec2[name] = base
+        owners.setdefault(name, []).append(str(pool["name"]))
     for name, spec in catalog.extra_types.items():
         if name in specs:
             raise InstanceTypeError(f"instance type {name}: in extra_types and in a static pool; keep one")
         specs[name] = spec
+        ec2[name] = name
     result = []
     for name, spec in specs.items():
-        if name not in catalog.prices:
-            raise InstanceTypeError(f"instance type {name}: no price in the price table (on_demand_usd_per_hour)")
+        if ec2[name] not in catalog.prices:
+            raise InstanceTypeError(f"instance type {ec2[name]}: no price in the price table (on_demand_usd_per_hour)")
         resources, gpu_type = _resources(name, spec, topology.GPU_TYPES)
-        price = catalog.prices[name]
-        result.append(InstanceType(name, resources, gpu_type, price, offerings(price, catalog)))
+        price = catalog.prices[ec2[name]]
+        gpu = {str(k): v for k, v in spec["gpu"].items()} if spec.get("gpu") else None
+        result.append(InstanceType(name, resources, gpu_type, price, offerings(price, catalog), ec2_name=ec2[name],
+                                   gpu=gpu, pools=tuple(owners.get(name, ()))))
     return result
 
 
@@ -178,7 +250,8 @@ def pool_spec(pool: dict[str, Any]) -> dict[str, Any]:
 def provider_file(types: list[InstanceType]) -> list[dict[str, Any]]:
     """The instance-type file of Karpenter's KWOK provider (write it as JSON)."""
     return [{"name": t.name, "offerings": t.offerings, "architecture": "amd64", "operatingSystems": ["linux"],
-             "resources": dict(t.resources)} for t in types]
+             "resources": dict(t.resources), "k8sim": {"instanceType": t.machine, **({"gpu": t.gpu} if t.gpu else {})}}
+            for t in types]
 
 
 def resources_by_type(document: Any) -> dict[str, dict[str, str]]:
@@ -195,4 +268,21 @@ def resources_by_type(document: Any) -> dict[str, dict[str, str]]:
         for value in resources.values():
             parse_quantity(value)
         found[entry["name"]] = {str(k): str(v) for k, v in resources.items()}
+    return found
+
+
+def gpus_by_type(document: Any) -> dict[str, tuple[gpus.GPUSetup, str]]:
+    """Each GPU instance type's GPUs as set up (MIG, time-slicing) and its EC2 name, from the ``k8sim``
+    objects of a provider file; a file without them (an older one) gives none."""
+    resources_by_type(document)
+    found: dict[str, tuple[gpus.GPUSetup, str]] = {}
+    for entry in document:
+        ours = entry.get("k8sim")
+        if ours is None:
+            continue
+        if not isinstance(ours, dict) or not isinstance(ours.get("gpu", {}), dict):
+            raise InstanceTypeError(f"instance type {entry['name']}: k8sim must be {{instanceType, gpu}}")
+        if ours.get("gpu"):
+            found[entry["name"]] = (_gpu_setup(entry["name"], ours["gpu"]), str(ours.get("instanceType") or
+                                                                               entry["name"]))
     return found

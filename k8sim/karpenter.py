@@ -102,28 +102,32 @@ def duration_seconds(text: Any) -> int | None:
 
 def pool_groups(pools: list[dict[str, Any]], types: list[InstanceType]) -> list[dict[str, Any]]:
     """One NodePool per static pool (its instance type, plus the catalog's of the same GPU type) and one
-    per GPU type that only the catalog has: name, instance types, GPU type and the pool's labels."""
+    per GPU type that only the catalog has: name, instance types, GPU type and the pool's labels. A
+    MIG or time-sliced pool's NodePool has its own instance type only: the catalog's are whole GPUs,
+    and a node of another shape would break what its labels promise."""
     groups: list[dict[str, Any]] = []
-    by_name = {t.name: t for t in types}
+    own_of = {pool: t for t in types for pool in t.pools}
     taken: set[str] = set()
     for pool in pools:
-        if str(pool.get("instance_type")) not in by_name:
+        own = own_of.get(str(pool["name"]))
+        if own is None:
             raise InstanceTypeError(f"NodePool {pool['name']}: instance type {pool.get('instance_type')!r} "
                                     "is not in the instance-type table")
-        own = by_name[str(pool["instance_type"])]
         gpu_type = own.gpu_type
         names = [own.name]
-        if gpu_type:
-            names += [t.name for t in types if t.gpu_type == gpu_type and t.name != own.name
-                      and t.name not in taken and t.name not in {str(p["instance_type"]) for p in pools}]
+        if gpu_type and not own.shaped:
+            names += [t.name for t in types if t.gpu_type == gpu_type and not t.pools and t.name not in taken]
         taken.update(names)
         groups.append({"name": str(pool["name"]), "instance_types": names, "gpu": gpu_type,
-                       "labels": {str(k): str(v) for k, v in (pool.get("labels") or {}).items()}})
+                       "labels": {str(k): str(v) for k, v in (pool.get("labels") or {}).items()},
+                       "gpu_labels": gpus.node_labels(own.gpu_setup, own.machine) if own.shaped and own.gpu_setup
+                       else {}})
     for gpu_type in topology.GPU_TYPES:  # in the GPU table's order, so the NodePools' order is stable
         names = [t.name for t in types if t.gpu_type == gpu_type and t.name not in taken]
         if names:
             taken.update(names)
-            groups.append({"name": f"gpu-{gpu_type}", "instance_types": names, "gpu": gpu_type, "labels": {}})
+            groups.append({"name": f"gpu-{gpu_type}", "instance_types": names, "gpu": gpu_type, "labels": {},
+                           "gpu_labels": {}})
     return groups
 
 
@@ -154,6 +158,9 @@ def nodepool_manifests(profile: str, pools: list[dict[str, Any]], types: list[In
             # labels (the GPU count among them) come with the node (``node_labels``).
             labels["accelerator"] = f"nvidia-{group['gpu']}"
             labels["nvidia.com/gpu.product"] = gpus.model(group["gpu"]).product
+            # A MIG or time-sliced pool's NodePool has one instance type, so all of GFD's labels are
+            # known here: pods selecting a MIG layout or sharing strategy make Karpenter launch one.
+            labels.update(group.get("gpu_labels") or {})
             taints = [dict(topology.GPU_TAINT)]
         docs.append({"apiVersion": NODECLASS_API, "kind": "KWOKNodeClass",
                      "metadata": {"name": group["name"], "labels": dict(MANAGED_BY)},
@@ -225,30 +232,37 @@ REGISTERED_LABEL = "karpenter.sh/registered"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 
-def node_labels(node: dict[str, Any], resources: dict[str, str] | None) -> dict[str, str]:
+def node_labels(node: dict[str, Any], resources: dict[str, str] | None,
+                gpu: tuple[gpus.GPUSetup, str] | None = None) -> dict[str, str]:
     """The labels a real node gets from its own kubelet and from GPU Feature Discovery: the kubelet's
     ``kubernetes.io/hostname`` is its node name (Karpenter's KWOK provider writes the NodeClaim's name
-    there), GFD's from the node's GPU model (the NodePool's ``accelerator``) and its instance type's
-    GPU count, which differs between the instance types of one NodePool."""
+    there), GFD's as a static node of its pool gets them (``gpus.node_labels``) from ``gpu``, its
+    instance type's GPUs as set up (MIG, time-slicing) and EC2 name; without it, whole GPUs of the
+    NodePool's model (``accelerator``) counted from the instance type's resources, which differ
+    between the instance types of one NodePool."""
     meta = node["metadata"]
     labels = meta.get("labels") or {}
     wanted = {HOSTNAME_LABEL: meta["name"]}
+    if gpu is not None:
+        wanted.update(gpus.node_labels(gpu[0], gpu[1]))
+        return wanted
     gpu_type = str(labels.get("accelerator", "")).removeprefix("nvidia-")
     count = (resources or {}).get(instancetypes.GPU_RESOURCE)
     if gpu_type in gpus.MODELS and count and int(instancetypes.parse_quantity(count)) > 0:
-        wanted.update(gpus.gfd_labels(gpu_type, int(instancetypes.parse_quantity(count)),
-                                      str(labels.get(INSTANCE_TYPE_LABEL, ""))))
+        whole = gpus.GPUSetup(gpu_type, int(instancetypes.parse_quantity(count)))
+        wanted.update(gpus.node_labels(whole, str(labels.get(INSTANCE_TYPE_LABEL, ""))))
     return wanted
 
 
-def label_patch(node: dict[str, Any], resources: dict[str, str] | None) -> dict[str, Any] | None:
+def label_patch(node: dict[str, Any], resources: dict[str, str] | None,
+                gpu: tuple[gpus.GPUSetup, str] | None = None) -> dict[str, Any] | None:
     """The label write ``node_labels`` wants, or None. Not before Karpenter has registered the node:
     its registration copies the NodeClaim's labels over the node's once (the hostname among them) and
     never again, as a kubelet's labels come after the node object exists."""
     labels = node["metadata"].get("labels") or {}
     if labels.get(REGISTERED_LABEL) != "true":
         return None
-    missing = {k: v for k, v in node_labels(node, resources).items() if labels.get(k) != v}
+    missing = {k: v for k, v in node_labels(node, resources, gpu).items() if labels.get(k) != v}
     return {"metadata": {"labels": missing}} if missing else None
 
 
@@ -295,9 +309,12 @@ class Addresses:
         raise InstanceTypeError(f"node IP range {self.network} is full")
 
 
-async def bootstrap_nodes(kube: Kube, resources: dict[str, dict[str, str]], ip_range: str) -> None:
-    """Keep every Karpenter node's status as ``status_patch`` wants it, forever."""
+async def bootstrap_nodes(kube: Kube, resources: dict[str, dict[str, str]], ip_range: str,
+                          gpu_setups: dict[str, tuple[gpus.GPUSetup, str]] | None = None) -> None:
+    """Keep every Karpenter node's status and labels as ``status_patch`` and ``label_patch`` want them,
+    forever; ``gpu_setups`` (``instancetypes.gpus_by_type``) give GFD's labels per instance type."""
     addresses = Addresses(ip_range)
+    setups = gpu_setups or {}
 
     async def reconcile(node: dict[str, Any]) -> None:
         if not is_karpenter_node(node) or node["metadata"].get("deletionTimestamp"):
@@ -306,7 +323,7 @@ async def bootstrap_nodes(kube: Kube, resources: dict[str, dict[str, str]], ip_r
         if itype not in resources:
             log.warning("node %s: instance type %r is not in the instance-type file", node["metadata"]["name"], itype)
         for patch, subresource in ((status_patch(node, resources.get(itype), addresses.address_of(node)), "status"),
-                                   (label_patch(node, resources.get(itype)), None)):
+                                   (label_patch(node, resources.get(itype), setups.get(itype)), None)):
             if patch is None:
                 continue
             try:
@@ -468,19 +485,22 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command in ("apply", "delete"):
             asyncio.run(_run_chart_job(settings, args))
         else:
-            resources = instancetypes.resources_by_type(json.loads(args.instance_types.read_text()))
+            document = json.loads(args.instance_types.read_text())
+            resources = instancetypes.resources_by_type(document)
+            setups = instancetypes.gpus_by_type(document)
             ipaddress.ip_network(args.ip_range)
-            asyncio.run(_run_bootstrap(settings, resources, args.ip_range))
+            asyncio.run(_run_bootstrap(settings, resources, args.ip_range, setups))
     except (InstanceTypeError, topology.TopologyError, KubeError, OSError, ValueError) as exc:
         print(f"k8sim: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-async def _run_bootstrap(settings: NodeSettings, resources: dict[str, dict[str, str]], ip_range: str) -> None:
+async def _run_bootstrap(settings: NodeSettings, resources: dict[str, dict[str, str]], ip_range: str,
+                         setups: dict[str, tuple[gpus.GPUSetup, str]]) -> None:
     kube = Kube(settings.kubeconfig, agent="k8sim-karpenter-nodes")
     try:
-        await bootstrap_nodes(kube, resources, ip_range)
+        await bootstrap_nodes(kube, resources, ip_range, setups)
     finally:
         await kube.close()
 

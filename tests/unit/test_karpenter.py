@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from k8sim import gpus, instancetypes, karpenter, topology
+from k8sim import cost, gpus, instancetypes, karpenter, topology
 from k8sim.instancetypes import InstanceTypeError
 from k8sim.local import build
 from k8sim.local.settings import ClusterSettings
@@ -41,7 +41,10 @@ def test_every_static_pool_type_and_the_g5_p5_sizes_are_priced_from_the_table(
 def test_offerings_are_what_the_providers_loader_decodes(types: list[instancetypes.InstanceType]) -> None:
     document = json.loads(json.dumps(instancetypes.provider_file(types)))
     g5 = next(t for t in document if t["name"] == "g5.xlarge")
-    assert set(g5) == {"name", "offerings", "architecture", "operatingSystems", "resources"}
+    # The loader's struct fields, and ours for the node bootstrap (json.Unmarshal skips what it lacks).
+    assert set(g5) == {"name", "offerings", "architecture", "operatingSystems", "resources", "k8sim"}
+    assert g5["k8sim"] == {"instanceType": "g5.xlarge", "gpu": {"type": "a10g", "count": 1}}
+    assert next(t for t in document if t["name"] == "c6i.8xlarge")["k8sim"] == {"instanceType": "c6i.8xlarge"}
     assert len(g5["offerings"]) == 6  # three zones, on-demand and spot
     for offering in g5["offerings"]:
         # The Go struct's field names: keys like capacityType or zone would be ignored by the loader.
@@ -297,3 +300,158 @@ def test_karpenters_build_key_changes_with_its_inputs(tmp_path: Path) -> None:
     source.write_text("package main // changed")
     assert build.karpenter_build_key([source]) != before
     assert before.startswith(f"karpenter-{build.KARPENTER_VERSION}-")
+
+
+# --------------------------------------------------------------------------- MIG and time-slicing pools
+
+A100_MIXED = {"type": "a100", "count": 8, "mig": {"strategy": "mixed", "layout": "all-balanced"}}
+T4_SLICED = {"type": "t4", "count": 4, "sharing": {"timeSlicing": {"replicas": 4}}}
+
+
+def shaped_pools(settings: ClusterSettings, *extra: dict[str, Any], **gpu_of: dict[str, Any]) -> list[dict[str, Any]]:
+    """The static pools with some pools' ``gpu`` replaced (by pool name, dashes as underscores) and more pools."""
+    pools = copy.deepcopy(topology.load_pools(settings.nodepools))
+    for pool in pools:
+        if pool["name"].replace("-", "_") in gpu_of:
+            pool["gpu"] = gpu_of[pool["name"].replace("-", "_")]
+    return [*pools, *extra]
+
+
+def test_a_mig_pool_alone_on_its_ec2_name_keeps_it_and_advertises_its_mig_devices(settings: ClusterSettings) -> None:
+    types = {t.name: t for t in instancetypes.instance_types(shaped_pools(settings, gpu_a100=A100_MIXED),
+                                                             instancetypes.load_catalog())}
+    p4d = types["p4d.24xlarge"]
+    # all-balanced on an A100 40GB: per GPU two 1g.5gb, one 2g.10gb, one 3g.20gb, times 8 GPUs; no whole GPUs.
+    assert p4d.resources == {"cpu": "96", "memory": "1152Gi", "pods": "110", "ephemeral-storage": "500Gi",
+                             "nvidia.com/mig-1g.5gb": "16", "nvidia.com/mig-2g.10gb": "8",
+                             "nvidia.com/mig-3g.20gb": "8"}
+    assert p4d.shaped and p4d.machine == "p4d.24xlarge" and p4d.pools == ("gpu-a100",)
+    assert not any(n.startswith("p4d.24xlarge-") for n in types)
+
+
+def test_a_shaped_pool_sharing_its_ec2_name_with_another_shape_gets_a_variant(settings: ClusterSettings) -> None:
+    pools = shaped_pools(
+        settings,
+        {"name": "gpu-a100-mig", "count": 1, "instance_type": "p4d.24xlarge", "cpu": "96", "memory": "1152Gi",
+         "gpu": A100_MIXED},
+        {"name": "gpu-a100-single", "count": 1, "instance_type": "p4d.24xlarge", "cpu": "96", "memory": "1152Gi",
+         "gpu": {"type": "a100", "count": 8, "mig": {"strategy": "single", "layout": "all-1g.5gb"}}},
+        {"name": "gpu-t4-ts", "count": 1, "instance_type": "g4dn.12xlarge", "cpu": "48", "memory": "192Gi",
+         "gpu": T4_SLICED},
+        {"name": "gpu-t4-shared", "count": 1, "instance_type": "g4dn.12xlarge", "cpu": "48", "memory": "192Gi",
+         "gpu": {"type": "t4", "count": 4, "sharing": {"timeSlicing": {"replicas": 2, "renameByDefault": True}}}},
+        # on a catalog type: the catalog's p5.48xlarge stays whole GPUs
+        {"name": "gpu-h100-mig", "count": 1, "instance_type": "p5.48xlarge", "cpu": "192", "memory": "2048Gi",
+         "gpu": {"type": "h100", "count": 8, "mig": {"strategy": "mixed", "layout": "all-balanced"}}},
+    )
+    types = {t.name: t for t in instancetypes.instance_types(pools, instancetypes.load_catalog())}
+    gpu_resources = {name: {k: v for k, v in t.resources.items() if k.startswith("nvidia.com/")}
+                     for name, t in types.items() if t.gpu_type in ("a100", "t4", "h100")}
+    assert gpu_resources == {
+        "p4d.24xlarge": {"nvidia.com/gpu": "8"},
+        "p4d.24xlarge-mig-mixed-all-balanced": {"nvidia.com/mig-1g.5gb": "16", "nvidia.com/mig-2g.10gb": "8",
+                                                "nvidia.com/mig-3g.20gb": "8"},
+        "p4d.24xlarge-mig-single-all-1g.5gb": {"nvidia.com/gpu": "56"},  # 7 devices per GPU, as nvidia.com/gpu
+        "g4dn.12xlarge": {"nvidia.com/gpu": "4"},
+        "g4dn.12xlarge-time-sliced-4": {"nvidia.com/gpu": "16"},
+        "g4dn.12xlarge-time-sliced-2-renamed": {"nvidia.com/gpu.shared": "8"},
+        "p5.4xlarge": {"nvidia.com/gpu": "1"},
+        "p5.48xlarge": {"nvidia.com/gpu": "8"},
+        "p5.48xlarge-mig-mixed-all-balanced": {"nvidia.com/mig-1g.10gb": "16", "nvidia.com/mig-2g.20gb": "8",
+                                               "nvidia.com/mig-3g.40gb": "8"},
+    }
+    variant = types["p4d.24xlarge-mig-mixed-all-balanced"]
+    # Priced and labelled (gpu.machine) as the EC2 type it is a variant of; its family is the EC2 family's.
+    assert variant.on_demand_price == types["p4d.24xlarge"].on_demand_price == 21.957642
+    assert variant.machine == "p4d.24xlarge" and variant.family == "p4d" and variant.pools == ("gpu-a100-mig",)
+    assert types["p5.48xlarge-mig-mixed-all-balanced"].on_demand_price == 55.04
+    assert types["p5.48xlarge"].pools == ()
+    table = cost.PriceTable.of(instancetypes.load_catalog(), types.values())  # a variant node's bill
+    assert table.hourly("p4d.24xlarge-mig-mixed-all-balanced", "spot") == table.hourly("p4d.24xlarge", "spot")
+
+    docs = {(d["kind"], d["metadata"]["name"]): d
+            for d in karpenter.nodepool_manifests("demo", pools, list(types.values()))}
+
+    def instance_types_of(nodepool: str) -> list[str]:
+        requirements = docs[("NodePool", nodepool)]["spec"]["template"]["spec"]["requirements"]
+        return next(r["values"] for r in requirements if r["key"] == "node.kubernetes.io/instance-type")
+
+    assert instance_types_of("gpu-a100") == ["p4d.24xlarge"]
+    assert instance_types_of("gpu-a100-mig") == ["p4d.24xlarge-mig-mixed-all-balanced"]
+    assert instance_types_of("gpu-t4-shared") == ["g4dn.12xlarge-time-sliced-2-renamed"]
+    # The catalog's whole-GPU H100s are not the MIG pool's: they keep a NodePool of their own.
+    assert instance_types_of("gpu-h100-mig") == ["p5.48xlarge-mig-mixed-all-balanced"]
+    assert instance_types_of("gpu-h100") == ["p5.4xlarge", "p5.48xlarge"]
+    labels = docs[("NodePool", "gpu-a100-mig")]["spec"]["template"]["metadata"]["labels"]
+    # One instance type per shaped NodePool: all of GFD's labels are known before the node exists.
+    assert labels["nvidia.com/mig.config"] == "all-balanced" and labels["nvidia.com/mig.strategy"] == "mixed"
+    assert labels["nvidia.com/mig-1g.5gb.count"] == "16"
+    assert labels["accelerator"] == "nvidia-a100"
+    single = docs[("NodePool", "gpu-a100-single")]["spec"]["template"]["metadata"]["labels"]
+    assert single["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-40GB-MIG-1g.5gb"
+    sliced = docs[("NodePool", "gpu-t4-ts")]["spec"]["template"]["metadata"]["labels"]
+    assert sliced["nvidia.com/gpu.product"] == "Tesla-T4-SHARED" and sliced["nvidia.com/gpu.replicas"] == "4"
+    plain = docs[("NodePool", "gpu-a100")]["spec"]["template"]["metadata"]["labels"]
+    assert "nvidia.com/mig.config" not in plain and "nvidia.com/gpu.count" not in plain
+
+
+def test_two_pools_of_one_shape_and_name_but_other_resources_are_refused(settings: ClusterSettings) -> None:
+    pools = shaped_pools(settings,
+                         {"name": "mig-a", "instance_type": "p4d.24xlarge", "cpu": "96", "gpu": A100_MIXED},
+                         {"name": "mig-b", "instance_type": "p4d.24xlarge", "cpu": "48", "gpu": A100_MIXED})
+    with pytest.raises(InstanceTypeError, match=r"p4d\.24xlarge-mig-mixed-all-balanced: two pools give it different"):
+        instancetypes.instance_types(pools, instancetypes.load_catalog())
+
+
+@pytest.mark.parametrize("gpu", [A100_MIXED, {"type": "a100", "count": 8, "mig": "all-1g.5gb"}, T4_SLICED,
+                                 {"type": "t4", "count": 4, "sharing": {"timeSlicing": {"replicas": 3,
+                                                                                        "renameByDefault": True}}}],
+                         ids=["mig-mixed", "mig-single", "time-sliced", "time-sliced-renamed"])
+@pytest.mark.parametrize("variant", [False, True], ids=["ec2-name", "variant"])
+def test_the_bootstrap_gives_a_shaped_pools_node_what_topology_gives_its_static_nodes(
+        settings: ClusterSettings, gpu: dict[str, Any], variant: bool) -> None:
+    base = "p4d.24xlarge" if gpu["type"] == "a100" else "g4dn.12xlarge"
+    pool = {"name": "shaped", "count": 1, "instance_type": base, "cpu": "32", "memory": "256Gi", "gpu": gpu}
+    # The variant case: another pool gives the same EC2 name whole GPUs.
+    others = [{**pool, "name": "whole", "gpu": {"type": gpu["type"], "count": gpu["count"]}}] if variant else []
+    types = instancetypes.instance_types([pool, *others], instancetypes.load_catalog())
+    own = next(t for t in types if t.pools == ("shaped",))
+    assert (own.name != base) is variant
+    # What the node bootstrap reads: the provider file, through JSON.
+    document = json.loads(json.dumps(instancetypes.provider_file(types)))
+    resources = instancetypes.resources_by_type(document)[own.name]
+    setup = instancetypes.gpus_by_type(document)[own.name]
+    static = topology.node_manifests([pool])[0]
+
+    node = provider_node("kwok-shaped-abcde-1")
+    node["metadata"]["labels"].update({"karpenter.sh/nodepool": "shaped", "accelerator": f"nvidia-{gpu['type']}",
+                                       "node.kubernetes.io/instance-type": own.name,
+                                       "karpenter.sh/registered": "true"})
+    patch = karpenter.status_patch(node, resources, "10.241.0.10")
+    assert patch is not None
+    assert patch["status"]["capacity"] == {**{k: None for k in node["status"]["capacity"]
+                                              if k not in static["status"]["capacity"]},
+                                           **static["status"]["capacity"]}
+    # Karpenter's allocatable is the instance type's resources less its kube-reserved (cpu, memory):
+    # the device resources are the static node's allocatable.
+    devices = {k: v for k, v in static["status"]["allocatable"].items() if k.startswith("nvidia.com/")}
+    assert devices and devices == {k: v for k, v in resources.items() if k.startswith("nvidia.com/")}
+    labels = karpenter.label_patch(node, resources, setup)
+    assert labels is not None
+    gfd = {k: v for k, v in static["metadata"]["labels"].items()
+           if k.startswith(("nvidia.com/", "feature.node.kubernetes.io/"))}
+    assert labels["metadata"]["labels"] == {"kubernetes.io/hostname": "kwok-shaped-abcde-1", **gfd}
+    # The GPU Operator's view of the node (what the GPU faults and metrics read) is the static node's.
+    apply_merge_patch(node, patch)
+    apply_merge_patch(node, labels)
+    assert gpus.inventory([node])[node["metadata"]["name"]] == gpus.inventory([static])[static["metadata"]["name"]]
+    assert karpenter.label_patch(node, resources, setup) is None
+
+
+def test_a_file_without_our_gpu_settings_gives_whole_gpus_labels(types: list[instancetypes.InstanceType]) -> None:
+    document = [{k: v for k, v in entry.items() if k != "k8sim"} for entry in instancetypes.provider_file(types)]
+    assert instancetypes.gpus_by_type(document) == {}
+    with pytest.raises(InstanceTypeError, match="k8sim must be"):
+        instancetypes.gpus_by_type([{**document[0], "k8sim": "odd"}])
+    with pytest.raises(InstanceTypeError, match=r"gpu\.count must be"):
+        instancetypes.gpus_by_type([{**document[0], "k8sim": {"gpu": {"type": "t4", "count": 0}}}])
