@@ -107,31 +107,6 @@ def _json_documents(text: str, file: str | None, start_index: int, limits: Limit
         pos = end
 
 
-def _expand(value: Any, index: int, file: str | None, problems: list[Problem]) -> list[dict[str, Any]]:
-    """Objects of one document; a List's items get the List's kind and apiVersion when they lack them,
-    as a cluster-info dump writes them."""
-    if not isinstance(value, dict):
-        problems.append(Problem(f"expected a Kubernetes object, found {type(value).__name__}",
-                                index=index, file=file))
-        return []
-    kind = value.get("kind")
-    if not (isinstance(kind, str) and kind.endswith("List") and "items" in value
-            and isinstance(value["items"], list | None)):
-        return [value]
-    item_kind, api_version = kind.removesuffix("List"), value.get("apiVersion")
-    items = []
-    for i, item in enumerate(value["items"] or []):  # Go writes an empty list as null
-        if not isinstance(item, dict):
-            problems.append(Problem(f"items[{i}] is not an object", index=index, file=file, kind=kind))
-            continue
-        if item_kind and not item.get("kind"):
-            item["kind"] = item_kind
-        if api_version and not item.get("apiVersion"):
-            item["apiVersion"] = api_version
-        items.append(item)
-    return items
-
-
 def read(source: str | Mapping[str, str], limits: Limits) -> tuple[list[Document], str]:
     """Every object of an export and the export's format (``list``, ``yaml``, ``cluster-info-dump``,
     ``kwokctl-snapshot``); raises ManifestError (422 naming the problem) for anything else."""
@@ -162,7 +137,7 @@ def read(source: str | Mapping[str, str], limits: Limits) -> tuple[list[Document
             lists = [v for _, v in values if isinstance(v, dict) and str(v.get("kind", "")).endswith("List")]
             formats.add("list" if lists else "kwokctl-snapshot" if _kwokctl_like(values) else "yaml")
         for doc_index, value in values:
-            for obj in _expand(value, doc_index, file, problems):
+            for obj in manifests.expand(value, doc_index, file, problems):
                 documents.append(Document(obj, doc_index, file))
             index = doc_index + 1
         if len(documents) > limits.max_documents:

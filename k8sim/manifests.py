@@ -262,7 +262,7 @@ def parse(manifest: str | Mapping[str, str], limits: Limits = Limits()) -> list[
         if not isinstance(text, str):
             raise ManifestError(f"{file}: expected a YAML string", [Problem("expected a YAML string", file=file)])
         for doc_index, value in load_yaml(text, file=file, start_index=index, limits=limits):
-            for obj in _expand(value, doc_index, file, problems):
+            for obj in expand(value, doc_index, file, problems):
                 documents.append(Document(obj, doc_index, file))
             index = doc_index + 1
         if len(documents) > limits.max_documents:
@@ -276,21 +276,30 @@ def parse(manifest: str | Mapping[str, str], limits: Limits = Limits()) -> list[
     return documents
 
 
-def _expand(value: Any, index: int, file: str | None, problems: list[Problem]) -> list[dict[str, Any]]:
+def expand(value: Any, index: int, file: str | None, problems: list[Problem]) -> list[dict[str, Any]]:
+    """The objects of one document: itself, or a List's items. Items without a kind or apiVersion get
+    the List's (``PodList`` → ``Pod``), as a cluster-info dump writes them; Go writes an empty list as
+    ``null``."""
     if not isinstance(value, dict):
         problems.append(Problem(f"expected a mapping (an object), found {type(value).__name__}",
                                 index=index, file=file))
         return []
     kind = value.get("kind")
-    if isinstance(kind, str) and kind.endswith("List") and isinstance(value.get("items"), list):
-        items = []
-        for i, item in enumerate(value["items"]):
-            if isinstance(item, dict):
-                items.append(item)
-            else:
-                problems.append(Problem(f"items[{i}] is not an object", index=index, file=file, kind=kind))
-        return items
-    return [value]
+    if not (isinstance(kind, str) and kind.endswith("List") and "items" in value
+            and isinstance(value["items"], list | None)):
+        return [value]
+    item_kind, api_version = kind.removesuffix("List"), value.get("apiVersion")
+    items = []
+    for i, item in enumerate(value["items"] or []):
+        if not isinstance(item, dict):
+            problems.append(Problem(f"items[{i}] is not an object", index=index, file=file, kind=kind))
+            continue
+        if item_kind and not item.get("kind"):
+            item["kind"] = item_kind
+        if api_version and not item.get("apiVersion"):
+            item["apiVersion"] = api_version
+        items.append(item)
+    return items
 
 
 def check_structure(doc: Document) -> list[Problem]:
