@@ -19,6 +19,7 @@ from k8sim import gpus, topology
 from k8sim.local.settings import ClusterSettings
 
 from .conftest import Kubectl, eventually, promql
+from .workloads import deployment
 
 pytestmark = pytest.mark.integration
 
@@ -269,3 +270,33 @@ def test_pods_asking_for_mig_slices_land_and_their_dcgm_series_carry_gpu_i_profi
     assert {s["gpu"] for s in series(text, "DCGM_FI_DEV_POWER_USAGE") if s["Hostname"] == "itest-mig-mixed-0"} == {
         "0", "1"}
     assert not [s for s in series(text, "DCGM_FI_DEV_GPU_UTIL") if s["Hostname"] == "itest-mig-mixed-0"]
+
+
+def test_pods_share_a_time_sliced_gpu_and_each_gets_its_replicas_copy_of_its_series(
+        kubectl: Kubectl, namespace: str, engine_url: str, extra_gpu_nodes: dict[str, dict[str, Any]]) -> None:
+    # Six pods of one nvidia.com/gpu on the T4 x2 node sliced 4 ways (8 replicas): all run there, three per GPU
+    # (the device plugin hands out the GPU with the most free replicas).
+    pinned: dict[str, Any] = {"nodeSelector": {"kubernetes.io/hostname": "itest-ts-0"}}
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(deployment("sliced", 6, "1", gpus=1, **pinned)))
+    kubectl("wait", "-n", namespace, "deployment/sliced", "--for=jsonpath={.status.readyReplicas}=6", "--timeout=90s")
+    names = {p["metadata"]["name"] for p in kubectl.json("get", "pods", "-n", namespace, "-l", "app=sliced")["items"]}
+
+    def its_series() -> list[dict[str, str]]:
+        found = [s for s in series(scrape(engine_url), "DCGM_FI_DEV_GPU_UTIL") if s["Hostname"] == "itest-ts-0"]
+        assert {s["pod"] for s in found} == names
+        return found
+    found = eventually(its_series, 60, "the engine to give each pod a replica of a shared T4")
+    by_gpu: dict[str, list[dict[str, str]]] = {}
+    for s in found:
+        by_gpu.setdefault(s["gpu"], []).append(s)
+    assert {g: sorted(s["vgpu"] for s in copies) for g, copies in by_gpu.items()} == {
+        "0": ["0", "1", "2"], "1": ["0", "1", "2"]}
+    # One device under the copies: the same figures in each (its pods' work added up), not a pod's own.
+    text = scrape(engine_url)
+    for metric in ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_POWER_USAGE"):
+        values: dict[str, set[float]] = {}
+        for family in text_families(text):
+            for sample in family.samples:
+                if sample.name == metric and sample.labels.get("Hostname") == "itest-ts-0":
+                    values.setdefault(sample.labels["gpu"], set()).add(sample.value)
+        assert sorted(values) == ["0", "1"] and all(len(v) == 1 for v in values.values()), (metric, values)
