@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from k8sim import lifecycle
+from k8sim import gpus, lifecycle
 from k8sim.resources import GPU, Resources, pod_requests, quantity
 
 POOL_LABEL = "k8sim.io/pool"
+#: The device plugin's resource for time-sliced GPUs under renameByDefault, and the prefix of its MIG
+#: devices' under the mixed strategy (nvidia.com/mig-1g.5gb); single MIG and plain time-slicing keep GPU.
+SHARED_GPU = "nvidia.com/gpu.shared"
+MIG_PREFIX = "nvidia.com/mig-"
 
 
 def allocatable(node: Mapping[str, Any]) -> Resources:
@@ -48,15 +52,91 @@ def pending_reason(pod: Mapping[str, Any]) -> str | None:
     return "not yet scheduled"
 
 
+def is_gpu_device(resource: str) -> bool:
+    """Whether an extended resource is one of the device plugin's GPU devices: whole GPUs (time-sliced:
+    their replicas; MIG single: MIG devices), renamed replicas, or MIG devices of one profile."""
+    return resource in (GPU, SHARED_GPU) or resource.startswith(MIG_PREFIX)
+
+
+def device_requests(pod_spec: Mapping[str, Any]) -> dict[str, float]:
+    """GPU devices a pod reserves, by resource name, counted as the scheduler counts them (containers
+    summed, the largest init container's if more; a limit stands in for a missing request)."""
+    def of(container: Mapping[str, Any]) -> dict[str, float]:
+        res = container.get("resources") or {}
+        req, lim = res.get("requests") or {}, res.get("limits") or {}
+        found = {}
+        for name in {*req, *lim}:
+            if is_gpu_device(str(name)):
+                value = quantity(req[name] if req.get(name) is not None else lim.get(name))
+                if value:
+                    found[str(name)] = value
+        return found
+    total: dict[str, float] = {}
+    for container in pod_spec.get("containers") or []:
+        for name, value in of(container).items():
+            total[name] = total.get(name, 0.0) + value
+    for container in pod_spec.get("initContainers") or []:
+        for name, value in of(container).items():
+            total[name] = max(total.get(name, 0.0), value)
+    return total
+
+
+def gpu_devices(node: Mapping[str, Any], requested: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    """A node's GPU devices by resource name: allocatable, and requested by the pods bound to it. A
+    resource its capacity names counts even with nothing allocatable (every device unhealthy)."""
+    status = node.get("status") or {}
+    alloc = status.get("allocatable") or status.get("capacity") or {}
+    names = {str(k) for k in {*alloc, *(status.get("capacity") or {}), *requested} if is_gpu_device(str(k))}
+    found = {}
+    for name in sorted(names):
+        entry = {"allocatable": quantity(alloc.get(name)) or 0.0, "requested": requested.get(name, 0.0)}
+        if entry["allocatable"] or entry["requested"] or quantity((status.get("capacity") or {}).get(name)):
+            found[name] = entry
+    return found
+
+
+def _add_devices(into: dict[str, dict[str, float]], devices: Mapping[str, Mapping[str, float]]) -> None:
+    for name, entry in devices.items():
+        total = into.setdefault(name, {"allocatable": 0.0, "requested": 0.0})
+        total["allocatable"] += entry["allocatable"]
+        total["requested"] += entry["requested"]
+
+
+def _rounded(devices: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    return {name: {k: round(v, 3) for k, v in entry.items()} for name, entry in sorted(devices.items())}
+
+
+def gpu_setup(node: Mapping[str, Any], setup: gpus.GPUSetup | None) -> tuple[int, str | None]:
+    """(physical GPUs, how they are shared) of a node. The GPU Operator's setup where the node is one of
+    a known model (see gpus.inventory): ``none``, ``time-slicing``, ``mig-single`` or ``mig-mixed``;
+    otherwise the nvidia.com/gpu capacity and None (not known)."""
+    if setup is not None:
+        sharing = f"mig-{setup.mig_strategy}" if setup.mig_strategy else "time-slicing" if setup.shared else "none"
+        return setup.count, sharing
+    status = node.get("status") or {}
+    return int(quantity((status.get("capacity") or status.get("allocatable") or {}).get(GPU)) or 0), None
+
+
 def document(nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]],
              used: Mapping[str, tuple[float, float]] | None) -> dict[str, Any]:
     """The /cluster/capacity answer: per node and per pool allocatable, requested and used (None
-    where the metrics API does not answer), GPUs by type, and pending pods grouped by reason."""
-    pods = list(pods)
+    where the metrics API does not answer), GPUs by type, and pending pods grouped by reason.
+
+    ``gpus`` in allocatable/requested (and requested_percent), and the top-level ``gpus``, count
+    nvidia.com/gpu as the scheduler does; beside them, per node, pool and GPU type (``gpu_types``),
+    ``physical_gpus`` counts the GPUs installed and ``gpu_devices`` every device resource (MIG
+    profiles, time-sliced replicas) with its allocatable and requested."""
+    pods, nodes = list(pods), list(nodes)
+    setups = gpus.inventory(nodes)
     requested: dict[str, Resources] = {}
+    devices_requested: dict[str, dict[str, float]] = {}
     for pod in pods:
         if holds(pod):
-            requested.setdefault(pod["spec"]["nodeName"], Resources()).add(pod_requests(pod.get("spec") or {}))
+            spec = pod.get("spec") or {}
+            requested.setdefault(spec["nodeName"], Resources()).add(pod_requests(spec))
+            held = devices_requested.setdefault(spec["nodeName"], {})
+            for name, value in device_requests(spec).items():
+                held[name] = held.get(name, 0.0) + value
     node_rows: list[dict[str, Any]] = []
     pools: dict[str, dict[str, Any]] = {}
     for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
@@ -66,6 +146,8 @@ def document(nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any
         usage = None if used is None else used.get(name)
         ready = lifecycle.conditions(node).get("Ready", {}).get("status") == "True"
         unschedulable = bool((node.get("spec") or {}).get("unschedulable"))
+        physical, sharing = gpu_setup(node, setups.get(name))
+        devices = gpu_devices(node, devices_requested.get(name, {}))
         node_rows.append({
             "name": name, "pool": pool, "zone": labels.get("topology.kubernetes.io/zone"),
             "instance_type": labels.get("node.kubernetes.io/instance-type"), "gpu_type": kind,
@@ -74,14 +156,19 @@ def document(nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any
                        for t in (node.get("spec") or {}).get("taints") or []],
             "allocatable": alloc.as_json(), "requested": req.as_json(),
             "used": None if usage is None else {"cpu_cores": round(usage[0], 3), "memory_bytes": round(usage[1])},
+            "physical_gpus": physical, "gpu_sharing": sharing if physical or devices else None,
+            "gpu_devices": _rounded(devices),
         })
         entry = pools.setdefault(pool, {"name": pool, "nodes": 0, "ready_nodes": 0, "gpu_type": kind,
                                         "allocatable": Resources(), "requested": Resources(),
-                                        "used": None if used is None else [0.0, 0.0]})
+                                        "used": None if used is None else [0.0, 0.0],
+                                        "physical_gpus": 0, "gpu_devices": {}})
         entry["nodes"] += 1
         entry["ready_nodes"] += int(ready)
         entry["allocatable"].add(alloc)
         entry["requested"].add(req)
+        entry["physical_gpus"] += physical
+        _add_devices(entry["gpu_devices"], devices)
         if entry["used"] is not None and usage is not None:
             entry["used"][0] += usage[0]
             entry["used"][1] += usage[1]
@@ -91,16 +178,26 @@ def document(nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any
         pool_rows.append({**entry, "allocatable": alloc.as_json(), "requested": req.as_json(),
                           "used": None if entry["used"] is None else {"cpu_cores": round(entry["used"][0], 3),
                                                                      "memory_bytes": round(entry["used"][1])},
+                          "gpu_devices": _rounded(entry["gpu_devices"]),
                           "requested_percent": {
                               "cpu": round(100 * req.cpu / alloc.cpu, 1) if alloc.cpu else 0.0,
                               "memory": round(100 * req.memory / alloc.memory, 1) if alloc.memory else 0.0,
                               "gpus": round(100 * req.gpu / alloc.gpu, 1) if alloc.gpu else 0.0}})
-    gpus: dict[str, dict[str, float]] = {}
+    # ``gpus`` keeps its shape (type → numbers, nvidia.com/gpu); the installed GPUs and every device
+    # resource per type go beside it in ``gpu_types``.
+    by_type: dict[str, dict[str, float]] = {}
+    types: dict[str, dict[str, Any]] = {}
     for row in node_rows:
         if row["gpu_type"]:
-            g = gpus.setdefault(row["gpu_type"], {"allocatable": 0.0, "requested": 0.0})
+            g = by_type.setdefault(row["gpu_type"], {"allocatable": 0.0, "requested": 0.0})
             g["allocatable"] += row["allocatable"]["gpus"]
             g["requested"] += row["requested"]["gpus"]
+            t = types.setdefault(row["gpu_type"], {"nodes": 0, "physical_gpus": 0, "gpu_devices": {}})
+            t["nodes"] += 1
+            t["physical_gpus"] += row["physical_gpus"]
+            _add_devices(t["gpu_devices"], row["gpu_devices"])
+    for t in types.values():
+        t["gpu_devices"] = _rounded(t["gpu_devices"])
     phases: dict[str, int] = {}
     pending: dict[str, list[str]] = {}
     for pod in pods:
@@ -109,7 +206,7 @@ def document(nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any
         reason = pending_reason(pod)
         if reason:
             pending.setdefault(reason, []).append(f"{pod['metadata'].get('namespace', '')}/{pod['metadata']['name']}")
-    return {"pools": pool_rows, "nodes": node_rows, "gpus": gpus,
+    return {"pools": pool_rows, "nodes": node_rows, "gpus": by_type, "gpu_types": dict(sorted(types.items())),
             "pending": [{"reason": r, "count": len(p), "pods": sorted(p)[:50]}
                         for r, p in sorted(pending.items(), key=lambda kv: -len(kv[1]))],
             "pending_pods": sum(len(p) for p in pending.values()),

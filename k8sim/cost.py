@@ -40,6 +40,8 @@ from k8sim.resources import pod_requests, quantity
 DEFAULT_CPU_HOURLY = 0.031611
 DEFAULT_RAM_HOURLY = 0.004237
 DEFAULT_GPU_HOURLY = 0.95
+#: Its default storage price, $ per GiB-hour: what a volume costs here, where no disk has a cloud price.
+DEFAULT_STORAGE_HOURLY = 0.00005479452
 CPU_TO_RAM = DEFAULT_CPU_HOURLY / DEFAULT_RAM_HOURLY
 GPU_TO_RAM = DEFAULT_GPU_HOURLY / DEFAULT_RAM_HOURLY
 #: Hours in a month as OpenCost (and the clouds' monthly estimates) count them.

@@ -13,8 +13,10 @@ from typing import Any
 
 from k8sim.kube import Kube
 
-#: What the engine follows: pods and nodes for the model, workloads for replicas, namespaces for tenants.
+#: What the model reads each tick: pods and nodes, workloads for replicas, namespaces for tenants.
 KINDS = [("v1", "Pod"), ("v1", "Node"), ("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("v1", "Namespace")]
+#: What the cache follows: the model's kinds, and volumes for what they cost.
+WATCHED = [*KINDS, ("v1", "PersistentVolume")]
 
 
 def _slim(obj: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +60,7 @@ class Informer:
 class ClusterCache:
     """An informer per kind, run as background tasks."""
 
-    def __init__(self, kube: Kube, kinds: list[tuple[str, str]] = KINDS):
+    def __init__(self, kube: Kube, kinds: list[tuple[str, str]] = WATCHED):
         self.informers = {kind: Informer(kube, av, kind) for av, kind in kinds}
         self._tasks: list[asyncio.Task[None]] = []
 

@@ -7,8 +7,9 @@ Per node: ``node_total_hourly_cost``, ``node_cpu_hourly_cost`` ($ per core-hour)
 container: ``container_cpu_allocation`` (cores), ``container_memory_allocation_bytes`` and
 ``container_gpu_allocation``, labelled namespace, pod, container, instance, node. Prices and their split
 are k8sim.cost's. A container's allocation is its request (OpenCost takes the larger of request and
-usage; the model's usage is per pod, not per container). ``pv_hourly_cost`` is declared with no series:
-the engine does not follow PersistentVolumes.
+usage; the model's usage is per pod, not per container). Per PersistentVolume: ``pv_hourly_cost`` ($ per
+GiB-hour), labelled volumename, persistentvolume, provider_id, at OpenCost's default storage price: the
+simulated volumes have no cloud disk type to price.
 """
 
 from __future__ import annotations
@@ -69,8 +70,7 @@ class CostCollector(Collector):
         nodes = cache.items("Node") if cache is not None and cache.synced else []
         yield from node_families(nodes, self.table)
         yield from container_families(self.ref.state.pods)
-        yield GaugeMetricFamily("pv_hourly_cost", "pv_hourly_cost Cost per GB per hour on a persistent disk",
-                                labels=["volumename", "persistentvolume", "provider_id"])
+        yield volume_family(cache.items("PersistentVolume") if cache is not None and cache.synced else [])
 
 
 def node_families(nodes: list[dict[str, Any]], table: cost.PriceTable | None) -> Iterator[Metric]:
@@ -96,6 +96,16 @@ def node_families(nodes: list[dict[str, Any]], table: cost.PriceTable | None) ->
                               ("node_gpu_count", cap.gpu), ("kubecost_node_is_spot", float(price.spot))):
             fams[metric].add_metric(values, value)
     yield from fams.values()
+
+
+def volume_family(volumes: list[dict[str, Any]]) -> Metric:
+    family = GaugeMetricFamily("pv_hourly_cost", "pv_hourly_cost Cost per GB per hour on a persistent disk",
+                               labels=["volumename", "persistentvolume", "provider_id"])
+    for volume in sorted(volumes, key=lambda v: v["metadata"]["name"]):
+        name = volume["metadata"]["name"]
+        handle = ((volume.get("spec") or {}).get("csi") or {}).get("volumeHandle")
+        family.add_metric([name, name, str(handle or name)], cost.DEFAULT_STORAGE_HOURLY)
+    return family
 
 
 def container_families(pods: list[dict[str, Any]]) -> Iterator[Metric]:

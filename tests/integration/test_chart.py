@@ -210,6 +210,7 @@ def test_each_component_may_do_its_job_and_no_more(kubectl: Kubectl, namespace: 
         ("operator", "patch", "configmaps"): True, ("operator", "delete", "nodeclaims.karpenter.sh"): True,
         ("operator", "delete", "nodes"): False, ("operator", "delete", "deployments.apps"): False,
         ("engine", "list", "pods"): True, ("engine", "watch", "scenarios.k8sim.io"): True,
+        ("engine", "watch", "persistentvolumes"): True, ("engine", "delete", "persistentvolumes"): False,
         ("engine", "list", "secrets"): False, ("engine", "patch", "pods"): False,
         ("kwok", "patch", "pods/status"): True, ("kwok", "update", "leases.coordination.k8s.io"): True,
         ("kwok", "create", "deployments.apps"): False, ("kwok", "list", "secrets"): False,

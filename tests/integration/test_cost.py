@@ -126,6 +126,11 @@ def test_opencost_metrics_in_prometheus(engine_url: str, prometheus: str, kubect
     t4 = {"nodeSelector": {"accelerator": "nvidia-t4"},
           "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
     kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(deployment("one-t4", 1, "2", "8Gi", 1, **t4)))
+    volume = f"{namespace}-disk"  # cluster-wide: a name of this test's own
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump(
+        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
+         "spec": {"capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteOnce"],
+                  "hostPath": {"path": f"/tmp/{volume}"}, "persistentVolumeReclaimPolicy": "Delete"}}))
     kubectl("wait", "-n", namespace, "deployment/one-t4", "--for=condition=Available", "--timeout=90s")
     nodes = kubectl.json("get", "nodes")["items"]
 
@@ -148,6 +153,13 @@ def test_opencost_metrics_in_prometheus(engine_url: str, prometheus: str, kubect
         assert promql(prometheus, name), name
     (total,) = promql(prometheus, "sum(node_total_hourly_cost)")
     assert float(total["value"][1]) == pytest.approx(sum(hourly(n) for n in nodes), abs=1e-6)
+    # A volume at OpenCost's default storage price per GiB-hour.
+    try:
+        (pv,) = eventually(lambda: promql(prometheus, f'pv_hourly_cost{{persistentvolume="{volume}"}}'), 60,
+                           "Prometheus to scrape the volume's price")
+    finally:
+        kubectl("delete", "pv", volume, "--wait=false")
+    assert float(pv["value"][1]) == 0.00005479452 and pv["metric"]["volumename"] == volume
 
 
 def test_what_if_names_the_nodes_karpenter_would_add(api_url: str) -> None:

@@ -158,6 +158,8 @@ def test_engine_exports_opencosts_names_and_labels() -> None:
              _node("kwok-gpu", "g4dn.12xlarge", {"cpu": "48", "memory": "192Gi", "nvidia.com/gpu": "4"},
                    {"karpenter.sh/capacity-type": "spot"}),
              _node("odd", "m5.nothing", {"cpu": "2", "memory": "8Gi"})]
+    volumes = [{"metadata": {"name": "pvc-1"}, "spec": {"capacity": {"storage": "10Gi"}}},
+               {"metadata": {"name": "pvc-2"}, "spec": {"csi": {"volumeHandle": "vol-0abc"}}}]
     pod = {"metadata": {"name": "web-1", "namespace": "t1"}, "status": {"phase": "Running"},
            "spec": {"nodeName": "kwok-gpu", "containers": [
                {"name": "app", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
@@ -168,7 +170,7 @@ def test_engine_exports_opencosts_names_and_labels() -> None:
         synced = True
 
         def items(self, kind: str) -> list[dict[str, Any]]:
-            return nodes if kind == "Node" else []
+            return {"Node": nodes, "PersistentVolume": volumes}.get(kind, [])
 
     class Ref:
         state = State()
@@ -194,7 +196,9 @@ def test_engine_exports_opencosts_names_and_labels() -> None:
     assert samples[("container_cpu_allocation", app)] == 0.5
     assert samples[("container_memory_allocation_bytes", app)] == GIB
     assert samples[("container_gpu_allocation", app)] == 1.0
-    assert "# TYPE pv_hourly_cost gauge" in generate_latest(registry).decode()
+    assert {labels: v for (name, labels), v in samples.items() if name == "pv_hourly_cost"} == {
+        (("persistentvolume", "pvc-1"), ("provider_id", "pvc-1"), ("volumename", "pvc-1")): 0.00005479452,
+        (("persistentvolume", "pvc-2"), ("provider_id", "vol-0abc"), ("volumename", "pvc-2")): 0.00005479452}
 
 
 # --------------------------------------------------------------------------- the route
