@@ -640,11 +640,25 @@ class ScenarioDeleted(Out):
 
 class CapacityDocument(Out):
     """Per pool and node: allocatable, requested (by bound pods) and used (metrics.k8s.io; null
-    without it); GPUs by type; pending pods grouped by the scheduler's reason."""
+    without it); GPUs by type; pending pods grouped by the scheduler's reason.
+
+    `gpus` (in allocatable/requested and by type) counts `nvidia.com/gpu`, the resource the scheduler
+    places. Every pool and node also carries `physical_gpus` (GPUs installed) and `gpu_devices`
+    (allocatable and requested per device resource: `nvidia.com/gpu`, `nvidia.com/gpu.shared`,
+    `nvidia.com/mig-<profile>`); every node `gpu_sharing` (`none`, `time-slicing`, `mig-single`,
+    `mig-mixed`; null without GPUs or for a GPU model the simulator does not know)."""
 
     pools: list[dict[str, Any]]
     nodes: list[dict[str, Any]]
-    gpus: dict[str, dict[str, float]]
+    gpus: dict[str, dict[str, float]] = Field(description=(
+        "GPU type → allocatable and requested nvidia.com/gpu (MIG single: MIG devices; time-sliced: replicas)"),
+        examples=[{"t4": {"allocatable": 8, "requested": 3}}])
+    gpu_types: dict[str, dict[str, Any]] = Field({}, description=(
+        "GPU type → nodes, physical_gpus and gpu_devices (resource → allocatable, requested)"),
+        examples=[{"a100": {"nodes": 1, "physical_gpus": 2, "gpu_devices": {
+            "nvidia.com/mig-1g.5gb": {"allocatable": 4, "requested": 1},
+            "nvidia.com/mig-2g.10gb": {"allocatable": 2, "requested": 0},
+            "nvidia.com/mig-3g.20gb": {"allocatable": 2, "requested": 0}}}}])
     pending: list[dict[str, Any]]
     pending_pods: int
     pods_by_phase: dict[str, int] = Field(description="Every pod by status.phase", examples=[{"Running": 42}])

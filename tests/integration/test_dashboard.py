@@ -282,3 +282,68 @@ def test_a_banner_names_the_backend_that_holds_metrics_k8s_io(browser: Any, api_
             kubectl("delete", "apiservice", "v1beta1.metrics.k8s.io", "--ignore-not-found")
     banner.wait_for(state="hidden", timeout=20_000)
     context.close()
+
+
+def shown_usd(text: str, expected: float) -> None:
+    """A figure as a cost card shows it ($1,234.56, $0.0042, or "< $0.0001" for a cost too small for four places)
+    is the API's figure to the places shown."""
+    if text.startswith("< $"):
+        assert 0 < expected < float(text.removeprefix("< $")), (text, expected)
+        return
+    places = 2 if expected >= 1 else 4
+    assert float(text.removeprefix("$").replace(",", "")) == pytest.approx(expected, abs=0.5 * 10**-places + 1e-12), (
+        text, expected)
+
+
+def test_the_tenant_view_shows_what_the_tenant_costs(browser: Any, api_url: str, tenants: list[str]) -> None:
+    """The tenant view's cost cards are GET /cluster/cost?aggregate=tenant's figures for the tenant's exact id,
+    over the windows the cards name (the page's own, asked again): the tenant whose id the other extends is not
+    charged the other's pods."""
+    base, other = tenants  # other's pod runs from the fixture on; base's only after the test above deployed it
+
+    def allocation(window: str, tenant: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        doc = httpx.get(f"{api_url}/cluster/cost", params={"window": window, "aggregate": "tenant"},
+                        timeout=60).raise_for_status().json()
+        return doc, doc["data"][0].get(tenant)
+    eventually(lambda: (allocation("1h", other)[1] or {}).get("totalCost", 0) > 0, 60,
+               f"the operator to record {other}'s pod and the cost API to charge it")
+    context = browser.new_context(viewport=VIEWPORT, color_scheme="light")
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None)
+    for tenant in (other, base):
+        page.goto(f"{api_url}/ui/#/tenants/{tenant}")
+        cards = page.get_by_role("region", name="Cost of the tenant")
+        total, hourly = cards.locator("[data-card='cost-window']"), cards.locator("[data-card='cost-hourly']")
+        total.wait_for(timeout=30_000)
+        assert total.locator(".label").inner_text() == "Cost over the last 1 hour"
+        # Over the window the card names: the tenant's totalCost, shown to the places it is given in.
+        _, mine = allocation(str(total.get_attribute("data-window")), tenant)
+        start, end = (int(x) for x in str(total.get_attribute("data-window")).split(","))
+        assert end - start == 3600
+        expected = mine["totalCost"] if mine else 0.0
+        assert float(str(total.get_attribute("data-usd"))) == expected
+        shown_usd(total.locator(".value").inner_text(), expected)
+        # $/h now: its cost over the last five minutes per hour its pods ran in them (0 when none runs now).
+        doc, mine = allocation(str(hourly.get_attribute("data-window")), tenant)
+        start, end = (int(x) for x in str(hourly.get_attribute("data-window")).split(","))
+        assert end - start == 300
+        rate = (mine["totalCost"] * 60 / mine["minutes"]
+                if mine and mine["end"] == doc["window"]["end"] and mine["minutes"] > 0 else 0.0)
+        assert float(str(hourly.get_attribute("data-usd"))) == pytest.approx(rate, rel=1e-12, abs=1e-12)
+        text = hourly.locator(".value").inner_text()
+        assert text.endswith("/h"), text
+        shown_usd(text.removesuffix("/h"), rate)
+        if tenant == other:
+            assert expected > 0 and rate > 0  # its pod is running: a figure that could be wrong, not a zero
+    # The time range picks the window of the total.
+    page.get_by_label("Time range").select_option("6")
+    page.locator("[data-card='cost-window'] .label", has_text="Cost over the last 6 hours").wait_for()
+    total = page.locator("[data-card='cost-window']")
+    start, end = (int(x) for x in str(total.get_attribute("data-window")).split(","))
+    assert end - start == 6 * 3600
+    assert float(str(total.get_attribute("data-usd"))) == (allocation(f"{start},{end}", base)[1] or {}).get(
+        "totalCost", 0.0)
+    context.close()
+    assert problems == [], problems

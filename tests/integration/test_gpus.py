@@ -300,3 +300,39 @@ def test_pods_share_a_time_sliced_gpu_and_each_gets_its_replicas_copy_of_its_ser
                 if sample.name == metric and sample.labels.get("Hostname") == "itest-ts-0":
                     values.setdefault(sample.labels["gpu"], set()).add(sample.value)
         assert sorted(values) == ["0", "1"] and all(len(v) == 1 for v in values.values()), (metric, values)
+
+
+def test_cluster_capacity_counts_the_installed_gpus_and_every_device_resource(
+        kubectl: Kubectl, namespace: str, api_url: str, extra_gpu_nodes: dict[str, dict[str, Any]]) -> None:
+    # Two pods of a 1g.5gb slice: /cluster/capacity sees them requested on the mixed node's MIG devices.
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=mig_deployment("counted", 2))
+    kubectl("wait", "-n", namespace, "deployment/counted", "--for=jsonpath={.status.readyReplicas}=2", "--timeout=120s")
+
+    def counted() -> dict[str, Any]:
+        doc: dict[str, Any] = httpx.get(f"{api_url}/cluster/capacity", timeout=30).raise_for_status().json()
+        rows = {n["name"]: n for n in doc["nodes"] if n["name"] in extra_gpu_nodes}
+        # Earlier tests' pods on these nodes go with their namespaces: wait for the count to be this test's.
+        assert rows["itest-mig-mixed-0"]["gpu_devices"]["nvidia.com/mig-1g.5gb"]["requested"] == 2, rows
+        assert rows["itest-ts-0"]["gpu_devices"]["nvidia.com/gpu"]["requested"] == 0, rows
+        return doc
+    doc = eventually(counted, 120, "the MIG slices requested by this test's two pods alone")
+    rows = {n["name"]: n for n in doc["nodes"]}
+    # A100-40GB x2, all-balanced, mixed: no nvidia.com/gpu, three MIG resources.
+    mixed = rows["itest-mig-mixed-0"]
+    assert (mixed["physical_gpus"], mixed["gpu_sharing"], mixed["allocatable"]["gpus"]) == (2, "mig-mixed", 0)
+    assert mixed["gpu_devices"] == {"nvidia.com/mig-1g.5gb": {"allocatable": 4, "requested": 2},
+                                    "nvidia.com/mig-2g.10gb": {"allocatable": 2, "requested": 0},
+                                    "nvidia.com/mig-3g.20gb": {"allocatable": 2, "requested": 0}}
+    single, shared = rows["itest-mig-single-0"], rows["itest-ts-0"]
+    assert (single["physical_gpus"], single["gpu_sharing"], single["gpu_devices"]) == (
+        1, "mig-single", {"nvidia.com/gpu": {"allocatable": 7, "requested": 0}})
+    assert (shared["physical_gpus"], shared["gpu_sharing"], shared["gpu_devices"]) == (
+        2, "time-slicing", {"nvidia.com/gpu": {"allocatable": 8, "requested": 0}})
+    pools = {p["name"]: p for p in doc["pools"]}
+    assert (pools["itest-mig-mixed"]["physical_gpus"], pools["itest-mig-mixed"]["gpu_devices"]) == (
+        2, mixed["gpu_devices"])
+    # By type: the installed GPUs of every node of the type, the demo pools' included.
+    for kind, entry in doc["gpu_types"].items():
+        of_kind = [n for n in doc["nodes"] if n["gpu_type"] == kind]
+        assert (entry["nodes"], entry["physical_gpus"]) == (len(of_kind), sum(n["physical_gpus"] for n in of_kind))
+    assert doc["gpu_types"]["a100"]["gpu_devices"]["nvidia.com/mig-1g.5gb"]["requested"] == 2

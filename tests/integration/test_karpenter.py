@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import os
 import signal
 import time
@@ -392,3 +393,54 @@ def test_the_history_records_the_nodeclaims_and_the_nodes_steps_and_why_the_node
     assert life["ready_at"] is not None
     resp = httpx.get(f"{api_url}/cluster/nodes/history", params={"hours": "soon"}, timeout=30)
     assert resp.status_code == 422, resp.text
+
+
+def test_a_nodepool_asking_for_an_unknown_instance_type_launches_nothing_and_says_why(
+        karpenter_up: ClusterSettings, kubectl: Kubectl, namespace: str, launched: set[str]) -> None:
+    """A user's NodePool naming an instance type the price table lacks: Karpenter launches nothing for it,
+    says so in its log naming the NodePool, and the pod's event lists no candidate; the static pools go on
+    placing pods meanwhile."""
+    pool_name = f"unknown-{namespace}"[:63]
+    labels = {"type": "kwok", "k8sim.io/pool": pool_name}
+    log = local_karpenter.logs(karpenter_up) / "karpenter.log"
+    logged_before = log.stat().st_size
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump(
+        {"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": {"name": pool_name},
+         "spec": {"template": {"metadata": {"labels": labels}, "spec": {
+             "nodeClassRef": {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": "cpu"},
+             "requirements": [{"key": "node.kubernetes.io/instance-type", "operator": "In",
+                               "values": ["x99.mega"]}], "expireAfter": "Never"}},
+             "limits": {"nodes": "2"}}}))
+    try:
+        kubectl("apply", "-n", namespace, "-f", "-", stdin=deployment(
+            "lost", 1, 0, "1", {"nodeSelector": {"k8sim.io/pool": pool_name}}))
+        kubectl("apply", "-n", namespace, "-f", "-", stdin=deployment("static", 2, 0, "1", {
+            "nodeSelector": {"k8sim.io/pool": "cpu", "node.kubernetes.io/instance-type": "c6i.8xlarge"}}))
+
+        def karpenter_skipped() -> list[dict[str, Any]]:
+            with log.open() as f:
+                f.seek(logged_before)
+                lines = [json.loads(line) for line in f if pool_name in line]
+            return [e for e in lines if e.get("message") == "skipping, nodepool requirements filtered out all "
+                    "instance types" and e.get("NodePool", {}).get("name") == pool_name]
+        eventually(karpenter_skipped, 90, what="Karpenter to log why it skips the NodePool")
+
+        def pod_event() -> list[str]:
+            found = [e["message"] for e in kubectl.json("get", "events", "-n", namespace)["items"]
+                     if e["reason"] == "FailedScheduling" and e["message"].startswith("Failed to schedule pod")
+                     and e["involvedObject"]["name"].startswith("lost-")]
+            assert found
+            return found
+        said = eventually(pod_event, 60, what="Karpenter's event on the pod")
+        # Every other NodePool is named as incompatible; the one the pod selects offers nothing to try.
+        assert f"k8sim.io/pool In [{pool_name}] not in k8sim.io/pool In [cpu]" in said[-1]
+        assert f"k8sim.io/pool In [{pool_name}]" not in said[-1].replace(f"In [{pool_name}] not in", "")
+        lost = [p for p in pods(kubectl, namespace) if p["metadata"]["labels"]["app"] == "lost"]
+        assert len(lost) == 1 and lost[0]["status"].get("phase") == "Pending"
+        static = eventually(lambda: [p for p in pods(kubectl, namespace) if p["metadata"]["labels"]["app"] == "static"
+                                     and p["status"].get("phase") == "Running"], 60, what="the static pool's pods")
+        assert len(static) == 2 and all(p["spec"]["nodeName"].startswith("cpu-") for p in static)
+        assert not [c for name, c in nodeclaims(kubectl).items()
+                    if name not in launched and c["metadata"]["labels"].get("karpenter.sh/nodepool") == pool_name]
+    finally:
+        kubectl("delete", "nodepool", pool_name, "--timeout=60s", check=False)

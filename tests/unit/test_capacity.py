@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from k8sim import capacity, resources
+from k8sim import capacity, gpus, resources, topology
 
 GIB = 1024**3
 
@@ -118,3 +118,113 @@ def test_probe_pods_keep_off_autoscaled_nodes_and_keep_the_workloads_own_terms()
                                              ("1e3", 1000), ("0.5Gi", GIB / 2), ("2Pi", 2 * 1024**5), ("", None)])
 def test_quantities_in_every_unit_the_apis_write(text: Any, value: float | None) -> None:
     assert resources.quantity(text) == (pytest.approx(value) if value is not None else None)
+
+
+# --------------------------------------------------------------------------- MIG and time-sliced devices
+
+DEVICE_POOLS: list[dict[str, Any]] = [
+    {"name": "mig-mixed", "count": 1, "instance_type": "p4d.24xlarge", "cpu": "96", "memory": "1152Gi",
+     "gpu": {"type": "a100", "count": 2, "mig": {"strategy": "mixed", "layout": "all-balanced"}}},
+    {"name": "mig-single", "count": 1, "instance_type": "p5.48xlarge", "cpu": "192", "memory": "2048Gi",
+     "gpu": {"type": "h100", "count": 1, "mig": {"strategy": "single", "layout": "all-1g.10gb"}}},
+    {"name": "ts-renamed", "count": 2, "instance_type": "g4dn.12xlarge", "cpu": "48", "memory": "192Gi",
+     "gpu": {"type": "t4", "count": 2, "sharing": {"timeSlicing": {"replicas": 4, "renameByDefault": True}}}},
+    {"name": "ts", "count": 1, "instance_type": "g4dn.12xlarge", "cpu": "48", "memory": "192Gi",
+     "gpu": {"type": "t4", "count": 4, "sharing": {"timeSlicing": {"replicas": 2}}}},
+    {"name": "cpu", "count": 1, "instance_type": "c6i.8xlarge", "cpu": "32", "memory": "128Gi"},
+]
+
+
+def device_pod(name: str, node_name: str, devices: dict[str, int], phase: str = "Running") -> dict[str, Any]:
+    limits = {k: str(v) for k, v in devices.items()}
+    return {"metadata": {"name": name, "namespace": "ns"}, "status": {"phase": phase},
+            "spec": {"nodeName": node_name, "containers": [{"name": "c", "resources": {
+                "requests": {"cpu": "1", "memory": "1Gi"}, "limits": limits}}]}}
+
+
+def device_nodes() -> list[dict[str, Any]]:
+    return topology.node_manifests(DEVICE_POOLS)
+
+
+def test_mig_and_time_sliced_pools_count_physical_gpus_and_every_device_resource() -> None:
+    pods = [device_pod("m1", "mig-mixed-0", {"nvidia.com/mig-1g.5gb": 1}),
+            device_pod("m2", "mig-mixed-0", {"nvidia.com/mig-1g.5gb": 1, "nvidia.com/mig-3g.20gb": 1}),
+            device_pod("gone", "mig-mixed-0", {"nvidia.com/mig-2g.10gb": 1}, phase="Succeeded"),
+            device_pod("s1", "mig-single-0", {"nvidia.com/gpu": 2}),
+            device_pod("r1", "ts-renamed-0", {"nvidia.com/gpu.shared": 1}),
+            device_pod("r2", "ts-renamed-1", {"nvidia.com/gpu.shared": 2}),
+            device_pod("t1", "ts-0", {"nvidia.com/gpu": 3})]
+    doc = capacity.document(device_nodes(), pods, None)
+    pools = {p["name"]: p for p in doc["pools"]}
+    # A100-40GB x2, all-balanced, mixed: no nvidia.com/gpu at all, one resource per MIG profile.
+    mixed = pools["mig-mixed"]
+    assert mixed["physical_gpus"] == 2
+    assert mixed["gpu_devices"] == {"nvidia.com/mig-1g.5gb": {"allocatable": 4, "requested": 2},
+                                    "nvidia.com/mig-2g.10gb": {"allocatable": 2, "requested": 0},
+                                    "nvidia.com/mig-3g.20gb": {"allocatable": 2, "requested": 1}}
+    assert mixed["allocatable"]["gpus"] == 0 and mixed["requested"]["gpus"] == 0  # gpus keeps counting nvidia.com/gpu
+    # H100 x1, all-1g.10gb, single: nvidia.com/gpu counts seven MIG devices of one GPU.
+    single = pools["mig-single"]
+    assert (single["physical_gpus"], single["gpu_devices"]) == (1, {"nvidia.com/gpu": {"allocatable": 7,
+                                                                                        "requested": 2}})
+    assert single["allocatable"]["gpus"] == 7 and single["requested_percent"]["gpus"] == pytest.approx(28.6)
+    # T4 x2 per node, 4 replicas each, renamed: two nodes, 16 nvidia.com/gpu.shared over 4 GPUs.
+    renamed = pools["ts-renamed"]
+    assert (renamed["physical_gpus"], renamed["gpu_devices"]) == (4, {"nvidia.com/gpu.shared": {"allocatable": 16,
+                                                                                               "requested": 3}})
+    plain = pools["ts"]
+    assert (plain["physical_gpus"], plain["gpu_devices"]) == (4, {"nvidia.com/gpu": {"allocatable": 8,
+                                                                                      "requested": 3}})
+    assert (pools["cpu"]["physical_gpus"], pools["cpu"]["gpu_devices"]) == (0, {})
+    rows = {n["name"]: n for n in doc["nodes"]}
+    assert {name: (row["physical_gpus"], row["gpu_sharing"]) for name, row in rows.items()} == {
+        "mig-mixed-0": (2, "mig-mixed"), "mig-single-0": (1, "mig-single"), "ts-renamed-0": (2, "time-slicing"),
+        "ts-renamed-1": (2, "time-slicing"), "ts-0": (4, "time-slicing"), "cpu-0": (0, None)}
+    assert rows["ts-renamed-1"]["gpu_devices"] == {"nvidia.com/gpu.shared": {"allocatable": 8, "requested": 2}}
+    # By GPU type: the old numbers stay nvidia.com/gpu's; the installed GPUs and devices beside them.
+    assert doc["gpus"] == {"a100": {"allocatable": 0, "requested": 0}, "h100": {"allocatable": 7, "requested": 2},
+                           "t4": {"allocatable": 8, "requested": 3}}
+    assert doc["gpu_types"] == {
+        "a100": {"nodes": 1, "physical_gpus": 2, "gpu_devices": mixed["gpu_devices"]},
+        "h100": {"nodes": 1, "physical_gpus": 1, "gpu_devices": single["gpu_devices"]},
+        "t4": {"nodes": 3, "physical_gpus": 8, "gpu_devices": {
+            "nvidia.com/gpu": {"allocatable": 8, "requested": 3},
+            "nvidia.com/gpu.shared": {"allocatable": 16, "requested": 3}}}}
+
+
+def test_an_unhealthy_gpu_leaves_allocatable_not_the_installed_count() -> None:
+    nodes = device_nodes()
+    mixed = next(n for n in nodes if n["metadata"]["name"] == "mig-mixed-0")
+    # The device plugin after an XID 79 on one of the two GPUs: its MIG devices are gone from allocatable.
+    setup = gpus.setup(DEVICE_POOLS[0]["gpu"])
+    mixed["status"]["allocatable"].update({k: str(v) for k, v in gpus.allocatable(setup, 1).items()})
+    doc = capacity.document([mixed], [], None)
+    (row,) = doc["nodes"]
+    assert row["physical_gpus"] == 2
+    assert row["gpu_devices"] == {"nvidia.com/mig-1g.5gb": {"allocatable": 2, "requested": 0},
+                                  "nvidia.com/mig-2g.10gb": {"allocatable": 1, "requested": 0},
+                                  "nvidia.com/mig-3g.20gb": {"allocatable": 1, "requested": 0}}
+    mixed["status"]["allocatable"].update({k: "0" for k in setup.resources()})  # every GPU unhealthy
+    (row,) = capacity.document([mixed], [], None)["nodes"]
+    assert row["gpu_devices"]["nvidia.com/mig-3g.20gb"] == {"allocatable": 0, "requested": 0}
+
+
+def test_a_gpu_node_of_a_model_the_simulator_does_not_know_counts_its_nvidia_com_gpu() -> None:
+    found = node("x-0", "other", gpus=4)
+    found["metadata"]["labels"]["accelerator"] = "nvidia-b200"
+    (row,) = capacity.document([found], [pod("p", "x-0", gpus=1)], None)["nodes"]
+    assert (row["physical_gpus"], row["gpu_sharing"], row["gpu_devices"]) == (
+        4, None, {"nvidia.com/gpu": {"allocatable": 4, "requested": 1}})
+
+
+def test_device_requests_count_as_the_scheduler_counts_them() -> None:
+    spec = {"containers": [{"resources": {"limits": {"nvidia.com/mig-1g.5gb": "1", "cpu": "2"}}},
+                           {"resources": {"requests": {"nvidia.com/mig-1g.5gb": "2"},
+                                          "limits": {"nvidia.com/mig-1g.5gb": "2", "example.com/fpga": "1"}}}],
+            "initContainers": [{"resources": {"limits": {"nvidia.com/mig-1g.5gb": "1", "nvidia.com/gpu.shared": "2"}}}]}
+    # Containers summed (a limit stands in for the request), an init container's only where it is more;
+    # other extended resources are not GPU devices.
+    assert capacity.device_requests(spec) == {"nvidia.com/mig-1g.5gb": 3, "nvidia.com/gpu.shared": 2}
+    assert [r for r in ("nvidia.com/gpu", "nvidia.com/gpu.shared", "nvidia.com/mig-3g.20gb", "nvidia.com/gpu.product",
+                        "example.com/gpu") if capacity.is_gpu_device(r)] == ["nvidia.com/gpu", "nvidia.com/gpu.shared",
+                                                                           "nvidia.com/mig-3g.20gb"]

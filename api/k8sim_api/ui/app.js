@@ -212,7 +212,7 @@ function overviewView() {
       const gpuAlerts = Object.keys(cap.gpus || {}).length ? await api("/sla/alerts/history", { query: { state: "firing", limit: 200 } })
         .then((r) => r.alerts.filter((a) => a.name.startsWith("GPU"))).catch(() => []) : [];
       // The price of the nodes changes only as nodes come and go: asked again every 30 s, not every refresh.
-      if (!ctx.cost || Date.now() - ctx.cost.at > 30000) {
+      if (!ctx.cost || Date.now() - ctx.cost.at > COST_EVERY) {
         ctx.cost = { at: Date.now(), doc: await api("/cluster/cost?window=10m&aggregate=pool").catch(() => null) };
       }
       if (!ctx.lives || Date.now() - ctx.lives.at > 15000) {
@@ -228,29 +228,31 @@ function overviewView() {
         card("Services", summary ? `${summary.healthy_services} / ${summary.total_services} healthy` : "–"),
         card("Requests/s", summary ? fmt.num(summary.total_requests_per_second) : "–"),
         card("SLA", summary ? fmt.pct(summary.sla_percentage, 3) : "–"),
-        card("Cost now", cost ? `$${fmt.num(cost.hourly_cost_now, 2)}/h` : "–", "cost-hourly"),
-        card("This month at that rate", cost ? `$${fmt.num(cost.monthly_projection, 0)}` : "–", "cost-monthly"),
+        ...costCards({ hourly: cost?.hourly_cost_now, total: cost?.monthly_projection, totalLabel: "This month at that rate",
+          totalId: "cost-monthly", digits: [2, 0] }),
       );
       const pools = cap.pools.map((p) => h("div", { class: "panel", dataset: { pool: p.name } },
-        h("h3", {}, `${p.name} `, h("span", { class: "muted" }, `${p.ready_nodes}/${p.nodes} nodes ready${p.gpu_type ? ` · ${p.gpu_type.toUpperCase()} GPUs` : ""}`)),
+        h("h3", {}, `${p.name} `, h("span", { class: "muted" }, `${p.ready_nodes}/${p.nodes} nodes ready${p.gpu_type ? ` · ${fmt.num(p.physical_gpus, 0)} ${p.gpu_type.toUpperCase()} GPUs` : ""}`)),
         meterRow("CPU req.", p.requested.cpu_cores, p.allocatable.cpu_cores, `${fmt.num(p.requested.cpu_cores)} of ${fmt.num(p.allocatable.cpu_cores, 0)} cores`),
         p.used ? meterRow("CPU used", p.used.cpu_cores, p.allocatable.cpu_cores, `${fmt.num(p.used.cpu_cores, 2)} cores`) : null,
         meterRow("Mem req.", p.requested.memory_bytes, p.allocatable.memory_bytes, `${fmt.bytes(p.requested.memory_bytes)} of ${fmt.bytes(p.allocatable.memory_bytes)}`),
         p.used ? meterRow("Mem used", p.used.memory_bytes, p.allocatable.memory_bytes, fmt.bytes(p.used.memory_bytes)) : null,
-        p.allocatable.gpus ? meterRow("GPU req.", p.requested.gpus, p.allocatable.gpus, `${fmt.num(p.requested.gpus, 0)} of ${fmt.num(p.allocatable.gpus, 0)}`) : null,
+        Object.entries(p.gpu_devices || {}).map(([r, d]) => meterRow(r === "nvidia.com/gpu" ? "GPU req." : deviceName(r), d.requested,
+          d.allocatable, `${fmt.num(d.requested, 0)} of ${fmt.num(d.allocatable, 0)}`)),
       ));
-      const gpuRows = Object.entries(cap.gpus).map(([type, g]) => ({ type, ...g }));
+      const gpuRows = Object.entries(cap.gpu_types || {}).map(([type, g]) => ({ type, ...g }));
       const pending = cap.pending.map((g) => h("details", { class: "panel" },
         h("summary", {}, h("strong", {}, `${g.count} pending`), " · ", g.reason),
         h("ul", {}, g.pods.map((p) => h("li", {}, p)))));
       ctx.body.replaceChildren(
         h("h3", {}, "Node pools"), h("div", { class: "grid2" }, pools),
         h("div", { class: "grid2" },
-          h("div", {}, h("h3", {}, "GPUs by type"), table("Allocatable and requested GPUs per type", [
+          h("div", {}, h("h3", {}, "GPUs by type"), table("GPUs installed, and their devices requested of allocatable, per type", [
             { title: "Type", cell: (r) => r.type.toUpperCase() },
-            { title: "Allocatable", num: true, cell: (r) => fmt.num(r.allocatable, 0) },
-            { title: "Requested", num: true, cell: (r) => fmt.num(r.requested, 0) },
-            { title: "Free", num: true, cell: (r) => fmt.num(r.allocatable - r.requested, 0) }], gpuRows),
+            { title: "Nodes", num: true, cell: (r) => fmt.num(r.nodes, 0) },
+            { title: "GPUs", num: true, cell: (r) => fmt.num(r.physical_gpus, 0) },
+            { title: "Devices (requested / allocatable)", cell: (r) => devicesText(r.gpu_devices) }],
+          gpuRows.map((r) => ({ ...r, __data: { gpuType: r.type } }))),
             gpuAlerts.length ? table(`${gpuAlerts.length} GPU fault(s) firing`, [
               { title: "Alert", cell: (a) => a.name }, { title: "Severity", cell: (a) => badge(a.severity) },
               { title: "GPU", cell: (a) => a.service }, { title: "Message", cls: "reason", cell: (a) => a.message }], gpuAlerts) : null),
@@ -263,7 +265,8 @@ function overviewView() {
           { title: "CPU req./alloc.", num: true, cell: (n) => `${fmt.num(n.requested.cpu_cores)} / ${fmt.num(n.allocatable.cpu_cores, 0)}` },
           { title: "CPU used", num: true, cell: (n) => n.used ? fmt.num(n.used.cpu_cores, 2) : "–" },
           { title: "Memory req./alloc.", num: true, cell: (n) => `${fmt.bytes(n.requested.memory_bytes)} / ${fmt.bytes(n.allocatable.memory_bytes)}` },
-          { title: "GPUs", num: true, cell: (n) => n.allocatable.gpus ? `${fmt.num(n.requested.gpus, 0)} / ${fmt.num(n.allocatable.gpus, 0)} ${n.gpu_type || ""}` : "–" },
+          { title: "GPUs", cell: (n) => n.physical_gpus || Object.keys(n.gpu_devices || {}).length
+            ? `${fmt.num(n.physical_gpus, 0)} ${n.gpu_type || ""}${n.gpu_sharing && n.gpu_sharing !== "none" ? ` (${n.gpu_sharing})` : ""}: ${devicesText(n.gpu_devices)}` : "–" },
           { title: "Taints", cell: (n) => n.taints.join(", ") || "–" }], cap.nodes),
         nodeTimeline(ctx.lives.doc),
       );
@@ -307,8 +310,52 @@ function nodeTimeline(doc) {
     moved.map((n) => ({ ...n, __data: { node: n.node || n.name } })), { empty: "No Karpenter node, and no node went, in this window." }));
 }
 
-function card(label, value, id) {
-  return h("div", { class: "card", dataset: id ? { card: id } : {} }, h("div", { class: "label" }, label), h("div", { class: "value" }, value));
+function card(label, value, id, data = {}) {
+  return h("div", { class: "card", dataset: id ? { card: id, ...data } : data }, h("div", { class: "label" }, label), h("div", { class: "value" }, value));
+}
+
+// A device plugin resource as people say it: mig-1g.5gb, gpu.shared.
+function deviceName(resource) { return resource.replace(/^nvidia\.com\//, ""); }
+
+// GPU devices by resource, requested / allocatable: "mig-1g.5gb 2/4 · mig-3g.20gb 0/2".
+function devicesText(devices) {
+  const parts = Object.entries(devices || {}).map(([r, d]) => `${deviceName(r)} ${fmt.num(d.requested, 0)}/${fmt.num(d.allocatable, 0)}`);
+  return parts.length ? parts.join(" · ") : "–";
+}
+
+// ---------------------------------------------------------------- cost
+
+// Prices change only as nodes and pods come and go: a view asks GET /cluster/cost again every 30 s, not every refresh.
+const COST_EVERY = 30000;
+
+// Dollars: cents from $1, four places below (a tenant's few pods cost fractions of a cent per minute); a cost too
+// small for those places is "< $0.0001", not a free "$0".
+function usd(v, digits) {
+  if (v === null || v === undefined || Number.isNaN(v)) return "–";
+  const d = digits ?? (Math.abs(v) >= 1 ? 2 : 4);
+  return v > 0 && v < 0.5 * 10 ** -d ? `< $${(10 ** -d).toFixed(d)}` : `$${fmt.num(v, d)}`;
+}
+
+// The cost cards every view shows the same way: the rate now and a total (a month at that rate, a window's bill).
+// data: per card, attributes with the exact figures (the tests read them).
+function costCards({ hourly, total, hourlyLabel = "Cost now", totalLabel, totalId, digits = [], data = [{}, {}] }) {
+  return [card(hourlyLabel, hourly === null || hourly === undefined ? "–" : `${usd(hourly, digits[0])}/h`, "cost-hourly", data[0]),
+    card(totalLabel, usd(total, digits[1]), totalId, data[1])];
+}
+
+// A tenant's cost from GET /cluster/cost?aggregate=tenant (its exact id): the window's total, and $/h now as the
+// rate over the last few minutes while its pods ran (0 when none runs at the window's end). Explicit windows
+// (Unix seconds) so what is shown can be asked again and compared.
+const RATE_SECONDS = 300;
+async function tenantCost(tenant, seconds) {
+  const end = Math.floor(Date.now() / 1000);
+  const ask = (from) => api("/cluster/cost", { query: { window: `${from},${end}`, aggregate: "tenant" } });
+  const [over, recent] = await Promise.all([ask(end - Math.round(seconds)), ask(end - RATE_SECONDS)]);
+  const mine = (doc) => doc.data[0]?.[tenant] || null;
+  const last = mine(recent);
+  const running = last && last.end === recent.window.end && last.minutes > 0;
+  return { total: mine(over)?.totalCost ?? 0, hourly: running ? last.totalCost * 60 / last.minutes : 0,
+    window: `${end - Math.round(seconds)},${end}`, rateWindow: `${end - RATE_SECONDS},${end}` };
 }
 
 // ---------------------------------------------------------------- tenants
@@ -356,6 +403,8 @@ function makeChart(el, metric, label) {
   return new uPlot(opts, [[], []], el);
 }
 
+const RANGES = [["0.25", "15 minutes"], ["1", "1 hour"], ["6", "6 hours"], ["24", "24 hours"], ["168", "7 days"]];
+
 function tenantsView(arg) {
   const state = { tenant: arg, service: "", hours: 1, points: [], charts: new Map(), observer: null };
   return mount("Tenants", (ctx) => {
@@ -363,16 +412,19 @@ function tenantsView(arg) {
     if (!state.tenant && tenants.length) state.tenant = tenants[0];
     ctx.picker = h("select", { id: "tenant-select", onchange: (e) => { location.hash = `#/tenants/${encodeURIComponent(e.target.value)}`; } });
     ctx.services = h("select", { id: "service-select", onchange: (e) => { state.service = e.target.value; state.points = []; loadHistory(ctx); } });
-    ctx.range = h("select", { id: "range-select", onchange: (e) => { state.hours = Number(e.target.value); loadHistory(ctx); } },
-      [["0.25", "15 minutes"], ["1", "1 hour"], ["6", "6 hours"], ["24", "24 hours"], ["168", "7 days"]].map(([v, t]) => h("option", { value: v, selected: v === "1" }, t)));
+    ctx.range = h("select", { id: "range-select", onchange: (e) => { state.hours = Number(e.target.value); loadHistory(ctx); loadCost(ctx); } },
+      RANGES.map(([v, t]) => h("option", { value: v, selected: v === "1" }, t)));
     ctx.summary = h("div"); ctx.table = h("div"); ctx.grid = h("div", { class: "charts" }); ctx.note = h("p", { class: "muted" });
+    ctx.costs = h("div", { class: "cards", role: "region", "aria-label": "Cost of the tenant" });
     ctx.section.append(h("div", { class: "filters" }, field("Tenant", ctx.picker), field("Service", ctx.services), field("Time range", ctx.range)),
-      ctx.summary, ctx.note, ctx.grid, h("h3", {}, "Services"), ctx.table);
+      ctx.summary, ctx.costs, ctx.note, ctx.grid, h("h3", {}, "Services"), ctx.table);
     ctx.observer = new ResizeObserver(() => { for (const c of state.charts.values()) c.plot.setSize({ width: Math.max(300, c.el.clientWidth - 10), height: 170 }); });
     ctx.cleanup = () => ctx.observer.disconnect();
     fillPickers(ctx);
     loadHistory(ctx);
   }, {
+    every: COST_EVERY,
+    refresh: (ctx) => loadCost(ctx),
     onSnapshot(ctx, doc) {
       fillPickers(ctx);
       renderServices(ctx, doc);
@@ -418,6 +470,20 @@ function tenantsView(arg) {
         { title: "Errors", num: true, cell: ([, v]) => fmt.pct(v.network.error_rate_percent, 2) },
         { title: "GPU", num: true, cell: ([, v]) => v.gpu ? `${fmt.pct(v.gpu.utilization_percent, 0)} of ${v.gpu.count}` : "–" },
       ], rows, { empty: "No services for this tenant." }));
+  }
+
+  // The tenant's cost over the chosen time range (the whole tenant: a service's share is not split out).
+  async function loadCost(ctx) {
+    if (!state.tenant) return;
+    const asked = state.costAsked = (state.costAsked || 0) + 1;
+    const range = RANGES.find(([v]) => Number(v) === state.hours)?.[1] || `${state.hours} h`;
+    let cost = null;
+    try { cost = await tenantCost(state.tenant, state.hours * 3600); } catch (e) { cost = null; }
+    if (asked !== state.costAsked || ctx.stopped) return; // a newer answer (another range) is on its way
+    ctx.costs.replaceChildren(...costCards({
+      hourly: cost?.hourly, total: cost?.total, hourlyLabel: `Cost now (last ${RATE_SECONDS / 60} min)`,
+      totalLabel: `Cost over the last ${range}`, totalId: "cost-window",
+      data: [cost ? { usd: String(cost.hourly), window: cost.rateWindow } : {}, cost ? { usd: String(cost.total), window: cost.window } : {}] }));
   }
 
   async function loadHistory(ctx) {
