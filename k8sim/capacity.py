@@ -10,13 +10,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from k8sim import gpus, lifecycle
-from k8sim.resources import GPU, Resources, pod_requests, quantity
+from k8sim.resources import (
+    GPU,
+    Resources,
+    device_requests,
+    is_gpu_device,
+    pod_requests,
+    quantity,
+)
 
 POOL_LABEL = "k8sim.io/pool"
-#: The device plugin's resource for time-sliced GPUs under renameByDefault, and the prefix of its MIG
-#: devices' under the mixed strategy (nvidia.com/mig-1g.5gb); single MIG and plain time-slicing keep GPU.
-SHARED_GPU = "nvidia.com/gpu.shared"
-MIG_PREFIX = "nvidia.com/mig-"
 
 
 def allocatable(node: Mapping[str, Any]) -> Resources:
@@ -50,35 +53,6 @@ def pending_reason(pod: Mapping[str, Any]) -> str | None:
     if cond.get("status") == "False":
         return f"{cond.get('reason') or 'Unschedulable'}: {cond.get('message') or ''}".rstrip(": ")
     return "not yet scheduled"
-
-
-def is_gpu_device(resource: str) -> bool:
-    """Whether an extended resource is one of the device plugin's GPU devices: whole GPUs (time-sliced:
-    their replicas; MIG single: MIG devices), renamed replicas, or MIG devices of one profile."""
-    return resource in (GPU, SHARED_GPU) or resource.startswith(MIG_PREFIX)
-
-
-def device_requests(pod_spec: Mapping[str, Any]) -> dict[str, float]:
-    """GPU devices a pod reserves, by resource name, counted as the scheduler counts them (containers
-    summed, the largest init container's if more; a limit stands in for a missing request)."""
-    def of(container: Mapping[str, Any]) -> dict[str, float]:
-        res = container.get("resources") or {}
-        req, lim = res.get("requests") or {}, res.get("limits") or {}
-        found = {}
-        for name in {*req, *lim}:
-            if is_gpu_device(str(name)):
-                value = quantity(req[name] if req.get(name) is not None else lim.get(name))
-                if value:
-                    found[str(name)] = value
-        return found
-    total: dict[str, float] = {}
-    for container in pod_spec.get("containers") or []:
-        for name, value in of(container).items():
-            total[name] = total.get(name, 0.0) + value
-    for container in pod_spec.get("initContainers") or []:
-        for name, value in of(container).items():
-            total[name] = max(total.get(name, 0.0), value)
-    return total
 
 
 def gpu_devices(node: Mapping[str, Any], requested: Mapping[str, float]) -> dict[str, dict[str, float]]:
@@ -227,17 +201,29 @@ def tolerates(pod_spec: Mapping[str, Any], taints: Iterable[Mapping[str, Any]]) 
     return True
 
 
+def _device_room(node: Mapping[str, Any]) -> dict[str, float]:
+    status = node.get("status") or {}
+    alloc = status.get("allocatable") or status.get("capacity") or {}
+    return {str(k): quantity(v) or 0.0 for k, v in alloc.items() if is_gpu_device(str(k))}
+
+
+def _holds(room: tuple[Resources, dict[str, float]], want: Resources, devices: Mapping[str, float]) -> bool:
+    return room[0].fits(want) and all(room[1].get(k, 0.0) >= v - 1e-9 for k, v in devices.items())
+
+
 def extra_nodes(pod_specs: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """For pods the scheduler could not place: how many more nodes of which pool would hold them,
     packing them first-fit decreasing onto new nodes shaped like the pool's (its first node's
-    allocatable, labels and taints). Pods no pool can hold are counted under "none"."""
+    allocatable, labels and taints), every GPU device counted by name as the scheduler counts it (a
+    pod asking for nvidia.com/mig-1g.5gb needs a pool whose nodes offer it). Pods no pool can hold are
+    counted under "none"."""
     shapes: dict[str, Mapping[str, Any]] = {}
     for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
         shapes.setdefault(pool_of(node), node)
-    opened: dict[str, list[Resources]] = {}
+    opened: dict[str, list[tuple[Resources, dict[str, float]]]] = {}
     needed: dict[str, int] = {}
     for spec in sorted(pod_specs, key=lambda s: -pod_requests(s).cpu):
-        want = pod_requests(spec)
+        want, devices = pod_requests(spec), device_requests(spec)
         for pool, shape in shapes.items():
             labels = shape["metadata"].get("labels") or {}
             selector = spec.get("nodeSelector") or {}
@@ -245,15 +231,18 @@ def extra_nodes(pod_specs: Iterable[Mapping[str, Any]], nodes: Iterable[Mapping[
                 continue
             if not tolerates(spec, (shape.get("spec") or {}).get("taints") or []):
                 continue
-            if not allocatable(shape).fits(want):
+            if not _holds((allocatable(shape), _device_room(shape)), want, devices):
                 continue
-            room = next((r for r in opened.get(pool, []) if r.fits(want)), None)
+            room = next((r for r in opened.get(pool, []) if _holds(r, want, devices)), None)
             if room is None:
-                room = allocatable(shape)
+                room = (allocatable(shape), _device_room(shape))
                 opened.setdefault(pool, []).append(room)
                 needed[pool] = needed.get(pool, 0) + 1
-            room.cpu, room.memory, room.gpu, room.pods = (room.cpu - want.cpu, room.memory - want.memory,
-                                                          room.gpu - want.gpu, room.pods - 1)
+            left = room[0]
+            left.cpu, left.memory, left.gpu, left.pods = (left.cpu - want.cpu, left.memory - want.memory,
+                                                          left.gpu - want.gpu, left.pods - 1)
+            for key, value in devices.items():
+                room[1][key] = room[1].get(key, 0.0) - value
             break
         else:
             needed["none"] = needed.get("none", 0) + 1

@@ -16,10 +16,15 @@ weights relative to one GiB of RAM,
     cpu $/core-h = ram $/GiB-h * (0.031611 / 0.004237)
     gpu $/GPU-h  = ram $/GiB-h * (0.95 / 0.004237)
 
-so cores × cpu + GiB × ram + GPUs × gpu is the node's total again, to rounding.
+so cores × cpu + GiB × ram + GPUs × gpu is the node's total again, to rounding. GPUs are the node's
+physical GPUs (``gpus.inventory``: GFD's ``nvidia.com/gpu.count``, MIG and time-slicing undone), not the
+devices the device plugin advertises: a MIG node offers ``nvidia.com/mig-*`` and no ``nvidia.com/gpu``, a
+time-sliced one replicas × GPUs.
 
 Allocation: a pod is charged its requests (cores, bytes, GPUs) × the hours it was bound to its node
-inside the window × its node's unit prices; ``__idle__`` is every node's cost in the window less what
+inside the window × its node's unit prices, where its GPUs are the whole GPUs its devices hold
+(``gpu_share``): one per ``nvidia.com/gpu`` on a plain node, 1/replicas per replica on a time-sliced
+one, a MIG device's compute slices over the GPU's seven; ``__idle__`` is every node's cost in the window less what
 its pods were charged, resource by resource, so the allocations always add up to the nodes' cost.
 Efficiency is usage over requests (OpenCost's cpuEfficiency, ramEfficiency and the cost-weighted
 totalEfficiency) where usage is known, else null.
@@ -33,8 +38,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
+from k8sim import gpus, lifecycle
 from k8sim.instancetypes import GPU_RESOURCE, Catalog, InstanceType
-from k8sim.resources import pod_requests, quantity
+from k8sim.resources import MIG_PREFIX, SHARED_GPU, is_gpu_device, other_devices, pod_requests, quantity
 
 #: OpenCost's default custom prices (configs/default.json): only their ratios are used.
 DEFAULT_CPU_HOURLY = 0.031611
@@ -69,7 +75,15 @@ class WindowError(ValueError):
 class Capacity:
     cpu: float = 0.0  # cores
     memory: float = 0.0  # bytes
-    gpu: float = 0.0
+    gpu: float = 0.0  # a node's physical GPUs; a pod's nvidia.com/gpu devices
+    #: A pod's other GPU devices (MIG devices, nvidia.com/gpu.shared) as sorted (resource, count) pairs.
+    devices: tuple[tuple[str, float], ...] = ()
+
+    def gpu_devices(self) -> dict[str, float]:
+        """A pod's GPU devices by resource, nvidia.com/gpu included."""
+        found = {GPU_RESOURCE: self.gpu} if self.gpu else {}
+        found.update(self.devices)
+        return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,10 +106,61 @@ def split(total: float, capacity: Capacity, *, spot: bool = False) -> NodePrice:
     return NodePrice(total, ram * CPU_TO_RAM, ram, ram * GPU_TO_RAM if capacity.gpu else 0.0, spot)
 
 
-def capacity_of(resources: Mapping[str, Any]) -> Capacity:
-    """Cores, bytes and GPUs of a resource list (a node's capacity, an instance type's resources)."""
-    return Capacity(quantity(resources.get("cpu")) or 0.0, quantity(resources.get("memory")) or 0.0,
-                    quantity(resources.get(GPU_RESOURCE)) or 0.0)
+def capacity_of(resources: Mapping[str, Any], setup: gpus.GPUSetup | None = None) -> Capacity:
+    """Cores, bytes and physical GPUs of a resource list (a node's capacity, an instance type's
+    resources): the setup's GPUs where its GPU setup is known, else its nvidia.com/gpu."""
+    gpu = setup.count if setup is not None else quantity(resources.get(GPU_RESOURCE)) or 0.0
+    return Capacity(quantity(resources.get("cpu")) or 0.0, quantity(resources.get("memory")) or 0.0, float(gpu))
+
+
+#: Compute slices of a MIG-capable GPU (its 7g profile's): a MIG device holds its slices' share.
+MIG_SLICES = 7
+_MIG_SLICES_OF = re.compile(r"^nvidia\.com/mig-(\d+)g\.")
+
+
+def gpu_fraction(setup: gpus.GPUSetup | None, resource: str) -> float:
+    """Whole GPUs one device of ``resource`` holds on a node whose GPUs are set up so (None: not known):
+    1 for nvidia.com/gpu on a plain node; 1/replicas for a replica of a time-sliced GPU (nvidia.com/gpu or,
+    renamed, nvidia.com/gpu.shared); for a MIG device (nvidia.com/mig-<profile>, or nvidia.com/gpu under
+    the single strategy) its profile's compute slices over the GPU's (gpus.MIG_PROFILES: 1g.5gb is 1/7 of
+    an A100, 3g.20gb 3/7). A device the setup does not name counts by its name alone."""
+    if setup is not None:
+        mig = setup.mig
+        profiles = gpus.MIG_PROFILES.get(setup.key, {})
+        if mig and resource == GPU_RESOURCE and setup.mig_strategy == "single":
+            # One MIG device type per GPU; a node labelled single over a mixed layout (GFD calls it
+            # mig-strategy-invalid) gets its devices' average rather than an error.
+            slices = sum(profiles[p].slices_gi * n for p, n in mig.items()) / sum(mig.values())
+            return slices / _slices(setup.key)
+        if resource.startswith(MIG_PREFIX):
+            found = next((p for p in profiles.values() if MIG_PREFIX + p.resource == resource), None)
+            if found is not None:
+                return found.slices_gi / _slices(setup.key)
+        if setup.shared and resource in (GPU_RESOURCE, SHARED_GPU):
+            return 1.0 / setup.replicas
+    if match := _MIG_SLICES_OF.match(resource):
+        return min(int(match[1]), MIG_SLICES) / MIG_SLICES
+    return 1.0
+
+
+def _slices(key: str) -> int:
+    return max((p.slices_gi for p in gpus.MIG_PROFILES.get(key, {}).values()), default=MIG_SLICES)
+
+
+def gpu_share(setup: gpus.GPUSetup | None, requests: Capacity) -> float:
+    """Whole GPUs a pod's GPU devices hold on a node whose GPUs are set up so (see gpu_fraction)."""
+    return sum(count * gpu_fraction(setup, name) for name, count in requests.gpu_devices().items())
+
+
+def node_setup(node: Mapping[str, Any], table: PriceTable | None = None) -> gpus.GPUSetup | None:
+    """A Node's GPUs as set up, from its labels and capacity (gpus.inventory); failing that, its
+    instance type's in the table (a gone node's recorded labels may not say)."""
+    name = str((node.get("metadata") or {}).get("name") or "")
+    found = gpus.inventory([node]).get(name)
+    if found is None and table is not None:
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        found = table.setups.get(labels.get(INSTANCE_TYPE_LABEL) or "")
+    return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,14 +172,27 @@ class PriceTable:
     resources: dict[str, Capacity]
     region: str = "us-east-1"
     gpu_types: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    #: GPU setups (MIG, time-slicing) by instance type, and the GPU devices each type's nodes advertise.
+    setups: dict[str, gpus.GPUSetup] = dataclasses.field(default_factory=dict)
+    devices: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, catalog: Catalog, types: Iterable[InstanceType] = ()) -> PriceTable:
         types = list(types)
         # A MIG or time-sliced variant of an EC2 type (its own name in Karpenter's file) costs what the type does.
         prices = {**catalog.prices, **{t.name: t.on_demand_price for t in types}}
-        return cls(prices, catalog.spot_discount, {t.name: capacity_of(t.resources) for t in types},
-                   catalog.region, {t.name: t.gpu_type for t in types})
+        setups = {t.name: s for t in types if (s := t.gpu_setup) is not None}
+        return cls(prices, catalog.spot_discount, {t.name: capacity_of(t.resources, setups.get(t.name)) for t in types},
+                   catalog.region, {t.name: t.gpu_type for t in types}, setups,
+                   {t.name: {k: quantity(v) or 0.0 for k, v in t.resources.items() if is_gpu_device(k)}
+                    for t in types})
+
+    def devices_of(self, name: str) -> dict[str, float]:
+        """The GPU devices a node of this type advertises (nvidia.com/gpu for a table built by hand)."""
+        if name in self.devices:
+            return self.devices[name]
+        cap = self.resources.get(name)
+        return {GPU_RESOURCE: cap.gpu} if cap is not None and cap.gpu else {}
 
     def allowed(self, name: str, selector: Mapping[str, str]) -> bool:
         """Whether a pod's nodeSelector lets it onto this instance type (its instance-type and
@@ -131,14 +209,22 @@ class PriceTable:
             return None
         return price * self.spot_discount if capacity_type == "spot" else price
 
+    def holds(self, name: str, room: Capacity, devices: Mapping[str, float], need: Capacity) -> bool:
+        """Whether a node of type ``name`` with ``room`` (cores, bytes) and GPU ``devices`` left holds
+        ``need``: every GPU device it asks for by name (a MIG pod needs that MIG device, a renamed
+        replica nvidia.com/gpu.shared), and GPU types only for pods that ask for GPU devices."""
+        wanted = need.gpu_devices()
+        return (room.cpu >= need.cpu - 1e-9 and room.memory >= need.memory - 1e-9
+                and all(devices.get(k, 0.0) >= v - 1e-9 for k, v in wanted.items())
+                and bool(wanted) == any(self.devices_of(name).values()))
+
     def cheapest_fit(self, need: Capacity, selector: Mapping[str, str] | None = None) -> tuple[str, float] | None:
         """(instance type, on-demand $/h) of the cheapest type the selector allows whose resources hold
-        ``need``, GPUs only when asked for (as Karpenter picks among the offerings a NodePool allows);
-        None when none does."""
+        ``need``, GPU devices by name and only when asked for (as Karpenter picks among the offerings a
+        NodePool allows); None when none does."""
         fits = [(price, name) for name, price in self.on_demand.items()
                 if (cap := self.resources.get(name)) is not None and self.allowed(name, selector or {})
-                and cap.cpu >= need.cpu - 1e-9
-                and cap.memory >= need.memory - 1e-9 and cap.gpu >= need.gpu - 1e-9 and (need.gpu > 0) == (cap.gpu > 0)]
+                and self.holds(name, cap, self.devices_of(name), need)]
         if not fits:
             return None
         price, name = min(fits)
@@ -146,14 +232,14 @@ class PriceTable:
 
 
 def node_facts(node: Mapping[str, Any], table: PriceTable) -> tuple[str | None, str, str, Capacity, NodePrice | None]:
-    """(instance type, capacity type, pool, capacity, price) of a live Node object."""
+    """(instance type, capacity type, pool, capacity with its physical GPUs, price) of a live Node object."""
     labels = (node.get("metadata") or {}).get("labels") or {}
     status = node.get("status") or {}
     itype = labels.get(INSTANCE_TYPE_LABEL)
     ctype = labels.get(CAPACITY_TYPE_LABEL) or "on-demand"
-    cap = capacity_of(status.get("capacity") or status.get("allocatable") or {})
-    if cap == Capacity() and itype in table.resources:
-        cap = table.resources[itype]
+    cap = capacity_of(status.get("capacity") or status.get("allocatable") or {}, node_setup(node, table))
+    if not cap.cpu and not cap.memory and itype in table.resources:  # no status yet: its type's, its own GPUs
+        cap = dataclasses.replace(table.resources[itype], gpu=cap.gpu or table.resources[itype].gpu)
     hourly = table.hourly(itype, ctype)
     pool = str(labels.get(POOL_LABEL) or itype or "default")
     return itype, ctype, pool, cap, None if hourly is None else split(hourly, cap, spot=ctype == "spot")
@@ -236,6 +322,7 @@ class NodeSpan:
     pool: str
     capacity: Capacity
     price: NodePrice | None  # None: its instance type is not in the price table (it costs nothing here)
+    gpu_setup: gpus.GPUSetup | None = None  # its GPUs' MIG or time-slicing, which sets its pods' GPU shares
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,15 +410,16 @@ def allocate(nodes: Iterable[NodeSpan], pods: Iterable[PodSpan], start: dt.datet
         entry = sums.setdefault(key, _Sum(properties=_properties(aggregate, key, pod, host)))
         entry.span(*window)
         req, price = pod.requests, host.price
-        cost = (req.cpu * hours * price.cpu, req.memory / GIB * hours * price.ram, req.gpu * hours * price.gpu)
+        share = gpu_share(host.gpu_setup, req)
+        cost = (req.cpu * hours * price.cpu, req.memory / GIB * hours * price.ram, share * hours * price.gpu)
         entry.cpu_hours += req.cpu * hours
         entry.ram_byte_hours += req.memory * hours
-        entry.gpu_hours += req.gpu * hours
+        entry.gpu_hours += share * hours
         entry.cpu_cost += cost[0]
         entry.ram_cost += cost[1]
         entry.gpu_cost += cost[2]
         left = node_cost[pod.node]
-        for i, value in enumerate((*cost, req.cpu * hours, req.memory * hours, req.gpu * hours)):
+        for i, value in enumerate((*cost, req.cpu * hours, req.memory * hours, share * hours)):
             left[i] -= value
         if pod.cpu_usage is not None:
             entry.cpu_usage_hours += pod.cpu_usage * hours
@@ -416,33 +504,38 @@ def hourly_now(nodes: Iterable[NodeSpan]) -> float:
 
 def karpenter_nodes(unplaced: Iterable[Capacity | tuple[Capacity, Mapping[str, str]]], table: PriceTable
                     ) -> tuple[dict[str, int], float, int]:
-    """For pods that fit nowhere (their requests, and their nodeSelector if given): the nodes Karpenter
-    would launch (instance type → count), packing the pods first-fit decreasing onto the cheapest
-    instance type that holds each new node's first pod, as its bin-packing does; the added on-demand
-    $/month (730 h); and how many pods no type holds."""
+    """For pods that fit nowhere (their requests, GPU devices included, and their nodeSelector if
+    given): the nodes Karpenter would launch (instance type → count), packing the pods first-fit
+    decreasing onto the cheapest instance type that holds each new node's first pod, as its
+    bin-packing does; the added on-demand $/month (730 h); and how many pods no type holds. GPU
+    devices pack by name against what each type advertises: a pod asking for a MIG device needs a
+    type with that MIG device left, one asking for nvidia.com/gpu.shared a renamed time-sliced type,
+    and a type without such devices (the default catalog has none) leaves it unfit, not GPU-free."""
     wanted = [(u, {}) if isinstance(u, Capacity) else u for u in unplaced]
-    opened: list[tuple[str, list[float]]] = []
+    opened: list[tuple[str, list[float], dict[str, float]]] = []
     counts: dict[str, int] = {}
     monthly = 0.0
     none = 0
-    for need, selector in sorted(wanted, key=lambda w: (-w[0].gpu, -w[0].cpu, -w[0].memory)):
-        room = next((r for t, r in opened if r[0] >= need.cpu - 1e-9 and r[1] >= need.memory - 1e-9
-                     and r[2] >= need.gpu - 1e-9 and (need.gpu > 0) == (table.resources[t].gpu > 0)
-                     and table.allowed(t, selector)), None)
-        if room is None:
+    for need, selector in sorted(wanted, key=lambda w: (-sum(w[0].gpu_devices().values()), -w[0].cpu,
+                                                       -w[0].memory)):
+        found = next(((r, d) for t, r, d in opened
+                      if table.holds(t, Capacity(r[0], r[1]), d, need) and table.allowed(t, selector)), None)
+        if found is None:
             pick = table.cheapest_fit(need, selector)
             if pick is None:
                 none += 1
                 continue
             name, price = pick
             cap = table.resources[name]
-            room = [cap.cpu, cap.memory, cap.gpu]
-            opened.append((name, room))
+            found = ([cap.cpu, cap.memory], dict(table.devices_of(name)))
+            opened.append((name, *found))
             counts[name] = counts.get(name, 0) + 1
             monthly += price * HOURS_PER_MONTH
+        room, devices = found
         room[0] -= need.cpu
         room[1] -= need.memory
-        room[2] -= need.gpu
+        for key, value in need.gpu_devices().items():
+            devices[key] = devices.get(key, 0.0) - value
     return dict(sorted(counts.items())), round(monthly, 2), none
 
 
@@ -452,7 +545,8 @@ def karpenter_nodes(unplaced: Iterable[Capacity | tuple[Capacity, Mapping[str, s
 def node_spans(recorded: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, Any]], table: PriceTable
                ) -> list[NodeSpan]:
     """Recorded nodes (name, labels, created_at, deleted_at) as spans: capacity from the live Node while
-    it exists, else from its instance type's resources; the price from the table."""
+    it exists, else from its instance type's resources; its GPU setup from the live Node, else from its
+    recorded labels (GFD's), else from its instance type; the price from the table."""
     live_by_name = {n["metadata"]["name"]: n for n in live}
     spans = []
     for row in recorded:
@@ -460,29 +554,35 @@ def node_spans(recorded: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str
         current = live_by_name.get(row["name"]) if row.get("deleted_at") is None else None
         itype = labels.get(INSTANCE_TYPE_LABEL)
         ctype = labels.get(CAPACITY_TYPE_LABEL) or "on-demand"
+        setup = node_setup(current if current is not None else {"metadata": {"name": row["name"], "labels": labels}},
+                           table)
         if current is not None:
             cap = node_facts(current, table)[3]
         else:
             cap = table.resources.get(itype or "", Capacity())
+        if setup is not None:
+            cap = dataclasses.replace(cap, gpu=float(setup.count))
         hourly = table.hourly(itype, ctype)
         spans.append(NodeSpan(row["name"], row.get("created_at"), row.get("deleted_at"), itype, ctype,
                               str(labels.get(POOL_LABEL) or itype or "default"), cap,
-                              None if hourly is None else split(hourly, cap, spot=ctype == "spot")))
+                              None if hourly is None else split(hourly, cap, spot=ctype == "spot"), setup))
     return spans
 
 
 def pod_spans(recorded: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, Any]],
               usage: Mapping[tuple[str, str], tuple[float, float]] | None = None) -> tuple[list[PodSpan], int]:
     """Recorded pods (namespace, name, tenant, owner_uid, node, requests, bound_at, ended_at, deleted_at)
-    as spans, and how many had no known requests. The history holds each pod's requests; for one
+    as spans, and how many had no known requests. The history holds each pod's requests (cores, bytes,
+    nvidia.com/gpu and, when it asks for other GPU devices, their (resource, count) pairs); for one
     recorded before it did, a pod still there has its own, a gone one its live sibling's of the same
     owner (one ReplicaSet, one template); else none are known and its share of the node stays idle.
     Usage (cores, bytes by namespace/name) is what the metrics API reports now, for the pods still running."""
     by_uid: dict[str, Capacity] = {}
     by_owner: dict[str, Capacity] = {}
     for pod in live:
-        r = pod_requests(pod.get("spec") or {})
-        found = Capacity(r.cpu, r.memory, r.gpu)
+        spec = pod.get("spec") or {}
+        r = pod_requests(spec)
+        found = Capacity(r.cpu, r.memory, r.gpu, other_devices(spec))
         meta = pod.get("metadata") or {}
         by_uid[meta.get("uid", "")] = found
         for ref in meta.get("ownerReferences") or []:
@@ -490,7 +590,7 @@ def pod_spans(recorded: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str,
     spans, unknown = [], 0
     for row in recorded:
         recorded_requests = row.get("requests")
-        requests = (Capacity(*(float(x) for x in recorded_requests)) if recorded_requests
+        requests = (recorded_capacity(recorded_requests) if recorded_requests
                     else by_uid.get(row["uid"]) or by_owner.get(row.get("owner_uid") or ""))
         if requests is None:
             unknown += 1
@@ -500,3 +600,10 @@ def pod_spans(recorded: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str,
         spans.append(PodSpan(row["namespace"], row["name"], row.get("tenant"), row["node"], row.get("bound_at"),
                              ended, requests, None if used is None else used[0], None if used is None else used[1]))
     return spans, unknown
+
+
+def recorded_capacity(recorded: Any) -> Capacity:
+    """A pod's recorded requests (see lifecycle.State.requests: a triple, or with a fourth item of GPU
+    device pairs) as a Capacity."""
+    parsed = lifecycle.requests_of(recorded)
+    return Capacity(parsed[0], parsed[1], parsed[2], tuple(sorted(parsed[3])) if len(parsed) > 3 else ())

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeAlias
 
 from k8sim import resources
 
@@ -20,6 +20,10 @@ TENANT_LABELS = ("ecp.ai/tenant-id", "tenant")
 SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 #: The annotation the operator puts on the pods and nodes a Scenario hits (namespace/name).
 SCENARIO_ANNOTATION = "k8sim.io/scenario"
+
+#: A pod's recorded requests: (cores, bytes, nvidia.com/gpu) or, with other GPU devices, those and
+#: their (resource, count) pairs.
+Requests: TypeAlias = tuple[float, float, float] | tuple[float, float, float, tuple[tuple[str, float], ...]]
 
 #: Transitions that happen at most once in an object's life.
 ONCE = frozenset({"created", "scheduled", "deleted"})
@@ -38,9 +42,11 @@ class State:
     generation: int | None = None
     reason: str | None = None
     scenario: str | None = None  # the Scenario (namespace/name) playing on the object, if any
-    #: A pod's requests as the scheduler reserves them (cores, bytes, GPUs): what its node's cost is
-    #: shared by, after the pod is gone too.
-    requests: tuple[float, float, float] | None = None
+    #: A pod's requests as the scheduler reserves them (cores, bytes, nvidia.com/gpu): what its node's cost
+    #: is shared by, after the pod is gone too. A pod asking for other GPU devices (MIG devices,
+    #: nvidia.com/gpu.shared) has a fourth item, their sorted (resource, count) pairs; without any the
+    #: triple stays as it always was, so older rows and unchanged pods read the same.
+    requests: Requests | None = None
     #: The steps an autoscaled node has reached (a Karpenter NodeClaim's launched, registered,
     #: initialized, disrupted; its Node's), in lifecycle order: a watch may deliver two at once.
     milestones: tuple[str, ...] | None = None
@@ -56,7 +62,7 @@ class State:
     def from_dict(cls, data: Mapping[str, Any]) -> State:
         fields = {k: v for k, v in data.items() if k in _STATE_FIELDS}
         if fields.get("requests") is not None:  # a JSON array
-            fields["requests"] = tuple(fields["requests"])
+            fields["requests"] = requests_of(fields["requests"])
         if fields.get("milestones") is not None:
             fields["milestones"] = tuple(fields["milestones"])
         if fields.get("facts") is not None:
@@ -65,6 +71,14 @@ class State:
 
 
 _STATE_FIELDS = tuple(f.name for f in dataclasses.fields(State))
+
+
+def requests_of(raw: Sequence[Any]) -> Requests:
+    """Recorded requests (a JSON array: cores, bytes, GPUs[, [[resource, count], ...]]) as State holds them."""
+    cpu, memory, gpu = (float(raw[i]) if len(raw) > i else 0.0 for i in range(3))
+    if len(raw) > 3 and raw[3]:
+        return cpu, memory, gpu, tuple((str(k), float(v)) for k, v in raw[3])
+    return cpu, memory, gpu
 
 
 def now() -> dt.datetime:
@@ -151,9 +165,11 @@ def _pod(v: _View) -> State:
         reason = next((state.get("reason") for c in statuses for key in ("waiting", "terminated")
                        if (state := (c.get("state") or {}).get(key) or {}).get("reason")), None)
     asked = resources.pod_requests(v.spec)
+    devices = resources.other_devices(v.spec)
+    requests: Requests = (asked.cpu, asked.memory, asked.gpu, devices) if devices else (
+        asked.cpu, asked.memory, asked.gpu)
     return State(phase=phase, ready=bool(v.cond("Ready")), node=v.spec.get("nodeName"), restarts=restarts,
-                 generation=v.generation, reason=reason, scenario=v.scenario,
-                 requests=(asked.cpu, asked.memory, asked.gpu))
+                 generation=v.generation, reason=reason, scenario=v.scenario, requests=requests)
 
 
 def _replicated(v: _View) -> State:

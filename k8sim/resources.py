@@ -10,6 +10,10 @@ from typing import Any
 from kubernetes.utils.quantity import parse_quantity
 
 GPU = "nvidia.com/gpu"
+#: The device plugin's other GPU devices: time-sliced replicas under renameByDefault, and MIG devices
+#: under the mixed strategy (nvidia.com/mig-1g.5gb). Single MIG and plain time-slicing keep GPU.
+SHARED_GPU = "nvidia.com/gpu.shared"
+MIG_PREFIX = "nvidia.com/mig-"
 
 
 def quantity(value: Any) -> float | None:
@@ -68,3 +72,39 @@ def pod_requests(pod_spec: Mapping[str, Any]) -> Resources:
     for r in of(pod_spec.get("initContainers") or []):
         main.cpu, main.memory, main.gpu = max(main.cpu, r.cpu), max(main.memory, r.memory), max(main.gpu, r.gpu)
     return main
+
+
+def is_gpu_device(resource: str) -> bool:
+    """Whether an extended resource is one of the device plugin's GPU devices: whole GPUs (time-sliced:
+    their replicas; MIG single: MIG devices), renamed replicas, or MIG devices of one profile."""
+    return resource in (GPU, SHARED_GPU) or resource.startswith(MIG_PREFIX)
+
+
+def device_requests(pod_spec: Mapping[str, Any]) -> dict[str, float]:
+    """GPU devices a pod reserves, by resource name (nvidia.com/gpu included), counted as the scheduler
+    counts them: containers summed, the largest init container's if more, a limit standing in for a
+    missing request (extended resources are requested by their limits)."""
+    def of(container: Mapping[str, Any]) -> dict[str, float]:
+        res = container.get("resources") or {}
+        req, lim = res.get("requests") or {}, res.get("limits") or {}
+        found = {}
+        for name in {*req, *lim}:
+            if is_gpu_device(str(name)):
+                value = quantity(req[name] if req.get(name) is not None else lim.get(name))
+                if value:
+                    found[str(name)] = value
+        return found
+    total: dict[str, float] = {}
+    for container in pod_spec.get("containers") or []:
+        for name, value in of(container).items():
+            total[name] = total.get(name, 0.0) + value
+    for container in pod_spec.get("initContainers") or []:
+        for name, value in of(container).items():
+            total[name] = max(total.get(name, 0.0), value)
+    return dict(sorted(total.items()))
+
+
+def other_devices(pod_spec: Mapping[str, Any]) -> tuple[tuple[str, float], ...]:
+    """The GPU devices a pod reserves besides nvidia.com/gpu (MIG devices, renamed replicas), as sorted
+    (resource, count) pairs: what ``pod_requests`` leaves out of its ``gpu``."""
+    return tuple((k, v) for k, v in device_requests(pod_spec).items() if k != GPU)

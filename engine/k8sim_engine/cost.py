@@ -2,12 +2,15 @@
 dashboards built on OpenCost read the simulated cluster as they read a real one.
 
 Per node: ``node_total_hourly_cost``, ``node_cpu_hourly_cost`` ($ per core-hour), ``node_ram_hourly_cost``
-($ per GiB-hour), ``node_gpu_hourly_cost`` ($ per GPU-hour), ``node_gpu_count`` and
+($ per GiB-hour), ``node_gpu_hourly_cost`` ($ per GPU-hour), ``node_gpu_count`` (physical GPUs, as
+OpenCost counts a time-sliced node's from GFD's ``nvidia.com/gpu.count``; MIG devices undone too) and
 ``kubecost_node_is_spot``, labelled instance, node, instance_type, region, provider_id; per running
 container: ``container_cpu_allocation`` (cores), ``container_memory_allocation_bytes`` and
 ``container_gpu_allocation``, labelled namespace, pod, container, instance, node. Prices and their split
 are k8sim.cost's. A container's allocation is its request (OpenCost takes the larger of request and
-usage; the model's usage is per pod, not per container). Per PersistentVolume: ``pv_hourly_cost`` ($ per
+usage; the model's usage is per pod, not per container); its GPU allocation is the whole GPUs its GPU
+devices hold on its node (k8sim.cost.gpu_share: a time-sliced replica 1/replicas, a MIG device its
+compute slices over seven), which is what the cost allocation charges. Per PersistentVolume: ``pv_hourly_cost`` ($ per
 GiB-hour), labelled volumename, persistentvolume, provider_id, at OpenCost's default storage price: the
 simulated volumes have no cloud disk type to price.
 """
@@ -15,13 +18,13 @@ simulated volumes have no cloud disk type to price.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from k8sim import capacity, cost, instancetypes, resources, topology
+from k8sim import capacity, cost, gpus, instancetypes, resources, topology
 from k8sim.settings import NodeSettings
 
 from .collector import State
@@ -69,7 +72,7 @@ class CostCollector(Collector):
         cache = self.ref.cache
         nodes = cache.items("Node") if cache is not None and cache.synced else []
         yield from node_families(nodes, self.table)
-        yield from container_families(self.ref.state.pods)
+        yield from container_families(self.ref.state.pods, gpus.inventory(nodes))
         yield volume_family(cache.items("PersistentVolume") if cache is not None and cache.synced else [])
 
 
@@ -108,7 +111,8 @@ def volume_family(volumes: list[dict[str, Any]]) -> Metric:
     return family
 
 
-def container_families(pods: list[dict[str, Any]]) -> Iterator[Metric]:
+def container_families(pods: list[dict[str, Any]], setups: Mapping[str, gpus.GPUSetup] | None = None
+                       ) -> Iterator[Metric]:
     cpu = GaugeMetricFamily("container_cpu_allocation", "container_cpu_allocation Percent of a single CPU used "
                             "in a minute", labels=CONTAINER_LABELS)
     mem = GaugeMetricFamily("container_memory_allocation_bytes", "container_memory_allocation_bytes Bytes of "
@@ -120,10 +124,13 @@ def container_families(pods: list[dict[str, Any]]) -> Iterator[Metric]:
         meta, spec = pod["metadata"], pod.get("spec") or {}
         node = spec["nodeName"]
         for container in spec.get("containers") or []:
-            want = resources.pod_requests({"containers": [container]})
+            one = {"containers": [container]}
+            want = resources.pod_requests(one)
             values = [meta.get("namespace", ""), meta["name"], str(container.get("name", "")), node, node]
             cpu.add_metric(values, want.cpu)
             mem.add_metric(values, want.memory)
-            if want.gpu:
-                gpu.add_metric(values, want.gpu)
+            share = cost.gpu_share((setups or {}).get(node), cost.Capacity(
+                gpu=want.gpu, devices=resources.other_devices(one)))
+            if share:
+                gpu.add_metric(values, share)
     yield from (cpu, mem, gpu)

@@ -336,3 +336,35 @@ def test_cluster_capacity_counts_the_installed_gpus_and_every_device_resource(
         of_kind = [n for n in doc["nodes"] if n["gpu_type"] == kind]
         assert (entry["nodes"], entry["physical_gpus"]) == (len(of_kind), sum(n["physical_gpus"] for n in of_kind))
     assert doc["gpu_types"]["a100"]["gpu_devices"]["nvidia.com/mig-1g.5gb"]["requested"] == 2
+
+
+def test_cluster_cost_bills_a_mig_pod_its_share_of_a_gpu(
+        kubectl: Kubectl, namespace: str, api_url: str, extra_gpu_nodes: dict[str, dict[str, Any]]) -> None:
+    # One pod on a 1g.5gb slice of the mixed node's A100s: one compute slice of seven, so 1/7 of a GPU, at
+    # the node's GPU price (OpenCost's split of a p4d.24xlarge over its 2 physical GPUs, not 0 GPUs).
+    import datetime as dt
+
+    from k8sim import cost, instancetypes
+
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=mig_deployment("billed", 1))
+    kubectl("wait", "-n", namespace, "deployment/billed", "--for=jsonpath={.status.readyReplicas}=1", "--timeout=120s")
+    (pod,) = kubectl.json("get", "pods", "-n", namespace, "-l", "app=billed")["items"]
+    assert pod["spec"]["nodeName"] == "itest-mig-mixed-0"
+
+    def recorded() -> bool:
+        data = httpx.get(f"{api_url}/cluster/cost", params={"window": "1m"}, timeout=30).json()["data"][0]
+        return bool(data[namespace]["gpuHours"] > 0)
+    eventually(recorded, 60, "the operator to record the MIG pod")
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=1)
+    end = start + dt.timedelta(seconds=20)
+    eventually(lambda: dt.datetime.now(dt.UTC) > end + dt.timedelta(seconds=1), 30, "the window to pass")
+    window = f"{cost.iso(start)},{cost.iso(end)}"
+    body = httpx.get(f"{api_url}/cluster/cost", params={"window": window, "aggregate": "namespace"},
+                     timeout=30).raise_for_status().json()
+    mine = body["data"][0][namespace]
+    node = kubectl.json("get", "node", "itest-mig-mixed-0")
+    price = cost.split(instancetypes.load_catalog().prices["p4d.24xlarge"], cost.Capacity(96, 1152 * 2**30, 2))
+    assert mine["gpuCount"] == round(1 / 7, 6)  # the slice's GPUs over its time
+    assert mine["gpuHours"] == pytest.approx(20 / 3600 / 7, abs=1e-6)
+    assert mine["gpuCost"] == pytest.approx(20 / 3600 / 7 * price.gpu, abs=1e-6)
+    assert price.gpu > 0 and node["status"]["capacity"].get("nvidia.com/gpu") is None

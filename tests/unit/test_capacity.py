@@ -224,7 +224,7 @@ def test_device_requests_count_as_the_scheduler_counts_them() -> None:
             "initContainers": [{"resources": {"limits": {"nvidia.com/mig-1g.5gb": "1", "nvidia.com/gpu.shared": "2"}}}]}
     # Containers summed (a limit stands in for the request), an init container's only where it is more;
     # other extended resources are not GPU devices.
-    assert capacity.device_requests(spec) == {"nvidia.com/mig-1g.5gb": 3, "nvidia.com/gpu.shared": 2}
+    assert resources.device_requests(spec) == {"nvidia.com/mig-1g.5gb": 3, "nvidia.com/gpu.shared": 2}
     assert [r for r in ("nvidia.com/gpu", "nvidia.com/gpu.shared", "nvidia.com/mig-3g.20gb", "nvidia.com/gpu.product",
-                        "example.com/gpu") if capacity.is_gpu_device(r)] == ["nvidia.com/gpu", "nvidia.com/gpu.shared",
+                        "example.com/gpu") if resources.is_gpu_device(r)] == ["nvidia.com/gpu", "nvidia.com/gpu.shared",
                                                                            "nvidia.com/mig-3g.20gb"]

@@ -351,3 +351,166 @@ def test_a_gone_pod_is_charged_the_requests_its_history_recorded() -> None:
     spans, unknown = cost.pod_spans([row, {**row, "uid": "older", "requests": None}], live=[])
     assert unknown == 1  # recorded before the history held requests, and no live sibling
     assert [s.requests for s in spans] == [cost.Capacity(2.0, 3 * 2**30, 1.0)]
+
+
+# --------------------------------------------------------------------------- MIG and time-sliced GPUs
+
+#: One node each: A100 x2 MIG mixed all-balanced (1g.5gb x2, 2g.10gb, 3g.20gb per GPU), H100 x1 MIG
+#: single all-1g.10gb (nvidia.com/gpu: 7), T4 x2 time-sliced 4 ways (nvidia.com/gpu: 8), and the same
+#: renamed (nvidia.com/gpu.shared: 8).
+SHAPED_POOLS = [
+    {"name": "mig-mixed", "count": 1, "instance_type": "p4d.24xlarge", "cpu": "96", "memory": "1152Gi",
+     "gpu": {"type": "a100", "count": 2, "mig": {"strategy": "mixed", "layout": "all-balanced"}}},
+    {"name": "mig-single", "count": 1, "instance_type": "p5.48xlarge", "cpu": "192", "memory": "2048Gi",
+     "gpu": {"type": "h100", "count": 1, "mig": {"strategy": "single", "layout": "all-1g.10gb"}}},
+    {"name": "ts", "count": 1, "instance_type": "g4dn.12xlarge", "cpu": "48", "memory": "192Gi",
+     "gpu": {"type": "t4", "count": 2, "sharing": {"timeSlicing": {"replicas": 4}}}},
+    {"name": "ts-renamed", "count": 1, "instance_type": "g4dn.12xlarge", "cpu": "48", "memory": "192Gi",
+     "gpu": {"type": "t4", "count": 2, "sharing": {"timeSlicing": {"replicas": 4, "renameByDefault": True}}}},
+]
+P4D = Capacity(96, 1152 * GIB, 2)
+P5 = Capacity(192, 2048 * GIB, 1)
+T4X2 = Capacity(48, 192 * GIB, 2)
+
+
+def _shaped() -> tuple[cost.PriceTable, dict[str, dict[str, Any]]]:
+    catalog = instancetypes.load_catalog()
+    table = cost.PriceTable.of(catalog, instancetypes.instance_types(topology.load_pools(
+        CLUSTER_DATA / "nodepools.yaml"), catalog))
+    return table, {n["metadata"]["name"]: n for n in topology.node_manifests(SHAPED_POOLS)}
+
+
+def _gpu_pod(name: str, node: str, resource: str, count: int = 1) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "ai", "uid": name},
+            "spec": {"nodeName": node, "containers": [{"name": "server", "resources": {
+                "requests": {"cpu": "1", "memory": "4Gi"}, "limits": {resource: str(count)}}}]},
+            "status": {"phase": "Running"}}
+
+
+def test_shaped_nodes_are_priced_by_their_physical_gpus() -> None:
+    table, nodes = _shaped()
+    facts = {name: cost.node_facts(node, table) for name, node in nodes.items()}
+    assert {name: f[3].gpu for name, f in facts.items()} == {
+        "mig-mixed-0": 2, "mig-single-0": 1, "ts-0": 2, "ts-renamed-0": 2}  # not 0, 7, 8 and 0
+    assert facts["mig-mixed-0"][4] == cost.split(21.957642, P4D)
+    assert facts["mig-single-0"][4] == cost.split(55.04, P5)
+    assert facts["ts-0"][4] == facts["ts-renamed-0"][4] == cost.split(3.912, T4X2)
+    price = facts["mig-mixed-0"][4]
+    assert price is not None and price.gpu > 0  # a MIG node's GPUs have a price, not spread over CPU and RAM
+    assert 96 * price.cpu + 1152 * price.ram + 2 * price.gpu == pytest.approx(21.957642, abs=1e-9)
+
+
+@pytest.mark.parametrize(("node", "resource", "count", "share"), [
+    ("mig-mixed-0", "nvidia.com/mig-1g.5gb", 1, 1 / 7),  # one compute slice of an A100's seven
+    ("mig-mixed-0", "nvidia.com/mig-1g.5gb", 2, 2 / 7),
+    ("mig-mixed-0", "nvidia.com/mig-3g.20gb", 1, 3 / 7),
+    ("mig-single-0", "nvidia.com/gpu", 1, 1 / 7),  # single: nvidia.com/gpu is a 1g.10gb device
+    ("ts-0", "nvidia.com/gpu", 1, 1 / 4),  # a replica of a GPU shared four ways
+    ("ts-renamed-0", "nvidia.com/gpu.shared", 2, 2 / 4),
+    ("cpu-any", "nvidia.com/mig-2g.10gb", 1, 2 / 7),  # a node whose GPUs are not known: the profile's name
+])
+def test_a_pods_gpu_share_is_the_whole_gpus_its_devices_hold(node: str, resource: str, count: int,
+                                                             share: float) -> None:
+    table, nodes = _shaped()
+    setup = cost.node_setup(nodes[node], table) if node in nodes else None
+    pod = _gpu_pod("p", node, resource, count)
+    r = lifecycle.summarise(pod)
+    assert r is not None and r.requests is not None
+    assert cost.gpu_share(setup, cost.recorded_capacity(r.requests)) == pytest.approx(share, abs=1e-12)
+
+
+def test_mig_and_time_sliced_pods_are_billed_their_gpu_share_from_history_and_add_up_to_the_cent() -> None:
+    table, nodes = _shaped()
+    # Gone nodes: the history has their labels (GFD's) and no live Node; their pods are gone too.
+    recorded_nodes = [{"name": name, "labels": node["metadata"]["labels"], "created_at": T0 - H,
+                       "deleted_at": T0 + 3 * H} for name, node in nodes.items()]
+    spans = cost.node_spans(recorded_nodes, [], table)
+    assert {s.name: s.capacity.gpu for s in spans} == {"mig-mixed-0": 2, "mig-single-0": 1, "ts-0": 2,
+                                                       "ts-renamed-0": 2}
+    pods = [_gpu_pod("slice", "mig-mixed-0", "nvidia.com/mig-1g.5gb"),
+            _gpu_pod("big-slice", "mig-mixed-0", "nvidia.com/mig-3g.20gb"),
+            _gpu_pod("single", "mig-single-0", "nvidia.com/gpu"),
+            _gpu_pod("replica", "ts-0", "nvidia.com/gpu"),
+            _gpu_pod("renamed", "ts-renamed-0", "nvidia.com/gpu.shared", 2)]
+    rows = []
+    for pod in pods:
+        state = lifecycle.summarise(pod)
+        assert state is not None
+        stored = lifecycle.State.from_dict(json.loads(json.dumps(state.as_dict())))  # as PostgreSQL holds it
+        assert stored == state
+        rows.append({"uid": pod["metadata"]["uid"], "namespace": "ai", "name": pod["metadata"]["name"],
+                     "tenant": "t1", "owner_uid": None, "node": pod["spec"]["nodeName"],
+                     "requests": json.loads(json.dumps(stored.requests)), "bound_at": T0, "ended_at": T0 + 2 * H,
+                     "deleted_at": None})
+    # an old row, recorded as (cores, bytes, GPUs) before the devices were: it still bills
+    rows.append({**rows[3], "uid": "old", "name": "old", "requests": [1.0, 4.0 * GIB, 1.0]})
+    assert rows[0]["requests"] == [1.0, 4.0 * GIB, 0.0, [["nvidia.com/mig-1g.5gb", 1.0]]]
+    pod_spans, unknown = cost.pod_spans(rows, live=[])
+    assert unknown == 0
+    got = cost.allocate(spans, pod_spans, T0, T0 + 2 * H, "node")
+    mixed, single, ts = (cost.split(21.957642, P4D), cost.split(55.04, P5), cost.split(3.912, T4X2))
+    assert got["mig-mixed-0"]["gpuHours"] == pytest.approx(2 * (1 / 7 + 3 / 7), abs=1e-6)
+    assert got["mig-mixed-0"]["gpuCost"] == pytest.approx(2 * (4 / 7) * mixed.gpu, abs=1e-6)
+    assert got["mig-single-0"]["gpuCost"] == pytest.approx(2 / 7 * single.gpu, abs=1e-6)
+    assert got["ts-0"]["gpuHours"] == pytest.approx(2 * 2 / 4, abs=1e-6)  # "replica" and the old row
+    assert got["ts-0"]["gpuCost"] == pytest.approx(2 * 2 / 4 * ts.gpu, abs=1e-6)
+    assert got["ts-renamed-0"]["gpuCost"] == pytest.approx(2 * 2 / 4 * ts.gpu, abs=1e-6)
+    assert got["ts-renamed-0"]["cpuCost"] == pytest.approx(2 * ts.cpu, abs=1e-6)
+    idle = got["__idle__"]
+    assert idle["gpuHours"] == pytest.approx(2 * (2 + 1 + 2 + 2) - 2 * (4 / 7 + 1 / 7 + 2 / 4 + 2 / 4), abs=1e-6)
+    nodes_cost = 2 * (21.957642 + 55.04 + 3.912 + 3.912)
+    assert round(sum(a["totalCost"] for a in got.values()), 2) == round(nodes_cost, 2)
+    by_ns = cost.allocate(spans, pod_spans, T0, T0 + 2 * H, "namespace")
+    assert round(by_ns["ai"]["totalCost"] + by_ns["__idle__"]["totalCost"], 2) == round(nodes_cost, 2)
+    assert by_ns["ai"]["gpuCost"] == pytest.approx(sum(got[n]["gpuCost"] for n in nodes), abs=1e-5)
+
+
+def test_engine_counts_physical_gpus_and_allocates_gpu_shares() -> None:
+    from k8sim_engine.cost import container_families, node_families
+
+    from k8sim import gpus
+
+    table, nodes = _shaped()
+    samples = {(s.name, s.labels["node"]): s.value for f in node_families(list(nodes.values()), table)
+               for s in f.samples}
+    assert {n: samples[("node_gpu_count", n)] for n in nodes} == {
+        "mig-mixed-0": 2, "mig-single-0": 1, "ts-0": 2, "ts-renamed-0": 2}
+    assert samples[("node_gpu_hourly_cost", "ts-0")] == pytest.approx(cost.split(3.912, T4X2).gpu)
+    pods = [_gpu_pod("slice", "mig-mixed-0", "nvidia.com/mig-3g.20gb"), _gpu_pod("replica", "ts-0", "nvidia.com/gpu"),
+            _gpu_pod("renamed", "ts-renamed-0", "nvidia.com/gpu.shared", 2)]
+    allocation = {s.labels["pod"]: s.value for f in container_families(pods, gpus.inventory(nodes.values()))
+                  if f.name == "container_gpu_allocation" for s in f.samples}
+    assert allocation == pytest.approx({"slice": 3 / 7, "replica": 1 / 4, "renamed": 2 / 4})
+
+
+def test_what_if_packs_mig_and_shared_gpu_requests_by_device() -> None:
+    catalog = instancetypes.load_catalog()
+    plain = cost.PriceTable.of(catalog, instancetypes.instance_types(topology.load_pools(
+        CLUSTER_DATA / "nodepools.yaml"), catalog))
+    mig = Capacity(1, 4 * GIB, 0, (("nvidia.com/mig-1g.5gb", 1.0),))
+    # No type of the default catalog offers a MIG device: Karpenter could launch nothing for it (the
+    # old packing took it for GPU-free and put it on a c6i.8xlarge).
+    assert cost.karpenter_nodes([mig], plain) == ({}, 0.0, 1)
+    pools = [*topology.load_pools(CLUSTER_DATA / "nodepools.yaml"), *SHAPED_POOLS]
+    shaped = cost.PriceTable.of(catalog, instancetypes.instance_types(pools, catalog))
+    variant = "p4d.24xlarge-mig-mixed-all-balanced"
+    assert shaped.devices[variant] == {"nvidia.com/mig-1g.5gb": 4, "nvidia.com/mig-2g.10gb": 2,
+                                       "nvidia.com/mig-3g.20gb": 2}
+    # five 1g.5gb pods: four slices a node, so two nodes of the only type that has them
+    counts, monthly, none = cost.karpenter_nodes([mig] * 5, shaped)
+    assert (counts, monthly, none) == ({variant: 2}, round(2 * 21.957642 * 730, 2), 0)
+    shared = Capacity(1, 4 * GIB, 0, (("nvidia.com/gpu.shared", 1.0),))
+    renamed = "g4dn.12xlarge-time-sliced-4-renamed"
+    assert cost.karpenter_nodes([shared] * 9, shaped) == ({renamed: 2}, round(2 * 3.912 * 730, 2), 0)
+    # GPU-free pods stay off every GPU type, shaped ones included
+    assert cost.karpenter_nodes([Capacity(1, GIB)], shaped)[0] == {"c6i.8xlarge": 1}
+
+
+def test_what_if_pool_shaped_nodes_count_mig_requests() -> None:
+    from k8sim import capacity
+
+    nodes = topology.node_manifests([*topology.load_pools(CLUSTER_DATA / "nodepools.yaml"), *SHAPED_POOLS])
+    spec = {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [{"name": "c", "resources": {"limits": {"nvidia.com/mig-1g.5gb": "1"}}}]}
+    # four 1g.5gb devices a mixed node: six pods need two; no other pool has the device
+    assert capacity.extra_nodes([spec] * 6, nodes) == {"mig-mixed": 2}

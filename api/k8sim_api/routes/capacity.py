@@ -51,7 +51,8 @@ async def what_if(body: WhatIfRequest, kube: KubeDep, settings: SettingsDep) -> 
     requests and placement rules, lowest priority, no preemption) in a scratch namespace that is
     deleted afterwards. Pods it cannot place are packed onto new nodes shaped like each pool's, and onto the
     nodes Karpenter would launch for them: the cheapest instance type of the price table that holds them,
-    with the added on-demand $/month (730 h)."""
+    with the added on-demand $/month (730 h). Both packings count every GPU device a pod asks for by name
+    (nvidia.com/gpu, MIG devices, nvidia.com/gpu.shared): a MIG pod needs a node that offers its MIG device."""
     documents = manifests.parse(body.manifest, settings.limits)
     wanted: list[tuple[str, int, Any]] = []
     for doc in documents:
@@ -108,9 +109,10 @@ async def what_if(body: WhatIfRequest, kube: KubeDep, settings: SettingsDep) -> 
         except HTTPException:
             pass  # no usable price table: the static pools' answer stands alone
         else:
-            needs = [(resources.pod_requests(spec), spec.get("nodeSelector") or {}) for spec in unplaced_specs]
-            launched = cost.karpenter_nodes([(cost.Capacity(r.cpu, r.memory, r.gpu), selector)
-                                             for r, selector in needs], table)
+            needs = [(resources.pod_requests(spec), resources.other_devices(spec), spec.get("nodeSelector") or {})
+                     for spec in unplaced_specs]
+            launched = cost.karpenter_nodes([(cost.Capacity(r.cpu, r.memory, r.gpu, devices), selector)
+                                             for r, devices, selector in needs], table)
     return WhatIfResult(fits=fits, pods=total, placed=total - len(unplaced_specs), unplaced=len(unplaced_specs),
                         workloads=list(results.values()),
                         additional_nodes={} if fits else capacity.extra_nodes(unplaced_specs, nodes),
