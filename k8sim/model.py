@@ -17,6 +17,8 @@ Calibration of the defaults (public statistics, not measurements of ECP-AI):
 
 Without noise (``Model(noise=False)``) none of these random parts play: the load is the daily
 cycle times the load overrides and Scenarios, so a test can work out what an HPA will see.
+A service whose real traffic is replayed (:mod:`k8sim.traffic`) takes its curve in place of the cycle,
+noise and bursts; the overrides and Scenarios still apply.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from k8sim import gpus
+from k8sim import gpus, inference
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -159,9 +161,11 @@ class Service:
         self.incident_until: dt.datetime | None = None
         self.incident_error = 0.0
 
-    def step(self, when: dt.datetime, dt_s: float, factor: float = 1.0, effect: Effect | None = None) -> ServiceLoad:
+    def step(self, when: dt.datetime, dt_s: float, factor: float = 1.0, effect: Effect | None = None,
+             replayed: float | None = None) -> ServiceLoad:
         """One step; ``factor`` scales the load (a load-control override or annotation), ``effect``
-        is what active Scenarios do (their error rate is an incident while it lasts)."""
+        is what active Scenarios do (their error rate is an incident while it lasts); ``replayed`` (requests
+        per second of a real traffic curve, :mod:`k8sim.traffic`) takes the place of cycle × noise × bursts."""
         p = self.profile
         noise = self.noise.step(dt_s)
         self.burst *= math.exp(-dt_s / 180)
@@ -173,8 +177,13 @@ class Service:
             self.incident_until = when + dt.timedelta(minutes=self.rng.uniform(2, 20))
             self.incident_error = self.rng.uniform(0.05, 0.6)
         effect = effect or Effect()
-        rps = (p.peak_rps * self.scale * factor * effect.factor * diurnal(when)
-               * math.exp(noise - self.noise.sigma**2 / 2) * (1 + self.burst))
+        # The noise and bursts above still draw while a curve is replayed: the random stream (and so what
+        # follows the replay) is the same whether or not the service was replayed.
+        if replayed is not None:
+            rps = replayed * factor * effect.factor
+        else:
+            rps = (p.peak_rps * self.scale * factor * effect.factor * diurnal(when)
+                   * math.exp(noise - self.noise.sigma**2 / 2) * (1 + self.burst))
         incident = self.incident_until is not None
         error = self.incident_error if incident else 0.0
         if effect.error_rate > 0:
@@ -207,6 +216,7 @@ class PodSpec:
     #: The GPU resources it asks for by name, when other than ``gpus`` of nvidia.com/gpu (MIG devices,
     #: nvidia.com/gpu.shared); ``gpus`` then counts them all.
     gpu_resources: tuple[tuple[str, int], ...] = ()
+    server: inference.Server | None = None  # an LLM or model server (vLLM, TGI, Triton) it runs
 
 
 @dataclasses.dataclass
@@ -249,8 +259,10 @@ class Pod:
         self.requests = 0.0
         self.errors = 0.0
         self.last: PodSample | None = None
+        self.server = inference.ServerState(spec.server, spec.accelerator, spec.gpus) if spec.server else None
 
-    def step(self, rps: float, load: ServiceLoad, dt_s: float, wall: dt.datetime | None = None) -> PodSample:
+    def step(self, rps: float, load: ServiceLoad, dt_s: float, wall: dt.datetime | None = None,
+             age_s: float | None = None) -> PodSample:
         p, s = self.profile, self.spec
         cpu_cap = s.cpu_limit or max(s.cpu_request * 4, 1.0)
         demand = p.cpu_idle + rps * p.cpu_per_request
@@ -280,6 +292,8 @@ class Pod:
             rx_bytes_s=rps * p.request_bytes, tx_bytes_s=rps * p.response_bytes * (1 - error),
             rps=rps, latency_ms=latency, error_rate=error,
         )
+        if self.server is not None and not self.server.step(rps, dt_s, age_s, error).loading:
+            sample.latency_ms = self.server.last.e2e_s * 1000 + load.latency_ms  # its queue's, not the CPU's
         if s.gpus:
             # A throttled GPU's lower clock stretches each request's GPU time: busier for the same traffic.
             self.gpu_demand = 100 * rps * p.gpu_ms_per_request * self.gpu_slowdown / 1000 / (
@@ -352,6 +366,14 @@ def warm_up(when: dt.datetime, started: dt.datetime | None) -> float:
         return 1.0
     age = (when - started).total_seconds()
     return WARM_UP_FLOOR + (1 - WARM_UP_FLOOR) * min(1.0, max(0.0, age) / WARM_UP_SECONDS)
+
+
+def serving_weight(when: dt.datetime, spec: PodSpec) -> float:
+    """:func:`warm_up`; an inference server's from when its model has loaded, and none before."""
+    if spec.server is None or spec.started is None:
+        return warm_up(when, spec.started)
+    loaded = spec.started + dt.timedelta(seconds=spec.server.load_seconds)
+    return warm_up(when, loaded) if when >= loaded else 0.0
 
 
 # --------------------------------------------------------------------------- GPU devices
@@ -684,11 +706,12 @@ class Model:
              labels: Mapping[str, tuple[dict[str, str], dict[str, str]]] | None = None,
              replicas: Mapping[str, tuple[int, int]] | None = None,
              factors: Mapping[str, float] | None = None, effects: Mapping[str, Effect] | None = None,
-             wall: dt.datetime | None = None) -> list[ServiceSample]:
+             wall: dt.datetime | None = None, replayed: Mapping[str, float] | None = None) -> list[ServiceSample]:
         """Advance every service and pod one step. Ready pods share their service's load, new ones
         a growing share over their first minute (:func:`warm_up`); ``factors`` scale services' load,
         ``effects`` are active Scenarios'; ``wall`` (the real time, default ``when``) ages pods and paces
-        OOMKill leaks."""
+        OOMKill leaks; ``replayed`` (service key → requests per second) are real traffic curves played in place
+        of those services' synthetic load."""
         if self.background.active:
             specs = self._background(list(specs), when, dt_s)
         by_service: dict[str, list[PodSpec]] = {}
@@ -698,6 +721,7 @@ class Model:
         replicas = replicas or {}
         factors = factors or {}
         effects = effects or {}
+        replayed = replayed or {}
         # Pods' start times are the cluster's (wall) clock; simulated time may run elsewhere or faster.
         clock = wall or when
         samples = []
@@ -709,9 +733,9 @@ class Model:
             service = self.services.get(key)
             if service is None or service.profile is not profile:  # PROFILES hold one of each
                 service = self.services[key] = Service(key, profile, self.seed, noise=self.noise)
-            load = service.step(when, dt_s, factors.get(key, 1.0), effects.get(key))
+            load = service.step(when, dt_s, factors.get(key, 1.0), effects.get(key), replayed.get(key))
             ready = [s for s in members if s.ready]
-            weights = {s.uid: warm_up(clock, s.started) for s in ready}
+            weights = {s.uid: serving_weight(clock, s) for s in ready}
             total_weight = sum(weights.values())
             pod_samples = []
             for spec in members:
@@ -719,10 +743,12 @@ class Model:
                 if pod is None or pod.profile is not profile:
                     pod = self.pods[spec.uid] = Pod(spec, profile, self.seed, self.noise)
                 pod.spec = spec
-                share = load.rps * weights[spec.uid] / total_weight if spec.ready else 0.0
-                pod_samples.append(pod.step(share, load, dt_s, wall))
+                share = load.rps * weights[spec.uid] / total_weight if spec.ready and total_weight else 0.0
+                pod_samples.append(pod.step(share, load, dt_s, wall,
+                                            (clock - spec.started).total_seconds() if spec.started else None))
             total = load.rps * dt_s  # with no ready replica every request fails
-            served = [x for x, s in zip(pod_samples, members, strict=True) if s.ready]
+            # Replicas still loading their model serve nothing: while all do, every request fails.
+            served = [x for x, s in zip(pod_samples, members, strict=True) if s.ready and weights[s.uid]]
             error = (sum(x.error_rate for x in served) / len(served)) if served else 1.0
             uptimes = [(clock - s.started).total_seconds() for s in members if s.started]
             gpus = sum(s.gpus for s in members)

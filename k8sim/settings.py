@@ -11,7 +11,7 @@ import gc
 from importlib import resources
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The repository root: the default state folder lives here (in a checkout).
@@ -56,6 +56,8 @@ class CommonSettings(BaseSettings):
     redis_key: str = Field("k8sim:monitoring:latest", description="Redis key of the latest snapshot.")
     redis_channel: str = Field("k8sim:monitoring", description="Redis channel snapshots are published on.")
     load_key: str = Field("k8sim:load", description="Redis hash of load-control overrides (POST /monitoring/load).")
+    traffic_key: str = Field("k8sim:traffic", description="Redis hash of the replayed traffic (POST "
+                                                        "/monitoring/traffic) and when the engine began playing it.")
     deploy_channel: str = Field("k8sim:deployments", description="Redis channel of deploy progress events.")
     gc_threshold: int = Field(50_000, ge=0, description=(
         "Allocations between passes of Python's cyclic garbage collector over its youngest objects "
@@ -95,6 +97,20 @@ class ImportSettings(NodeSettings):
         "Most objects in one import (a cluster's export holds far more than a deploy's manifest)."))
     import_max_bytes: int = Field(256 * 1024 * 1024, ge=1, description=(
         "Largest export the command line reads (the API keeps its own body limits)."))
+
+
+class TrafficSettings(CommonSettings):
+    """Replaying real traffic (``POST /monitoring/traffic``, ``python -m k8sim traffic``): its limits and where the
+    command line posts."""
+
+    traffic_max_bytes: int = Field(8 * 1024 * 1024, ge=1, description=(
+        "Largest traffic file, bytes (the API's max_body_bytes also bounds what it receives)."))
+    traffic_max_points: int = Field(200_000, ge=2, description="Most points in one traffic file (all series).")
+    traffic_max_series: int = Field(2_000, ge=1, description="Most series (services) in one traffic file.")
+    api_url: str = Field("http://127.0.0.1:6360", description="The API `python -m k8sim traffic` posts to.")
+    api_token: SecretStr | None = Field(None, description="Bearer token `python -m k8sim traffic` sends (the "
+                                                          "API's api_token, when it sets one).")
+
 
 def tune_gc(settings: CommonSettings) -> None:
     """Space the garbage collector's passes out as ``settings.gc_threshold`` says (called once at start)."""

@@ -17,6 +17,7 @@ from starlette.types import Scope
 
 from k8sim.kube import KubeError
 from k8sim.manifests import ManifestError
+from k8sim.traffic import TrafficError
 
 log = logging.getLogger("k8sim_api")
 
@@ -43,6 +44,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ManifestError)
     async def manifest_error(_: Request, exc: ManifestError) -> JSONResponse:
+        return error(exc.status, str(exc), errors=[p.as_dict() for p in exc.problems])
+
+    @app.exception_handler(TrafficError)
+    async def traffic_error(_: Request, exc: TrafficError) -> JSONResponse:
         return error(exc.status, str(exc), errors=[p.as_dict() for p in exc.problems])
 
     @app.exception_handler(RequestValidationError)

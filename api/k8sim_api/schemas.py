@@ -536,6 +536,63 @@ class LoadOverrides(Out):
     overrides: list[LoadOverrideOut]
 
 
+# --------------------------------------------------------------------------- traffic replay
+
+TRAFFIC_CSV_EXAMPLE = ("timestamp,namespace,service,rps\n"
+                       "2025-11-28T10:00:00Z,ecp-ai-tenant-123,callbot,42\n"
+                       "2025-11-28T10:05:00Z,ecp-ai-tenant-123,callbot,57.5\n"
+                       "2025-11-28T10:10:00Z,ecp-ai-tenant-123,callbot,61\n")
+
+
+class TrafficRequest(BaseModel):
+    """Real traffic to replay: a Prometheus `query_range` result (the whole answer, its `data` or its `result`
+    list) or a CSV with the header `timestamp,namespace,service,rps` (RFC 3339 or epoch seconds)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"format": "csv", "data": TRAFFIC_CSV_EXAMPLE, "loop": True, "scale": 2.0, "shift_seconds": 0}]})
+
+    format: Literal["prometheus", "csv"] = Field(description="What `data` is")
+    data: str = Field(min_length=1, description="The file's text")
+    loop: bool = Field(True, strict=True, description="Repeat the file (false: play it once, then the services "
+                                                      "return to their synthetic curve)")
+    scale: float = Field(1.0, strict=True, gt=0, le=1000, description="Multiplies every point (2: next year's growth)")
+    shift_seconds: float = Field(0, strict=True, ge=0, le=366 * 86400,
+                                 description="Start this many seconds into the file")
+    namespace_label: str = Field("namespace", min_length=1, max_length=200,
+                                 description="The label (CSV column) that holds the namespace")
+    service_label: str = Field("service", min_length=1, max_length=200,
+                               description="The label (CSV column) that holds the service: the Deployment's or "
+                                           "StatefulSet's name")
+
+
+class TrafficSeries(Out):
+    service: str = Field(examples=["ecp-ai-tenant-123/callbot"], description="namespace/name")
+    points: int
+    matched: bool | None = Field(description="A service the simulator runs now (null: no monitoring data yet)")
+    rps: float | None = Field(None, description="Replayed requests/s now, before load overrides and Scenarios "
+                                               "(null: not playing)")
+
+
+class TrafficStatus(Out):
+    """What is replayed: `none`, `pending` (the engine has not ticked since), `playing` or `finished` (played once:
+    its services are back on their synthetic curve)."""
+
+    state: Literal["none", "pending", "playing", "finished"] = Field(examples=["playing"])
+    id: str | None = None
+    format: str | None = None
+    loop: bool | None = None
+    scale: float | None = None
+    shift_seconds: float | None = None
+    set_at: str | None = Field(None, description="When it was set (wall clock)")
+    started: str | None = Field(None, description="The simulated time the engine began playing it")
+    start: str | None = Field(None, description="The file's first timestamp")
+    duration_seconds: float | None = Field(None, description="From the file's first timestamp to its last")
+    period_seconds: float | None = Field(None, description="Looped: the duration plus one point spacing")
+    points: int | None = None
+    position_seconds: float | None = Field(None, description="Simulated seconds into the file now")
+    services: list[TrafficSeries] = []
+
+
 # --------------------------------------------------------------------------- scenarios
 
 SCENARIO_EXAMPLE: dict[str, Any] = {

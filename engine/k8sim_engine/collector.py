@@ -243,20 +243,20 @@ def _escape(value: str) -> str:
 
 def render(registry: Collector) -> bytes:
     """Prometheus' text format, as prometheus_client's generate_latest writes it, with two changes:
-    a counter whose samples carry its own name (DCGM's, without ``_total``) is declared under that
-    name, as dcgm-exporter does (generate_latest would declare ``<name>_total`` and leave its samples
-    untyped); and a labels dict shared by several samples is formatted once."""
+    a counter whose samples carry its own name (DCGM's, Triton's and TGI's, without ``_total``) is
+    declared under that name, as those exporters do (generate_latest would declare ``<name>_total`` and
+    leave its samples untyped); and a labels dict shared by several samples is formatted once."""
     out: list[str] = []
     # By id, holding the dict: a dict freed while the scrape runs could otherwise lend its id to another.
     formatted: dict[int, tuple[dict[str, str], str]] = {}
     for metric in registry.collect():
         name, kind = metric.name, metric.type
-        if kind == "counter" and name not in DCGM_COUNTERS:
+        if kind == "counter" and name not in DCGM_COUNTERS and not (metric.samples and metric.samples[0].name == name):
             name += "_total"
         elif kind == "unknown":
             kind = "untyped"
-        elif kind not in ("counter", "gauge"):
-            raise ValueError(f"{metric.name}: render() writes counters and gauges, not {kind}")
+        elif kind not in ("counter", "gauge", "histogram"):
+            raise ValueError(f"{metric.name}: render() writes counters, gauges and histograms, not {kind}")
         doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
         out.append(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n")
         for sample in metric.samples:

@@ -14,12 +14,13 @@ import asyncpg
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from k8sim import alerts, contract, gpus, model, rows, scenarios, sla, store
+from k8sim import alerts, contract, gpus, model, rows, scenarios, sla, store, traffic
 from k8sim.kube import Kube, KubeError
 
 from .cache import KINDS, ClusterCache, Informer
 from .collector import SimulatorCollector, State, render
 from .cost import CostCollector
+from .inference import InferenceCollector
 from .metrics_api import Usage, usage_from
 from .registration import Registrar
 from .settings import EngineSettings
@@ -58,6 +59,7 @@ class Engine:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(SimulatorCollector(self))
         self.registry.register(CostCollector(self))
+        self.registry.register(InferenceCollector(self))
         self.kube = Kube(settings.kubeconfig, agent="k8sim-engine")
         self.cache = ClusterCache(self.kube) if settings.watch else None
         # Followed apart from the cache: the Scenario CRD may come later (the operator installs it).
@@ -80,6 +82,8 @@ class Engine:
         self._open: set[tuple[str, str]] | None = None  # (rule_id, subject) of the alerts open in the store
         self._open_synced = 0.0
         self._recent: dict[str, tuple[float, Any]] = {}
+        self.replay: traffic.Replay | None = None  # the real traffic replayed (POST /monitoring/traffic)
+        self._anchor: tuple[str, float] | None = None  # (replay id, simulated epoch seconds it began at)
 
     @property
     def step(self) -> float:
@@ -132,9 +136,10 @@ class Engine:
         overrides = await self.recent("load", self.load_overrides)
         factors = model.service_factors({s.service: s.tenant for s in specs}, overrides, time.time(),
                                         {k: model.annotation_factor(a) for k, (_, a) in labels.items()})
+        replayed = await self.replayed(now)
         samples = self.model.tick(specs, now, self.step, labels, workload_replicas([*deployments, *statefulsets]),
                                   factors, scenarios.model_effects(await self.scenario_objects()),
-                                  dt.datetime.now(dt.UTC))
+                                  dt.datetime.now(dt.UTC), replayed)
         self.model.step_devices(gpus.inventory(nodes), self.step, gpus.faults(nodes))
         self.usage = usage_from(pods, nodes, self.model, samples, dt.datetime.now(dt.UTC),
                                 self.settings.tick_seconds, self.containers)
@@ -219,6 +224,46 @@ class Engine:
             except ValueError as exc:
                 log.warning("%s", exc)
         return found
+
+    async def traffic(self) -> tuple[traffic.Replay | None, float | None]:
+        """The replay in force and its stored anchor (simulated epoch seconds it began at). The curves are read
+        again only when the replay's id changes; while Redis is down the last one read plays on."""
+        key = self.settings.traffic_key
+        try:
+            replay_id, anchor = await self.redis.hmget(key, [traffic.ID_FIELD, traffic.ANCHOR_FIELD])
+            if replay_id is None:
+                self.replay = None
+            elif self.replay is None or self.replay.id != (
+                    replay_id.decode() if isinstance(replay_id, bytes) else str(replay_id)):
+                raw = await self.redis.hget(key, traffic.REPLAY_FIELD)
+                self.replay = traffic.Replay.stored(raw) if raw is not None else None
+        except (aioredis.RedisError, OSError):
+            return self.replay, None
+        except ValueError as exc:
+            log.warning("%s", exc)
+            self.replay = None
+        return self.replay, None if self.replay is None else traffic.anchor_of(anchor, self.replay.id)
+
+    async def replayed(self, now: dt.datetime) -> dict[str, float]:
+        """service key → the replayed traffic's requests per second at this tick. A replay plays from the first
+        tick that sees it (its anchor, kept in Redis so a restarted engine on the same clock carries on)."""
+        replay, stored = await self.recent("traffic", self.traffic)
+        if replay is None:
+            return {}
+        sim = now.timestamp()
+        if self._anchor is not None and self._anchor[0] == replay.id:
+            start = self._anchor[1]
+        elif stored is not None and stored <= sim:
+            start = stored
+        else:
+            start = sim
+            try:
+                await self.redis.hset(self.settings.traffic_key, traffic.ANCHOR_FIELD,
+                                      traffic.anchor_value(replay.id, start))
+            except (aioredis.RedisError, OSError) as exc:
+                log.warning("traffic replay's start not recorded: %s", exc)
+        self._anchor = (replay.id, start)
+        return replay.rps(replay.position(sim - start))
 
     # ------------------------------------------------------------------ outputs
 

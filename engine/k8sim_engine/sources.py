@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from k8sim import lifecycle, model, resources, scenarios
+from k8sim import inference, lifecycle, model, resources, scenarios
 
 T = TypeVar("T")
 
@@ -108,6 +108,7 @@ def pod_spec(pod: Mapping[str, Any], namespace_tenant: str | None, accel: str | 
         accelerator=accel, ready=lifecycle.conditions(pod).get("Ready", {}).get("status") == "True",
         started=lifecycle.parse_time(status.get("startTime")),
         oom_after=oom_after(meta),
+        server=inference.recognise(pod),
         container_started=lifecycle.parse_time(
             next((c["state"]["running"].get("startedAt") for c in status.get("containerStatuses") or []
                   if (c.get("state") or {}).get("running")), None)),

@@ -3,6 +3,7 @@
     python -m k8sim setup | run | up | down | status | cluster-up | cluster-down |
                      cluster-delete | services-up | services-down
     python -m k8sim import FILE|- [FILE …] [--scale 0.1] [--secrets keep] [--dry-run] [--json]
+    python -m k8sim traffic FILE|- [--format prometheus|csv] [--scale 2] [--once] [--shift 3600] [--api URL]
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 from k8sim import importer
 from k8sim.kube import Kube, KubeError
 from k8sim.local import build, cluster, karpenter, services, supervisor
 from k8sim.local.processes import ClusterError
 from k8sim.local.settings import ClusterSettings
 from k8sim.manifests import Limits, ManifestError
-from k8sim.settings import ImportSettings
+from k8sim.settings import ImportSettings, TrafficSettings
 from k8sim.topology import TopologyError
 
 
@@ -125,12 +128,72 @@ def import_command(argv: list[str]) -> int:
     return 1 if report.failed_count else 0
 
 
+def traffic_format(name: str, text: str) -> str:
+    """A traffic file's format from its name, else from its first character (JSON is Prometheus')."""
+    if name.lower().endswith(".csv"):
+        return "csv"
+    if name.lower().endswith(".json"):
+        return "prometheus"
+    return "prometheus" if text.lstrip()[:1] in ("{", "[") else "csv"
+
+
+def traffic_command(argv: list[str]) -> int:
+    """``python -m k8sim traffic``: replay a traffic file through the running simulator's API."""
+    settings = TrafficSettings()
+    parser = argparse.ArgumentParser(prog="k8sim traffic", description="Replay real traffic (a Prometheus "
+                                     "query_range result or a CSV timestamp,namespace,service,rps) in place of "
+                                     "those services' synthetic load")
+    parser.add_argument("file", help="the traffic file, or - for standard input")
+    parser.add_argument("--format", choices=["prometheus", "csv"], help="default: from the file's name or text")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies every point (2: twice the traffic)")
+    parser.add_argument("--once", action="store_true", help="play it once (default: loop)")
+    parser.add_argument("--shift", type=float, default=0.0, help="start this many seconds into the file")
+    parser.add_argument("--namespace-label", default="namespace", help="label (CSV column) of the namespace")
+    parser.add_argument("--service-label", default="service", help="label (CSV column) of the service")
+    parser.add_argument("--api", default=settings.api_url, help=f"the simulator's API (default {settings.api_url})")
+    parser.add_argument("--json", action="store_true", help="print the API's answer as JSON on stdout")
+    args = parser.parse_args(argv)
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"k8sim traffic: {exc}", file=sys.stderr)
+        return 1
+    body = {"format": args.format or traffic_format(args.file, text), "data": text, "loop": not args.once,
+            "scale": args.scale, "shift_seconds": args.shift, "namespace_label": args.namespace_label,
+            "service_label": args.service_label}
+    headers = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"} if settings.api_token else {}
+    try:
+        answer = httpx.post(f"{args.api.rstrip('/')}/monitoring/traffic", json=body, headers=headers, timeout=60)
+        document = answer.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        print(f"k8sim traffic: {args.api}: {exc}", file=sys.stderr)
+        return 1
+    if answer.status_code != 200:
+        print(f"k8sim traffic: {answer.status_code} {document.get('message', answer.text)}", file=sys.stderr)
+        for problem in document.get("errors") or []:
+            where = ", ".join(f"{k} {v}" for k, v in problem.items() if k != "message")
+            print(f"  {where + ': ' if where else ''}{problem.get('message', problem)}", file=sys.stderr)
+        return 1
+    series = document.get("services") or []
+    unmatched = [s["service"] for s in series if s.get("matched") is False]
+    print(f"k8sim traffic: replaying {len(series)} series, {document.get('points')} points over "
+          f"{document.get('duration_seconds')} s ({'looped' if document.get('loop') else 'once'}, "
+          f"x{document.get('scale')})", file=sys.stderr)
+    for key in unmatched:
+        print(f"k8sim traffic: no service {key} runs yet (it plays once one does)", file=sys.stderr)
+    if args.json:
+        print(json.dumps(document, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["import"]:
         return import_command(argv[1:])
+    if argv[:1] == ["traffic"]:
+        return traffic_command(argv[1:])
     parser = argparse.ArgumentParser(prog="k8sim", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=sorted([*COMMANDS, "import"]))
+    parser.add_argument("command", choices=sorted([*COMMANDS, "import", "traffic"]))
     args = parser.parse_args(argv)
     settings = ClusterSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -44,6 +44,7 @@ def test_schemathesis_finds_no_failure(api_url: str, engine_url: str, tmp_path: 
                 httpx.delete(f"{api_url}/scenarios/{key[0]}/{key[1]}", timeout=60)
         httpx.delete(f"{api_url}/k8s/resources/tenant/tenant-123", timeout=60)  # the schema's own example
         httpx.delete(f"{api_url}/monitoring/load")
+        httpx.delete(f"{api_url}/monitoring/traffic")
     summary = run.stdout[-3000:]
     assert run.returncode == 0, summary
     counts = re.search(r"(\d+) generated, (\d+) passed", summary)

@@ -1,12 +1,15 @@
-"""GET /monitoring/health, /monitoring/tenant/{id}, /monitoring/metrics and its history; load control."""
+"""GET /monitoring/health, /monitoring/tenant/{id}, /monitoring/metrics and its history; load control; real
+traffic replayed."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import logging
 import time
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Annotated, Any
 
 import asyncpg
@@ -14,9 +17,10 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from k8sim import contract, model, sla, store
-from k8sim_api.broadcast import Update
-from k8sim_api.deps import MaybePoolDep, PoolDep, RedisDep, SettingsDep, SnapshotDep
+from k8sim import contract, model, sla, store, traffic
+from k8sim.settings import TrafficSettings
+from k8sim_api.broadcast import Broadcaster, Update
+from k8sim_api.deps import BroadcasterDep, MaybePoolDep, PoolDep, RedisDep, SettingsDep, SnapshotDep
 from k8sim_api.routes import ui
 from k8sim_api.schemas import (
     BAD_BODY,
@@ -30,6 +34,8 @@ from k8sim_api.schemas import (
     LoadRequest,
     MetricsDocument,
     TenantDocument,
+    TrafficRequest,
+    TrafficStatus,
 )
 
 log = logging.getLogger(__name__)
@@ -158,3 +164,90 @@ async def clear_load(redis: RedisDep, settings: SettingsDep) -> LoadOverrides:
     with redis_answers():
         await redis.delete(settings.load_key)
     return LoadOverrides(overrides=[])
+
+
+# --------------------------------------------------------------------------- traffic replay
+
+TRAFFIC_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorResponse, "description": "Over the size, point or series limit"},
+    422: {"model": ErrorResponse, "description": "Not CSV or JSON, missing columns or labels, a non-numeric or "
+                                                 "negative rps, a series of fewer than 2 points, or no series "
+                                                 "naming a service the simulator runs (each problem named)"},
+}
+
+
+@lru_cache
+def traffic_settings() -> TrafficSettings:
+    return TrafficSettings()
+
+
+async def modelled(broadcaster: Broadcaster) -> tuple[set[str] | None, float | None]:
+    """The service keys the engine models and its simulated time (epoch s), from its latest snapshot (None:
+    no snapshot yet)."""
+    update = await broadcaster.snapshot()
+    if update is None:
+        return None, None
+    document = update.payload
+    try:
+        now = dt.datetime.fromisoformat(str(document["timestamp"]).replace("Z", "+00:00")).timestamp()
+    except (KeyError, ValueError):
+        now = None
+    return set(document.get("services") or {}), now
+
+
+@router.post("/traffic", response_model=TrafficStatus, responses={**BAD_BODY, **TRAFFIC_ERRORS, **UNAVAILABLE},
+             summary="Replay real traffic (Prometheus query_range or CSV) in place of services' synthetic load")
+async def set_traffic(body: TrafficRequest, redis: RedisDep, broadcaster: BroadcasterDep,
+                      settings: SettingsDep) -> TrafficStatus:
+    """Each series becomes its service's requests per second (`namespace/name`, the Deployment's or StatefulSet's
+    name), at the engine's simulated speed from the file's first timestamp (plus `shift_seconds`), linear between
+    points, times `scale`; load overrides and Scenarios still apply. It replaces what was replayed before.
+    A file none of whose series names a service the simulator runs is refused (422, each series named); when
+    some do, the others are kept (`matched: false`) and play once such a service runs."""
+    options = traffic_settings()
+    limits = traffic.Limits(options.traffic_max_bytes, options.traffic_max_points, options.traffic_max_series)
+    # Parsing a large file takes a while: off the event loop.
+    replay = await asyncio.to_thread(
+        traffic.parse, body.data, body.format, loop=body.loop, scale=body.scale, shift=body.shift_seconds,
+        namespace_label=body.namespace_label, service_label=body.service_label, limits=limits, set_at=time.time())
+    services, _ = await modelled(broadcaster)
+    if services is not None and not traffic.matched(replay, services):
+        problems = [traffic.Problem("no such service in the simulator (namespace/Deployment or StatefulSet name)",
+                                    s.key) for s in replay.series]
+        raise traffic.TrafficError("no series names a service the simulator runs",
+                                   problems[:traffic.MAX_PROBLEMS])
+    with redis_answers():
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.delete(settings.traffic_key)
+            pipe.hset(settings.traffic_key, mapping={traffic.ID_FIELD: replay.id,
+                                                     traffic.REPLAY_FIELD: replay.stored_value()})
+            await pipe.execute()
+    log.info("traffic replay %s: %d series, %d points", replay.id, len(replay.series), replay.points)
+    return TrafficStatus.model_validate(replay.view(None, services))
+
+
+@router.get("/traffic", response_model=TrafficStatus, responses=UNAVAILABLE,
+            summary="What is replayed: services, points, duration, position now, loop, scale, state")
+async def get_traffic(redis: RedisDep, broadcaster: BroadcasterDep, settings: SettingsDep) -> TrafficStatus:
+    with redis_answers():
+        replay_id, anchor = await redis.hmget(settings.traffic_key, [traffic.ID_FIELD, traffic.ANCHOR_FIELD])
+        raw = None if replay_id is None else await redis.hget(settings.traffic_key, traffic.REPLAY_FIELD)
+    if raw is None:
+        return TrafficStatus(state="none")
+    try:
+        replay = traffic.Replay.stored(raw)
+    except ValueError as exc:
+        log.warning("%s", exc)
+        return TrafficStatus(state="none")
+    services, now = await modelled(broadcaster)
+    start = traffic.anchor_of(anchor, replay.id)
+    elapsed = None if start is None or now is None else max(0.0, now - start)
+    return TrafficStatus.model_validate(replay.view(elapsed, services, start if elapsed is not None else None))
+
+
+@router.delete("/traffic", response_model=TrafficStatus, responses=UNAVAILABLE,
+               summary="Stop replaying: every service returns to its synthetic curve")
+async def clear_traffic(redis: RedisDep, settings: SettingsDep) -> TrafficStatus:
+    with redis_answers():
+        await redis.delete(settings.traffic_key)
+    return TrafficStatus(state="none")
