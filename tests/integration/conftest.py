@@ -20,6 +20,7 @@ import pytest
 
 from k8sim import store
 from k8sim.local import cluster, services, supervisor
+from k8sim.local import karpenter as local_karpenter
 from k8sim.local.processes import free_port
 from k8sim.local.settings import ClusterSettings
 
@@ -161,21 +162,34 @@ def engine_url(live_services: ClusterSettings, live_cluster: ClusterSettings,
         yield url
 
 
+@contextmanager
+def scraping(target: str, folder: Path) -> Iterator[str]:
+    """Debian's Prometheus scraping ``target`` (host:port) every second, its data in ``folder``; its URL."""
+    port = free_port()
+    (folder / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"scrape_configs:\n  - job_name: k8sim\n    static_configs: [{{targets: ['{target}']}}]\n")
+    cmd = ["prometheus", f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
+           f"--web.listen-address=127.0.0.1:{port}"]
+    with process(cmd, {}, folder / "prometheus.log"):
+        yield f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture(scope="module")
 def prometheus(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Debian's Prometheus (installed by .ci/run) scraping the engine every second."""
     if shutil.which("prometheus") is None:
         pytest.skip("Debian's prometheus is installed by .ci/run")
-    tmp = tmp_path_factory.mktemp("prometheus")
-    port = free_port()
-    target = engine_url.removeprefix("http://")
-    (tmp / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        f"scrape_configs:\n  - job_name: k8sim\n    static_configs: [{{targets: ['{target}']}}]\n")
-    cmd = ["prometheus", f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-           f"--web.listen-address=127.0.0.1:{port}"]
-    with process(cmd, {}, tmp / "prometheus.log"):
-        yield f"http://127.0.0.1:{port}"
+    with scraping(engine_url.removeprefix("http://"), tmp_path_factory.mktemp("prometheus")) as url:
+        yield url
+
+
+@pytest.fixture
+def karpenter_up(live_cluster: ClusterSettings) -> ClusterSettings:
+    if not live_cluster.karpenter:
+        pytest.skip("K8SIM_KARPENTER is off")
+    local_karpenter.up(live_cluster)  # a no-op when it runs
+    return live_cluster
 
 
 def promql(prometheus: str, query: str) -> list[dict[str, Any]]:

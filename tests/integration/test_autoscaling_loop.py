@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from k8sim import model
-from k8sim.local import karpenter as local_karpenter
 from k8sim.local.settings import ClusterSettings
 
 from .conftest import Kubectl, eventually
@@ -83,13 +82,6 @@ def tenant_manifest(tenant: str) -> dict[str, str]:
             "05-gpu-services.yaml": yaml.safe_dump_all([deployment, service]),
             "08-autoscaling.yaml": yaml.safe_dump(hpa)}
 
-
-@pytest.fixture
-def karpenter_up(live_cluster: ClusterSettings) -> ClusterSettings:
-    if not live_cluster.karpenter:
-        pytest.skip("K8SIM_KARPENTER is off")
-    local_karpenter.up(live_cluster)  # a no-op when it runs
-    return live_cluster
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from k8sim import inference
 from k8sim.local.processes import free_port
 from k8sim.local.settings import ClusterSettings
 
-from .conftest import Kubectl, engine_env, eventually, process, promql, started
+from .conftest import Kubectl, engine_env, eventually, process, promql, scraping, started
 
 pytestmark = pytest.mark.integration
 
@@ -37,14 +37,7 @@ def inference_prometheus(live_services: ClusterSettings, live_cluster: ClusterSe
     with process([sys.executable, "-m", "k8sim_engine"], env, tmp / "engine.log") as proc:
         engine = f"127.0.0.1:{env['K8SIM_ENGINE_PORT']}"
         started(f"http://{engine}/health", proc, tmp / "engine.log")
-        port = free_port()
-        (tmp / "prometheus.yml").write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            f"scrape_configs:\n  - job_name: k8sim\n    static_configs: [{{targets: ['{engine}']}}]\n")
-        cmd = ["prometheus", f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-               f"--web.listen-address=127.0.0.1:{port}"]
-        with process(cmd, {}, tmp / "prometheus.log"):
-            url = f"http://127.0.0.1:{port}"
+        with scraping(engine, tmp) as url:
             eventually(lambda: httpx.get(f"{url}/-/ready", timeout=5).status_code == 200, 60, "Prometheus ready")
             yield url
 

@@ -49,13 +49,6 @@ def nodeclaims(kubectl: Kubectl) -> dict[str, dict[str, Any]]:
     return {c["metadata"]["name"]: c for c in kubectl.json("get", "nodeclaims")["items"]}
 
 
-@pytest.fixture
-def karpenter_up(live_cluster: ClusterSettings) -> ClusterSettings:
-    if not live_cluster.karpenter:
-        pytest.skip("K8SIM_KARPENTER is off")
-    local_karpenter.up(live_cluster)  # a no-op when it runs
-    return live_cluster
-
 
 @pytest.fixture
 def launched(kubectl: Kubectl, namespace: str) -> Iterator[set[str]]:
