@@ -20,7 +20,7 @@ from k8sim import model
 from k8sim.local.settings import ClusterSettings
 
 from .conftest import Kubectl, eventually
-from .test_karpenter import nodeclaims, steps_of
+from .test_karpenter import nodeclaims, remove_nodeclaims_since, steps_of
 from .test_metrics_api import hpa_replicas
 
 pytestmark = pytest.mark.integration
@@ -99,14 +99,7 @@ def tenant(karpenter_up: ClusterSettings, api_url: str, kubectl: Kubectl) -> Ite
     httpx.post(f"{api_url}/monitoring/load", json={"tenant_id": name, "factor": 1}, timeout=30)
     httpx.delete(f"{api_url}/k8s/resources/tenant/{name}", timeout=60)
     kubectl("delete", "namespace", f"ecp-ai-{name}", "--ignore-not-found", "--timeout=120s", check=False)
-    made = set(nodeclaims(kubectl)) - before
-    if made:
-        kubectl("delete", "nodeclaims", *sorted(made), "--wait=false", check=False)
-    eventually(lambda: not set(nodeclaims(kubectl)) & made and not [
-        n for n in kubectl.json("get", "nodes")["items"]
-        if n["metadata"].get("labels", {}).get("karpenter.sh/nodeclaim") in made
-        or any(o.get("name") in made for o in n["metadata"].get("ownerReferences", []))], 120,
-        what="the test's NodeClaims and nodes gone")
+    remove_nodeclaims_since(kubectl, before)
 
 
 def test_a_load_step_scales_out_onto_new_gpu_nodes_and_the_empty_ones_go_when_it_ends(

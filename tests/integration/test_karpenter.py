@@ -50,13 +50,8 @@ def nodeclaims(kubectl: Kubectl) -> dict[str, dict[str, Any]]:
 
 
 
-@pytest.fixture
-def launched(kubectl: Kubectl, namespace: str) -> Iterator[set[str]]:
-    """NodeClaims that exist before the test; after it, the test's pods go first (so that nothing asks
-    for a node again), then every NodeClaim it made, and the test waits until their nodes are gone."""
-    before = set(nodeclaims(kubectl))
-    yield before
-    kubectl("delete", "namespace", namespace, "--timeout=120s", check=False)
+def remove_nodeclaims_since(kubectl: Kubectl, before: set[str]) -> None:
+    """Delete every NodeClaim not in ``before`` and wait until they and their nodes are gone."""
     made = set(nodeclaims(kubectl)) - before
     if made:
         kubectl("delete", "nodeclaims", *sorted(made), "--wait=false", check=False)
@@ -65,6 +60,16 @@ def launched(kubectl: Kubectl, namespace: str) -> Iterator[set[str]]:
         if n["metadata"].get("labels", {}).get("karpenter.sh/nodeclaim") in made
         or any(o.get("name") in made for o in n["metadata"].get("ownerReferences", []))], 120,
         what="the test's NodeClaims and nodes gone")
+
+
+@pytest.fixture
+def launched(kubectl: Kubectl, namespace: str) -> Iterator[set[str]]:
+    """NodeClaims that exist before the test; after it, the test's pods go first (so that nothing asks
+    for a node again), then every NodeClaim it made, and the test waits until their nodes are gone."""
+    before = set(nodeclaims(kubectl))
+    yield before
+    kubectl("delete", "namespace", namespace, "--timeout=120s", check=False)
+    remove_nodeclaims_since(kubectl, before)
 
 
 def pods(kubectl: Kubectl, namespace: str) -> list[dict[str, Any]]:
