@@ -57,10 +57,15 @@ async def serve_metrics_apis(engine: Engine, settings: EngineSettings, folder: P
                              ) -> tuple[EmbeddedServer, asyncio.Task[None]]:
     """The aggregated API server over TLS with a certificate made now (kept in ``folder``), and its
     APIServices applied."""
-    cert, key = registration.self_signed(folder, [settings.metrics_api_host, "localhost"])
+    authority = registration.Authority()
+    engine.played.ca_bundle = authority.pem
+    cert, key = authority.leaf(folder, [settings.metrics_api_host, "localhost"])
     config = uvicorn.Config(create_metrics_app(engine), host=settings.bind_address,
                             port=settings.metrics_api_port, ssl_certfile=str(cert), ssl_keyfile=str(key),
                             log_level=settings.log_level.lower(), access_log=False, lifespan="off")
+    config.load()  # uvicorn keeps a loaded config: its SSL context then answers each Service's name
+    assert config.ssl is not None
+    authority.serve_names(config.ssl, folder)
     server = EmbeddedServer(config)
     task = asyncio.create_task(server.serve(), name="metrics APIs")
     while not server.started and not task.done():  # noqa: ASYNC110 (uvicorn offers a flag, no event)

@@ -15,6 +15,7 @@ from fastapi import Depends, HTTPException
 from starlette.requests import HTTPConnection, Request
 
 from .metrics_api import Usage, parse_selector
+from .played import Played
 from .runner import Engine
 from .settings import EngineSettings
 
@@ -48,6 +49,12 @@ async def usage_dep(conn: HTTPConnection) -> Usage:
     return source.usage
 
 
+async def played_dep(conn: HTTPConnection) -> Played | None:
+    """The add-ons the engine plays (None for a source that plays none, as in unit tests)."""
+    played: Played | None = getattr(conn.app.state.source, "played", None)
+    return played
+
+
 async def selectors_dep(request: Request) -> Selectors:
     """400 (a Status, as Kubernetes answers) for a selector Kubernetes would refuse."""
     try:
@@ -61,3 +68,4 @@ EngineDep = Annotated[Engine, Depends(engine_dep)]
 SettingsDep = Annotated[EngineSettings, Depends(settings_dep)]
 UsageDep = Annotated[Usage, Depends(usage_dep)]
 SelectorsDep = Annotated[Selectors, Depends(selectors_dep)]
+PlayedDep = Annotated[Played | None, Depends(played_dep)]

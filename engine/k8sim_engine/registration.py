@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import ipaddress
 import logging
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -29,48 +30,95 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from k8sim.kube import Kube, KubeError
+from k8sim import played
+from k8sim.kube import FIELD_MANAGER, Kube, KubeError
 
 from .metrics_api import GROUPS
 from .settings import EngineSettings, Takeover
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "kube-system"
-SERVICE = "k8sim-metrics"
+NAMESPACE, SERVICE = played.ENGINE_SERVICE
 API_VERSION, KIND = "apiregistration.k8s.io/v1", "APIService"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "k8s-simulator", "app.kubernetes.io/component": "metrics-apis"}
 
 
+class Authority:
+    """The engine's own certificate authority: a leaf for the metrics APIs' host, and one per name a
+    client asks for (SNI), so kube-aggregator can verify the engine as the Service of an add-on it plays
+    (KEDA's APIService carries a caBundle, which the engine sets to this CA, as KEDA's operator does)."""
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k8sim-metrics-ca")])
+        now = dt.datetime.now(dt.UTC)
+        self.cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+                     .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=365))
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                     .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                                  content_commitment=False, key_encipherment=False,
+                                                  data_encipherment=False, key_agreement=False, encipher_only=False,
+                                                  decipher_only=False), critical=True)
+                     .sign(self.key, hashes.SHA256()))
+        self._contexts: dict[str, ssl.SSLContext] = {}
+
+    @property
+    def pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def leaf(self, folder: Path, hosts: list[str], stem: str = "tls") -> tuple[Path, Path]:
+        """A key and certificate for these hosts (names or IPs), signed by this CA; (cert, key) paths."""
+        folder.mkdir(parents=True, exist_ok=True)
+        key = ec.generate_private_key(ec.SECP256R1())
+        alt: list[x509.GeneralName] = []
+        for host in hosts:
+            try:
+                alt.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                alt.append(x509.DNSName(host))
+        now = dt.datetime.now(dt.UTC)
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0][:64])]))
+                .issuer_name(self.cert.subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+                .not_valid_after(now + dt.timedelta(days=365))
+                .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                .sign(self.key, hashes.SHA256()))
+        cert_path, key_path = folder / f"{stem}.crt", folder / f"{stem}.key"
+        key_path.touch(mode=0o600)
+        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + self.pem)
+        return cert_path, key_path
+
+    def serve_names(self, context: ssl.SSLContext, folder: Path) -> None:
+        """Answer a client naming a Service (``<name>.<namespace>.svc``) with a certificate for that name."""
+        def pick(sock: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext) -> None:
+            if not server_name or not server_name.endswith(".svc") or len(server_name) > 253:
+                return None  # the default certificate (the metrics APIs' host)
+            found = self._contexts.get(server_name)
+            if found is None:
+                cert, key = self.leaf(folder / "sni", [server_name], stem=server_name)
+                found = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                found.load_cert_chain(cert, key)
+                self._contexts[server_name] = found
+            sock.context = found
+            return None
+        context.sni_callback = pick
+
+
 def self_signed(folder: Path, hosts: list[str]) -> tuple[Path, Path]:
-    """A fresh key and certificate for these hosts (names or IPs), valid a year; (cert, key) paths."""
-    folder.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k8sim-metrics")])
-    alt: list[x509.GeneralName] = []
-    for host in hosts:
-        try:
-            alt.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            alt.append(x509.DNSName(host))
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=365))
-            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = folder / "tls.crt", folder / "tls.key"
-    key_path.touch(mode=0o600)
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path, key_path
+    """A key and certificate for these hosts, signed by a fresh authority of its own."""
+    return Authority().leaf(folder, hosts)
 
 
 def objects(host: str, port: int) -> list[dict[str, Any]]:
     """The ExternalName Service and one APIService per group version."""
     service = {"apiVersion": "v1", "kind": "Service",
-               "metadata": {"name": SERVICE, "namespace": NAMESPACE, "labels": MANAGED_BY},
+               "metadata": {"name": SERVICE, "namespace": NAMESPACE, "labels": MANAGED_BY,
+                            "annotations": {played.ENGINE_PORT_ANNOTATION: str(port)}},
                "spec": {"type": "ExternalName", "externalName": host}}
     apiservices = [{
         "apiVersion": API_VERSION, "kind": KIND,
@@ -98,6 +146,23 @@ def holder(apiservice: Mapping[str, Any]) -> str | None:
 def is_ours(apiservice: Mapping[str, Any]) -> bool:
     """Backed by the simulator's Service, whichever engine (port) registered it."""
     return holder(apiservice) == f"{NAMESPACE}/{SERVICE}"
+
+
+def applied_by_us(apiservice: Mapping[str, Any]) -> bool:
+    """Whether the engine's field manager still owns fields of this APIService."""
+    return any(entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply"
+               for entry in (apiservice.get("metadata") or {}).get("managedFields") or [])
+
+
+def released(apiservice: Mapping[str, Any]) -> dict[str, Any]:
+    """What the engine applies to let go of an APIService another backend took: its spec as it is now,
+    less the port only the engine set (the backend's own default, 443, then applies) and our labels."""
+    spec = dict(apiservice.get("spec") or {})
+    service = {k: v for k, v in (spec.get("service") or {}).items() if k != "port"}
+    spec = {k: v for k, v in spec.items() if k in ("group", "version", "groupPriorityMinimum", "versionPriority",
+                                                    "insecureSkipTLSVerify", "caBundle")}
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": apiservice["metadata"]["name"]},
+            "spec": {**spec, "service": service}}
 
 
 def available(apiservice: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -211,6 +276,11 @@ class Registrar:
             known = self.foreign.get(name)
             action, foreign = decide(current, known, policy=self.policy, grace=self.grace, now=self.clock(),
                                      startup=startup)
+            if foreign is not None and current is not None and applied_by_us(current):
+                # Applied over ours (same name): fields only we set, such as our port, would stay and point
+                # the user's APIService at a port its Service lacks. Let go of them, as a fresh object has none.
+                await self.kube.apply(released(current))
+                log.info("metrics APIs: %s is another backend's now; the engine's fields released", name)
             if foreign is not None:
                 if known is None:
                     log.warning("metrics_api_foreign apiservice=%s service=%s available=%s reason=%s takeover=%s",

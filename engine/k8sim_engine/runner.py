@@ -7,12 +7,13 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import asyncpg
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
 
 from k8sim import alerts, contract, gpus, model, rows, scenarios, sla, store, traffic
 from k8sim.kube import Kube, KubeError
@@ -22,6 +23,7 @@ from .collector import SimulatorCollector, State, render
 from .cost import CostCollector
 from .inference import InferenceCollector
 from .metrics_api import Usage, usage_from
+from .played import Played
 from .registration import Registrar
 from .settings import EngineSettings
 from .sources import Memo, namespace_tenants, pod_specs, service_labels, workload_replicas
@@ -49,6 +51,16 @@ def applies(rule: rows.AlertRule, sample: model.ServiceSample) -> bool:
     return not rule.service or rule.service in (sample.key, sample.key.split("/", 1)[1])
 
 
+class _Collected:
+    """Families already collected this tick, rendered as a registry would be."""
+
+    def __init__(self, families: list[Metric]):
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
 class Engine:
     def __init__(self, settings: EngineSettings):
         self.settings = settings
@@ -66,6 +78,9 @@ class Engine:
         self.scenarios = Informer(self.kube, scenarios.API_VERSION, scenarios.KIND) if settings.watch else None
         # Keeps the metrics APIs registered while the engine runs (the app starts and stops it).
         self.registrar = Registrar(self.kube, settings) if settings.register_metrics_apis else None
+        # The metrics add-ons users apply (prometheus-adapter, metrics-server, KEDA) that the engine plays.
+        self.played = Played(self.kube)
+        self._families: tuple[int, list[Metric]] = (-1, [])
         self.usage = Usage.empty()  # what the metrics APIs serve: the last tick's figures
         # Per-pod inputs, rebuilt only when a pod changes.
         self.specs, self.containers, self.services = Memo(), Memo(), Memo()
@@ -149,14 +164,17 @@ class Engine:
         self.services.keep(live)
         overall, per_tenant, windows = await self.persist(samples, now)
         document = contract.health_document(samples, now, overall, per_tenant)
-        if self.registrar is not None and self.registrar.foreign:
+        foreign = [f for f in self.registrar.view()["foreign"] if f["apiservice"] not in self.played.serving()] \
+            if self.registrar is not None and self.registrar.foreign else []
+        if foreign:
             # Only then: the dashboard's banner names the other backend (the document is otherwise the contract's).
-            document["metrics_apis"] = {"foreign": self.registrar.view()["foreign"]}
+            document["metrics_apis"] = {"foreign": foreign}
         state = State()
         state.pods, state.deployments, state.model, state.services = pods, deployments, self.model, samples
         state.sla = {"overall": overall[0]} if overall is not None else {}
         self.state = state
         self.document = document
+        await self.play(deployments, pods)
         await self.publish(document)
         await self.save_snapshot(document, now)
         await self.alert(samples, now, windows,
@@ -164,12 +182,30 @@ class Engine:
                          + alerts.gpu_alerts(self.model.devices))
         return document
 
+    async def play(self, deployments: list[dict[str, Any]], pods: list[dict[str, Any]]) -> None:
+        """The add-ons the engine plays: who holds the metrics groups, and the series their queries read
+        (collected from this tick only when some query reads them; the scrape then reuses them)."""
+        try:
+            await self.played.refresh(deployments, pods)
+        except KubeError as exc:
+            log.warning("played add-ons not refreshed (the cluster said: %s)", exc.message)
+            return
+        if self.played.active:
+            ticks = self.ticks
+            families = await asyncio.to_thread(lambda: list(self.registry.collect()))
+            self._families = (ticks, families)
+            self.played.observe(families)
+        if self.played.keda.objects:
+            await self.played.keda.poll()
+
     async def exposition(self) -> bytes:
         """The last tick in Prometheus' text format, rendered when first scraped (not every tick:
         with thousands of pods the render costs more than the tick itself)."""
         async with self._render_lock:
             if self._rendered[0] != self.ticks:
-                self._rendered = (self.ticks, await asyncio.to_thread(render, self.registry))
+                ticks, families = self._families
+                source: Any = _Collected(families) if ticks == self.ticks else self.registry
+                self._rendered = (self.ticks, await asyncio.to_thread(render, source))
             return self._rendered[1]
 
     async def cluster(self) -> tuple[list[dict[str, Any]], ...]:

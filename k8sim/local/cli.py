@@ -4,6 +4,7 @@
                      cluster-delete | services-up | services-down
     python -m k8sim import FILE|- [FILE …] [--scale 0.1] [--secrets keep] [--dry-run] [--json]
     python -m k8sim traffic FILE|- [--format prometheus|csv] [--scale 2] [--once] [--shift 3600] [--api URL]
+    python -m k8sim egress --socket PATH --kubeconfig PATH   (the cluster's egress proxy; kwokctl runs it)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import httpx
 
 from k8sim import importer
 from k8sim.kube import Kube, KubeError
-from k8sim.local import build, cluster, karpenter, services, supervisor
+from k8sim.local import build, cluster, egress, karpenter, services, supervisor
 from k8sim.local.processes import ClusterError
 from k8sim.local.settings import ClusterSettings
 from k8sim.manifests import Limits, ManifestError
@@ -186,12 +187,175 @@ def traffic_command(argv: list[str]) -> int:
     return 0
 
 
+def egress_command(argv: list[str]) -> int:
+    """The cluster's egress proxy (kwokctl starts it with kube-apiserver; see :mod:`k8sim.local.egress`)."""
+    parser = argparse.ArgumentParser(prog="k8sim egress", description=egress.__doc__.splitlines()[0])
+    parser.add_argument("--socket", required=True, type=Path, help="the Unix socket kube-apiserver dials")
+    parser.add_argument("--kubeconfig", required=True, type=Path, help="how the proxy reads Services")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=ClusterSettings().log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        asyncio.run(egress.serve(args.socket, args.kubeconfig))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def engine_clock(engine: str, patience: float = 30.0) -> sessions.Clock:
+    """The engine's clock from two of its /health answers a tick or more apart (the step is measured, not
+    assumed); httpx.HTTPError or ValueError when it cannot be read."""
+    first = httpx.get(f"{engine}/health", timeout=10).json()
+    deadline = time.monotonic() + patience
+    while True:
+        time.sleep(0.05)
+        second = httpx.get(f"{engine}/health", timeout=10).json()
+        if second["ticks"] > first["ticks"]:
+            break
+        if time.monotonic() > deadline:
+            raise ValueError(f"the engine did not tick in {patience:g} s")
+    at = [sessions.parse_time(h["simulated_time"], "the engine's simulated_time") for h in (first, second)]
+    step = (at[1] - at[0]).total_seconds() / (second["ticks"] - first["ticks"])
+    return sessions.Clock(at[1], round(step, 6), float(second["speed"]), second.get("seed"), second.get("model_noise"))
+
+
+def engine_time(engine: str) -> dt.datetime:
+    return sessions.parse_time(httpx.get(f"{engine}/health", timeout=10).json()["simulated_time"], "the clock")
+
+
+def replay_command(argv: list[str]) -> int:
+    """``python -m k8sim replay``: play a recorded session into a running simulator, then compare its lifecycle
+    transitions and SLA with the recording's. 0: they match; 1: they differ (each difference printed); 2: nothing
+    was compared (an unreadable trace, one the cluster refuses, or an engine that cannot reproduce it)."""
+    settings = TrafficSettings()
+    parser = argparse.ArgumentParser(prog="k8sim replay", description="Replay a session (GET /sessions/export) "
+                                     "and compare the replay's lifecycle and SLA with the recording's")
+    parser.add_argument("file", help="the trace, or - for standard input")
+    parser.add_argument("--speed", type=float, default=1.0, help="times faster than recorded (default 1)")
+    parser.add_argument("--api", default=settings.api_url, help=f"the simulator's API (default {settings.api_url})")
+    parser.add_argument("--engine", default="http://127.0.0.1:6381", help="its monitoring engine (its clock)")
+    parser.add_argument("--tolerance", type=float, default=0.01,
+                        help="SLA availability difference allowed, percentage points (default 0.01)")
+    parser.add_argument("--max-wait", type=float, default=120.0,
+                        help="wall seconds to wait for the engine's clock to reach the trace's start")
+    parser.add_argument("--json", action="store_true", help="print the comparison and the replay's trace as JSON")
+    args = parser.parse_args(argv)
+    say = functools.partial(print, file=sys.stderr)
+    if not args.speed > 0:
+        say("k8sim replay: --speed must be above 0")
+        return 2
+    try:
+        trace = sessions.check(json.loads(sys.stdin.read() if args.file == "-" else Path(args.file).read_text()))
+    except (OSError, UnicodeDecodeError) as exc:
+        say(f"k8sim replay: {exc}")
+        return 2
+    except json.JSONDecodeError as exc:
+        say(f"k8sim replay: {args.file} is not JSON: {exc}")
+        return 2
+    except sessions.SessionError as exc:
+        say(f"k8sim replay: {args.file}: {exc}")
+        for problem in exc.problems:
+            say(f"  {problem}")
+        return 2
+    engine = args.engine.rstrip("/")
+    client = httpx.Client(base_url=args.api.rstrip("/"), timeout=60, headers={
+        "Authorization": f"Bearer {settings.api_token.get_secret_value()}"} if settings.api_token else {})
+    env = " ".join(f"{k}={v}" for k, v in sessions.required_settings(trace, args.speed).items())
+    try:
+        answer = client.post("/sessions/check", json=trace)
+        if answer.status_code != 200:
+            say(f"k8sim replay: the simulator refuses the trace ({answer.status_code}): "
+                f"{answer.json().get('message', answer.text)}")
+            for problem in answer.json().get("errors") or []:
+                say(f"  {problem.get('message', problem)}")
+            return 2
+        clock = engine_clock(engine)
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        say(f"k8sim replay: {exc}; the replay needs a simulator whose engine runs with {env}")
+        return 2
+    ahead, problems = sessions.wait_for_start(trace, args.speed, clock, args.max_wait)
+    if problems:
+        say("k8sim replay: this simulator cannot reproduce the trace: " + "; ".join(problems))
+        say(f"k8sim replay: start its engine (and API) with: {env}")
+        return 2
+    simulator = trace["simulator"]
+    window = sessions.parse_time(trace["window"]["to"], "to") - sessions.parse_time(trace["window"]["from"], "from")
+    simulated = (sessions.parse_time(simulator["simulated_to"], "simulated_to")
+                 - sessions.parse_time(simulator["simulated_from"], "simulated_from"))
+    say(f"k8sim replay: {len(trace['events'])} events over {window.total_seconds():g} s, at x{args.speed:g} "
+        f"{window.total_seconds() / args.speed:.1f} s; waiting {ahead:.1f} s for the engine's clock")
+    time.sleep(max(0.0, ahead - 2 * clock.step / clock.speed))
+    start = sessions.parse_time(simulator["simulated_from"], "simulated_from")
+    deadline = time.monotonic() + 4 * clock.step / clock.speed + 5
+    while True:  # to the tick: the replay begins when the engine's last tick is the trace's start (whole weeks on)
+        began_sim = engine_time(engine)
+        if abs(((began_sim - start + sessions.WEEK / 2) % sessions.WEEK - sessions.WEEK / 2).total_seconds()) \
+                < sessions.SAME_TICK:
+            break
+        if time.monotonic() > deadline:
+            say(f"k8sim replay: the engine's clock went past the trace's start ({began_sim}); start it with: {env}")
+            return 2
+        time.sleep(clock.step / clock.speed / 20)
+    began, began_wall = time.monotonic(), dt.datetime.now(dt.UTC)
+    failed = 0
+    for request in sessions.plan(trace, args.speed):
+        time.sleep(max(0.0, began + request.offset - time.monotonic()))
+        try:
+            answer = client.request(request.method, request.path, json=request.body)
+            code = answer.status_code
+            # Already there (a second run of a replay that stopped half-way): what it asked for holds.
+            fine = code < 300 or (code == 409 and request.path == "/scenarios")
+            detail = "" if fine else f": {answer.json().get('message', answer.text)}"
+        except (httpx.HTTPError, ValueError) as exc:
+            fine, code, detail = False, 0, f": {exc}"
+        failed += not fine
+        say(f"k8sim replay: [{time.monotonic() - began:7.1f} s] {request.what} ({code or 'no answer'}){detail}")
+    span = sessions.replay_span(trace, args.speed)
+    if span > window.total_seconds() / args.speed:
+        say(f"k8sim replay: reading transitions for {span:.1f} s: a fault the cluster plays keeps its real duration")
+    time.sleep(max(0.0, began + span - time.monotonic()))
+    ended_sim = began_sim + simulated
+    while (engine_time(engine) - ended_sim).total_seconds() < -sessions.SAME_TICK:
+        time.sleep(clock.step / clock.speed / 4)
+    time.sleep(3.0)  # the operator's last observations reach the store
+    try:
+        replayed = client.get("/sessions/export", params={
+            "from": sessions.stamp(began_wall), "to": sessions.stamp(began_wall + dt.timedelta(seconds=span)),
+            "simulated_from": sessions.stamp(began_sim), "simulated_to": sessions.stamp(ended_sim)})
+        replayed.raise_for_status()
+        outcome = replayed.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        say(f"k8sim replay: the replay's record could not be read: {exc}")
+        return 2
+    expected, actual = trace["expected"], outcome["expected"]
+    differences = sessions.diff_transitions(expected["transitions"], actual["transitions"])
+    if expected.get("sla") and actual.get("sla"):
+        differences += sessions.diff_sla(expected["sla"], actual["sla"], args.tolerance)
+        gap = abs(expected["sla"]["availability"] - actual["sla"]["availability"])
+        say(f"k8sim replay: SLA recorded {expected['sla']['availability']:.6f} %, replayed "
+            f"{actual['sla']['availability']:.6f} % ({gap:.6f} points apart); requests "
+            f"{expected['sla']['total']:.0f} recorded, {actual['sla']['total']:.0f} replayed")
+    elif expected.get("sla") or actual.get("sla"):
+        differences.append("SLA: only one of the recording and the replay has samples")
+    if failed:
+        differences.append(f"{failed} request(s) of the replay failed (above)")
+    steps = sum(len(v) for v in expected["transitions"].values())
+    for line in differences:
+        say(f"  {line}")
+    say(f"k8sim replay: {len(expected['transitions'])} objects, {steps} transitions: "
+        + ("the replay matches" if not differences else f"{len(differences)} difference(s)"))
+    if args.json:
+        print(json.dumps({"match": not differences, "differences": differences, "replay": outcome}, indent=2))
+    return 1 if differences else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["import"]:
         return import_command(argv[1:])
     if argv[:1] == ["traffic"]:
         return traffic_command(argv[1:])
+    if argv[:1] == ["egress"]:
+        return egress_command(argv[1:])
     parser = argparse.ArgumentParser(prog="k8sim", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=sorted([*COMMANDS, "import", "traffic"]))
     args = parser.parse_args(argv)

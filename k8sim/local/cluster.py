@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from k8sim import jobs, topology
-from k8sim.local import build, karpenter, layout
+from k8sim.local import build, egress, karpenter, layout
 from k8sim.local.processes import ClusterError, alive, port_in_use, run, say, terminate, wait_until
 from k8sim.local.settings import ClusterSettings
 
@@ -69,6 +69,7 @@ def up(settings: ClusterSettings) -> None:
                 "free it or set K8SIM_APISERVER_PORT"
             )
         settings.state_dir.mkdir(parents=True, exist_ok=True)
+        layout.egress_config(settings).write_text(egress.selector_configuration(layout.egress_socket(settings)))
         started = time.monotonic()
         if exists:
             say(f"starting stopped cluster {settings.cluster_name}")
@@ -76,6 +77,9 @@ def up(settings: ClusterSettings) -> None:
             if f"bindAddress: {settings.bind_address}" not in saved:
                 say(f"warning: this cluster was created listening beyond {settings.bind_address}; "
                     "`make cluster-delete` recreates it bound as configured (its objects are lost)")
+            if "k8sim-egress" not in saved:
+                say("note: this cluster predates the egress proxy: add-ons the engine plays (prometheus-adapter, "
+                    "metrics-server, KEDA) stay unavailable; `make cluster-delete` recreates it with the proxy")
             if f"!{topology.SHARD_LABEL}" not in saved:
                 say("note: this cluster's KWOK plays every node, sharded ones too; `make cluster-delete` "
                     "recreates it leaving nodes labelled for the chart's KWOK shards to them")

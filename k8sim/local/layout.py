@@ -5,6 +5,7 @@ cluster``. Pure builders over :mod:`k8sim.topology`, unit-tested.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,24 @@ def delegated_auth_flags(settings: ClusterSettings) -> dict[str, str]:
             "authorization-kubeconfig": str(cluster_dir(settings) / "kubeconfig.yaml")}
 
 
+def egress_socket(settings: ClusterSettings) -> Path:
+    """The Unix socket of the cluster's egress proxy (short: a socket path has at most 107 bytes)."""
+    return settings.state_dir / "egress.sock"
+
+
+def egress_config(settings: ClusterSettings) -> Path:
+    """kube-apiserver's EgressSelectorConfiguration (written by ``cluster.up``)."""
+    return settings.state_dir / "egress-selector.yaml"
+
+
+def egress_component(settings: ClusterSettings) -> dict[str, Any]:
+    """The egress proxy as a kwokctl component: started, stopped and listed with the control plane."""
+    return {"name": "k8sim-egress", "binary": sys.executable, "links": ["kube-apiserver"],
+            "workDir": str(cluster_dir(settings)),
+            "args": ["-m", "k8sim", "egress", "--socket", str(egress_socket(settings)),
+                     "--kubeconfig", str(settings.kubeconfig)]}
+
+
 def kwokctl_configuration(settings: ClusterSettings) -> dict[str, Any]:
     """kwokctl's own options: every component (etcd, controllers, KWOK) listens on one address,
     with the profile's flags. (In the configuration, not as --extra-args: kwokctl v0.8.0 indexes
@@ -44,11 +63,14 @@ def kwokctl_configuration(settings: ClusterSettings) -> dict[str, Any]:
              **{c: topology.component_flags(settings.profile, c) for c in topology.PROFILE_COMPONENTS}}
     for component in ("kube-controller-manager", "kube-scheduler"):
         flags[component] = {**delegated_auth_flags(settings), **flags[component]}
+    # No pod network: APIService backends (the add-ons the engine plays) are reached through the proxy.
+    flags["kube-apiserver"] = {**flags.get("kube-apiserver", {}),
+                               "egress-selector-config-file": str(egress_config(settings))}
     patches = [{"name": name, "extraArgs": [{"key": k, "value": v} for k, v in values.items()]}
                for name, values in flags.items() if values]
     return {"apiVersion": "config.kwok.x-k8s.io/v1alpha1", "kind": "KwokctlConfiguration",
             "options": {"bindAddress": settings.bind_address, "kubeAuditPolicy": str(AUDIT_POLICY)},
-            "componentsPatches": patches}
+            "componentsPatches": patches, "components": [egress_component(settings)]}
 
 
 def kwokctl_config(settings: ClusterSettings) -> str:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from k8sim import gpus, topology
-from k8sim.local import build, layout
+from k8sim.local import build, egress, layout
 from k8sim.local.settings import ClusterSettings
 
 
@@ -221,7 +221,8 @@ def test_profile_flags_reach_each_component_once(settings: ClusterSettings) -> N
     assert set(flags) == {"kwok-controller", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
     for flag_set in (patches, flags):
         assert flag_set["kube-apiserver"]["enable-admission-plugins"] == "ExtendedResourceToleration"
-    assert flags["kube-apiserver"] == {"enable-admission-plugins": "ExtendedResourceToleration"}
+    assert flags["kube-apiserver"] == {"enable-admission-plugins": "ExtendedResourceToleration",
+                                       "egress-selector-config-file": str(layout.egress_config(settings))}
     cluster = layout.cluster_dir(settings)
     for component in ("kube-controller-manager", "kube-scheduler"):  # their /debug/pprof answers admins only
         assert flags[component] == {"client-ca-file": str(cluster / "pki" / "ca.crt"),
@@ -250,3 +251,17 @@ def test_nodes_of_several_kwok_shards_are_labelled_stably_and_the_local_kwok_lea
     kwok = next(p for p in conf["componentsPatches"] if p["name"] == "kwok-controller")
     flags = {a["key"]: a["value"] for a in kwok["extraArgs"]}
     assert flags["manage-all-nodes"] == "false" and flags["manage-nodes-with-label-selector"] == "!k8sim.io/kwok-shard"
+
+
+def test_the_egress_proxy_runs_with_the_control_plane_and_takes_the_clusters_traffic(settings: ClusterSettings) -> None:
+    conf = layout.kwokctl_configuration(settings)
+    component = {c["name"]: c for c in conf["components"]}["k8sim-egress"]
+    assert component["args"][:3] == ["-m", "k8sim", "egress"]
+    assert str(layout.egress_socket(settings)) in component["args"]
+    assert component["links"] == ["kube-apiserver"]
+    selections = {s["name"]: s["connection"] for s in
+                  yaml.safe_load(egress.selector_configuration(layout.egress_socket(settings)))["egressSelections"]}
+    assert selections["cluster"] == {"proxyProtocol": "HTTPConnect",
+                                     "transport": {"uds": {"udsName": str(layout.egress_socket(settings))}}}
+    assert selections["controlplane"] == selections["etcd"] == {"proxyProtocol": "Direct"}
+    assert len(str(layout.egress_socket(settings))) < 108  # a Unix socket's path limit

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from k8sim_engine import metrics_api
 from k8sim_engine.app import create_metrics_app
+from k8sim_engine.played import Played
 from k8sim_engine.routes import status
 
 from .test_metrics_api import usage
@@ -91,6 +92,7 @@ class StubEngine:
     ticks: int = 3
     cache: None = None
     settings: Any = dataclasses.field(default_factory=lambda: type("S", (), {"speed": 1.0})())
+    played: Played = dataclasses.field(default_factory=lambda: Played(None))  # type: ignore[arg-type]
 
     def sim_now(self) -> dt.datetime:
         return dt.datetime(2026, 11, 23, tzinfo=dt.UTC)

@@ -1,19 +1,36 @@
-"""external.metrics.k8s.io/v1beta1: per-service and per-tenant figures."""
+"""external.metrics.k8s.io/v1beta1: per-service and per-tenant figures, or what the played add-on holding
+the group answers (a prometheus-adapter's externalRules)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
-from ..deps import SelectorsDep, UsageDep
+from k8sim import keda
+
+from .. import adapter_api
+from ..deps import PlayedDep, SelectorsDep, UsageDep
 from ..metrics_api import SERVICE_METRICS, external_items
 
 router = APIRouter(prefix="/apis/external.metrics.k8s.io/v1beta1")
 
 
 @router.get("/namespaces/{namespace}/{metric}")
-async def external(namespace: str, metric: str, usage: UsageDep, selectors: SelectorsDep) -> dict[str, Any]:
+async def external(request: Request, namespace: str, metric: str, usage: UsageDep, selectors: SelectorsDep,
+                   played: PlayedDep) -> dict[str, Any]:
+    scaler = played.keda_holder(adapter_api.EXTERNAL) if played is not None else None
+    if scaler is not None:
+        try:
+            return scaler.external(namespace, metric, request.query_params.get("labelSelector"))
+        except keda.KedaError as exc:
+            raise HTTPException(500 if "encountered error" in str(exc) else 404, str(exc)) from None
+    held = played.adapter(adapter_api.EXTERNAL) if played is not None else None
+    if held is not None and played is not None:
+        return adapter_api.external_values(adapter_api.rules_of(*held), played.store, time.time(), namespace, metric,
+                                           request.query_params.get("labelSelector"), dt.datetime.now(dt.UTC))
     if metric.removeprefix("tenant_") not in SERVICE_METRICS:
         raise HTTPException(404, f'the external metric "{metric}" is not served')
     return {"kind": "ExternalMetricValueList", "apiVersion": "external.metrics.k8s.io/v1beta1", "metadata": {},

@@ -27,10 +27,13 @@ async def health(engine: EngineDep) -> JSONResponse:
                             "watching": engine.cache is not None and engine.cache.synced}
     if engine.registrar is not None:
         apis = body["metrics_apis"] = engine.registrar.view()
+        # An add-on the engine plays holds its group as the real one would: nothing is degraded.
+        apis["foreign"] = [f for f in apis["foreign"] if f["apiservice"] not in engine.played.serving()]
         if ok and apis["foreign"]:
             body["status"] = "degraded"  # still serving: kubectl top and HPAs read the other backend
             body["message"] = "; ".join(f"{f['apiservice']} is served by {f['service']} (Available={f['available']})"
                                         for f in apis["foreign"])
+    body["played"] = engine.played.view()
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
