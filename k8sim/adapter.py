@@ -34,6 +34,8 @@ __all__ = [
     "ResourceRule",
     "ResourceRules",
     "load",
+    "milli_value",
+    "parse_duration",
     "parse_label_selector",
 ]
 
@@ -56,7 +58,7 @@ class AdapterQueryError(RuntimeError):
 
 
 class TemplateError(ValueError):
-    pass
+    """A metrics query or label template Go's text/template would refuse to parse or execute."""
 
 
 @dataclass(frozen=True)
@@ -503,9 +505,6 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
-_GO_TYPES = {str: "string", bool: "bool", dict: "map", list: "array"}
-
-
 def _json_kind(value: Any) -> str:
     if value is None:
         return "null"
@@ -705,11 +704,13 @@ def _validate(config: Config) -> None:
             except promql.PromQLError as exc:
                 raise AdapterConfigError(f"{_PREFIX}{where}.seriesQuery: unable to fetch metrics for query "
                                          f"{rule.series_query!r}: {exc}") from exc
-            sample = "sample_metric"
-            _check_query(rule.metrics_query, f"{where}.metricsQuery", sample)
+            # the template's syntax now; overrides need the cluster's kinds and are checked by Adapter()
+            _ResourceConverter(rule.resources.template, {}, ResourceMapper(), f"{where}.resources")
+            _check_query(rule.metrics_query, f"{where}.metricsQuery", "sample_metric")
     if config.resource_rules is not None:
         for res in ("cpu", "memory"):
             rule_r: ResourceRule = getattr(config.resource_rules, res)
+            _ResourceConverter(rule_r.resources.template, {}, ResourceMapper(), f"resourceRules.{res}.resources")
             _check_query(rule_r.container_query, f"resourceRules.{res}.containerQuery", "")
             _check_query(rule_r.node_query, f"resourceRules.{res}.nodeQuery", "")
 
@@ -905,7 +906,9 @@ def _build(template: _GoTemplate, converter: _ResourceConverter, series: str, re
 class Adapter:
     """prometheus-adapter with one config: discovery and answers over the engine's series.
 
-    ``mapper`` plays the cluster's RESTMapper (the built-in kinds; pass CRDs as extra entries).
+    ``mapper`` plays the cluster's RESTMapper (the built-in kinds; pass CRDs as extra entries). Custom and
+    external answers use the metrics found by the last :meth:`custom_metrics`/:meth:`external_metrics` call,
+    as the adapter answers from the list it refreshes every ``--metrics-relist-interval``.
     """
 
     def __init__(self, config: Config, mapper: ResourceMapper | None = None) -> None:
@@ -1109,10 +1112,16 @@ def _run(store: promql.Store, at: float, query: str) -> list[tuple[dict[str, str
         raise AdapterQueryError(f"unable to fetch metrics: {exc}") from exc
 
 
-def milli_value(value: float) -> int:
-    """The API's quantity as the adapter makes it: ``NewMilliQuantity(int64(value*1000))``, NaN as zero."""
-    if math.isnan(value):
+def milli_value(value: float, nan_as_zero: bool = True) -> int:
+    """The API's quantity as the adapter makes it: ``NewMilliQuantity(int64(value*1000))``.
+
+    Custom and resource metrics turn NaN into zero first (custom-provider/provider.go metricFor,
+    resourceprovider/provider.go runQuery); external metrics do not (``nan_as_zero=False``). Go's conversion
+    of NaN, infinities and out-of-range values to int64 gives the minimum int64 on amd64.
+    """
+    if math.isnan(value) and nan_as_zero:
         return 0
-    if math.isinf(value):
-        return -(2**63) if value < 0 else 2**63 - 1
-    return int(value * 1000.0)
+    scaled = value * 1000.0
+    if not math.isfinite(scaled) or not -(2**63) <= scaled < 2**63:
+        return -(2**63)
+    return int(scaled)

@@ -63,7 +63,8 @@ def go_regex(pattern: str) -> re.Pattern[str]:
     """Compile a Go (RE2) regex with Python's engine; the few syntax differences real configs hit are mapped."""
     translated = pattern.replace(r"\z", r"\Z")
     translated = re.sub(r"\(\?<(?![=!])", "(?P<", translated)
-    return re.compile(translated)
+    # RE2's \d, \w, \s and \b are ASCII-only; Python's are Unicode unless told otherwise.
+    return re.compile(translated, re.ASCII)
 
 
 @lru_cache(maxsize=4096)
@@ -139,6 +140,10 @@ def _extract_group(text: str) -> tuple[str | None, str]:
 LabelKey = tuple[tuple[str, str], ...]
 
 
+# Prometheus' staleness marker is a NaN with a special payload; here one float object, told apart by identity.
+_STALE = float("nan")
+
+
 class _Series:
     __slots__ = ("key", "labels", "samples")
 
@@ -153,6 +158,7 @@ class Store:
 
     Times are kept as integer milliseconds (the TSDB's resolution). Series are indexed by metric name and,
     within a name, by (label, value) postings so a selector touches only the series it can match.
+    :meth:`mark_stale` records Prometheus' staleness marker for a series that ended.
     """
 
     def __init__(self, retention: float = 600.0) -> None:
@@ -181,6 +187,17 @@ class Store:
         horizon = t_ms - self.retention_ms
         while samples and samples[0][0] < horizon:
             samples.popleft()
+
+    def mark_stale(self, name: str, labels: Mapping[str, str], t: float) -> None:
+        """The series ended at ``t`` (its pod or target went away): like Prometheus' staleness marker, instant
+        selectors stop returning it from then on instead of looking back five minutes; ranges keep its samples."""
+        key: LabelKey = tuple(sorted((k, v) for k, v in labels.items() if v and k != "__name__"))
+        series = self._by_name.get(name, {}).get(key)
+        if series is None:
+            return
+        t_ms = round(t * 1000)
+        if series.samples and t_ms > series.samples[-1][0]:
+            series.samples.append((t_ms, _STALE))
 
     def prune(self, now: float) -> None:
         """Forget samples older than the retention, and series left without any."""
@@ -372,7 +389,7 @@ _DURATION_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_
                    "y": 31_536_000_000}
 _DURATION_RE = re.compile(r"(?:[0-9]+(?:ms|s|m|h|d|w|y))+(?![A-Za-z0-9_])")
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w|y)")
-_NUMBER_RE = re.compile(r"0[xX][0-9a-fA-F]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_NUMBER_RE = re.compile(r"0[xX][0-9a-fA-F]+|(?:[0-9]+(?:_[0-9]+)*\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _IDENT_RE = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 _LABEL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPERATORS = ("=~", "!~", "==", "!=", ">=", "<=", "+", "-", "*", "/", "%", "^", ">", "<", "=",
@@ -420,7 +437,8 @@ def _lex(text: str) -> list[_Token]:
             m = _NUMBER_RE.match(text, i)
             assert m is not None
             literal = m.group()
-            number = float(int(literal, 16)) if literal[:2].lower() == "0x" else float(literal)
+            digits = literal.replace("_", "")
+            number = float(int(digits, 16)) if digits[:2].lower() == "0x" else float(digits)
             tokens.append(_Token("number", literal, i, number))
             i = m.end()
             continue
@@ -473,10 +491,10 @@ def _lex_string(text: str, start: int) -> tuple[str, int]:
                 except ValueError:
                     digits = ""
                 if len(digits) != width:
-                    raise PromQLError(f"{_position(text, i)}: parse error: invalid escape sequence in string")
+                    raise PromQLError(f"{_position(text, start)}: parse error: invalid escape sequence in string")
                 i = digits_start + width
             else:
-                raise PromQLError(f"{_position(text, i)}: parse error: unknown escape sequence {e!r}")
+                raise PromQLError(f"{_position(text, start)}: parse error: unknown escape sequence {e!r}")
             continue
         out.append(c)
         i += 1
@@ -708,6 +726,8 @@ class _Parser:
             if tok.kind == "op" and tok.text == "[":
                 self.next()
                 rng = self.next()
+                if rng.kind == "number" and isinstance(rng.value, float) and rng.value.is_integer():
+                    rng = _Token("duration", rng.text, rng.pos, int(rng.value) * 1000)  # [5] means 5 s
                 if rng.kind != "duration":
                     raise self.unexpected(rng, "range", "duration")
                 close = self.next()
@@ -796,11 +816,11 @@ class _Parser:
             modifier_seen = True
         self.expect_op("(", "aggregation")
         if self.peek().kind == "op" and self.peek().text == ")":
-            raise self.error(self.peek(), "no arguments for aggregate expression provided")
+            raise self.error(op_tok, "no arguments for aggregate expression provided")
         arg = self.expr(0)
         tok = self.next()
         if tok.kind == "op" and tok.text == ",":
-            raise self.error(tok, "wrong number of arguments for aggregate expression provided, expected 1, got 2")
+            raise self.error(op_tok, "wrong number of arguments for aggregate expression provided, expected 1, got 2")
         if not (tok.kind == "op" and tok.text == ")"):
             raise self.unexpected(tok, "aggregation", '")"')
         tok = self.peek()
@@ -823,10 +843,12 @@ class _Parser:
             raise self.error(name_tok, f"unknown function with name \"{name}\"")
         self.expect_op("(", "function call")
         args: list[Expr] = []
+        starts: list[_Token] = []
         if self.peek().kind == "op" and self.peek().text == ")":
             self.next()
         else:
             while True:
+                starts.append(self.peek())
                 args.append(self.expr(0))
                 tok = self.next()
                 if tok.kind == "op" and tok.text == ")":
@@ -836,10 +858,10 @@ class _Parser:
         arg_types, result = _SUPPORTED_FUNCTIONS[name]
         if len(args) != len(arg_types):
             raise self.error(name_tok, f"expected {len(arg_types)} argument(s) in call to \"{name}\", got {len(args)}")
-        for arg, want in zip(args, arg_types, strict=True):
+        for arg, want, start in zip(args, arg_types, starts, strict=True):
             if arg.type != want:
                 want_name, got = _TYPE_NAMES[want], _type_name(arg)
-                raise self.error(name_tok, f"expected type {want_name} in call to function \"{name}\", got {got}")
+                raise self.error(start, f"expected type {want_name} in call to function \"{name}\", got {got}")
         return Call(func=name, args=tuple(args), type=result)
 
     def selector(self, name: str | None, start: _Token) -> VectorSelector:
@@ -1182,7 +1204,7 @@ class _Evaluator:
         for name, s in self.store._select(vs):
             for t, v in reversed(s.samples):
                 if t <= at:
-                    if t > floor:
+                    if t > floor and v is not _STALE:
                         labels = dict(s.labels)
                         labels["__name__"] = name
                         out.append((labels, v))
@@ -1199,7 +1221,7 @@ class _Evaluator:
                 t = sample[0]
                 if t <= start:
                     break
-                if t <= at:
+                if t <= at and sample[1] is not _STALE:
                     points.append(sample)
             if points:
                 points.reverse()
@@ -1428,8 +1450,4 @@ class _Evaluator:
             else:
                 result.pop(k, None)
         return result
-
-
-def format_matchers(matchers: Iterable[Matcher]) -> str:
-    return ",".join(str(m) for m in matchers)
 

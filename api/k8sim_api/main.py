@@ -29,6 +29,7 @@ from k8sim_api.routes import (
     root,
     scenarios,
     services,
+    sessions,
     sla,
     ui,
     ws,
@@ -102,7 +103,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     errors.install(app)
 
     for module in (root, manifests, resources, services, monitoring, sla, scenarios, capacity, cost, nodes,
-                   imports, ws, ui):
+                   imports, sessions, ws, ui):
         app.include_router(module.router)
+    # Records the inputs a session export replays (load, traffic, Scenarios, deletions) beside their routes.
+    app.add_middleware(sessions.Recorder)
     app.mount("/ui", ui.static(), name="ui")
     return app

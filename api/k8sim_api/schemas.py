@@ -900,3 +900,57 @@ class ImportReport(Out):
     dropped_nodes: list[str] = Field(description="Source nodes left out by scale")
     nodes: list[ImportEntry]
     objects: list[ImportEntry]
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+class SessionSimulator(Out):
+    """What determines the model's samples; a replay runs on an engine with the same (docs/sessions.md)."""
+
+    seed: int = Field(examples=[42])
+    speed: float = Field(description="Simulated seconds per real second", examples=[1.0])
+    step_seconds: float | None = Field(description="Simulated seconds per tick (null: no samples in the window)",
+                                       examples=[5.0])
+    tick_seconds: float | None = Field(description="Real seconds per tick", examples=[5.0])
+    simulated_from: str | None = Field(description="The engine's simulated time at `from`, on its ticks")
+    simulated_to: str | None = Field(description="The engine's simulated time at `to`, on its ticks")
+    model_noise: bool | None = Field(description="The model's random parts (null: the engine does not say)")
+    profile: str | None = None
+
+
+class SessionSla(Out):
+    availability: float = Field(description="Percent of good requests of the session's services over the window")
+    good: float
+    total: float
+    samples: int
+    services: dict[str, dict[str, Any]] = Field(description="namespace/name → availability, good, total, samples")
+
+
+class SessionExpected(Out):
+    transitions: dict[str, list[str]] = Field(
+        description="namespace/Kind/name → its transitions in order; a controller-named object (a pod, a "
+                    "ReplicaSet) is namespace/Kind/<base>-*#i", examples=[{"shop/Deployment/web": [
+                        "created", "ready", "scaled 2->3"], "shop/Pod/web-*#1": ["created", "scheduled", "ready"]}])
+    sla: SessionSla | None = Field(description="null when the engine's clock could not be placed")
+
+
+class SessionTrace(Out):
+    """A recorded session (``python -m k8sim replay FILE --speed N`` plays it)."""
+
+    format: Literal["k8sim-session/v1"]
+    window: dict[str, str] = Field(examples=[{"from": "2026-12-07T10:00:00Z", "to": "2026-12-07T10:10:00Z"}])
+    simulator: SessionSimulator
+    scope: dict[str, list[str]] = Field(description="The namespaces and tenants the session touched")
+    events: list[dict[str, Any]] = Field(description=(
+        "Inputs in order: `offset` (wall seconds from `from`), `at`, `type` (deploy, delete, tenant_delete, load, "
+        "load_clear, traffic, traffic_clear, scenario, scenario_delete) and the request (`manifest`… or `body`)"))
+    expected: SessionExpected
+
+
+class SessionCheck(Out):
+    status: Literal["valid"]
+    format: str
+    events: int
+    deploys: int
+    objects: int = Field(description="Objects its deploys would apply")

@@ -90,6 +90,7 @@ class Played:
         self.rule_errors: list[str] = []
         self._names: set[str] | None = set()
         self._crashing: set[tuple[str, str]] = set()
+        self._seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
 
     # ------------------------------------------------------------------ reading the cluster
 
@@ -255,9 +256,16 @@ class Played:
     # ------------------------------------------------------------------ the series
 
     def observe(self, families: Iterable[Metric], now: float | None = None) -> None:
-        """Keep this tick's samples the queries read, then evaluate the recording rules on them."""
+        """Keep this tick's samples the queries read, evaluate the recording rules on them, mark the series
+        that ended stale (as Prometheus does when a target goes), and relist the adapters' metrics."""
         at = self.clock() if now is None else now
         names = self._names
+        seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+
+        def keep(name: str, labels: dict[str, str], value: float) -> None:
+            self.store.add(name, labels, at, value)
+            seen.add((name, tuple(sorted(labels.items()))))
+
         for family in families:
             for sample in family.samples:
                 if names is not None and sample.name not in names:
@@ -272,15 +280,23 @@ class Played:
                             labels[f"exported_{label}"] = labels.pop(label)
                 if job is not None:
                     labels.setdefault("job", job)
-                self.store.add(sample.name, labels, at, float(sample.value))
+                keep(sample.name, labels, float(sample.value))
         for record, expr, extra in self.recording:
             try:
                 results = promql.evaluate(expr, self.store, at)
             except promql.PromQLError:
                 continue
             for labels, value in results:
-                self.store.add(record, {**labels, **extra}, at, value)
+                keep(record, {**labels, **extra}, value)
+        for name, key in self._seen - seen:
+            self.store.mark_stale(name, dict(key), at)
+        self._seen = seen
         self.store.prune(at)
+        for held in self.holders.values():
+            if held.config is not None and held.config.rules is not None:
+                # The adapter's relist (--metrics-relist-interval): what its discovery lists, what it answers.
+                held.config.rules.custom_metrics(self.store)
+                held.config.rules.external_metrics(self.store)
 
     def keda_holder(self, group: str) -> KedaPlayer | None:
         """KEDA's metrics server, when it holds ``group`` (external metrics)."""

@@ -18,6 +18,7 @@ import collections
 import dataclasses
 import datetime as dt
 import ipaddress
+import json
 import logging
 import ssl
 import time
@@ -154,15 +155,44 @@ def applied_by_us(apiservice: Mapping[str, Any]) -> bool:
                for entry in (apiservice.get("metadata") or {}).get("managedFields") or [])
 
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _owned_by_others(apiservice: Mapping[str, Any]) -> tuple[set[str], set[str]]:
+    """Spec fields (and spec.service fields) another field manager owns."""
+    spec: set[str] = set()
+    service: set[str] = set()
+    for entry in (apiservice.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply":
+            continue
+        fields = ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+        spec |= {k.removeprefix("f:") for k in fields}
+        service |= {k.removeprefix("f:") for k in fields.get("f:service") or {}}
+    # kubectl's client-side apply records no ownership of a value it left unchanged; what it applied is in
+    # its annotation.
+    last = (apiservice.get("metadata") or {}).get("annotations", {}).get(LAST_APPLIED)
+    if last:
+        try:
+            applied = (json.loads(last).get("spec") or {})
+        except (ValueError, AttributeError):
+            applied = {}
+        if isinstance(applied, dict):
+            spec |= set(applied)
+            service |= set(applied.get("service") or {}) if isinstance(applied.get("service"), dict) else set()
+    return spec, service
+
+
 def released(apiservice: Mapping[str, Any]) -> dict[str, Any]:
-    """What the engine applies to let go of an APIService another backend took: its spec as it is now,
-    less the port only the engine set (the backend's own default, 443, then applies) and our labels."""
+    """What the engine applies to let go of an APIService another backend took: the fields every APIService
+    has, as they are now, and of the optional ones (the port, skipping TLS verification, a CA bundle) only
+    those another manager set too, so the backend's own defaults apply (port 443, verification on)."""
     spec = dict(apiservice.get("spec") or {})
-    service = {k: v for k, v in (spec.get("service") or {}).items() if k != "port"}
-    spec = {k: v for k, v in spec.items() if k in ("group", "version", "groupPriorityMinimum", "versionPriority",
-                                                    "insecureSkipTLSVerify", "caBundle")}
+    others, others_service = _owned_by_others(apiservice)
+    service = {k: v for k, v in (spec.get("service") or {}).items() if k != "port" or k in others_service}
+    kept = {k: v for k, v in spec.items() if k in ("group", "version", "groupPriorityMinimum", "versionPriority")
+            or (k in ("insecureSkipTLSVerify", "caBundle") and k in others)}
     return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": apiservice["metadata"]["name"]},
-            "spec": {**spec, "service": service}}
+            "spec": {**kept, "service": service}}
 
 
 def available(apiservice: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -4,6 +4,7 @@
                      cluster-delete | services-up | services-down
     python -m k8sim import FILE|- [FILE …] [--scale 0.1] [--secrets keep] [--dry-run] [--json]
     python -m k8sim traffic FILE|- [--format prometheus|csv] [--scale 2] [--once] [--shift 3600] [--api URL]
+    python -m k8sim replay FILE [--speed 10] [--api URL] [--engine URL] [--tolerance 0.01] [--json]
     python -m k8sim egress --socket PATH --kubeconfig PATH   (the cluster's egress proxy; kwokctl runs it)
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
+import functools
 import json
 import logging
 import sys
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from k8sim import importer
+from k8sim import importer, sessions
 from k8sim.kube import Kube, KubeError
 from k8sim.local import build, cluster, egress, karpenter, services, supervisor
 from k8sim.local.processes import ClusterError
@@ -354,10 +357,12 @@ def main(argv: list[str] | None = None) -> int:
         return import_command(argv[1:])
     if argv[:1] == ["traffic"]:
         return traffic_command(argv[1:])
+    if argv[:1] == ["replay"]:
+        return replay_command(argv[1:])
     if argv[:1] == ["egress"]:
         return egress_command(argv[1:])
     parser = argparse.ArgumentParser(prog="k8sim", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=sorted([*COMMANDS, "import", "traffic"]))
+    parser.add_argument("command", choices=sorted([*COMMANDS, "import", "traffic", "replay"]))
     args = parser.parse_args(argv)
     settings = ClusterSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")

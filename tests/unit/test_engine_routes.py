@@ -91,8 +91,11 @@ class StubEngine:
     document: dict[str, Any] | None = dataclasses.field(default_factory=dict)
     ticks: int = 3
     cache: None = None
-    settings: Any = dataclasses.field(default_factory=lambda: type("S", (), {"speed": 1.0})())
-    played: Played = dataclasses.field(default_factory=lambda: Played(None))  # type: ignore[arg-type]
+    settings: Any = dataclasses.field(default_factory=lambda: type("S", (), {
+        "speed": 1.0, "seed": 42, "tick_seconds": 5.0, "model_noise": True, "profile": "demo"})())
+    step: float = 5.0
+    start: dt.datetime = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
+    played: Played = dataclasses.field(default_factory=lambda: Played(None))
 
     def sim_now(self) -> dt.datetime:
         return dt.datetime(2026, 11, 23, tzinfo=dt.UTC)

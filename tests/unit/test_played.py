@@ -3,6 +3,7 @@ queries' metric names, the certificates kube-aggregator verifies, and letting go
 
 from __future__ import annotations
 
+import json
 import ssl
 from pathlib import Path
 from typing import Any
@@ -168,7 +169,15 @@ def test_releasing_an_apiservice_drops_the_engines_port_and_labels() -> None:
     assert registration.applied_by_us(current)
     released = registration.released(current)
     assert released["spec"]["service"] == {"namespace": "monitoring", "name": "prometheus-adapter"}
-    assert "labels" not in released["metadata"]
+    assert "labels" not in released["metadata"] and "insecureSkipTLSVerify" not in released["spec"]
+    # What the user's own apply set too stays (kube-prometheus skips verification; KEDA's does not).
+    current["metadata"]["managedFields"].append({"manager": "kubectl-client-side-apply", "operation": "Update",
+                                                 "fieldsV1": {"f:spec": {"f:insecureSkipTLSVerify": {}}}})
+    assert registration.released(current)["spec"]["insecureSkipTLSVerify"] is True
+    current["metadata"]["managedFields"].pop()
+    current["metadata"]["annotations"] = {registration.LAST_APPLIED: json.dumps(
+        {"spec": {"insecureSkipTLSVerify": True, "service": {"name": "prometheus-adapter"}}})}
+    assert registration.released(current)["spec"]["insecureSkipTLSVerify"] is True
     kubectl = {"metadata": {"managedFields": [{"manager": "kubectl", "operation": "Apply"}]}}
     assert not registration.applied_by_us(kubectl)
 

@@ -22,6 +22,9 @@ router = APIRouter(prefix="/apis/external.metrics.k8s.io/v1beta1")
 async def external(request: Request, namespace: str, metric: str, usage: UsageDep, selectors: SelectorsDep,
                    played: PlayedDep) -> dict[str, Any]:
     scaler = played.keda_holder(adapter_api.EXTERNAL) if played is not None else None
+    selector = request.query_params.get("labelSelector") or ""
+    if scaler is None and played is not None and played.keda.installed and keda.SCALED_OBJECT_LABEL in selector:
+        scaler = played.keda  # KEDA's HPA asking the engine's own APIService (KEDA's could not replace it)
     if scaler is not None:
         try:
             return scaler.external(namespace, metric, request.query_params.get("labelSelector"))

@@ -24,7 +24,11 @@ async def health(engine: EngineDep) -> JSONResponse:
     ok = engine.document is not None
     body: dict[str, Any] = {"status": "healthy" if ok else "starting", "ticks": engine.ticks,
                             "simulated_time": engine.sim_now().isoformat(), "speed": engine.settings.speed,
-                            "watching": engine.cache is not None and engine.cache.synced}
+                            "watching": engine.cache is not None and engine.cache.synced,
+                            # What a session replay must match (python -m k8sim replay checks them).
+                            "seed": engine.settings.seed, "tick_seconds": engine.settings.tick_seconds,
+                            "step_seconds": engine.step, "model_noise": engine.settings.model_noise,
+                            "simulated_start": engine.start.isoformat(), "profile": engine.settings.profile}
     if engine.registrar is not None:
         apis = body["metrics_apis"] = engine.registrar.view()
         # An add-on the engine plays holds its group as the real one would: nothing is degraded.

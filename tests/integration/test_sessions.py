@@ -1,0 +1,256 @@
+"""A recorded session replayed through the real engine, API, operator and apiserver: two minutes with a deploy, a
+load step and a PodCrash, exported, the cluster cleaned, replayed five times faster on an engine started with the
+settings the trace asks for; the same transitions in the same order and the same SLA. And every bad trace refused."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from k8sim import sessions
+from k8sim.local.processes import free_port
+from k8sim.local.settings import ClusterSettings
+
+from .conftest import Kubectl, eventually, process, started
+
+pytestmark = pytest.mark.integration
+
+#: A weekday's late-morning peak: the daily cycle is flat (exactly 1) there, as in the other closed-loop tests.
+PEAK = "2026-11-23T10:30:00Z"
+#: The recording: 10 s ticks at speed 1; the window, and when (after the deploy) the load step and the crash come.
+TICK, WINDOW, LOAD_AT, CRASH_AT = 10.0, 120.0, 30.0, 50.0
+#: The replay's speed. At 5 the replay's ticks are 2 s: the engine re-reads load overrides every tick (under a
+#: second it would read them once a real second, a tick or more late), and the deployed pods (Running in 0.4 to
+#: 1.2 s here) serve from the first tick after the deploy in both runs.
+SPEED = 5
+#: Twelve times a web service's peak: more than two replicas' CPU, so requests fail while it lasts and the SLA
+#: says on which ticks the step fell.
+LOAD_FACTOR = 12
+
+
+def manifest(namespace: str, tenant: str) -> str:
+    # A CPU limit well above the usual load: one replica carries it alone while the other crashes, so no request
+    # fails for want of CPU whichever way the crash falls on the ticks (the load step, before it, does overload).
+    return f"""
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {namespace}, labels: {{ecp.ai/tenant-id: {tenant}}}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {namespace}, labels: {{app: web}}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        resources: {{requests: {{cpu: 100m, memory: 64Mi}}, limits: {{cpu: "2", memory: 256Mi}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: {namespace}}}
+spec: {{selector: {{app: web}}, ports: [{{port: 80}}]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def keys() -> dict[str, str]:
+    """This module's own Redis keys: no other engine's snapshots, overrides or replays reach its API and engines."""
+    tag = uuid.uuid4().hex[:8]
+    return {"K8SIM_REDIS_KEY": f"k8sim:test-sessions:{tag}:latest", "K8SIM_REDIS_CHANNEL": f"k8sim:test-sessions:{tag}",
+            "K8SIM_LOAD_KEY": f"k8sim:test-sessions:{tag}:load",
+            "K8SIM_TRAFFIC_KEY": f"k8sim:test-sessions:{tag}:traffic"}
+
+
+@contextmanager
+def engine(env: dict[str, str], folder: Path) -> Iterator[str]:
+    """An engine of ours; it leaves the cluster's metrics APIs to the simulator's own engine."""
+    port = free_port()
+    env = {"K8SIM_ENGINE_PORT": str(port), "K8SIM_METRICS_API_PORT": str(free_port()),
+           "K8SIM_REGISTER_METRICS_APIS": "false", "K8SIM_MODEL_NOISE": "false", **env}
+    with process([sys.executable, "-m", "k8sim_engine"], env, folder / "engine.log") as proc:
+        url = f"http://127.0.0.1:{port}"
+        started(f"{url}/health", proc, folder / "engine.log")
+        yield url
+
+
+@pytest.fixture(scope="module")
+def api(live_services: ClusterSettings, live_cluster: ClusterSettings, operator_process: Any, keys: dict[str, str],
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("sessions-api")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with process([sys.executable, "-m", "k8sim_api"], {**keys, "K8SIM_API_PORT": str(port)}, tmp / "api.log") as proc:
+        started(f"{url}/health", proc, tmp / "api.log")
+        yield url
+
+
+def health(url: str) -> dict[str, Any]:
+    return dict(httpx.get(f"{url}/health", timeout=10).json())
+
+
+def after_tick(url: str) -> dt.datetime:
+    """Wait for the engine's next tick; its simulated time (so an input lands at the start of a tick)."""
+    before = health(url)["ticks"]
+    while (now := health(url))["ticks"] == before:
+        time.sleep(0.02)
+    return sessions.parse_time(now["simulated_time"], "simulated_time")
+
+
+def wait_until(moment: float) -> None:
+    time.sleep(max(0.0, moment - time.monotonic()))
+
+
+def replay(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "k8sim", "replay", *args], capture_output=True, text=True,
+                          timeout=400)
+
+
+def gone(kubectl: Kubectl, namespace: str) -> None:
+    kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    eventually(lambda: not kubectl("get", "namespace", namespace, "--ignore-not-found", "-o", "name"), 90,
+               what=f"namespace {namespace} gone")
+
+
+def test_a_recorded_session_replays_five_times_faster_with_the_same_transitions_and_sla(
+        api: str, keys: dict[str, str], kubectl: Kubectl, tmp_path: Path) -> None:
+    namespace, tenant = f"sess-{uuid.uuid4().hex[:8]}", f"sess-{uuid.uuid4().hex[:6]}"
+    try:
+        with engine({**keys, "K8SIM_TICK_SECONDS": str(TICK), "K8SIM_SIM_START": PEAK}, tmp_path) as recording:
+            simulated_from = after_tick(recording)
+            began, start = time.monotonic(), dt.datetime.now(dt.UTC)
+            answer = httpx.post(f"{api}/k8s/manifest/deploy", json={"manifest": manifest(namespace, tenant),
+                                                                    "tenant_id": tenant}, timeout=60)
+            assert answer.status_code == 200, answer.text
+            wait_until(began + LOAD_AT - 1)
+            after_tick(recording)
+            load = {"namespace": namespace, "service": "web", "factor": LOAD_FACTOR, "duration_seconds": 20}
+            assert httpx.post(f"{api}/monitoring/load", json=load, timeout=10).status_code == 200
+            wait_until(began + CRASH_AT - 1)
+            after_tick(recording)
+            answer = httpx.post(f"{api}/scenarios", timeout=10, json={
+                "metadata": {"name": "crash", "namespace": namespace},
+                "spec": {"type": "PodCrash", "target": {"namespace": namespace,
+                                                        "selector": {"matchLabels": {"app": "web"}}},
+                         "duration": "6s", "parameters": {"after": 2, "pods": 1}}})
+            assert answer.status_code == 201, answer.text
+            wait_until(began + WINDOW + 3)
+            end = start + dt.timedelta(seconds=WINDOW)
+            answer = httpx.get(f"{api}/sessions/export", timeout=60, params={
+                "from": sessions.stamp(start), "to": sessions.stamp(end),
+                "simulated_from": sessions.stamp(simulated_from)})
+            assert answer.status_code == 200, answer.text
+            trace = answer.json()
+            # Without the engine's clock at `from`, the export places it from the latest snapshot: within a tick.
+            answer = httpx.get(f"{api}/sessions/export", timeout=60, params={
+                "from": sessions.stamp(start), "to": sessions.stamp(end)})
+            placed = sessions.parse_time(answer.json()["simulator"]["simulated_from"], "simulated_from")
+            assert abs((placed - simulated_from).total_seconds()) <= TICK, (placed, simulated_from)
+            assert answer.json()["expected"]["transitions"] == trace["expected"]["transitions"]
+
+            # An engine that cannot reproduce the trace (this one, at speed 1 with 10 s ticks) is named and refused.
+            (tmp_path / "trace.json").write_text(json.dumps(trace))
+            refused = replay(str(tmp_path / "trace.json"), "--speed", str(SPEED), "--api", api,
+                             "--engine", recording)
+            assert refused.returncode == 2, refused.stderr
+            assert "the engine runs at speed 1, the replay needs 5" in refused.stderr
+            assert "K8SIM_SEED=42 K8SIM_SPEED=5 K8SIM_TICK_SECONDS=2 K8SIM_SIM_START=" in refused.stderr
+
+        assert trace["format"] == sessions.FORMAT and trace["scope"]["namespaces"] == [namespace]
+        assert [e["type"] for e in trace["events"]] == ["deploy", "load", "scenario"]
+        assert trace["events"][0]["offset"] < 1 and trace["events"][0]["tenant_id"] == tenant
+        simulator = trace["simulator"]
+        assert simulator["step_seconds"] == TICK and simulator["tick_seconds"] == TICK
+        assert simulator["simulated_from"] == sessions.stamp(simulated_from)
+        expected = trace["expected"]
+        crashed = [k for k, steps in expected["transitions"].items() if "/Pod/web-*" in k and "not_ready" in steps]
+        assert len(crashed) == 1, expected["transitions"]  # pods: 1 takes one replica down
+        assert expected["transitions"][f"{namespace}/Deployment/web"][0] == "created"
+        assert expected["sla"]["services"].keys() == {f"{namespace}/web"}
+        assert expected["sla"]["samples"] == WINDOW / TICK  # the pods ran from the first tick on
+        assert expected["sla"]["availability"] < 99  # the load step's failed requests are in it
+
+        gone(kubectl, namespace)  # the cluster cleaned of the session's objects
+        env = sessions.required_settings(trace, SPEED)
+        # Whole weeks later on the simulated clock: the same daily cycle, samples apart from the recording's.
+        env["K8SIM_SIM_START"] = sessions.stamp(sessions.parse_time(env["K8SIM_SIM_START"], "start") + sessions.WEEK)
+        with engine({**keys, **env}, tmp_path) as replaying:
+            done = replay(str(tmp_path / "trace.json"), "--speed", str(SPEED), "--api", api, "--engine", replaying,
+                          "--json")
+        print(done.stderr)
+        assert done.returncode == 0, done.stderr
+        outcome = json.loads(done.stdout)
+        assert outcome["match"] is True and outcome["differences"] == []
+        replayed = outcome["replay"]["expected"]
+        assert replayed["transitions"] == expected["transitions"]
+        gap = abs(replayed["sla"]["availability"] - expected["sla"]["availability"])
+        assert gap <= 0.01, (expected["sla"], replayed["sla"])
+        # The same requests on the same ticks, not only the same share of them good.
+        assert replayed["sla"]["total"] == pytest.approx(expected["sla"]["total"], rel=1e-9)
+        assert replayed["sla"]["samples"] == expected["sla"]["samples"]
+        print(f"SLA recorded {expected['sla']}, replayed {replayed['sla']}")
+    finally:
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_bad_windows_and_traces_are_refused_by_name_and_nothing_is_applied(api: str, kubectl: Kubectl,
+                                                                           tmp_path: Path) -> None:
+    answer = httpx.get(f"{api}/sessions/export", params={"from": "yesterday", "to": "2026-12-07T10:00:00Z"})
+    assert answer.status_code == 422 and "from is not an RFC 3339 time" in answer.json()["message"]
+    answer = httpx.get(f"{api}/sessions/export", params={"from": "2026-12-07T10:00:00", "to": "2026-12-07T11:00:00Z"})
+    assert answer.status_code == 422 and "from has no time zone" in answer.json()["message"]
+    answer = httpx.get(f"{api}/sessions/export", params={"from": "2026-12-07T11:00:00Z", "to": "2026-12-07T10:00:00Z"})
+    assert answer.status_code == 422 and answer.json()["message"] == "from must be before to"
+    assert httpx.get(f"{api}/sessions/export", params={"from": "2026-12-07T11:00:00Z"}).status_code == 422
+
+    namespace = f"sess-bad-{uuid.uuid4().hex[:6]}"
+    good = {"format": sessions.FORMAT, "window": {"from": "2026-12-07T10:00:00Z", "to": "2026-12-07T10:02:00Z"},
+            "simulator": {"seed": 42, "speed": 1}, "expected": {"transitions": {}},
+            "events": [{"offset": 0, "type": "deploy", "manifest": manifest(namespace, "t-bad"),
+                        "namespace": namespace}]}
+    assert httpx.post(f"{api}/sessions/check", json=good, timeout=60).json()["objects"] == 3
+
+    answer = httpx.post(f"{api}/sessions/check", json={**good, "format": "k8sim-session/v0"}, timeout=30)
+    assert answer.status_code == 422 and "'k8sim-session/v0' is not 'k8sim-session/v1'" in answer.json()["message"]
+    answer = httpx.post(f"{api}/sessions/check", content=b'{"format": ', timeout=30,
+                        headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422 and "JSON" in answer.json()["message"]
+
+    refused = manifest(namespace, "t-bad").replace("replicas: 2", "replicas: two")
+    bad = {**good, "events": [*good["events"], {"offset": 5, "type": "deploy", "manifest": refused,
+                                                 "namespace": namespace},
+                              {"offset": 9, "type": "scenario", "body": {"metadata": {"name": "x", "namespace": "y"},
+                                                                         "spec": {"type": "Meltdown"}}}]}
+    answer = httpx.post(f"{api}/sessions/check", json=bad, timeout=60)
+    assert answer.status_code == 422, answer.text
+    problems = answer.json()["errors"]
+    assert [(p["event"], p["type"]) for p in problems] == [(1, "deploy"), (2, "scenario")], problems
+    assert "Deployment" in json.dumps(problems[0]) and "replicas" in json.dumps(problems[0])
+    assert "Meltdown" in problems[1]["message"]
+
+    # The command line asks first: a trace the cluster refuses part of is not played at all.
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    done = replay(str(tmp_path / "bad.json"), "--api", api, "--engine", "http://127.0.0.1:1")
+    assert done.returncode == 2 and "the simulator refuses the trace (422)" in done.stderr, done.stderr
+    assert not kubectl("get", "namespace", namespace, "--ignore-not-found", "-o", "name")
+    (tmp_path / "broken.json").write_text('{"format": "k8sim-session/v1", ')
+    done = replay(str(tmp_path / "broken.json"), "--api", api)
+    assert done.returncode == 2 and "is not JSON" in done.stderr
+    (tmp_path / "old.json").write_text(json.dumps({**good, "format": "k8sim-session/v0"}))
+    done = replay(str(tmp_path / "old.json"), "--api", api)
+    assert done.returncode == 2 and "'k8sim-session/v0' is not 'k8sim-session/v1'" in done.stderr
