@@ -44,7 +44,7 @@ IMAGES = {
 KEDA_OPERATOR_IMAGE = "keda"
 
 
-def _image_name(image: str) -> str:
+def image_name(image: str) -> str:
     return image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
 
 
@@ -53,14 +53,14 @@ def keda_operator_present(deployments: Iterable[Mapping[str, Any]]) -> bool:
     for deployment in deployments:
         template = _spec(deployment).get("template") or {}
         for container in _spec(template).get("containers") or []:
-            if _image_name(str(container.get("image", ""))) == KEDA_OPERATOR_IMAGE:
+            if image_name(str(container.get("image", ""))) == KEDA_OPERATOR_IMAGE:
                 return True
     return False
 
 
 def image_addon(image: str) -> Addon | None:
     """The add-on an image runs: ``registry.k8s.io/prometheus-adapter/prometheus-adapter:v0.12.0`` → adapter."""
-    return IMAGES.get(_image_name(image))
+    return IMAGES.get(image_name(image))
 
 
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:

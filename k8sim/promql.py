@@ -350,6 +350,7 @@ class Aggregate(Expr):
     grouping: tuple[str, ...] = ()
     without: bool = False
     type: str = "vector"
+    param: Expr | None = None
 
 
 @dataclass(frozen=True)
@@ -570,7 +571,9 @@ _PROMETHEUS_FUNCTIONS = frozenset(
     "timestamp vector year".split()
 )
 
-_SUPPORTED_AGGREGATIONS = frozenset(("sum", "avg", "max", "min", "count", "group"))
+_SUPPORTED_AGGREGATIONS = frozenset(("sum", "avg", "max", "min", "count", "group", "topk", "bottomk"))
+#: Aggregations with a parameter before the vector (``topk(1, x)``).
+_PARAMETERISED = frozenset(("topk", "bottomk"))
 _AGGREGATIONS = _SUPPORTED_AGGREGATIONS | frozenset(
     ("stddev", "stdvar", "topk", "bottomk", "quantile", "count_values", "limitk", "limit_ratio"))
 
@@ -817,6 +820,12 @@ class _Parser:
         self.expect_op("(", "aggregation")
         if self.peek().kind == "op" and self.peek().text == ")":
             raise self.error(op_tok, "no arguments for aggregate expression provided")
+        param: Expr | None = None
+        if op in _PARAMETERISED:
+            param = self.expr(0)
+            if param.type != "scalar":
+                raise self.error(op_tok, f"expected type scalar in aggregation parameter, got {_type_name(param)}")
+            self.expect_op(",", "aggregation")
         arg = self.expr(0)
         tok = self.next()
         if tok.kind == "op" and tok.text == ",":
@@ -832,7 +841,7 @@ class _Parser:
             grouping = self.label_list("grouping opts")
         if arg.type != "vector":
             raise self.error(op_tok, f"expected type instant vector in aggregation expression, got {_type_name(arg)}")
-        return Aggregate(op=op, expr=arg, grouping=grouping, without=without)
+        return Aggregate(op=op, expr=arg, grouping=grouping, without=without, param=param)
 
     def call(self) -> Expr:
         name_tok = self.next()
@@ -1299,6 +1308,8 @@ class _Evaluator:
 
     def aggregate(self, node: Aggregate) -> Vector:
         vec = self.vector(self.eval(node.expr))
+        if node.op in _PARAMETERISED:
+            return self.top(node, vec)
         grouping = set(node.grouping)
         by = tuple(sorted(grouping))
         groups: dict[tuple[str | None, ...] | LabelKey, tuple[Labels, list[float]]] = {}
@@ -1332,6 +1343,29 @@ class _Evaluator:
             else:
                 value = _min_over(values)
             out.append((out_labels, value))
+        return out
+
+    def top(self, node: Aggregate, vec: Vector) -> Vector:
+        """topk/bottomk: per group, the k largest (smallest) samples with their own labels, NaN last."""
+        assert node.param is not None
+        k_value = self.eval(node.param)
+        k = int(k_value) if isinstance(k_value, float) and not math.isnan(k_value) else 0
+        if k < 1:
+            return []
+        grouping = set(node.grouping)
+        groups: dict[tuple[object, ...], list[tuple[Labels, float]]] = {}
+        for labels, v in vec:
+            if node.without:
+                key: tuple[object, ...] = tuple(sorted(
+                    (n, val) for n, val in labels.items() if n not in grouping and n != "__name__"))
+            else:
+                key = tuple(labels.get(n) for n in sorted(grouping))
+            groups.setdefault(key, []).append((labels, v))
+        sign = -1.0 if node.op == "topk" else 1.0
+        out: Vector = []
+        for members in groups.values():
+            members.sort(key=lambda m: (math.isnan(m[1]), sign * m[1] if not math.isnan(m[1]) else 0.0))
+            out.extend(members[:k])
         return out
 
     def binary(self, node: Binary) -> _Value:

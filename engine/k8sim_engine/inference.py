@@ -101,6 +101,8 @@ def vllm(out: Families, where: dict[str, str], s: inference.ServerState) -> None
     out.histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", labels, s.ttft)
     out.histogram("vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.", labels,
                   s.tpot)
+    # vLLM emits its newer name beside the older one, from the same observations.
+    out.histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", labels, s.tpot)
     out.histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", labels, s.e2e)
     out.histogram("vllm:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", labels,
                   s.queue)

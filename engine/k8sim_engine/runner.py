@@ -23,6 +23,7 @@ from .collector import SimulatorCollector, State, render
 from .cost import CostCollector
 from .inference import InferenceCollector
 from .metrics_api import Usage, usage_from
+from .node_exporter import NodeExporter, NodeExporterCollector
 from .played import Played
 from .registration import Registrar
 from .settings import EngineSettings
@@ -72,6 +73,8 @@ class Engine:
         self.registry.register(SimulatorCollector(self))
         self.registry.register(CostCollector(self))
         self.registry.register(InferenceCollector(self))
+        self.node_exporter = NodeExporter()
+        self.registry.register(NodeExporterCollector(self))
         self.kube = Kube(settings.kubeconfig, agent="k8sim-engine")
         self.cache = ClusterCache(self.kube) if settings.watch else None
         # Followed apart from the cache: the Scenario CRD may come later (the operator installs it).
@@ -158,6 +161,7 @@ class Engine:
         self.model.step_devices(gpus.inventory(nodes), self.step, gpus.faults(nodes))
         self.usage = usage_from(pods, nodes, self.model, samples, dt.datetime.now(dt.UTC),
                                 self.settings.tick_seconds, self.containers)
+        self.node_exporter.step(pods, nodes, self.usage, self.step)
         live = {p["metadata"]["uid"] for p in pods}
         self.specs.keep(live)
         self.containers.keep(live)
@@ -185,6 +189,8 @@ class Engine:
     async def play(self, deployments: list[dict[str, Any]], pods: list[dict[str, Any]]) -> None:
         """The add-ons the engine plays: who holds the metrics groups, and the series their queries read
         (collected from this tick only when some query reads them; the scrape then reuses them)."""
+        if not self.settings.play_addons:
+            return
         try:
             await self.played.refresh(deployments, pods)
         except KubeError as exc:

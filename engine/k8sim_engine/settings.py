@@ -36,6 +36,10 @@ class EngineSettings(CommonSettings):
     metrics_api_port: int = Field(6382, description="HTTPS port of the metrics APIs kube-aggregator calls.")
     metrics_api_host: str = Field("127.0.0.1", description="Address the aggregator dials for the metrics APIs "
                                                           "(the ExternalName Service's target).")
+    play_addons: bool = Field(True, description=(
+        "Play the metrics add-ons users apply (prometheus-adapter with its rules, metrics-server, KEDA and its "
+        "ScaledObjects) behind their own APIServices; needs the local cluster's egress proxy (the chart turns it "
+        "off: the host cluster's apiserver cannot reach the engine as those add-ons' Services)."))
     register_metrics_apis: bool = Field(True, description="Register the metrics APIs with the cluster (APIService) "
                                                           "and keep them registered: one deleted is re-created.")
     metrics_api_takeover: Takeover = Field(Takeover.UNAVAILABLE, description=(

@@ -167,6 +167,10 @@ def test_kube_prometheus_adapter_keeps_kubectl_top_working_from_its_resource_rul
     kubectl("create", "deployment", "web", "-n", namespace, "--image=nginx:1.27", "--replicas=2")
     kubectl("wait", "-n", namespace, "deployment/web", "--for=condition=Available", "--timeout=60s")
     ours = eventually(lambda: top(kubectl, "pods", "-n", namespace), 60, "kubectl top from the engine")
+    our_nodes = top(kubectl, "nodes")
+    # What kube-prometheus' adapter reads besides cAdvisor: node-exporter and its node.rules.
+    apply(kubectl, applied, ADDONS / "kube-prometheus-node-exporter.yaml")
+    apply(kubectl, applied, ADDONS / "kube-prometheus-control-plane-rules.yaml")
     apply(kubectl, applied, ADDONS / "kube-prometheus-adapter.yaml")
     eventually(lambda: backend_of(kubectl, "v1beta1.metrics.k8s.io") == "monitoring/prometheus-adapter", 30,
                "the adapter's APIService in place of the engine's")
@@ -185,8 +189,18 @@ def test_kube_prometheus_adapter_keeps_kubectl_top_working_from_its_resource_rul
         # irate over the engine's own cAdvisor counters, and its working set: the engine's figures.
         assert cpu == pytest.approx(ours[name][0], abs=max(5, ours[name][0] * 0.3)), name
         assert memory == pytest.approx(ours[name][1], rel=0.3), name
+    def nodes_through_adapter() -> dict[str, tuple[int, int]]:
+        rows = top(kubectl, "nodes")
+        assert set(rows) == set(our_nodes)
+        return rows
+    # The nodeQuery: 1 - irate of node-exporter's idle seconds, joined to each node by the recording rule.
+    nodes = eventually(nodes_through_adapter, 90, "kubectl top nodes through the adapter's nodeQuery")
+    for name, (cpu, memory) in nodes.items():
+        assert cpu == pytest.approx(our_nodes[name][0], abs=max(20, our_nodes[name][0] * 0.2)), name
+        assert memory == pytest.approx(our_nodes[name][1], rel=0.1), name
     status = health(loop_engine)
     assert status["status"] == "healthy", status
+    assert status["played"]["recording_rules"] > 10
     (held,) = [h for h in status["played"]["holders"] if h["group"] == "metrics.k8s.io"]
     assert held == {"group": "metrics.k8s.io", "apiservice": "v1beta1.metrics.k8s.io",
                     "addon": "prometheus-adapter", "service": "monitoring/prometheus-adapter",
@@ -195,7 +209,7 @@ def test_kube_prometheus_adapter_keeps_kubectl_top_working_from_its_resource_rul
 
     # Removing it gives the group back to the engine (its APIService registered again).
     kubectl("delete", "-f", str(ADDONS / "kube-prometheus-adapter.yaml"), "--wait=false")
-    applied.clear()
+    applied.remove(ADDONS / "kube-prometheus-adapter.yaml")
     eventually(lambda: backend_of(kubectl, "v1beta1.metrics.k8s.io") == "kube-system/k8sim-metrics", 60,
                "the engine's own metrics API back")
     eventually(lambda: top(kubectl, "pods", "-n", namespace), 60, "kubectl top from the engine again")

@@ -245,6 +245,11 @@ def test_the_exported_families_parse_with_the_real_names_labels_and_buckets() ->
     assert bounds == [*inference.VLLM_TTFT_BUCKETS, math.inf]
     tpot = [float(s.labels["le"]) for s in families["vllm:time_per_output_token_seconds"].samples if "le" in s.labels]
     assert tpot == [*inference.VLLM_TPOT_BUCKETS, math.inf]
+    # The newer name beside the older one, from the same observations (as vLLM emits both).
+    itl = families["vllm:inter_token_latency_seconds"]
+    assert itl.type == "histogram"
+    assert [(s.name.replace("inter_token_latency", "time_per_output_token"), s.labels, s.value) for s in itl.samples] \
+        == [(s.name, s.labels, s.value) for s in families["vllm:time_per_output_token_seconds"].samples]
     count = next(s.value for s in ttft if s.name.endswith("_count"))
     assert count == pytest.approx(30 * 18)  # gpu-inference's peak, every request served
     # TGI: no labels of its own, counters without _total, its geometric duration buckets.

@@ -204,3 +204,33 @@ def test_the_engine_answers_each_service_name_with_a_certificate_its_ca_signed(t
             back_in.write(outgoing.read())
             incoming.write(back_out.read())
         assert tls_client.getpeercert() is not None  # verified against the CA, for this very name
+
+
+def test_node_exporter_series_exist_only_where_its_pods_run_and_count_busy_time() -> None:
+    from k8sim_engine.node_exporter import NodeExporter, NodeExporterCollector
+    from prometheus_client.core import Metric
+
+    nodes = [{"metadata": {"name": n}, "status": {"capacity": {"cpu": "4", "memory": "16Gi"}}} for n in ("a", "b")]
+    exporter_pod = {"metadata": {"name": "node-exporter-x", "namespace": "monitoring"},
+                    "spec": {"nodeName": "a", "containers": [{"image": "quay.io/prometheus/node-exporter:v1.12.1"}]},
+                    "status": {"phase": "Running"}}
+    other = {"metadata": {"name": "web", "namespace": "shop"},
+             "spec": {"nodeName": "b", "containers": [{"image": "nginx:1.27"}]}, "status": {"phase": "Running"}}
+
+    class Usage:
+        nodes: dict[str, tuple[float, float, dict[str, str]]] = {"a": (1.0, 4 * 2**30, {}), "b": (2.0, 2**30, {})}
+
+    class Engine:
+        node_exporter = NodeExporter()
+    for _ in range(10):
+        Engine.node_exporter.step([exporter_pod, other], nodes, Usage(), 5.0)  # type: ignore[arg-type,unused-ignore]
+    families: dict[str, Metric] = {f.name: f for f in NodeExporterCollector(Engine()).collect()}
+    cpu = families["node_cpu_seconds"].samples  # a counter family's name, without _total
+    assert {s.labels["instance"] for s in cpu} == {"a"}  # no node-exporter pod on b: no series
+    assert len(cpu) == 4 * 3 and {s.labels["pod"] for s in cpu} == {"node-exporter-x"}
+    idle = [s.value for s in cpu if s.labels["mode"] == "idle"]
+    assert idle == [pytest.approx(50 * 0.75)] * 4  # 1 of 4 cores busy for 50 s
+    busy = sum(s.value for s in cpu if s.labels["mode"] != "idle")
+    assert busy == pytest.approx(50 * 1.0)
+    (available,) = families["node_memory_MemAvailable_bytes"].samples
+    assert available.value == 12 * 2**30

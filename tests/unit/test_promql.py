@@ -271,7 +271,7 @@ def test_set_operators() -> None:
     ("sum(x[5m])", r"expected type instant vector in aggregation expression, got range vector"),
     ("histogram_quantile(0.9, x)", r'unsupported function "histogram_quantile"'),
     ("nosuch(x)", r'unknown function with name "nosuch"'),
-    ("topk(3, x)", r'unsupported aggregation "topk"'),
+    ("quantile(0.9, x)", r'unsupported aggregation "quantile"'),
     ("x[5m:1m]", r"unsupported subquery"),
     ("x offset 5m", r"unsupported offset modifier"),
     ("x @ 100", r"unsupported @ modifier"),
@@ -407,3 +407,22 @@ def test_answers_match_prometheus_engine() -> None:
         if got.keys() != expected.keys() or not all(_same(got[k], expected[k]) for k in got):
             mismatches.append((at, query, got, expected))
     assert mismatches == []
+
+
+def test_topk_and_bottomk_keep_each_groups_extremes_with_their_labels() -> None:
+    """kube-prometheus' node_namespace_pod:kube_pod_info: rule (what its adapter's nodeQuery joins on)."""
+    store = promql.Store()
+    for node, pod, value in (("n1", "a", 1.0), ("n2", "b", 3.0), ("n3", "b", 2.0), ("n4", "c", float("nan"))):
+        store.add("x", {"job": "j", "node": node, "pod": pod}, 100, value)
+    top = promql.evaluate("topk by (pod) (1, x)", store, 100)
+    assert sorted((labels["pod"], labels["node"], v) for labels, v in top if v == v) == [
+        ("a", "n1", 1.0), ("b", "n2", 3.0)]
+    assert all(labels["__name__"] == "x" for labels, _ in top)  # topk keeps the series as they are
+    assert [labels["node"] for labels, _ in promql.evaluate("bottomk(2, x)", store, 100)] == ["n1", "n3"]
+    assert promql.evaluate("topk(0, x)", store, 100) == []
+    rule = ('topk by (cluster, namespace, pod) (1, max by (cluster, node, namespace, pod) (label_replace('
+            'x{job="j",node!=""}, "pod", "$1", "pod", "(.*)")))')
+    assert {labels["pod"]: labels["node"] for labels, _ in promql.evaluate(rule, store, 100)} == {
+        "a": "n1", "b": "n2", "c": "n4"}
+    with pytest.raises(promql.PromQLError, match="expected type scalar in aggregation parameter"):
+        promql.parse("topk(x, x)")
