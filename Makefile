@@ -73,6 +73,7 @@ bench: venv  ## every benchmark (prints ratios against a baseline run in the sam
 	$(PY) bench/bench_api.py
 	$(PY) bench/bench_engine.py
 	$(PY) bench/bench_tick.py
+	$(PY) bench/bench_adapter.py
 	$(PY) bench/bench_metrics.py
 
 bench-scale: venv  ## raw cluster vs the whole simulator at 1,000 and 10,000 pods, twice (about an hour)

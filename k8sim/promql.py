@@ -165,6 +165,8 @@ class Store:
         self.retention_ms = round(retention * 1000)
         self._by_name: dict[str, dict[LabelKey, _Series]] = {}
         self._postings: dict[str, dict[tuple[str, str], set[LabelKey]]] = {}
+        #: Raised whenever a series appears or goes: what is listed (the adapter's discovery) changes only then.
+        self.generation = 0
 
     def add(self, name: str, labels: Mapping[str, str], t: float, value: float) -> None:
         """Append a sample; like the TSDB, empty label values are dropped and out-of-order samples ignored."""
@@ -176,6 +178,7 @@ class Store:
         series = series_of_name.get(key)
         if series is None:
             series = series_of_name[key] = _Series(key)
+            self.generation += 1
             postings = self._postings[name]
             for pair in key:
                 postings.setdefault(pair, set()).add(key)
@@ -211,6 +214,7 @@ class Store:
                     samples.popleft()
                 if not samples:
                     del series_of_name[key]
+                    self.generation += 1
                     for pair in key:
                         keys = postings.get(pair)
                         if keys is not None:

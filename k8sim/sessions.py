@@ -454,17 +454,23 @@ class Clock:
 SAME_TICK = 0.001
 
 
+def _exact(value: float) -> str:
+    """A number as the shortest text that reads back as the same float (``5``, ``0.2``, ``0.3333333333333333``)."""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 def required_settings(trace: Mapping[str, Any], speed: float, lead_seconds: float = 30.0) -> dict[str, str]:
     """The engine settings (environment variables) that replay ``trace`` ``speed`` times faster with the same model
     samples: the same seed and noise, the same simulated seconds per tick (``speed`` times the speed, ticks ``speed``
     times shorter), and a clock that starts ``lead_seconds`` (wall) before the trace's simulated start, on its tick
     grid."""
     sim = trace["simulator"]
-    env = {"K8SIM_SEED": str(sim["seed"]), "K8SIM_SPEED": f"{float(sim['speed']) * speed:g}"}
+    # Full precision (repr): a rounded tick makes the engine step a hair off the trace's, and the check refuses it.
+    env = {"K8SIM_SEED": str(sim["seed"]), "K8SIM_SPEED": _exact(float(sim["speed"]) * speed)}
     step = sim.get("step_seconds")
     if step:
         tick = float(step) / (float(sim["speed"]) * speed)
-        env["K8SIM_TICK_SECONDS"] = f"{tick:g}"
+        env["K8SIM_TICK_SECONDS"] = _exact(tick)
         if sim.get("simulated_from"):
             ticks = math.ceil(lead_seconds / tick)
             begin = parse_time(sim["simulated_from"], "simulator.simulated_from") - dt.timedelta(seconds=ticks * step)

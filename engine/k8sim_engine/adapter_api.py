@@ -42,16 +42,17 @@ def rules_of(holder: Holder, rules: adapter.Adapter | None) -> adapter.Adapter:
     return rules
 
 
-def custom_resource_list(rules: adapter.Adapter, store: promql.Store, version: str) -> dict[str, Any]:
+def custom_resource_list(listed: Iterable[adapter.CustomMetric], version: str) -> dict[str, Any]:
+    """Discovery from the adapter's last relist, as the adapter answers it (not a relist per request)."""
     resources = [{"name": m.name, "singularName": "", "namespaced": m.namespaced, "kind": "MetricValueList",
-                  "verbs": ["get"]} for m in sorted(rules.custom_metrics(store), key=lambda m: m.name)]
+                  "verbs": ["get"]} for m in sorted(listed, key=lambda m: m.name)]
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{CUSTOM}/{version}",
             "resources": resources}
 
 
-def external_resource_list(rules: adapter.Adapter, store: promql.Store) -> dict[str, Any]:
+def external_resource_list(listed: Iterable[str]) -> dict[str, Any]:
     resources = [{"name": name, "singularName": "", "namespaced": True, "kind": "ExternalMetricValueList",
-                  "verbs": ["get"]} for name in sorted(set(rules.external_metrics(store)))]
+                  "verbs": ["get"]} for name in sorted(set(listed))]
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{EXTERNAL}/v1beta1",
             "resources": resources}
 

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client.core import Metric
@@ -48,6 +48,10 @@ class AdapterState:
     resource_version: str
     rules: adapter.Adapter | None
     error: str | None
+    #: The last relist (what discovery answers) and the store's generation it was made at.
+    custom: list[adapter.CustomMetric] = dataclasses.field(default_factory=list)
+    external: list[str] = dataclasses.field(default_factory=list)
+    relisted_at: int = -1
 
 
 @dataclasses.dataclass
@@ -78,10 +82,12 @@ class Holder:
 class Played:
     """What the engine plays this tick; :meth:`refresh` reads the cluster, :meth:`observe` the series."""
 
-    def __init__(self, kube: Kube, *, retention: float = 900.0, clock: Any = time.time):
+    def __init__(self, kube: Kube, *, retention: float = 900.0, clock: Callable[[], float] = time.time):
         self.kube, self.clock = kube, clock
+        #: (store time, wall time) of the last observe: queries run at the store's "now" (see :meth:`now`).
+        self._observed: tuple[float, float] | None = None
         self.store = promql.Store(retention)
-        self.keda = KedaPlayer(kube, self.store, clock)
+        self.keda = KedaPlayer(kube, self.store, self.now)
         #: The engine's CA (PEM): what an APIService that verifies its backend must trust.
         self.ca_bundle: bytes | None = None
         self.holders: dict[str, Holder] = {}
@@ -100,12 +106,26 @@ class Played:
         return any(h.config is not None and h.config.rules is not None for h in self.holders.values()) or \
             bool(self.recording) or bool(self.keda.objects)
 
+    def now(self) -> float:
+        """The store's present: the last observe's time plus the wall time since. The engine stamps samples
+        on a regular grid (a scrape every tick), so irate over counters the model advances by whole steps
+        gives the model's own rates, not the jitter of when each tick happened to run."""
+        if self._observed is None:
+            return float(self.clock())
+        at, wall = self._observed
+        return at + max(0.0, float(self.clock()) - wall)
+
     def serving(self) -> set[str]:
         """APIServices of add-ons the engine plays and answers for (not crash-looping)."""
         return {h.apiservice for h in self.holders.values() if h.backend.addon is not None and not h.problem}
 
     def holder(self, group: str) -> Holder | None:
         return self.holders.get(group)
+
+    def listing(self, group: str) -> AdapterState | None:
+        """The last relist of the adapter holding ``group`` (what its discovery answers from)."""
+        held = self.holders.get(group)
+        return held.config if held is not None else None
 
     def adapter(self, group: str) -> tuple[Holder, adapter.Adapter | None] | None:
         """The prometheus-adapter holding ``group`` and its rules (None rules: it is crash-looping)."""
@@ -259,6 +279,7 @@ class Played:
         """Keep this tick's samples the queries read, evaluate the recording rules on them, mark the series
         that ended stale (as Prometheus does when a target goes), and relist the adapters' metrics."""
         at = self.clock() if now is None else now
+        self._observed = (at, self.clock())
         names = self._names
         seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
 
@@ -293,10 +314,13 @@ class Played:
         self._seen = seen
         self.store.prune(at)
         for held in self.holders.values():
-            if held.config is not None and held.config.rules is not None:
+            config = held.config
+            if config is not None and config.rules is not None and config.relisted_at != self.store.generation:
                 # The adapter's relist (--metrics-relist-interval): what its discovery lists, what it answers.
-                held.config.rules.custom_metrics(self.store)
-                held.config.rules.external_metrics(self.store)
+                # Only when a series came or went: the listing depends on which series exist, not their values.
+                config.custom = config.rules.custom_metrics(self.store)
+                config.external = config.rules.external_metrics(self.store)
+                config.relisted_at = self.store.generation
 
     def keda_holder(self, group: str) -> KedaPlayer | None:
         """KEDA's metrics server, when it holds ``group`` (external metrics)."""

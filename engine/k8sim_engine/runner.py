@@ -84,6 +84,7 @@ class Engine:
         # The metrics add-ons users apply (prometheus-adapter, metrics-server, KEDA) that the engine plays.
         self.played = Played(self.kube)
         self._families: tuple[int, list[Metric]] = (-1, [])
+        self._scrape_origin: float | None = None
         self.usage = Usage.empty()  # what the metrics APIs serve: the last tick's figures
         # Per-pod inputs, rebuilt only when a pod changes.
         self.specs, self.containers, self.services = Memo(), Memo(), Memo()
@@ -200,7 +201,10 @@ class Engine:
             ticks = self.ticks
             families = await asyncio.to_thread(lambda: list(self.registry.collect()))
             self._families = (ticks, families)
-            self.played.observe(families)
+            # Stamped on a regular grid, as a Prometheus scraping every tick_seconds would (see Played.now).
+            if self._scrape_origin is None:
+                self._scrape_origin = time.time() - ticks * self.settings.tick_seconds
+            self.played.observe(families, self._scrape_origin + ticks * self.settings.tick_seconds)
         if self.played.keda.objects:
             await self.played.keda.poll()
 

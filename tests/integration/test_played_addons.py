@@ -82,6 +82,8 @@ def top(kubectl: Kubectl, *args: str) -> dict[str, tuple[int, int]]:
         raise AssertionError(str(exc).splitlines()[-1]) from None
     for line in table.splitlines():
         name, cpu, *rest = line.split()
+        if cpu == "<unknown>":
+            continue  # kubectl top nodes lists a node it has no metrics for so
         memory = next(c for c in rest if c.endswith("Mi"))  # kubectl top nodes puts CPU% between them
         rows[name] = (int(cpu.removesuffix("m")), int(memory.removesuffix("Mi")))
     return rows
@@ -166,11 +168,13 @@ def test_kube_prometheus_adapter_keeps_kubectl_top_working_from_its_resource_rul
     kubectl("create", "namespace", "monitoring")
     kubectl("create", "deployment", "web", "-n", namespace, "--image=nginx:1.27", "--replicas=2")
     kubectl("wait", "-n", namespace, "deployment/web", "--for=condition=Available", "--timeout=60s")
-    ours = eventually(lambda: top(kubectl, "pods", "-n", namespace), 60, "kubectl top from the engine")
-    our_nodes = top(kubectl, "nodes")
     # What kube-prometheus' adapter reads besides cAdvisor: node-exporter and its node.rules.
     apply(kubectl, applied, ADDONS / "kube-prometheus-node-exporter.yaml")
     apply(kubectl, applied, ADDONS / "kube-prometheus-control-plane-rules.yaml")
+    kubectl("rollout", "status", "-n", "monitoring", "daemonset/node-exporter", "--timeout=120s")
+    time.sleep(3)  # a few ticks with node-exporter's own pods in the nodes' load
+    ours = eventually(lambda: top(kubectl, "pods", "-n", namespace), 60, "kubectl top from the engine")
+    our_nodes = top(kubectl, "nodes")
     apply(kubectl, applied, ADDONS / "kube-prometheus-adapter.yaml")
     eventually(lambda: backend_of(kubectl, "v1beta1.metrics.k8s.io") == "monitoring/prometheus-adapter", 30,
                "the adapter's APIService in place of the engine's")

@@ -243,6 +243,12 @@ def test_the_settings_a_replay_needs_keep_the_step_per_tick_and_land_on_the_trac
                    "K8SIM_SIM_START": "2026-11-23T10:27:30Z", "K8SIM_PROFILE": "demo"}
     noisy = trace(simulator={**trace()["simulator"], "model_noise": False})
     assert sessions.required_settings(noisy, 1)["K8SIM_MODEL_NOISE"] == "false"
+    # A tick that is no short decimal is printed whole: rounded, the engine's step would be a hair off the trace's.
+    hour = trace(simulator={**trace()["simulator"], "speed": 20, "step_seconds": 200})
+    env = sessions.required_settings(hour, 30)
+    # The engine's step is tick_seconds times speed (EngineSettings read from these very strings).
+    assert (env["K8SIM_SPEED"], env["K8SIM_TICK_SECONDS"]) == ("600", "0.3333333333333333")
+    assert float(env["K8SIM_TICK_SECONDS"]) * float(env["K8SIM_SPEED"]) == 200
 
 
 def test_an_engine_on_the_right_clock_is_waited_for_and_any_other_refused() -> None:

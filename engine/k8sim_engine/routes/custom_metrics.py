@@ -5,7 +5,6 @@ v1beta2, as the adapter serves both)."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -48,7 +47,7 @@ async def _from_adapter(request: Request, played: PlayedDep, selectors: Selector
     else:
         names = [name]
     return adapter_api.custom_values(
-        rules, played.store, time.time(), version=version, resource=resource, kind=kind,
+        rules, played.store, played.now(), version=version, resource=resource, kind=kind,
         api_version=api_version if "/" in api_version else f"/{api_version}", namespace=namespace,
         names=names, requested=name, metric=metric, metric_selector=request.query_params.get("metricLabelSelector"),
         when=dt.datetime.now(dt.UTC))

@@ -4,7 +4,6 @@ the group answers (a prometheus-adapter's externalRules)."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -32,7 +31,7 @@ async def external(request: Request, namespace: str, metric: str, usage: UsageDe
             raise HTTPException(500 if "encountered error" in str(exc) else 404, str(exc)) from None
     held = played.adapter(adapter_api.EXTERNAL) if played is not None else None
     if held is not None and played is not None:
-        return adapter_api.external_values(adapter_api.rules_of(*held), played.store, time.time(), namespace, metric,
+        return adapter_api.external_values(adapter_api.rules_of(*held), played.store, played.now(), namespace, metric,
                                            request.query_params.get("labelSelector"), dt.datetime.now(dt.UTC))
     if metric.removeprefix("tenant_") not in SERVICE_METRICS:
         raise HTTPException(404, f'the external metric "{metric}" is not served')

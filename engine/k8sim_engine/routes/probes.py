@@ -29,12 +29,13 @@ async def discovery(group: str, version: str, played: PlayedDep) -> dict[str, An
         return scaler.resource_list()
     held = played.adapter(group) if played is not None else None
     if held is not None and group != "metrics.k8s.io":
-        rules = adapter_api.rules_of(*held)
+        adapter_api.rules_of(*held)
         assert played is not None
+        listed = played.listing(group)
         if group == adapter_api.CUSTOM and version in adapter_api.CUSTOM_VERSIONS:
-            return adapter_api.custom_resource_list(rules, played.store, version)
+            return adapter_api.custom_resource_list(listed.custom if listed else [], version)
         if group == adapter_api.EXTERNAL and version == "v1beta1":
-            return adapter_api.external_resource_list(rules, played.store)
+            return adapter_api.external_resource_list(listed.external if listed else [])
     elif held is not None:
         adapter_api.rules_of(*held)  # a crash-looping adapter answers nothing
     if GROUPS.get(group) != version:

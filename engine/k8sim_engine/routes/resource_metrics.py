@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
@@ -31,7 +30,7 @@ def _adapter_pods(played: PlayedDep, usage: Usage, selectors: SelectorsDep, name
             and selectors.labels(p["metadata"].get("labels") or {})
             and selectors.fields(field_view(p["metadata"]["name"], p["metadata"].get("namespace")))
             and (p.get("status") or {}).get("phase") == "Running"]
-    return adapter_api.pod_metrics(rules, played.store, time.time(), pods, namespace, dt.datetime.now(dt.UTC))
+    return adapter_api.pod_metrics(rules, played.store, played.now(), pods, namespace, dt.datetime.now(dt.UTC))
 
 
 def _adapter_nodes(played: PlayedDep, usage: Usage, selectors: SelectorsDep,
@@ -43,7 +42,7 @@ def _adapter_nodes(played: PlayedDep, usage: Usage, selectors: SelectorsDep,
     nodes = [n for n in usage.cluster_nodes if (name is None or n["metadata"]["name"] == name)
              and selectors.labels(n["metadata"].get("labels") or {})
              and selectors.fields(field_view(n["metadata"]["name"], None))]
-    return adapter_api.node_metrics(rules, played.store, time.time(), nodes, dt.datetime.now(dt.UTC))
+    return adapter_api.node_metrics(rules, played.store, played.now(), nodes, dt.datetime.now(dt.UTC))
 
 
 def pods_in(usage: Usage, selectors: SelectorsDep, namespace: str | None, played: PlayedDep) -> dict[str, Any]:
