@@ -171,6 +171,11 @@ class Engine:
         document = contract.health_document(samples, now, overall, per_tenant)
         foreign = [f for f in self.registrar.view()["foreign"] if f["apiservice"] not in self.played.serving()] \
             if self.registrar is not None and self.registrar.foreign else []
+        named = {f["apiservice"] for f in foreign}
+        # A played add-on that does not run (an adapter whose config does not load) names its problem too.
+        foreign += [{"apiservice": h.apiservice, "service": h.view()["service"], "available": "False",
+                     "reason": h.problem} for h in self.played.holders.values()
+                    if h.problem and h.backend.addon is not None and h.apiservice not in named]
         if foreign:
             # Only then: the dashboard's banner names the other backend (the document is otherwise the contract's).
             document["metrics_apis"] = {"foreign": foreign}

@@ -109,6 +109,10 @@ def test_the_vllm_examples_adapter_crash_loops_as_published_and_its_gpu_hpa_scal
     (held,) = [h for h in health(loop_engine)["played"]["holders"] if h["group"] == "custom.metrics.k8s.io"]
     assert held["addon"] == "prometheus-adapter" and "unable to load metrics discovery config" in held["problem"]
     assert held["config"] == "monitoring/prometheus-adapter:config.yaml"
+    # The snapshot the API and the dashboard's banner read names it as well.
+    snapshot = httpx.get(f"{loop_engine}/snapshot", timeout=10).json()
+    (named,) = [f for f in snapshot["metrics_apis"]["foreign"] if f["apiservice"] == "v1beta1.custom.metrics.k8s.io"]
+    assert named["service"] == "monitoring/prometheus-adapter" and "unable to load" in named["reason"]
     # Nothing else stops working: kubectl top (metrics.k8s.io) is still the engine's.
     assert top(kubectl, "pods", "-n", "monitoring")
 
