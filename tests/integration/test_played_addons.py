@@ -204,10 +204,11 @@ def test_kube_prometheus_adapter_keeps_kubectl_top_working_from_its_resource_rul
     # The nodeQuery: 1 - irate of node-exporter's idle seconds, joined to each node by the recording rule.
     nodes = eventually(nodes_through_adapter, 90, "kubectl top nodes through the adapter's nodeQuery")
     for name, (cpu, memory) in nodes.items():
-        assert cpu == pytest.approx(our_nodes[name][0], abs=max(20, our_nodes[name][0] * 0.2)), name
+        # The adapter's own two pods land on nodes after our_nodes was read, and add their load there.
+        assert cpu == pytest.approx(our_nodes[name][0], abs=max(250, our_nodes[name][0] * 0.3)), name
         assert memory == pytest.approx(our_nodes[name][1], rel=0.1), name
     status = health(loop_engine)
-    assert status["status"] == "healthy", status
+    assert status["status"] == "healthy", (status.get("message"), status["played"])
     assert status["played"]["recording_rules"] > 10
     (held,) = [h for h in status["played"]["holders"] if h["group"] == "metrics.k8s.io"]
     assert held == {"group": "metrics.k8s.io", "apiservice": "v1beta1.metrics.k8s.io",
