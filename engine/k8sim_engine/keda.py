@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from k8sim import keda, played, promql
+from k8sim import keda, played, promql, scenarios
 from k8sim.kube import Kube, KubeError
 
 log = logging.getLogger(__name__)
@@ -145,14 +145,8 @@ class KedaPlayer:
                               subresource="status")
 
     async def _event(self, obj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
-        meta = obj["metadata"]
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {"apiVersion": "v1", "kind": "Event",
-                 "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-                 "involvedObject": {"apiVersion": keda.KEDA_API, "kind": "ScaledObject", "name": meta["name"],
-                                    "namespace": meta["namespace"], "uid": meta.get("uid")},
-                 "type": kind, "reason": reason, "message": message, "source": {"component": "keda-operator"},
-                 "firstTimestamp": now, "lastTimestamp": now, "count": 1}
+        event = scenarios.event(obj, reason, message, dt.datetime.now(dt.UTC), "keda-operator",
+                                kind="ScaledObject", api_version=keda.KEDA_API, type_=kind)
         try:
             await self.kube.create(event)
         except KubeError as exc:

@@ -18,7 +18,7 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
-from k8sim import adapter, played, promql
+from k8sim import adapter, played, promql, scenarios
 from k8sim.kube import Kube, KubeError
 
 from .keda import KedaPlayer
@@ -158,7 +158,10 @@ class Played:
                 holders[group] = holder
         self.holders = holders
         await self.keda.refresh(deployments)
-        await self._recording_rules()
+        if any(h.config is not None and h.config.rules is not None for h in holders.values()) or self.keda.objects:
+            await self._recording_rules()
+        else:  # nothing reads the series they would record: no listing, no evaluation each tick
+            self.recording, self.rule_errors = [], []
         self._names = self._needed()
         await self._crash_loops(pods)
 
@@ -252,10 +255,10 @@ class Played:
                 broken[(held.backend.namespace, held.backend.deployment)] = held.config.error
         for pod in pods:
             meta = pod.get("metadata") or {}
-            owner = _deployment_of(meta)
-            if owner is None:
+            workload = scenarios.workload_of(pod)
+            if workload is None or workload[0] != "Deployment":
                 continue
-            key = (str(meta.get("namespace")), owner)
+            key = (str(meta.get("namespace")), workload[1])
             labels = meta.get("labels") or {}
             error = broken.get(key)
             try:
@@ -362,15 +365,3 @@ def adapter_queries(config: adapter.Config) -> list[str] | None:
             if "<<.Series>>" not in template:
                 break
     return queries
-
-
-def _deployment_of(meta: Mapping[str, Any]) -> str | None:
-    """The Deployment a pod's ReplicaSet belongs to (its name minus the pod-template-hash)."""
-    for ref in meta.get("ownerReferences") or []:
-        if ref.get("kind") == "ReplicaSet":
-            name = str(ref.get("name", ""))
-            suffix = (meta.get("labels") or {}).get("pod-template-hash")
-            if suffix and name.endswith(f"-{suffix}"):
-                return name[: -len(suffix) - 1]
-            return name.rsplit("-", 1)[0]
-    return None

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 from k8sim_engine import adapter_api, registration
-from k8sim_engine.played import _deployment_of, adapter_queries, job_of
+from k8sim_engine.played import adapter_queries, job_of
 
-from k8sim import adapter, played, promql
+from k8sim import adapter, played, promql, scenarios
 
 ADDONS = Path(__file__).parents[1] / "integration" / "manifests" / "addons"
 ENGINE = {"apiVersion": "v1", "kind": "Service",
@@ -148,10 +148,14 @@ def test_exporter_jobs_and_pod_owners() -> None:
     assert job_of("container_cpu_usage_seconds_total") == "kubelet"
     assert job_of("DCGM_FI_DEV_GPU_UTIL") == "dcgm-exporter"
     assert job_of("vllm:num_requests_waiting") is None
-    meta = {"labels": {"pod-template-hash": "5988757564"},
-            "ownerReferences": [{"kind": "ReplicaSet", "name": "prometheus-adapter-5988757564"}]}
-    assert _deployment_of(meta) == "prometheus-adapter"
-    assert _deployment_of({"ownerReferences": [{"kind": "StatefulSet", "name": "x"}]}) is None
+    # The crash loop finds an adapter's pods by their Deployment, as Scenarios find a pod's workload.
+    pod = {"metadata": {"labels": {"pod-template-hash": "5988757564"},
+                        "ownerReferences": [{"kind": "ReplicaSet", "name": "prometheus-adapter-5988757564",
+                                             "controller": True}]}}
+    assert scenarios.workload_of(pod) == ("Deployment", "prometheus-adapter")
+    assert scenarios.workload_of({"metadata": {"ownerReferences": [{"kind": "StatefulSet", "name": "x"}]}}) \
+        == ("StatefulSet", "x")  # not a Deployment: never an adapter's pod
+
 
 
 @pytest.mark.parametrize(("value", "text"), [(16.5, "16500m"), (16.255, "16254m"), (20, "20"), (0, "0"), (2000, "2k"),
