@@ -294,8 +294,10 @@ def phases(stamped: Stamped, total: float, window: float, speed: float, export_s
 def run_replay(path: Path, speed: float, api: str, url: str) -> tuple[int, Stamped, float, dict[str, Any] | None]:
     """``python -m k8sim replay`` as a user runs it: (exit code, its stderr lines stamped, wall seconds, its --json)."""
     started = time.monotonic()
+    # --real-timers: the replays share the recording's cluster, whose timers run at Kubernetes' pace.
     proc = subprocess.Popen([sys.executable, "-m", "k8sim", "replay", str(path), "--speed", f"{speed:g}", "--api",
-                             api, "--engine", url, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             api, "--engine", url, "--json", "--real-timers"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     stamped = Stamped()
 

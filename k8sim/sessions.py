@@ -289,6 +289,10 @@ def check(trace: Any) -> dict[str, Any]:
         for key in ("seed", "speed"):
             if not isinstance(simulator.get(key), int | float) or isinstance(simulator.get(key), bool):
                 problems.append(f"simulator.{key}: a number is needed, not {simulator.get(key)!r}")
+        found_speed = simulator.get("cluster_speed")
+        if found_speed is not None and (not isinstance(found_speed, int | float) or isinstance(found_speed, bool)
+                                        or not found_speed > 0 or not math.isfinite(found_speed)):
+            problems.append(f"simulator.cluster_speed: a number above 0 or null is needed, not {found_speed!r}")
     listed = trace.get("events")
     if not isinstance(listed, list):
         problems.append("events: a list is needed")
@@ -347,14 +351,24 @@ def _duration(seconds: float) -> str:
     return f"{max(seconds, 0.001):.3f}".rstrip("0").rstrip(".") + "s"
 
 
-def compress_scenario(body: Mapping[str, Any], at: dt.datetime, speed: float) -> dict[str, Any]:
+#: Scenario parameters that are wall seconds the cluster plays (a crash's run before it, a spot instance's notice).
+CLUSTER_SECONDS = ("after", "notice")
+
+
+def compress_scenario(body: Mapping[str, Any], at: dt.datetime, speed: float, timers: float = 1.0) -> dict[str, Any]:
     """A Scenario replayed ``speed`` times faster: when it starts and repeats comes ``speed`` times sooner (an absolute
     start, past by the replay, made relative to when it was created). A model Scenario's duration is on the engine's
-    clock and shrinks too; a fault the cluster plays (a crash, a node down) keeps its duration and delays, because
-    the cluster's own timers (restart back-off, recovery) run in real time and a shorter fault would be another one."""
+    clock and shrinks too. A fault the cluster plays (a crash, a node down) shrinks as the cluster's timers do:
+    ``timers`` is how many times faster the replaying cluster's run than the recording's (1: the same pace, the
+    fault keeps its duration and delays, since a shorter fault against the same restart back-off and recovery would
+    be another fault)."""
     spec = dict(body.get("spec") or {})
-    if isinstance(spec.get("duration"), str) and spec.get("type") in scenarios.MODEL_TYPES:
-        spec["duration"] = _duration(_seconds(spec["duration"]) / speed)
+    if isinstance(spec.get("duration"), str):
+        spec["duration"] = _duration(_seconds(spec["duration"]) / (speed if spec.get("type") in scenarios.MODEL_TYPES
+                                                                    else timers))
+    if timers != 1 and isinstance(spec.get("parameters"), dict):
+        spec["parameters"] = {k: (round(v / timers, 3) if k in CLUSTER_SECONDS and isinstance(v, int | float)
+                                  and not isinstance(v, bool) else v) for k, v in spec["parameters"].items()}
     start = spec.get("start")
     if isinstance(start, str):
         if start.strip().startswith("+"):
@@ -373,8 +387,9 @@ def compress_scenario(body: Mapping[str, Any], at: dt.datetime, speed: float) ->
     return {**body, "spec": spec}
 
 
-def plan(trace: Mapping[str, Any], speed: float) -> list[Request]:
-    """The API calls that replay a (checked) trace ``speed`` times faster than it was recorded."""
+def plan(trace: Mapping[str, Any], speed: float, timers: float = 1.0) -> list[Request]:
+    """The API calls that replay a (checked) trace ``speed`` times faster than it was recorded, into a cluster whose
+    timers run ``timers`` times faster than the recording's (:func:`compress_scenario`)."""
     found = []
     for event in trace["events"]:
         offset, kind, body = float(event["offset"]) / speed, event["type"], event.get("body") or {}
@@ -407,7 +422,7 @@ def plan(trace: Mapping[str, Any], speed: float) -> list[Request]:
         elif kind == "scenario":
             at = parse_time(event.get("at"), "event.at") if event.get("at") else dt.datetime.now(dt.UTC)
             meta = body.get("metadata") or {}
-            found.append(Request(offset, "POST", "/scenarios", compress_scenario(body, at, speed),
+            found.append(Request(offset, "POST", "/scenarios", compress_scenario(body, at, speed, timers),
                                  f"scenario {meta.get('namespace')}/{meta.get('name')} "
                                  f"{(body.get('spec') or {}).get('type')}"))
         elif kind == "scenario_delete":
@@ -421,9 +436,9 @@ def plan(trace: Mapping[str, Any], speed: float) -> list[Request]:
 RECOVERY_SECONDS = 10.0
 
 
-def replay_span(trace: Mapping[str, Any], speed: float) -> float:
+def replay_span(trace: Mapping[str, Any], speed: float, timers: float = 1.0) -> float:
     """Wall seconds a replay's transitions are read over: the compressed window, or longer while a fault the cluster
-    plays (which keeps its real duration) is still running or recovering."""
+    plays (which keeps its real duration unless the cluster's timers run faster) is still running or recovering."""
     window = (parse_time(trace["window"]["to"], "window.to")
               - parse_time(trace["window"]["from"], "window.from")).total_seconds()
     span = window / speed
@@ -431,7 +446,8 @@ def replay_span(trace: Mapping[str, Any], speed: float) -> float:
         spec = (event.get("body") or {}).get("spec") or {}
         if event["type"] == "scenario" and spec.get("type") not in scenarios.MODEL_TYPES \
                 and isinstance(spec.get("duration"), str):
-            span = max(span, float(event["offset"]) / speed + _seconds(spec["duration"]) + RECOVERY_SECONDS)
+            span = max(span, float(event["offset"]) / speed
+                       + (_seconds(spec["duration"]) + RECOVERY_SECONDS) / timers)
     return span
 
 
@@ -457,6 +473,28 @@ SAME_TICK = 0.001
 def _exact(value: float) -> str:
     """A number as the shortest text that reads back as the same float (``5``, ``0.2``, ``0.3333333333333333``)."""
     return str(int(value)) if value.is_integer() else repr(value)
+
+
+def cluster_settings(trace: Mapping[str, Any], speed: float) -> dict[str, str]:
+    """The cluster setting that replays ``trace`` ``speed`` times faster with the cluster's own timers (the HPA's
+    sync and stabilisation, KWOK's pod delays) keeping pace: ``speed`` times those of the recording's cluster. Empty
+    when the trace does not say how fast the recording's ran (a cluster the local tooling did not make)."""
+    recorded = trace["simulator"].get("cluster_speed")
+    return {} if recorded is None else {"K8SIM_CLUSTER_SPEED": _exact(float(recorded) * speed)}
+
+
+def cluster_timers(trace: Mapping[str, Any], speed: float, live: float | None) -> tuple[float, list[str]]:
+    """(how many times faster the replaying cluster's timers run than the recording's, the problem when that is not
+    ``speed``). Either speed unknown: the same pace is assumed, and nothing said."""
+    recorded = trace["simulator"].get("cluster_speed")
+    if recorded is None or live is None:
+        return 1.0, []
+    ratio = live / float(recorded)
+    if math.isclose(ratio, speed, rel_tol=1e-6):
+        return ratio, []
+    return ratio, [f"the cluster's timers run at speed {live:g}, the replay needs {float(recorded) * speed:g} "
+                   f"({speed:g} times the recording's {float(recorded):g}): HPA syncs, stabilisation and pod "
+                   "start-up would fall elsewhere on the replay's ticks"]
 
 
 def required_settings(trace: Mapping[str, Any], speed: float, lead_seconds: float = 30.0) -> dict[str, str]:

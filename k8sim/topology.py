@@ -7,6 +7,7 @@ local tooling (:mod:`k8sim.local`) alike.
 from __future__ import annotations
 
 import ipaddress
+import re
 import zlib
 from pathlib import Path
 from typing import Any
@@ -165,8 +166,14 @@ def shard_of(name: str, shards: int) -> int:
 SHORTCUTS = {"pod-start": "pod-create"}
 
 
-def stages_for_profile(profile: str) -> list[dict[str, Any]]:
-    """KWOK Stage objects with the delays of one profile from the package's profiles.yaml."""
+def _faster(milliseconds: Any, speed: float) -> int:
+    return max(1, round(int(milliseconds) / speed)) if int(milliseconds) else 0
+
+
+def stages_for_profile(profile: str, speed: float = 1.0) -> list[dict[str, Any]]:
+    """KWOK Stage objects with the delays of one profile from the package's profiles.yaml, every fixed delay and
+    jitter ``speed`` times shorter (a cluster whose timers run fast, :func:`timer_flags`). A delay a pod's
+    annotation gives (``durationFrom``) is the pod's own and keeps its value."""
     profiles = yaml.safe_load(PROFILES.read_text())
     if profile not in profiles:
         raise TopologyError(f"unknown profile {profile!r}; choose one of {sorted(profiles)}")
@@ -187,6 +194,12 @@ def stages_for_profile(profile: str) -> list[dict[str, Any]]:
             delay["jitterDurationMilliseconds"] = max(int(conf["jitter"]), int(conf["delay"]))
             if not conf.get("graceful", False):
                 delay.pop("jitterDurationFrom", None)
+        delay = stage["spec"].get("delay")
+        # Node heartbeats keep their pace: node leases and the node controller's grace period do not scale.
+        if speed != 1 and delay and stage["spec"]["resourceRef"]["kind"] == "Pod":
+            for key in ("durationMilliseconds", "jitterDurationMilliseconds"):
+                if key in delay:
+                    delay[key] = _faster(delay[key], speed)
         stages.append(stage)
     return stages
 
@@ -195,13 +208,58 @@ def stages_for_profile(profile: str) -> list[dict[str, Any]]:
 PROFILE_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
-def component_flags(profile: str, component: str) -> dict[str, str]:
+#: The control-plane timers a cluster running ``speed`` times faster shortens, with Kubernetes' defaults (a profile
+#: may set its own): the HPA's sync, scale-in stabilisation and start-up windows, and the tolerations that decide
+#: when a failed node's pods are evicted. Node monitoring is left alone: KWOK's node leases keep their pace.
+TIMERS: dict[str, dict[str, str]] = {
+    "kube-controller-manager": {"horizontal-pod-autoscaler-sync-period": "15s",
+                                "horizontal-pod-autoscaler-downscale-stabilization": "5m",
+                                "horizontal-pod-autoscaler-cpu-initialization-period": "5m",
+                                "horizontal-pod-autoscaler-initial-readiness-delay": "30s"},
+    "kube-apiserver": {"default-not-ready-toleration-seconds": "300", "default-unreachable-toleration-seconds": "300"},
+}
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_GO_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def go_seconds(text: str) -> float:
+    """Seconds of a Go duration such as ``5s``, ``1m30s`` or ``250ms``."""
+    parts = _GO_DURATION.findall(text)
+    if not parts or "".join(v + u for v, u in parts) != text:
+        raise TopologyError(f"{text!r} is not a Go duration")
+    return sum(float(value) * _GO_UNITS[unit] for value, unit in parts)
+
+
+def timer_flags(component: str, flags: dict[str, str], speed: float) -> dict[str, str]:
+    """``flags`` with the component's :data:`TIMERS` ``speed`` times shorter: durations to the millisecond, whole
+    seconds (the tolerations) no shorter than one."""
+    if speed == 1:
+        return dict(flags)
+    if speed <= 0:
+        raise TopologyError(f"a cluster's speed must be above 0, not {speed:g}")
+    scaled = dict(flags)
+    for flag, default in TIMERS.get(component, {}).items():
+        value = str(flags.get(flag, default))
+        if value.isdigit():
+            scaled[flag] = str(max(1, round(int(value) / speed)))
+        else:
+            scaled[flag] = f"{max(1, round(go_seconds(value) * 1000 / speed))}ms"
+    return scaled
+
+
+def component_flags(profile: str, component: str, speed: float = 1.0) -> dict[str, str]:
     """Flags of one control-plane component in a profile (the HPA's timers, eviction tolerations,
-    etcd's fsync)."""
+    etcd's fsync), its timers ``speed`` times shorter (:func:`timer_flags`)."""
     profiles = yaml.safe_load(PROFILES.read_text())
     if profile not in profiles:
         raise TopologyError(f"unknown profile {profile!r}; choose one of {sorted(profiles)}")
-    return {str(k): str(v) for k, v in (profiles[profile].get(component) or {}).items()}
+    flags = {str(k): str(v) for k, v in (profiles[profile].get(component) or {}).items()}
+    return timer_flags(component, flags, speed)
+
+
+#: The ConfigMap (namespace, name) where a cluster the local tooling started says how it was made: its profile and
+#: the speed of its timers (what a replay checks, :mod:`k8sim.sessions`).
+CLUSTER_INFO = ("kube-system", "k8sim-cluster")
 
 
 #: KWOK's options in the chart. A KwokConfiguration read from a file gets no defaults (KWOK v0.8.0

@@ -917,6 +917,9 @@ class SessionSimulator(Out):
     simulated_to: str | None = Field(description="The engine's simulated time at `to`, on its ticks")
     model_noise: bool | None = Field(description="The model's random parts (null: the engine does not say)")
     profile: str | None = None
+    cluster_speed: float | None = Field(None, description=(
+        "How many times faster than Kubernetes' the cluster's timers ran (K8SIM_CLUSTER_SPEED; null: the cluster "
+        "does not say)"))
 
 
 class SessionSla(Out):
@@ -954,3 +957,5 @@ class SessionCheck(Out):
     events: int
     deploys: int
     objects: int = Field(description="Objects its deploys would apply")
+    cluster_speed: float | None = Field(None, description=(
+        "How many times faster than Kubernetes' this cluster's timers run (null: the cluster does not say)"))

@@ -4,7 +4,8 @@
                      cluster-delete | services-up | services-down
     python -m k8sim import FILE|- [FILE …] [--scale 0.1] [--secrets keep] [--dry-run] [--json]
     python -m k8sim traffic FILE|- [--format prometheus|csv] [--scale 2] [--once] [--shift 3600] [--api URL]
-    python -m k8sim replay FILE [--speed 10] [--api URL] [--engine URL] [--tolerance 0.01] [--json]
+    python -m k8sim replay FILE [--speed 10] [--api URL] [--engine URL] [--tolerance 0.01] [--lead 30]
+                            [--real-timers] [--json]
     python -m k8sim egress --socket PATH --kubeconfig PATH   (the cluster's egress proxy; kwokctl runs it)
 """
 
@@ -240,6 +241,11 @@ def replay_command(argv: list[str]) -> int:
                         help="SLA availability difference allowed, percentage points (default 0.01)")
     parser.add_argument("--max-wait", type=float, default=120.0,
                         help="wall seconds to wait for the engine's clock to reach the trace's start")
+    parser.add_argument("--lead", type=float, default=30.0,
+                        help="wall seconds the engine start it prints comes before the trace's (default 30)")
+    parser.add_argument("--real-timers", action="store_true",
+                        help="replay into a cluster whose timers do not keep pace with --speed (faults keep their "
+                             "durations; what the cluster's controllers decide may differ)")
     parser.add_argument("--json", action="store_true", help="print the comparison and the replay's trace as JSON")
     args = parser.parse_args(argv)
     say = functools.partial(print, file=sys.stderr)
@@ -262,7 +268,8 @@ def replay_command(argv: list[str]) -> int:
     engine = args.engine.rstrip("/")
     client = httpx.Client(base_url=args.api.rstrip("/"), timeout=60, headers={
         "Authorization": f"Bearer {settings.api_token.get_secret_value()}"} if settings.api_token else {})
-    env = " ".join(f"{k}={v}" for k, v in sessions.required_settings(trace, args.speed).items())
+    env = " ".join(f"{k}={v}" for k, v in sessions.required_settings(trace, args.speed, args.lead).items())
+    cluster_env = " ".join(f"{k}={v}" for k, v in sessions.cluster_settings(trace, args.speed).items())
     try:
         answer = client.post("/sessions/check", json=trace)
         if answer.status_code != 200:
@@ -271,10 +278,19 @@ def replay_command(argv: list[str]) -> int:
             for problem in answer.json().get("errors") or []:
                 say(f"  {problem.get('message', problem)}")
             return 2
+        live_timers = answer.json().get("cluster_speed")
         clock = engine_clock(engine)
     except (httpx.HTTPError, ValueError, KeyError) as exc:
         say(f"k8sim replay: {exc}; the replay needs a simulator whose engine runs with {env}")
         return 2
+    timers, cluster_problems = sessions.cluster_timers(trace, args.speed, live_timers)
+    if cluster_problems and not args.real_timers:
+        say("k8sim replay: this cluster cannot keep the trace's pace: " + "; ".join(cluster_problems))
+        say(f"k8sim replay: make its cluster with {cluster_env} (`make cluster-delete`, then `{cluster_env} make "
+            "up`), or pass --real-timers to replay anyway")
+        return 2
+    if cluster_problems:
+        say(f"k8sim replay: --real-timers: {cluster_problems[0]}")
     ahead, problems = sessions.wait_for_start(trace, args.speed, clock, args.max_wait)
     if problems:
         say("k8sim replay: this simulator cannot reproduce the trace: " + "; ".join(problems))
@@ -300,7 +316,7 @@ def replay_command(argv: list[str]) -> int:
         time.sleep(clock.step / clock.speed / 20)
     began, began_wall = time.monotonic(), dt.datetime.now(dt.UTC)
     failed = 0
-    for request in sessions.plan(trace, args.speed):
+    for request in sessions.plan(trace, args.speed, timers):
         time.sleep(max(0.0, began + request.offset - time.monotonic()))
         try:
             answer = client.request(request.method, request.path, json=request.body)
@@ -312,9 +328,9 @@ def replay_command(argv: list[str]) -> int:
             fine, code, detail = False, 0, f": {exc}"
         failed += not fine
         say(f"k8sim replay: [{time.monotonic() - began:7.1f} s] {request.what} ({code or 'no answer'}){detail}")
-    span = sessions.replay_span(trace, args.speed)
+    span = sessions.replay_span(trace, args.speed, timers)
     if span > window.total_seconds() / args.speed:
-        say(f"k8sim replay: reading transitions for {span:.1f} s: a fault the cluster plays keeps its real duration")
+        say(f"k8sim replay: reading transitions for {span:.1f} s: the faults the cluster plays run until then")
     time.sleep(max(0.0, began + span - time.monotonic()))
     ended_sim = began_sim + simulated
     while (engine_time(engine) - ended_sim).total_seconds() < -sessions.SAME_TICK:

@@ -7,6 +7,7 @@ Drives real processes (``kwokctl --runtime binary``, ``kubectl``) from the binar
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -96,8 +97,26 @@ def up(settings: ClusterSettings) -> None:
             kwokctl(settings, bindir, *layout.kwokctl_create_args(settings, bindir, config))
             wait_until(lambda: is_ready(settings), settings.ready_timeout, "the apiserver to be ready")
         say(f"control plane ready in {time.monotonic() - started:.1f} s")
+    record_info(settings, created=not exists)
     ensure_nodes(settings)
     karpenter.up(settings)
+
+
+def record_info(settings: ClusterSettings, created: bool) -> None:
+    """Write how the cluster was made (its profile and timers' speed) where clients read it. A cluster made with
+    other timers than asked keeps them, and says so; one made before it was written had Kubernetes' pace."""
+    namespace, name = topology.CLUSTER_INFO
+    found = kubectl(settings, "get", "configmap", "-n", namespace, name, "-o", "json", "--ignore-not-found")
+    info = layout.cluster_info(settings)
+    if found.stdout.strip():
+        info = json.loads(found.stdout)
+    elif not created:
+        info["data"]["speed"] = "1"
+    if float(info["data"].get("speed") or 1) != settings.cluster_speed:
+        say(f"warning: this cluster's timers run at speed {info['data'].get('speed')}, not K8SIM_CLUSTER_SPEED="
+            f"{settings.cluster_speed:g}; `make cluster-delete` recreates it with the new speed")
+    if not found.stdout.strip():
+        kubectl(settings, "apply", "-f", "-", stdin=json.dumps(info))
 
 
 def ensure_nodes(settings: ClusterSettings) -> None:

@@ -60,7 +60,8 @@ def kwokctl_configuration(settings: ClusterSettings) -> dict[str, Any]:
     with the profile's flags. (In the configuration, not as --extra-args: kwokctl v0.8.0 indexes
     those wrongly past two components.)"""
     flags = {"kwok-controller": topology.KWOK_FLAGS,
-             **{c: topology.component_flags(settings.profile, c) for c in topology.PROFILE_COMPONENTS}}
+             **{c: topology.component_flags(settings.profile, c, settings.cluster_speed)
+                for c in topology.PROFILE_COMPONENTS}}
     for component in ("kube-controller-manager", "kube-scheduler"):
         flags[component] = {**delegated_auth_flags(settings), **flags[component]}
     # No pod network: APIService backends (the add-ons the engine plays) are reached through the proxy.
@@ -74,8 +75,15 @@ def kwokctl_configuration(settings: ClusterSettings) -> dict[str, Any]:
 
 
 def kwokctl_config(settings: ClusterSettings) -> str:
-    docs = [kwokctl_configuration(settings), *topology.stages_for_profile(settings.profile)]
+    docs = [kwokctl_configuration(settings), *topology.stages_for_profile(settings.profile, settings.cluster_speed)]
     return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def cluster_info(settings: ClusterSettings) -> dict[str, Any]:
+    """The ConfigMap that tells clients how this cluster was made (:data:`k8sim.topology.CLUSTER_INFO`)."""
+    namespace, name = topology.CLUSTER_INFO
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
+            "data": {"profile": settings.profile, "speed": repr(settings.cluster_speed).removesuffix(".0")}}
 
 
 def kwokctl_create_args(settings: ClusterSettings, bindir: Path, config: Path) -> list[str]:

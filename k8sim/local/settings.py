@@ -26,6 +26,10 @@ class ClusterSettings(NodeSettings):
         "",
         description="kubectl binary; empty means the one next to this Python, else PATH.",
     )
+    cluster_speed: float = Field(1.0, gt=0, le=1000, description=(
+        "How many times faster than Kubernetes' the cluster's timers run (set when the cluster is created): the "
+        "HPA's sync and stabilisation, KWOK's pod delays, eviction tolerations. A session recorded at speed 1 "
+        "replays at --speed N into a cluster made with N (`python -m k8sim replay` says so)."))
     ready_timeout: float = Field(180.0, description="Seconds to wait for the cluster and nodes.")
     control_plane_gogc: int = Field(400, ge=25, description=(
         "GOGC of etcd, kube-apiserver, controller-manager, scheduler and KWOK (set when the cluster starts): "

@@ -1,6 +1,8 @@
 """A recorded session replayed through the real engine, API, operator and apiserver: two minutes with a deploy, a
-load step and a PodCrash, exported, the cluster cleaned, replayed five times faster on an engine started with the
-settings the trace asks for; the same transitions in the same order and the same SLA. And every bad trace refused."""
+load step an HPA scales out on and a PodCrash, exported, then replayed five times faster into a second, fresh
+simulator (its own cluster with timers five times as fast, operator, API and engine started with the settings the
+trace asks for): the same transitions in the same order, HPA decisions included, and the same SLA. And every bad
+trace refused."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import httpx
 import pytest
 
 from k8sim import sessions
+from k8sim.local import cluster, supervisor
 from k8sim.local.processes import free_port
 from k8sim.local.settings import ClusterSettings
 
@@ -31,17 +34,20 @@ PEAK = "2026-11-23T10:30:00Z"
 #: The recording: 10 s ticks at speed 1; the window, and when (after the deploy) the load step and the crash come.
 TICK, WINDOW, LOAD_AT, CRASH_AT = 10.0, 120.0, 30.0, 50.0
 #: The replay's speed. At 5 the replay's ticks are 2 s: the engine re-reads load overrides every tick (under a
-#: second it would read them once a real second, a tick or more late), and the deployed pods (Running in 0.4 to
-#: 1.2 s here) serve from the first tick after the deploy in both runs.
+#: second it would read them once a real second, a tick or more late). The replay's cluster runs its timers five
+#: times as fast (HPA sync 1 s, scale-in stabilisation 3 s, pods Running in 0.06 to 0.3 s), so the HPA sees the
+#: load step for as many syncs, and pods start within the same ticks, as in the recording.
 SPEED = 5
-#: Twelve times a web service's peak: more than two replicas' CPU, so requests fail while it lasts and the SLA
-#: says on which ticks the step fell.
+#: Twelve times a service's peak: more than two replicas' CPU, so requests fail while it lasts, the SLA says on
+#: which ticks the step fell, and the HPA scales out to its maximum in one decision.
 LOAD_FACTOR = 12
 
 
 def manifest(namespace: str, tenant: str) -> str:
-    # A CPU limit well above the usual load: one replica carries it alone while the other crashes, so no request
-    # fails for want of CPU whichever way the crash falls on the ticks (the load step, before it, does overload).
+    # `web` takes the crash: a CPU limit well above its usual load, so one replica carries it alone while the other
+    # crashes. `api` takes the load step and scales on it: apart, so which replica the crash hits never decides
+    # which replica a scale-in removes. Its peak is half its replicas' requests (under the HPA's target); the step
+    # is more than two replicas' limits (requests fail) and less than four's (the scale-out ends the failures).
     return f"""
 apiVersion: v1
 kind: Namespace
@@ -65,39 +71,99 @@ apiVersion: v1
 kind: Service
 metadata: {{name: web, namespace: {namespace}}}
 spec: {{selector: {{app: web}}, ports: [{{port: 80}}]}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: api, namespace: {namespace}, labels: {{app: api}}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: api}}}}
+  template:
+    metadata: {{labels: {{app: api, k8sim.io/profile: web}}}}
+    spec:
+      containers:
+      - name: api
+        image: nginx:1.27
+        resources: {{requests: {{cpu: 200m, memory: 64Mi}}, limits: {{cpu: 1500m, memory: 256Mi}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: api, namespace: {namespace}}}
+spec: {{selector: {{app: api}}, ports: [{{port: 80}}]}}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {{name: api, namespace: {namespace}}}
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: api}}
+  minReplicas: 2
+  maxReplicas: 4
+  metrics:
+  - type: Resource
+    resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 150}}}}
 """
 
 
-@pytest.fixture(scope="module")
 def keys() -> dict[str, str]:
-    """This module's own Redis keys: no other engine's snapshots, overrides or replays reach its API and engines."""
+    """Redis keys of one simulator's API and engine: no other engine's snapshots, overrides or replays reach it."""
     tag = uuid.uuid4().hex[:8]
     return {"K8SIM_REDIS_KEY": f"k8sim:test-sessions:{tag}:latest", "K8SIM_REDIS_CHANNEL": f"k8sim:test-sessions:{tag}",
             "K8SIM_LOAD_KEY": f"k8sim:test-sessions:{tag}:load",
             "K8SIM_TRAFFIC_KEY": f"k8sim:test-sessions:{tag}:traffic"}
 
 
+@pytest.fixture(scope="module")
+def recording_keys() -> dict[str, str]:
+    return keys()
+
+
 @contextmanager
-def engine(env: dict[str, str], folder: Path) -> Iterator[str]:
-    """An engine of ours; it leaves the cluster's metrics APIs to the simulator's own engine."""
+def engine(env: dict[str, str], folder: Path, name: str = "engine") -> Iterator[str]:
+    """An engine of ours, serving its cluster's metrics APIs (the HPA reads them) unless ``env`` says otherwise."""
     port = free_port()
     env = {"K8SIM_ENGINE_PORT": str(port), "K8SIM_METRICS_API_PORT": str(free_port()),
-           "K8SIM_REGISTER_METRICS_APIS": "false", "K8SIM_MODEL_NOISE": "false", **env}
-    with process([sys.executable, "-m", "k8sim_engine"], env, folder / "engine.log") as proc:
+           "K8SIM_MODEL_NOISE": "false", **env}
+    with process([sys.executable, "-m", "k8sim_engine"], env, folder / f"{name}.log") as proc:
         url = f"http://127.0.0.1:{port}"
-        started(f"{url}/health", proc, folder / "engine.log")
+        started(f"{url}/health", proc, folder / f"{name}.log")
+        yield url
+
+
+@contextmanager
+def api_process(env: dict[str, str], folder: Path) -> Iterator[str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with process([sys.executable, "-m", "k8sim_api"], {**env, "K8SIM_API_PORT": str(port)}, folder / "api.log") as proc:
+        started(f"{url}/health", proc, folder / "api.log")
         yield url
 
 
 @pytest.fixture(scope="module")
-def api(live_services: ClusterSettings, live_cluster: ClusterSettings, operator_process: Any, keys: dict[str, str],
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("sessions-api")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with process([sys.executable, "-m", "k8sim_api"], {**keys, "K8SIM_API_PORT": str(port)}, tmp / "api.log") as proc:
-        started(f"{url}/health", proc, tmp / "api.log")
+def api(live_services: ClusterSettings, live_cluster: ClusterSettings, operator_process: Any,
+        recording_keys: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with api_process(recording_keys, tmp_path_factory.mktemp("sessions-api")) as url:
         yield url
+
+
+@contextmanager
+def second_simulator(live_cluster: ClusterSettings, folder: Path, engine_env: dict[str, str],
+                     cluster_speed: float) -> Iterator[tuple[str, str, ClusterSettings]]:
+    """A fresh simulator beside the shared one: its own cluster (timers ``cluster_speed`` times as fast, no
+    Karpenter), operator, API and engine, on the shared PostgreSQL and Redis (its own keys). (API, engine URLs.)"""
+    other = live_cluster.model_copy(update={
+        "cluster_name": "k8sim-replay", "apiserver_port": free_port(), "state_dir": folder / "state",
+        "kubeconfig": folder / "state" / "kubeconfig", "cluster_speed": cluster_speed, "karpenter": False})
+    own = {"K8SIM_KUBECONFIG": str(other.kubeconfig), **keys()}
+    try:
+        cluster.up(other)
+        with ExitStack() as stack:
+            stack.enter_context(process([sys.executable, "-m", "kopf", *supervisor.KOPF_ARGS],
+                                        {**own, "K8SIM_SPOOL": str(folder / "spool.jsonl")}, folder / "operator.log"))
+            api_url = stack.enter_context(api_process(own, folder))
+            engine_url = stack.enter_context(engine({**own, **engine_env}, folder, "replay-engine"))
+            yield api_url, engine_url, other
+    finally:
+        cluster.delete(other)
 
 
 def health(url: str) -> dict[str, Any]:
@@ -127,11 +193,13 @@ def gone(kubectl: Kubectl, namespace: str) -> None:
                what=f"namespace {namespace} gone")
 
 
-def test_a_recorded_session_replays_five_times_faster_with_the_same_transitions_and_sla(
-        api: str, keys: dict[str, str], kubectl: Kubectl, tmp_path: Path) -> None:
+def test_a_recorded_session_replays_five_times_faster_into_a_fresh_simulator_with_the_same_transitions_and_sla(
+        api: str, recording_keys: dict[str, str], live_cluster: ClusterSettings, kubectl: Kubectl,
+        tmp_path: Path) -> None:
     namespace, tenant = f"sess-{uuid.uuid4().hex[:8]}", f"sess-{uuid.uuid4().hex[:6]}"
     try:
-        with engine({**keys, "K8SIM_TICK_SECONDS": str(TICK), "K8SIM_SIM_START": PEAK}, tmp_path) as recording:
+        with engine({**recording_keys, "K8SIM_TICK_SECONDS": str(TICK), "K8SIM_SIM_START": PEAK},
+                    tmp_path) as recording:
             simulated_from = after_tick(recording)
             began, start = time.monotonic(), dt.datetime.now(dt.UTC)
             answer = httpx.post(f"{api}/k8s/manifest/deploy", json={"manifest": manifest(namespace, tenant),
@@ -139,7 +207,7 @@ def test_a_recorded_session_replays_five_times_faster_with_the_same_transitions_
             assert answer.status_code == 200, answer.text
             wait_until(began + LOAD_AT - 1)
             after_tick(recording)
-            load = {"namespace": namespace, "service": "web", "factor": LOAD_FACTOR, "duration_seconds": 20}
+            load = {"namespace": namespace, "service": "api", "factor": LOAD_FACTOR, "duration_seconds": 20}
             assert httpx.post(f"{api}/monitoring/load", json=load, timeout=10).status_code == 200
             wait_until(began + CRASH_AT - 1)
             after_tick(recording)
@@ -163,10 +231,16 @@ def test_a_recorded_session_replays_five_times_faster_with_the_same_transitions_
             assert abs((placed - simulated_from).total_seconds()) <= TICK, (placed, simulated_from)
             assert answer.json()["expected"]["transitions"] == trace["expected"]["transitions"]
 
-            # An engine that cannot reproduce the trace (this one, at speed 1 with 10 s ticks) is named and refused.
+            # This simulator cannot replay it five times faster: its cluster's timers run at Kubernetes' pace (named
+            # first), and its engine (at speed 1 with 10 s ticks) is on another clock.
             (tmp_path / "trace.json").write_text(json.dumps(trace))
             refused = replay(str(tmp_path / "trace.json"), "--speed", str(SPEED), "--api", api,
                              "--engine", recording)
+            assert refused.returncode == 2, refused.stderr
+            assert "the cluster's timers run at speed 1, the replay needs 5" in refused.stderr
+            assert "K8SIM_CLUSTER_SPEED=5" in refused.stderr
+            refused = replay(str(tmp_path / "trace.json"), "--speed", str(SPEED), "--api", api,
+                             "--engine", recording, "--real-timers")
             assert refused.returncode == 2, refused.stderr
             assert "the engine runs at speed 1, the replay needs 5" in refused.stderr
             assert "K8SIM_SEED=42 K8SIM_SPEED=5 K8SIM_TICK_SECONDS=2 K8SIM_SIM_START=" in refused.stderr
@@ -177,27 +251,34 @@ def test_a_recorded_session_replays_five_times_faster_with_the_same_transitions_
         simulator = trace["simulator"]
         assert simulator["step_seconds"] == TICK and simulator["tick_seconds"] == TICK
         assert simulator["simulated_from"] == sessions.stamp(simulated_from)
+        assert simulator["cluster_speed"] == live_cluster.cluster_speed == 1
         expected = trace["expected"]
+        print(json.dumps(expected["transitions"], indent=1))
         crashed = [k for k, steps in expected["transitions"].items() if "/Pod/web-*" in k and "not_ready" in steps]
         assert len(crashed) == 1, expected["transitions"]  # pods: 1 takes one replica down
         assert expected["transitions"][f"{namespace}/Deployment/web"][0] == "created"
-        assert expected["sla"]["services"].keys() == {f"{namespace}/web"}
-        assert expected["sla"]["samples"] == WINDOW / TICK  # the pods ran from the first tick on
+        # The HPA scaled out on the load step, to its maximum at once, and back in after it.
+        scaling = [t for t in expected["transitions"][f"{namespace}/Deployment/api"] if t.startswith("scaled")]
+        assert scaling == ["scaled 2->4", "scaled 4->2"], expected["transitions"][f"{namespace}/Deployment/api"]
+        assert expected["sla"]["services"].keys() == {f"{namespace}/web", f"{namespace}/api"}
+        assert expected["sla"]["samples"] == 2 * WINDOW / TICK  # the pods ran from the first tick on
         assert expected["sla"]["availability"] < 99  # the load step's failed requests are in it
 
-        gone(kubectl, namespace)  # the cluster cleaned of the session's objects
-        env = sessions.required_settings(trace, SPEED)
+        gone(kubectl, namespace)  # the shared cluster cleaned of the session's objects
+        env = sessions.required_settings(trace, SPEED, lead_seconds=10)
         # Whole weeks later on the simulated clock: the same daily cycle, samples apart from the recording's.
         env["K8SIM_SIM_START"] = sessions.stamp(sessions.parse_time(env["K8SIM_SIM_START"], "start") + sessions.WEEK)
-        with engine({**keys, **env}, tmp_path) as replaying:
-            done = replay(str(tmp_path / "trace.json"), "--speed", str(SPEED), "--api", api, "--engine", replaying,
-                          "--json")
+        cluster_speed = float(sessions.cluster_settings(trace, SPEED)["K8SIM_CLUSTER_SPEED"])
+        with second_simulator(live_cluster, tmp_path, env, cluster_speed) as (fresh_api, fresh_engine, _):
+            done = replay(str(tmp_path / "trace.json"), "--speed", str(SPEED), "--api", fresh_api,
+                          "--engine", fresh_engine, "--json")
         print(done.stderr)
         assert done.returncode == 0, done.stderr
         outcome = json.loads(done.stdout)
         assert outcome["match"] is True and outcome["differences"] == []
         replayed = outcome["replay"]["expected"]
         assert replayed["transitions"] == expected["transitions"]
+        assert outcome["replay"]["simulator"]["cluster_speed"] == SPEED
         gap = abs(replayed["sla"]["availability"] - expected["sla"]["availability"])
         assert gap <= 0.01, (expected["sla"], replayed["sla"])
         # The same requests on the same ticks, not only the same share of them good.

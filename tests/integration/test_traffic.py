@@ -1,8 +1,10 @@
 """Real traffic replayed through the real engine, Redis, API and apiserver: a service's requests per second follow
-a 24-point file at speed, twice it with `scale: 2`, and its HPA follows the replayed load."""
+a 24-point file at speed, twice it with `scale: 2`; its SLA samples count the replayed requests, its HPA follows
+the replayed load and its cost follows the HPA."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import subprocess
@@ -11,7 +13,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import yaml
@@ -78,27 +82,57 @@ def rps_of(engine: str, key: str) -> tuple[float, float]:
     return when, float(document["services"][key]["network"]["requests_per_second"])
 
 
-def follow(engine: str, api: str, key: str, expected: list[float], timeout: float = 110) -> dict[int, float]:
-    """Poll the engine until every point of the file was seen on its tick; point index → requests/s seen."""
+def follow(engine: str, api: str, key: str, expected: list[float],
+           timeout: float = 110) -> tuple[dict[int, float], dict[int, float]]:
+    """Poll the engine until every point of the file was seen on its tick: point index → requests/s seen, and point
+    index → the simulated time (epoch seconds) of that tick."""
     status = eventually(lambda: (s := httpx.get(f"{api}/monitoring/traffic").json())["state"] == "playing" and s,
                         30, "the engine to start playing the replay")
     begun = dt.datetime.fromisoformat(status["started"].replace("Z", "+00:00")).timestamp()
     period = len(expected) * SPACING
     seen: dict[int, float] = {}
+    ticks: dict[int, float] = {}
     deadline = time.monotonic() + timeout
     while len(seen) < len(expected) and time.monotonic() < deadline:
         when, rps = rps_of(engine, key)
         position = (when - begun) % period
         if position % SPACING == 0:
-            seen[int(position // SPACING)] = rps
+            seen[int(position // SPACING)], ticks[int(position // SPACING)] = rps, when
         time.sleep(0.2)
     missing = sorted(set(range(len(expected))) - set(seen))
     assert not missing, f"points never seen on their tick: {missing}"
-    return seen
+    return seen, ticks
+
+
+def wall_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def sla_samples(settings: ClusterSettings, service: str, times: list[float]) -> dict[float, tuple[float, float]]:
+    """The engine's stored SLA samples of one service on the given ticks: epoch seconds → (good, total)."""
+    async def read() -> dict[float, tuple[float, float]]:
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            rows = await conn.fetch("SELECT taken_at, good, total FROM sla_samples WHERE service = $1 AND "
+                                    "taken_at = ANY($2::timestamptz[])", service,
+                                    [dt.datetime.fromtimestamp(t, dt.UTC) for t in times])
+        finally:
+            await conn.close()
+        return {r["taken_at"].timestamp(): (float(r["good"]), float(r["total"])) for r in rows}
+    return asyncio.run(read())
+
+
+def core_hours(api: str, namespace: str, since: dt.datetime, until: dt.datetime) -> float:
+    """The namespace's CPU core-hours charged over a wall-clock window (GET /cost, OpenCost's allocation)."""
+    window = f"{since.isoformat().replace('+00:00', 'Z')},{until.isoformat().replace('+00:00', 'Z')}"
+    answer = httpx.get(f"{api}/cost", params={"window": window, "aggregate": "namespace"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return float(answer.json()["data"][0][namespace]["cpuCoreHours"])
 
 
 def test_a_service_follows_a_24_point_file_scaled_and_its_hpa_follows(
-        traffic_engine: str, traffic_api: str, kubectl: Kubectl, namespace: str, tmp_path: Path) -> None:
+        traffic_engine: str, traffic_api: str, operator_process: Any, settings: ClusterSettings, kubectl: Kubectl,
+        namespace: str, tmp_path: Path) -> None:
     key = f"{namespace}/web"
     kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all([
         deployment("web"), hpa("web", {"type": "Resource", "resource": {"name": "cpu", "target": {
@@ -122,9 +156,16 @@ def test_a_service_follows_a_24_point_file_scaled_and_its_hpa_follows(
     body = posted.json()
     assert (body["points"], body["duration_seconds"], body["period_seconds"]) == (24, 23 * SPACING, 24 * SPACING)
     assert body["services"] == [{"service": key, "points": 24, "matched": True, "rps": None}]
-    seen = follow(traffic_engine, traffic_api, key, CURVE)
+    seen, ticks = follow(traffic_engine, traffic_api, key, CURVE)
     for i, want in enumerate(CURVE):
         assert abs(seen[i] - want) <= 0.05 * want, (i, seen[i], want)
+    # The SLA counts the replayed requests: each point's tick holds its rps times the tick's simulated seconds.
+    samples = sla_samples(settings, key, list(ticks.values()))
+    step = float(httpx.get(f"{traffic_engine}/health").json()["step_seconds"])
+    for i in range(len(CURVE)):
+        good, total = samples[ticks[i]]
+        assert total == pytest.approx(seen[i] * step, rel=1e-6), (i, total, seen[i], step)
+        assert 0.99 * total <= good <= total  # one pod at under 30 % of its CPU serves nearly all of them
 
     # Twice the file, through the command line.
     path = tmp_path / "traffic.csv"
@@ -133,12 +174,13 @@ def test_a_service_follows_a_24_point_file_scaled_and_its_hpa_follows(
                          capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0, cli.stderr
     assert "replaying 1 series, 24 points" in cli.stderr
-    doubled = follow(traffic_engine, traffic_api, key, [2 * v for v in CURVE])
+    doubled, _ = follow(traffic_engine, traffic_api, key, [2 * v for v in CURVE])
     for i, want in enumerate(CURVE):
         assert abs(doubled[i] - 2 * want) <= 0.05 * 2 * want, (i, doubled[i], 2 * want)
     # Through it all one pod stayed under the target (2 x 80 rps at most: under 55 %).
     assert hpa_utilisation(1, 2 * max(CURVE) / WEB.peak_rps) <= 55
     assert replicas(kubectl, namespace, "web") == 1
+    one_replica_until = wall_now()
 
     # The HPA follows the replayed load: 193.5 rps x 2 is the 4.3x step of test_metrics_api, 3 replicas exactly.
     level = 4.3 * WEB.peak_rps / 2
@@ -156,6 +198,15 @@ def test_a_service_follows_a_24_point_file_scaled_and_its_hpa_follows(
         return True
     eventually(settled, 120, "the HPA at 3 replicas on the replayed load")
     assert rps_of(traffic_engine, key)[1] == pytest.approx(2 * level)
+    # The cost follows: the same wall time at three replicas is charged three times one's.
+    three_replicas = wall_now()
+    time.sleep(20)
+    assert replicas(kubectl, namespace, "web") == 3
+    span = dt.timedelta(seconds=20)
+    before = core_hours(traffic_api, namespace, one_replica_until - span, one_replica_until)
+    after = core_hours(traffic_api, namespace, three_replicas, three_replicas + span)
+    assert before == pytest.approx(1.25 * 20 / 3600, rel=0.02), before  # one pod's 1200m + 50m requests
+    assert after == pytest.approx(3 * before, rel=0.02), (before, after)
 
     # Played once from near its end: it finishes and the service is back on its synthetic curve.
     once = httpx.post(f"{traffic_api}/monitoring/traffic",

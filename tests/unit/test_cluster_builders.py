@@ -230,6 +230,43 @@ def test_profile_flags_reach_each_component_once(settings: ClusterSettings) -> N
         assert patches[component].items() >= flags[component].items()
 
 
+def test_a_faster_cluster_shortens_every_timer_a_replay_depends_on(settings: ClusterSettings) -> None:
+    fast = settings.model_copy(update={"profile": "demo", "cluster_speed": 5.0})
+    conf = layout.kwokctl_configuration(fast)
+    flags = {p["name"]: {a["key"]: a["value"] for a in p["extraArgs"]} for p in conf["componentsPatches"]}
+    assert {k: v for k, v in flags["kube-controller-manager"].items() if k.startswith("horizontal")} == {
+        "horizontal-pod-autoscaler-sync-period": "1000ms",
+        "horizontal-pod-autoscaler-downscale-stabilization": "3000ms",
+        "horizontal-pod-autoscaler-cpu-initialization-period": "3000ms",
+        "horizontal-pod-autoscaler-initial-readiness-delay": "1000ms"}
+    assert flags["kube-apiserver"]["default-not-ready-toleration-seconds"] == "4"
+    assert flags["kwok-controller"]["node-lease-duration-seconds"] == "40"  # node heartbeats keep their pace
+    assert flags["etcd"] == {"unsafe-no-fsync": "true"}
+    # Kubernetes' defaults are shortened where a profile keeps them (realistic); whole seconds no shorter than 1.
+    assert topology.component_flags("realistic", "kube-controller-manager", 60) == {
+        "horizontal-pod-autoscaler-sync-period": "250ms",
+        "horizontal-pod-autoscaler-downscale-stabilization": "5000ms",
+        "horizontal-pod-autoscaler-cpu-initialization-period": "5000ms",
+        "horizontal-pod-autoscaler-initial-readiness-delay": "500ms"}
+    assert topology.component_flags("realistic", "kube-apiserver", 600)["default-unreachable-toleration-seconds"] == "1"
+    assert topology.component_flags("demo", "kube-controller-manager") == {
+        "horizontal-pod-autoscaler-sync-period": "5s", "horizontal-pod-autoscaler-downscale-stabilization": "15s",
+        "horizontal-pod-autoscaler-cpu-initialization-period": "15s",
+        "horizontal-pod-autoscaler-initial-readiness-delay": "5s"}
+    slow, quick = ({s["metadata"]["name"]: s["spec"] for s in topology.stages_for_profile("demo", speed)}
+                   for speed in (1, 5))
+    assert quick["pod-start"]["delay"] == {**slow["pod-start"]["delay"], "durationMilliseconds": 60,
+                                           "jitterDurationMilliseconds": 240}
+    assert quick["fault-pod-recover"]["delay"]["durationMilliseconds"] == 200
+    # What a pod's annotation says (a crash's run before it) is the pod's own; node heartbeats keep their pace.
+    assert quick["fault-pod-crash"]["delay"]["durationFrom"] == slow["fault-pod-crash"]["delay"]["durationFrom"]
+    assert quick["node-heartbeat-with-lease"] == slow["node-heartbeat-with-lease"]
+    assert layout.cluster_info(fast)["data"] == {"profile": "demo", "speed": "5"}
+    assert layout.cluster_info(settings.model_copy(update={"cluster_speed": 2.5}))["data"]["speed"] == "2.5"
+    with pytest.raises(topology.TopologyError, match="not a Go duration"):
+        topology.timer_flags("kube-controller-manager", {"horizontal-pod-autoscaler-sync-period": "5 s"}, 2)
+
+
 def test_kwoks_in_cluster_configuration_is_the_profiles_stages_with_its_options() -> None:
     docs = list(yaml.safe_load_all(topology.kwok_config("demo")))
     assert docs[0]["kind"] == "KwokConfiguration" and docs[0]["options"]["nodeLeaseDurationSeconds"] == 40

@@ -217,6 +217,32 @@ def test_a_replay_at_speed_n_compresses_the_timeline_but_not_the_cluster_s_fault
                                 "start": "+2s", "parameters": {"after": 2, "exitCode": 3}}
 
 
+def test_into_a_cluster_whose_timers_keep_pace_the_cluster_s_faults_are_compressed_too() -> None:
+    requests = sessions.plan(trace(), 5, timers=5)
+    scenario = requests[2].body
+    assert scenario is not None and scenario["spec"] == {
+        "type": "PodCrash", "target": {"namespace": "shop"}, "duration": "6s", "start": "+2s",
+        "parameters": {"after": 0.4, "exitCode": 3}}
+    spot = {"metadata": {}, "spec": {"type": "SpotInterruption", "target": {}, "parameters": {"notice": 120}}}
+    assert sessions.compress_scenario(spot, T0, 10, 10)["spec"]["parameters"] == {"notice": 12.0}
+    # 120 s at x5 is 24 s; the crash (made at 10 s) lasts 6 s and recovers within 2 s more.
+    assert sessions.replay_span(trace(), 5, timers=5) == 24.0
+
+
+def test_the_cluster_a_replay_needs_runs_its_timers_n_times_the_recording_s() -> None:
+    recorded = trace(simulator={**trace()["simulator"], "cluster_speed": 2})
+    assert sessions.cluster_settings(recorded, 5) == {"K8SIM_CLUSTER_SPEED": "10"}
+    assert sessions.cluster_timers(recorded, 5, 10.0) == (5.0, [])
+    ratio, problems = sessions.cluster_timers(recorded, 5, 2.0)
+    assert ratio == 1.0 and len(problems) == 1 and "run at speed 2, the replay needs 10" in problems[0]
+    # Either side unknown (a cluster the local tooling did not make): the same pace, nothing to say.
+    assert sessions.cluster_settings(trace(), 5) == {}
+    assert sessions.cluster_timers(trace(), 5, 5.0) == (1.0, [])
+    assert sessions.cluster_timers(recorded, 5, None) == (1.0, [])
+    with pytest.raises(sessions.SessionError, match="cluster_speed: a number above 0"):
+        sessions.check(trace(simulator={**trace()["simulator"], "cluster_speed": 0}))
+
+
 def test_the_replay_reads_transitions_until_a_cluster_fault_has_recovered() -> None:
     # 120 s at x5 is 24 s, but the crash made at 10 s lasts its 30 s, and its recovery up to 10 s more.
     assert sessions.replay_span(trace(), 5) == 50.0
