@@ -56,6 +56,7 @@ from common import simulator, write_results
 
 from k8sim import sessions
 from k8sim.local import cluster, supervisor
+from k8sim.local.cli import next_tick
 from k8sim.local.processes import free_port
 from k8sim.local.settings import ClusterSettings
 
@@ -149,18 +150,6 @@ def engine(env: dict[str, str], log: Path) -> Iterator[str]:
             proc.kill()
 
 
-def health(url: str) -> dict[str, Any]:
-    return dict(httpx.get(f"{url}/health", timeout=10).json())
-
-
-def after_tick(url: str) -> dt.datetime:
-    """Wait for the engine's next tick (an input sent then lands at the start of a tick); its simulated time."""
-    before = health(url)["ticks"]
-    while (now := health(url))["ticks"] == before:
-        time.sleep(0.02)
-    return sessions.parse_time(now["simulated_time"], "simulated_time")
-
-
 # --------------------------------------------------------------------------- recording
 
 
@@ -179,14 +168,14 @@ def record(api: str, keys: dict[str, str], speed: float, tick: float, namespaces
             raise RuntimeError(f"POST {path}: {answer.status_code} {answer.text[:500]}")
 
     with engine(env, folder / "engine-record.log") as url:
-        simulated_from = after_tick(url)
+        simulated_from = next_tick(url)
         began, start = time.monotonic(), dt.datetime.now(dt.UTC)
 
         def at(minute: float) -> None:
             # Each input a little after a tick, as the integration test places them: which tick it lands on is
             # then the same in the recording and the replay.
             time.sleep(max(0.0, began + minute * per_minute - tick / 2 - time.monotonic()))
-            after_tick(url)
+            next_tick(url)
 
         # Without waiting for the rollout, as a replay deploys: the next input keeps to its time.
         post("/k8s/manifest/deploy", {"manifest": manifest_a(ns_a, tenant_a), "tenant_id": tenant_a, "wait": False})

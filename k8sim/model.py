@@ -360,20 +360,34 @@ class ServiceSample:
 WARM_UP_FLOOR, WARM_UP_SECONDS = 0.2, 60.0
 
 
-def warm_up(when: dt.datetime, started: dt.datetime | None) -> float:
-    """Relative weight of a pod in its service's load balancing, by age."""
-    if started is None:
-        return 1.0
-    age = (when - started).total_seconds()
+def warm_up(age: float) -> float:
+    """Relative weight of a pod in its service's load balancing, by its age in seconds."""
     return WARM_UP_FLOOR + (1 - WARM_UP_FLOOR) * min(1.0, max(0.0, age) / WARM_UP_SECONDS)
 
 
-def serving_weight(when: dt.datetime, spec: PodSpec) -> float:
-    """:func:`warm_up`; an inference server's from when its model has loaded, and none before."""
-    if spec.server is None or spec.started is None:
-        return warm_up(when, spec.started)
-    loaded = spec.started + dt.timedelta(seconds=spec.server.load_seconds)
-    return warm_up(when, loaded) if when >= loaded else 0.0
+def serving_weight(age: float | None, spec: PodSpec) -> float:
+    """:func:`warm_up` (1 for a pod whose start is unknown); an inference server's from when its model has loaded,
+    and none before."""
+    if age is None:
+        return 1.0
+    if spec.server is None:
+        return warm_up(age)
+    loaded = age - spec.server.load_seconds
+    return warm_up(loaded) if loaded >= 0 else 0.0
+
+
+def pod_age(clock: dt.datetime, started: dt.datetime | None, grid: float | None = None,
+            pace: float = 1.0) -> float | None:
+    """A pod's age in seconds of the cluster's clock: ``pace`` times its wall age (a cluster whose timers run that
+    many times faster than Kubernetes', :data:`k8sim.topology.CLUSTER_INFO`), in whole ``grid`` wall seconds (the
+    engine's tick) when given: a pod that started during a tick is as old at each later tick whichever instant of
+    it it started at, so a session and its replay on a faster cluster count the same warm-up."""
+    if started is None:
+        return None
+    real = max(0.0, (clock - started).total_seconds())
+    if grid:
+        real = math.floor(real / grid + 1e-9) * grid
+    return real * pace
 
 
 # --------------------------------------------------------------------------- GPU devices
@@ -706,12 +720,14 @@ class Model:
              labels: Mapping[str, tuple[dict[str, str], dict[str, str]]] | None = None,
              replicas: Mapping[str, tuple[int, int]] | None = None,
              factors: Mapping[str, float] | None = None, effects: Mapping[str, Effect] | None = None,
-             wall: dt.datetime | None = None, replayed: Mapping[str, float] | None = None) -> list[ServiceSample]:
+             wall: dt.datetime | None = None, replayed: Mapping[str, float] | None = None,
+             grid: float | None = None, pace: float = 1.0) -> list[ServiceSample]:
         """Advance every service and pod one step. Ready pods share their service's load, new ones
         a growing share over their first minute (:func:`warm_up`); ``factors`` scale services' load,
         ``effects`` are active Scenarios'; ``wall`` (the real time, default ``when``) ages pods and paces
         OOMKill leaks; ``replayed`` (service key → requests per second) are real traffic curves played in place
-        of those services' synthetic load."""
+        of those services' synthetic load; ``grid`` and ``pace`` put pods' ages on the cluster's clock
+        (:func:`pod_age`)."""
         if self.background.active:
             specs = self._background(list(specs), when, dt_s)
         by_service: dict[str, list[PodSpec]] = {}
@@ -735,7 +751,8 @@ class Model:
                 service = self.services[key] = Service(key, profile, self.seed, noise=self.noise)
             load = service.step(when, dt_s, factors.get(key, 1.0), effects.get(key), replayed.get(key))
             ready = [s for s in members if s.ready]
-            weights = {s.uid: serving_weight(clock, s) for s in ready}
+            ages = {s.uid: pod_age(clock, s.started, grid, pace) for s in members}
+            weights = {s.uid: serving_weight(ages[s.uid], s) for s in ready}
             total_weight = sum(weights.values())
             pod_samples = []
             for spec in members:
@@ -744,13 +761,12 @@ class Model:
                     pod = self.pods[spec.uid] = Pod(spec, profile, self.seed, self.noise)
                 pod.spec = spec
                 share = load.rps * weights[spec.uid] / total_weight if spec.ready and total_weight else 0.0
-                pod_samples.append(pod.step(share, load, dt_s, wall,
-                                            (clock - spec.started).total_seconds() if spec.started else None))
+                pod_samples.append(pod.step(share, load, dt_s, wall, ages[spec.uid]))
             total = load.rps * dt_s  # with no ready replica every request fails
             # Replicas still loading their model serve nothing: while all do, every request fails.
             served = [x for x, s in zip(pod_samples, members, strict=True) if s.ready and weights[s.uid]]
             error = (sum(x.error_rate for x in served) / len(served)) if served else 1.0
-            uptimes = [(clock - s.started).total_seconds() for s in members if s.started]
+            uptimes = [age for age in ages.values() if age is not None]
             gpus = sum(s.gpus for s in members)
             samples.append(ServiceSample(
                 key=key, tenant=next((s.tenant for s in members if s.tenant), None), profile=profile.name,

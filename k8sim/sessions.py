@@ -190,18 +190,23 @@ def label(step: Step) -> str:
 def transitions(steps: Iterable[Step]) -> dict[str, list[str]]:
     """``namespace/Kind/name`` → its ordered transitions. Objects a controller named (pods, ReplicaSets) differ in
     name between runs: they are ``namespace/Kind/<base>-*#i``, siblings numbered in the order of their sequences
-    (which replica a Scenario hits is not part of the session)."""
+    (which replica a Scenario hits is not part of the session). A transition repeated at once is kept once."""
     named: dict[str, list[str]] = {}
     generated: dict[str, dict[str, list[str]]] = {}
+
+    def add(sequence: list[str], step: Step) -> None:
+        # The same transition again at once counts once: how many writes a controller batches its changes into
+        # (the endpoints controller's "updated" as two pods go) is its timing, not the session's.
+        if not sequence or sequence[-1] != label(step):
+            sequence.append(label(step))
     for step in steps:
         if step.transition == "event":
             continue
         base = _base(step)
         if base is None:
-            named.setdefault(f"{step.namespace}/{step.kind}/{step.name}", []).append(label(step))
+            add(named.setdefault(f"{step.namespace}/{step.kind}/{step.name}", []), step)
         else:
-            siblings = generated.setdefault(f"{step.namespace}/{step.kind}/{base}-*", {})
-            siblings.setdefault(step.uid, []).append(label(step))
+            add(generated.setdefault(f"{step.namespace}/{step.kind}/{base}-*", {}).setdefault(step.uid, []), step)
     for base, members in generated.items():
         for i, sequence in enumerate(sorted(members.values()), 1):
             named[f"{base}#{i}"] = sequence

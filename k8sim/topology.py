@@ -1,12 +1,13 @@
 """What the simulated cluster is made of: node pools, the Node objects a kubelet would register,
 KWOK's stages per delay profile and its in-cluster options. Pure builders over the package's data
 (:data:`k8sim.settings.CLUSTER_DATA`), used by the Helm chart's Jobs (:mod:`k8sim.jobs`) and by the
-local tooling (:mod:`k8sim.local`) alike.
+local tooling (:mod:`k8sim.local`) alike; and the one read of a running cluster, how fast its timers run.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import zlib
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from k8sim import gpus
+from k8sim.kube import Kube, KubeError
 from k8sim.settings import CLUSTER_DATA
 
 #: The Kubernetes release the control plane is built from, which every node's kubelet reports.
@@ -260,6 +262,18 @@ def component_flags(profile: str, component: str, speed: float = 1.0) -> dict[st
 #: The ConfigMap (namespace, name) where a cluster the local tooling started says how it was made: its profile and
 #: the speed of its timers (what a replay checks, :mod:`k8sim.sessions`).
 CLUSTER_INFO = ("kube-system", "k8sim-cluster")
+
+
+async def cluster_speed(kube: Kube) -> float | None:
+    """How many times faster than Kubernetes' a running cluster's timers run, as :data:`CLUSTER_INFO` says; None
+    when it does not say (a cluster the local tooling did not make) or cannot be read."""
+    namespace, name = CLUSTER_INFO
+    try:
+        found = await kube.get("v1", "ConfigMap", name, namespace)
+        speed = float((found or {}).get("data", {}).get("speed"))
+    except (KubeError, TypeError, ValueError):
+        return None
+    return speed if speed > 0 and math.isfinite(speed) else None
 
 
 #: KWOK's options in the chart. A KwokConfiguration read from a file gets no defaults (KWOK v0.8.0

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 
-from k8sim import alerts, contract, gpus, model, rows, scenarios, sla, store, traffic
+from k8sim import alerts, contract, gpus, model, rows, scenarios, sla, store, topology, traffic
 from k8sim.kube import Kube, KubeError
 
 from .cache import KINDS, ClusterCache, Informer
@@ -151,14 +151,16 @@ class Engine:
         deployed = await self.recent("tenants", self.deployed_namespaces)
         tenants = {**deployed, **namespace_tenants(namespaces)}  # labels win
         specs = pod_specs(pods, nodes, tenants, self.specs)
+        wall = dt.datetime.now(dt.UTC)
+        pace = await self.recent("cluster_speed", lambda: topology.cluster_speed(self.kube)) or 1.0
         labels = service_labels(pods, self.services)
         overrides = await self.recent("load", self.load_overrides)
         factors = model.service_factors({s.service: s.tenant for s in specs}, overrides, time.time(),
                                         {k: model.annotation_factor(a) for k, (_, a) in labels.items()})
         replayed = await self.replayed(now)
         samples = self.model.tick(specs, now, self.step, labels, workload_replicas([*deployments, *statefulsets]),
-                                  factors, scenarios.model_effects(await self.scenario_objects()),
-                                  dt.datetime.now(dt.UTC), replayed)
+                                  factors, scenarios.model_effects(await self.scenario_objects()), wall, replayed,
+                                  self.settings.tick_seconds, pace)
         self.model.step_devices(gpus.inventory(nodes), self.step, gpus.faults(nodes))
         self.usage = usage_from(pods, nodes, self.model, samples, dt.datetime.now(dt.UTC),
                                 self.settings.tick_seconds, self.containers)

@@ -226,6 +226,14 @@ def engine_time(engine: str) -> dt.datetime:
     return sessions.parse_time(httpx.get(f"{engine}/health", timeout=10).json()["simulated_time"], "the clock")
 
 
+def next_tick(engine: str) -> dt.datetime:
+    """Wait for the engine's next tick (an input sent then lands at the start of a tick); its simulated time."""
+    before = httpx.get(f"{engine}/health", timeout=10).json()["ticks"]
+    while (now := httpx.get(f"{engine}/health", timeout=10).json())["ticks"] == before:
+        time.sleep(0.02)
+    return sessions.parse_time(now["simulated_time"], "the engine's simulated_time")
+
+
 def replay_command(argv: list[str]) -> int:
     """``python -m k8sim replay``: play a recorded session into a running simulator, then compare its lifecycle
     transitions and SLA with the recording's. 0: they match; 1: they differ (each difference printed); 2: nothing

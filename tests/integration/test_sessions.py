@@ -22,6 +22,7 @@ import pytest
 
 from k8sim import sessions
 from k8sim.local import cluster, supervisor
+from k8sim.local.cli import next_tick
 from k8sim.local.processes import free_port
 from k8sim.local.settings import ClusterSettings
 
@@ -166,18 +167,6 @@ def second_simulator(live_cluster: ClusterSettings, folder: Path, engine_env: di
         cluster.delete(other)
 
 
-def health(url: str) -> dict[str, Any]:
-    return dict(httpx.get(f"{url}/health", timeout=10).json())
-
-
-def after_tick(url: str) -> dt.datetime:
-    """Wait for the engine's next tick; its simulated time (so an input lands at the start of a tick)."""
-    before = health(url)["ticks"]
-    while (now := health(url))["ticks"] == before:
-        time.sleep(0.02)
-    return sessions.parse_time(now["simulated_time"], "simulated_time")
-
-
 def wait_until(moment: float) -> None:
     time.sleep(max(0.0, moment - time.monotonic()))
 
@@ -200,17 +189,17 @@ def test_a_recorded_session_replays_five_times_faster_into_a_fresh_simulator_wit
     try:
         with engine({**recording_keys, "K8SIM_TICK_SECONDS": str(TICK), "K8SIM_SIM_START": PEAK},
                     tmp_path) as recording:
-            simulated_from = after_tick(recording)
+            simulated_from = next_tick(recording)
             began, start = time.monotonic(), dt.datetime.now(dt.UTC)
             answer = httpx.post(f"{api}/k8s/manifest/deploy", json={"manifest": manifest(namespace, tenant),
                                                                     "tenant_id": tenant}, timeout=60)
             assert answer.status_code == 200, answer.text
             wait_until(began + LOAD_AT - 1)
-            after_tick(recording)
+            next_tick(recording)
             load = {"namespace": namespace, "service": "api", "factor": LOAD_FACTOR, "duration_seconds": 20}
             assert httpx.post(f"{api}/monitoring/load", json=load, timeout=10).status_code == 200
             wait_until(began + CRASH_AT - 1)
-            after_tick(recording)
+            next_tick(recording)
             answer = httpx.post(f"{api}/scenarios", timeout=10, json={
                 "metadata": {"name": "crash", "namespace": namespace},
                 "spec": {"type": "PodCrash", "target": {"namespace": namespace,

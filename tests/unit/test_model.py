@@ -173,7 +173,7 @@ def test_a_load_factor_scales_the_service_and_new_pods_warm_up() -> None:
     m = model.Model(3)
     m.tick([warm, spec("c")], MONDAY, 1)  # c starts now
     assert m.pods["c"].last.rps == pytest.approx(model.WARM_UP_FLOOR * m.pods["a"].last.rps)
-    assert model.warm_up(MONDAY + dt.timedelta(minutes=2), MONDAY) == 1.0
+    assert model.warm_up(120) == 1.0
 
 
 
@@ -241,3 +241,18 @@ def test_without_noise_the_load_is_the_cycle_times_the_factor_exactly() -> None:
     assert not any(s.incident for s in samples)
     noisy = model.Model(7)
     assert len({noisy.tick(specs, peak + dt.timedelta(seconds=i), 1.0)[0].rps for i in range(60)}) > 1
+
+
+def test_a_pods_age_is_on_the_clusters_clock_in_whole_ticks() -> None:
+    started = MONDAY + dt.timedelta(seconds=0.77)
+    # Recorded: 10 s ticks at Kubernetes' pace; replayed five times faster: 2 s ticks on a cluster of speed 5. A
+    # pod that started during a tick is as old at each later tick in both, whichever instant it started at.
+    recorded = [model.pod_age(MONDAY + dt.timedelta(seconds=10 * k), started, 10) for k in range(1, 4)]
+    replayed_start = MONDAY + dt.timedelta(seconds=0.23)
+    replayed = [model.pod_age(MONDAY + dt.timedelta(seconds=2 * k), replayed_start, 2, 5) for k in range(1, 4)]
+    assert recorded == replayed == [0.0, 10.0, 20.0]
+    assert model.pod_age(MONDAY + dt.timedelta(seconds=9.5), MONDAY) == 9.5  # no grid: the wall age
+    assert model.pod_age(MONDAY, None, 10) is None
+    assert model.pod_age(MONDAY, MONDAY + dt.timedelta(seconds=3)) == 0.0  # a clock a hair behind the pod's
+    # Warm-up follows the age: a fifth of a warm pod's share at start, all of it after a minute.
+    assert [model.warm_up(a) for a in (0, 30, 60, 600)] == [0.2, 0.6000000000000001, 1.0, 1.0]

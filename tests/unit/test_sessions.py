@@ -134,6 +134,19 @@ def test_controller_named_objects_are_matched_by_base_name_and_sequence() -> Non
     assert sessions.diff_transitions(expected, sessions.transitions(second)) == []
 
 
+def test_a_transition_repeated_at_once_counts_once() -> None:
+    # The endpoints controller writes a slice once or twice as two pods go, as its batching falls.
+    updated = step("EndpointSlice", "web-abcde", "updated", "e")
+    one = [step("EndpointSlice", "web-abcde", "created", "e"), *[updated] * 4,
+           step("Deployment", "web", "scaled", "d", None, {"from": 4, "to": 2}),
+           step("Deployment", "web", "scaled", "d", None, {"from": 2, "to": 4})]
+    other = [step("EndpointSlice", "web-abcde", "created", "e"), *[updated] * 3,
+             step("Deployment", "web", "scaled", "d", None, {"from": 4, "to": 2}),
+             step("Deployment", "web", "scaled", "d", None, {"from": 2, "to": 4})]
+    assert sessions.transitions(one) == sessions.transitions(other) == {
+        "shop/Deployment/web": ["scaled 4->2", "scaled 2->4"], "shop/EndpointSlice/web-abcde": ["created", "updated"]}
+
+
 def test_the_diff_names_missing_unexpected_and_diverging_objects() -> None:
     expected = {"shop/Deployment/web": ["created", "ready", "scaled 1->3"], "shop/Service/web": ["created"]}
     actual = {"shop/Deployment/web": ["created", "ready", "scaled 1->2", "scaled 2->3"], "shop/Pod/x": ["created"]}

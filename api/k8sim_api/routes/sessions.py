@@ -22,7 +22,6 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from k8sim import scenarios, sessions, topology
-from k8sim.kube import Kube, KubeError
 from k8sim.manifests import ManifestError
 from k8sim_api.deps import BroadcasterDep, KubeDep, PoolDep, SettingsDep
 from k8sim_api.errors import error
@@ -141,22 +140,12 @@ async def export(pool: PoolDep, settings: SettingsDep, broadcaster: BroadcasterD
                       "simulated_to": sessions.stamp(sim_to) if sim_to else None,
                       # The engine does not report its noise setting: a replay cannot check it (docs/sessions.md).
                       "model_noise": None, "profile": settings.profile, "background": settings.background,
-                      "cluster_speed": await cluster_speed(kube)},
+                      "cluster_speed": await topology.cluster_speed(kube)},
         "scope": {"namespaces": namespaces, "tenants": tenants},
         "events": sessions.events(since, deploys, inputs),
         "expected": {"transitions": sessions.transitions(steps), "sla": sla},
     }
     return SessionTrace.model_validate(trace)
-
-
-async def cluster_speed(kube: Kube) -> float | None:
-    """How fast the cluster's timers run, as the local tooling that made it wrote (None: it does not say)."""
-    namespace, name = topology.CLUSTER_INFO
-    try:
-        found = await kube.get("v1", "ConfigMap", name, namespace)
-        return float((found or {}).get("data", {}).get("speed")) if found else None
-    except (KubeError, TypeError, ValueError):
-        return None
 
 
 def _snapshot_time(document: dict[str, Any]) -> dt.datetime | None:
@@ -284,7 +273,7 @@ async def check(kube: KubeDep, settings: SettingsDep, trace: Annotated[Any, Body
                        problems).response()
     return SessionCheck(status="valid", format=sessions.FORMAT, events=len(trace["events"]),
                         deploys=sum(1 for e in trace["events"] if e["type"] == "deploy"), objects=objects,
-                        cluster_speed=await cluster_speed(kube))
+                        cluster_speed=await topology.cluster_speed(kube))
 
 
 # --------------------------------------------------------------------------- recording inputs
