@@ -123,9 +123,9 @@ def sla_samples(settings: ClusterSettings, service: str, times: list[float]) -> 
 
 
 def core_hours(api: str, namespace: str, since: dt.datetime, until: dt.datetime) -> float:
-    """The namespace's CPU core-hours charged over a wall-clock window (GET /cost, OpenCost's allocation)."""
+    """The namespace's CPU core-hours charged over a wall-clock window (GET /cluster/cost, OpenCost's allocation)."""
     window = f"{since.isoformat().replace('+00:00', 'Z')},{until.isoformat().replace('+00:00', 'Z')}"
-    answer = httpx.get(f"{api}/cost", params={"window": window, "aggregate": "namespace"}, timeout=30)
+    answer = httpx.get(f"{api}/cluster/cost", params={"window": window, "aggregate": "namespace"}, timeout=30)
     assert answer.status_code == 200, answer.text
     return float(answer.json()["data"][0][namespace]["cpuCoreHours"])
 
