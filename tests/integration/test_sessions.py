@@ -1,8 +1,8 @@
-"""A recorded session replayed through the real engine, API, operator and apiserver: two minutes with a deploy, a
-load step an HPA scales out on and a PodCrash, exported, then replayed five times faster into a second, fresh
-simulator (its own cluster with timers five times as fast, operator, API and engine started with the settings the
-trace asks for): the same transitions in the same order, HPA decisions included, and the same SLA. And every bad
-trace refused."""
+"""A recorded session replayed through the real engine, API, operator and apiserver: ten simulated minutes (two
+of wall time, the engine at speed 5) with a deploy, a load step an HPA scales out on and a PodCrash, exported, then
+replayed ten times faster into a second, fresh simulator (its own cluster with timers ten times as fast, operator,
+API and engine started with the settings the trace asks for): the same transitions in the same order, HPA decisions
+included, and the same SLA. And every bad trace refused."""
 
 from __future__ import annotations
 
@@ -32,13 +32,14 @@ pytestmark = pytest.mark.integration
 
 #: A weekday's late-morning peak: the daily cycle is flat (exactly 1) there, as in the other closed-loop tests.
 PEAK = "2026-11-23T10:30:00Z"
-#: The recording: 10 s ticks at speed 1; the window, and when (after the deploy) the load step and the crash come.
-TICK, WINDOW, LOAD_AT, CRASH_AT = 10.0, 120.0, 30.0, 50.0
-#: The replay's speed. At 5 the replay's ticks are 2 s: the engine re-reads load overrides every tick (under a
-#: second it would read them once a real second, a tick or more late). The replay's cluster runs its timers five
-#: times as fast (HPA sync 1 s, scale-in stabilisation 3 s, pods Running in 0.06 to 0.3 s), so the HPA sees the
+#: The recording: 10 s ticks at speed 5 (50 simulated seconds a tick, ten simulated minutes in two of wall time); the
+#: window, and when (wall seconds after the deploy) the load step and the crash come.
+TICK, RECORD_SPEED, WINDOW, LOAD_AT, CRASH_AT = 10.0, 5, 120.0, 30.0, 50.0
+#: The replay's speed. At 10 the replay's ticks are 1 s: the engine re-reads load overrides every tick (under a
+#: second it would read them once a real second, a tick or more late). The replay's cluster runs its timers ten
+#: times as fast (HPA sync 0.5 s, scale-in stabilisation 1.5 s, pods Running in 30 to 150 ms), so the HPA sees the
 #: load step for as many syncs, and pods start within the same ticks, as in the recording.
-SPEED = 5
+SPEED = 10
 #: Twelve times a service's peak: more than two replicas' CPU, so requests fail while it lasts, the SLA says on
 #: which ticks the step fell, and the HPA scales out to its maximum in one decision.
 LOAD_FACTOR = 12
@@ -142,7 +143,9 @@ def api_process(env: dict[str, str], folder: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def api(live_services: ClusterSettings, live_cluster: ClusterSettings, operator_process: Any,
         recording_keys: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with api_process(recording_keys, tmp_path_factory.mktemp("sessions-api")) as url:
+    # The API shares the recording engine's speed, as `python -m k8sim run` starts them from one environment.
+    with api_process({**recording_keys, "K8SIM_SPEED": str(RECORD_SPEED)}, tmp_path_factory.mktemp("sessions-api")) \
+            as url:
         yield url
 
 
@@ -150,7 +153,8 @@ def api(live_services: ClusterSettings, live_cluster: ClusterSettings, operator_
 def second_simulator(live_cluster: ClusterSettings, folder: Path, engine_env: dict[str, str],
                      cluster_speed: float) -> Iterator[tuple[str, str, ClusterSettings]]:
     """A fresh simulator beside the shared one: its own cluster (timers ``cluster_speed`` times as fast, no
-    Karpenter), operator, API and engine, on the shared PostgreSQL and Redis (its own keys). (API, engine URLs.)"""
+    Karpenter), operator, API and engine (the last two with ``engine_env``), on the shared PostgreSQL and Redis (its
+    own keys). (API, engine URLs.)"""
     other = live_cluster.model_copy(update={
         "cluster_name": "k8sim-replay", "apiserver_port": free_port(), "state_dir": folder / "state",
         "kubeconfig": folder / "state" / "kubeconfig", "cluster_speed": cluster_speed, "karpenter": False})
@@ -160,7 +164,7 @@ def second_simulator(live_cluster: ClusterSettings, folder: Path, engine_env: di
         with ExitStack() as stack:
             stack.enter_context(process([sys.executable, "-m", "kopf", *supervisor.KOPF_ARGS],
                                         {**own, "K8SIM_SPOOL": str(folder / "spool.jsonl")}, folder / "operator.log"))
-            api_url = stack.enter_context(api_process(own, folder))
+            api_url = stack.enter_context(api_process({**own, **engine_env}, folder))
             engine_url = stack.enter_context(engine({**own, **engine_env}, folder, "replay-engine"))
             yield api_url, engine_url, other
     finally:
@@ -182,13 +186,13 @@ def gone(kubectl: Kubectl, namespace: str) -> None:
                what=f"namespace {namespace} gone")
 
 
-def test_a_recorded_session_replays_five_times_faster_into_a_fresh_simulator_with_the_same_transitions_and_sla(
+def test_ten_recorded_minutes_replay_ten_times_faster_into_a_fresh_simulator_with_the_same_transitions_and_sla(
         api: str, recording_keys: dict[str, str], live_cluster: ClusterSettings, kubectl: Kubectl,
         tmp_path: Path) -> None:
     namespace, tenant = f"sess-{uuid.uuid4().hex[:8]}", f"sess-{uuid.uuid4().hex[:6]}"
     try:
-        with engine({**recording_keys, "K8SIM_TICK_SECONDS": str(TICK), "K8SIM_SIM_START": PEAK},
-                    tmp_path) as recording:
+        with engine({**recording_keys, "K8SIM_TICK_SECONDS": str(TICK), "K8SIM_SPEED": str(RECORD_SPEED),
+                     "K8SIM_SIM_START": PEAK}, tmp_path) as recording:
             simulated_from = next_tick(recording)
             began, start = time.monotonic(), dt.datetime.now(dt.UTC)
             answer = httpx.post(f"{api}/k8s/manifest/deploy", json={"manifest": manifest(namespace, tenant),
@@ -217,28 +221,28 @@ def test_a_recorded_session_replays_five_times_faster_into_a_fresh_simulator_wit
             answer = httpx.get(f"{api}/sessions/export", timeout=60, params={
                 "from": sessions.stamp(start), "to": sessions.stamp(end)})
             placed = sessions.parse_time(answer.json()["simulator"]["simulated_from"], "simulated_from")
-            assert abs((placed - simulated_from).total_seconds()) <= TICK, (placed, simulated_from)
+            assert abs((placed - simulated_from).total_seconds()) <= TICK * RECORD_SPEED, (placed, simulated_from)
             assert answer.json()["expected"]["transitions"] == trace["expected"]["transitions"]
 
-            # This simulator cannot replay it five times faster: its cluster's timers run at Kubernetes' pace (named
-            # first), and its engine (at speed 1 with 10 s ticks) is on another clock.
+            # This simulator cannot replay it ten times faster: its cluster's timers run at Kubernetes' pace (named
+            # first), and its engine (at speed 5 with 10 s ticks) is on another clock.
             (tmp_path / "trace.json").write_text(json.dumps(trace))
             refused = replay(str(tmp_path / "trace.json"), "--speed", str(SPEED), "--api", api,
                              "--engine", recording)
             assert refused.returncode == 2, refused.stderr
-            assert "the cluster's timers run at speed 1, the replay needs 5" in refused.stderr
-            assert "K8SIM_CLUSTER_SPEED=5" in refused.stderr
+            assert "the cluster's timers run at speed 1, the replay needs 10" in refused.stderr
+            assert "K8SIM_CLUSTER_SPEED=10" in refused.stderr
             refused = replay(str(tmp_path / "trace.json"), "--speed", str(SPEED), "--api", api,
                              "--engine", recording, "--real-timers")
             assert refused.returncode == 2, refused.stderr
-            assert "the engine runs at speed 1, the replay needs 5" in refused.stderr
-            assert "K8SIM_SEED=42 K8SIM_SPEED=5 K8SIM_TICK_SECONDS=2 K8SIM_SIM_START=" in refused.stderr
+            assert "the engine runs at speed 5, the replay needs 50" in refused.stderr
+            assert "K8SIM_SEED=42 K8SIM_SPEED=50 K8SIM_TICK_SECONDS=1 K8SIM_SIM_START=" in refused.stderr
 
         assert trace["format"] == sessions.FORMAT and trace["scope"]["namespaces"] == [namespace]
         assert [e["type"] for e in trace["events"]] == ["deploy", "load", "scenario"]
         assert trace["events"][0]["offset"] < 1 and trace["events"][0]["tenant_id"] == tenant
         simulator = trace["simulator"]
-        assert simulator["step_seconds"] == TICK and simulator["tick_seconds"] == TICK
+        assert simulator["step_seconds"] == TICK * RECORD_SPEED and simulator["tick_seconds"] == TICK
         assert simulator["simulated_from"] == sessions.stamp(simulated_from)
         assert simulator["cluster_speed"] == live_cluster.cluster_speed == 1
         expected = trace["expected"]
@@ -293,7 +297,8 @@ def test_bad_windows_and_traces_are_refused_by_name_and_nothing_is_applied(api: 
             "simulator": {"seed": 42, "speed": 1}, "expected": {"transitions": {}},
             "events": [{"offset": 0, "type": "deploy", "manifest": manifest(namespace, "t-bad"),
                         "namespace": namespace}]}
-    assert httpx.post(f"{api}/sessions/check", json=good, timeout=60).json()["objects"] == 3
+    checked = httpx.post(f"{api}/sessions/check", json=good, timeout=60).json()
+    assert checked["objects"] == 6 and checked["cluster_speed"] == 1  # the namespace, two of each, the HPA
 
     answer = httpx.post(f"{api}/sessions/check", json={**good, "format": "k8sim-session/v0"}, timeout=30)
     assert answer.status_code == 422 and "'k8sim-session/v0' is not 'k8sim-session/v1'" in answer.json()["message"]
@@ -301,7 +306,7 @@ def test_bad_windows_and_traces_are_refused_by_name_and_nothing_is_applied(api: 
                         headers={"Content-Type": "application/json"})
     assert answer.status_code == 422 and "JSON" in answer.json()["message"]
 
-    refused = manifest(namespace, "t-bad").replace("replicas: 2", "replicas: two")
+    refused = manifest(namespace, "t-bad").replace("replicas: 2", "replicas: two", 1)
     bad = {**good, "events": [*good["events"], {"offset": 5, "type": "deploy", "manifest": refused,
                                                  "namespace": namespace},
                               {"offset": 9, "type": "scenario", "body": {"metadata": {"name": "x", "namespace": "y"},
