@@ -7,15 +7,18 @@ through the API as a user would: two tenants' deploys (three Deployments, one wi
 the HPA scale out and back, a model Scenario (LoadSpike), a PodCrash and a second load step. The window is exported
 (GET /sessions/export) and the trace replayed with ``python -m k8sim replay --speed N`` for each --speeds N (relative
 to the recording, as the command defines it) into an engine started with the settings the command asks for
-(sessions.required_settings, the ones it prints), whole weeks later on the simulated clock so that each replay's
-samples stay apart from the others', and into namespaces of its own (the trace's names suffixed, its expectations with
-them): no replay waits for another's namespaces to be deleted, which on a busy cluster takes minutes.
+(sessions.required_settings, the ones it prints, with a --lead of 10 s), whole weeks later on the simulated clock so
+that each replay's samples stay apart from the others', and into namespaces of its own (the trace's names suffixed, its
+expectations with them): no replay waits for another's namespaces to be deleted, which on a busy cluster takes
+minutes. Each replay goes into a fresh simulator (a second cluster made with K8SIM_CLUSTER_SPEED=N, the recording's
+timers N times as fast, with its own operator and API; made before the replay is timed, deleted after), or with
+--real-timers into the recording's own cluster (``python -m k8sim replay --real-timers``).
 
 Per N: the recorded duration (simulated and wall), the replay command's wall duration, the achieved speed-up
 (recorded wall / replay wall), where the replay's time went (starting and checking, waiting for the engine's clock to
-reach the trace's start, playing the events at offset / N, waiting for the cluster's own timers (a fault keeps its
-real duration), then the engine's last tick, the operator's settling, the export and the comparison; the export is
-timed again alone), and whether it matched (exit code, differences in transitions and SLA).
+reach the trace's start, playing the events at offset / N, waiting for the cluster's own timers (with --real-timers
+a fault keeps its real duration), then the engine's last tick, the operator's settling, the export and the
+comparison; the export is timed again alone), and whether it matched (exit code, differences in transitions and SLA).
 
 The cluster, PostgreSQL and Redis must be up (``python -m k8sim up``); the benchmark starts its own operator, API and
 engines (its own Redis keys; each engine serves the cluster's metrics APIs while it runs, so the HPA follows it) and
@@ -44,7 +47,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -280,13 +283,14 @@ def phases(stamped: Stamped, total: float, window: float, speed: float, export_s
             "total_s": round(total, 2)}
 
 
-def run_replay(path: Path, speed: float, api: str, url: str) -> tuple[int, Stamped, float, dict[str, Any] | None]:
+def run_replay(path: Path, speed: float, api: str, url: str,
+               real_timers: bool) -> tuple[int, Stamped, float, dict[str, Any] | None]:
     """``python -m k8sim replay`` as a user runs it: (exit code, its stderr lines stamped, wall seconds, its --json)."""
     started = time.monotonic()
-    # --real-timers: the replays share the recording's cluster, whose timers run at Kubernetes' pace.
+    # --real-timers: a replay into the recording's own cluster, whose timers run at Kubernetes' pace.
     proc = subprocess.Popen([sys.executable, "-m", "k8sim", "replay", str(path), "--speed", f"{speed:g}", "--api",
-                             api, "--engine", url, "--json", "--real-timers"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE,
+                             api, "--engine", url, "--json", *(["--real-timers"] if real_timers else [])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     stamped = Stamped()
 
@@ -319,9 +323,41 @@ def renamed_trace(trace: dict[str, Any], namespaces: tuple[str, ...], run: str) 
     return [f"{name}{run}" for name in namespaces], text
 
 
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in this process's environment (which the processes it starts inherit), restored after."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
+def fresh_simulator(settings: ClusterSettings, timers: float, env: dict[str, str], folder: Path) -> Iterator[str]:
+    """A second cluster made with K8SIM_CLUSTER_SPEED=``timers`` (no Karpenter), its operator and API started with
+    the replay's engine settings ``env``, as a user replaying into a fresh simulator has them; the API's URL. The
+    engine started inside this block follows the same cluster (K8SIM_KUBECONFIG); the cluster is deleted after."""
+    other = settings.model_copy(update={
+        "cluster_name": "k8sim-bench-replay", "apiserver_port": free_port(), "state_dir": folder,
+        "kubeconfig": folder / "kubeconfig", "cluster_speed": timers, "karpenter": False})
+    try:
+        with environment({**env, "K8SIM_KUBECONFIG": str(other.kubeconfig)}), \
+                simulator(other, "operator", "api") as urls:
+            yield urls["api"]
+    finally:
+        cluster.delete(other)
+
+
 def replay(trace: dict[str, Any], path: Path, speed: float, weeks: int, api: str, keys: dict[str, str],
-           recorded_wall: float, folder: Path) -> dict[str, Any]:
-    env = sessions.required_settings(trace, speed)
+           recorded_wall: float, folder: Path, settings: ClusterSettings, real_timers: bool,
+           lead: float) -> dict[str, Any]:
+    env = sessions.required_settings(trace, speed, lead)
     # Whole weeks later on the simulated clock: the same daily cycle, samples apart from the other runs'.
     env["K8SIM_SIM_START"] = sessions.stamp(sessions.parse_time(env["K8SIM_SIM_START"], "start")
                                             + weeks * sessions.WEEK)
@@ -333,20 +369,27 @@ def replay(trace: dict[str, Any], path: Path, speed: float, weeks: int, api: str
         say(f"replay x{speed:g}: the printed K8SIM_TICK_SECONDS={env['K8SIM_TICK_SECONDS']} gives "
             f"{float(env['K8SIM_TICK_SECONDS']) * pace:.6f} simulated s a tick, not {step:g}: using {step / pace!r}")
         env["K8SIM_TICK_SECONDS"] = repr(step / pace)
-    say(f"replay x{speed:g}: engine with {' '.join(f'{k}={v}' for k, v in env.items())}")
-    started = time.monotonic()
-    with engine({**keys, **env}, folder / f"engine-replay-{speed:g}.log") as url:
-        engine_start = time.monotonic() - started
-        code, stamped, wall, document = run_replay(path, speed, api, url)
+    timers = float(sessions.cluster_settings(trace, speed).get("K8SIM_CLUSTER_SPEED", 1))
+    say(f"replay x{speed:g}: engine with {' '.join(f'{k}={v}' for k, v in env.items())}"
+        + ("; into the recording's cluster (--real-timers)" if real_timers else
+           f"; into a fresh simulator made with K8SIM_CLUSTER_SPEED={timers:g}"))
+    made = time.monotonic()
     export_s = 0.0
-    if document:
-        # The command's own export, again and alone: how much of its tail it is.
-        window, sim = document["replay"]["window"], document["replay"]["simulator"]
-        timed = time.monotonic()
-        httpx.get(f"{api}/sessions/export", timeout=120, params={
-            "from": window["from"], "to": window["to"], "simulated_from": sim["simulated_from"],
-            "simulated_to": sim["simulated_to"]}).raise_for_status()
-        export_s = time.monotonic() - timed
+    with (nullcontext(api) if real_timers else
+          fresh_simulator(settings, timers, {**keys, **env}, folder / f"cluster-x{speed:g}")) as target:
+        cluster_start = time.monotonic() - made
+        started = time.monotonic()
+        with engine({**keys, **env}, folder / f"engine-replay-{speed:g}.log") as url:
+            engine_start = time.monotonic() - started
+            code, stamped, wall, document = run_replay(path, speed, target, url, real_timers)
+        if document:
+            # The command's own export, again and alone: how much of its tail it is.
+            window, sim = document["replay"]["window"], document["replay"]["simulator"]
+            timed = time.monotonic()
+            httpx.get(f"{target}/sessions/export", timeout=120, params={
+                "from": window["from"], "to": window["to"], "simulated_from": sim["simulated_from"],
+                "simulated_to": sim["simulated_to"]}).raise_for_status()
+            export_s = time.monotonic() - timed
     window_s = float(recorded_wall)
     expected = trace["expected"]
     actual = (document or {}).get("replay", {}).get("expected") or {}
@@ -360,7 +403,9 @@ def replay(trace: dict[str, Any], path: Path, speed: float, weeks: int, api: str
     figures: dict[str, Any] = {"speed": speed, "exit_code": code, "replay_wall_s": round(wall, 2),
                "speedup": round(recorded_wall / wall, 2),
                "speedup_after_clock": round(recorded_wall / max(wall - waited, 1e-9), 2),
-               "engine_start_s": round(engine_start, 2), "phases": spent,
+               "engine_start_s": round(engine_start, 2), "phases": spent, "real_timers": real_timers,
+               "cluster_speed": None if real_timers else timers,
+               "fresh_cluster_start_s": None if real_timers else round(cluster_start, 1),
                "match": (document or {}).get("match"),
                "transitions_equal": actual.get("transitions") == expected["transitions"] if actual else None,
                "transitions": sum(len(v) for v in (actual.get("transitions") or {}).values()),
@@ -373,7 +418,8 @@ def replay(trace: dict[str, Any], path: Path, speed: float, weeks: int, api: str
         f"start+check {p.get('start_and_check_s')} s, engine clock {p.get('engine_clock_wait_s')} s, events "
         f"{p.get('events_paced_s')} s, cluster timers {p.get('cluster_timers_s')} s, end tick + settle "
         f"{p.get('end_tick_settle_s')} s, export + compare {p.get('export_and_compare_s')} s "
-        f"(engine started in {engine_start:.1f} s beforehand)")
+        f"(engine started in {engine_start:.1f} s beforehand"
+        + ("" if real_timers else f", the fresh simulator in {cluster_start:.1f} s") + ")")
     say(f"replay x{speed:g}: {'matches' if figures['match'] else 'differs'}: {figures['transitions']} transitions "
         f"(recorded {sum(len(v) for v in expected['transitions'].values())}), SLA recorded "
         f"{figures['sla_recorded']} %, replayed {figures['sla_replayed']} % ({gap} points apart)")
@@ -390,6 +436,10 @@ def main() -> int:
     parser.add_argument("--record-speed", type=float, default=20.0)
     parser.add_argument("--record-tick", type=float, default=10.0)
     parser.add_argument("--trace", type=Path, help="replay this trace of an earlier run instead of recording one")
+    parser.add_argument("--real-timers", action="store_true", help="replay into the recording's own cluster (its "
+                        "timers at Kubernetes' pace) instead of a fresh simulator per N whose timers keep pace")
+    parser.add_argument("--lead", type=float, default=10.0,
+                        help="wall seconds the replay engine's clock starts before the trace's (default 10)")
     args = parser.parse_args()
     started = dt.datetime.now(dt.UTC)
     settings = ClusterSettings()
@@ -428,7 +478,8 @@ def main() -> int:
                     path = folder / f"trace-x{speed:g}.json"
                     path.write_text(text)
                     figures["replays"].append(replay(json.loads(text), path, speed, weeks, api, keys,
-                                                     figures["recording"]["wall_s"], folder))
+                                                     figures["recording"]["wall_s"], folder, settings,
+                                                     args.real_timers, args.lead))
             finally:
                 cluster.kubectl(settings, "delete", "namespace", *made, "--wait=false", "--ignore-not-found",
                                 check=False)
