@@ -21,8 +21,8 @@ FORMAT = "k8sim-session/v1"
 #: cycle, so it can run beside the recording in one store without their samples meeting.
 WEEK = dt.timedelta(days=7)
 #: Event types a trace may hold, and the request each one replays as.
-EVENT_TYPES = ("deploy", "delete", "tenant_delete", "load", "load_clear", "traffic", "traffic_clear", "scenario",
-               "scenario_delete")
+EVENT_TYPES = ("deploy", "import", "delete", "tenant_delete", "load", "load_clear", "traffic", "traffic_clear",
+               "scenario", "scenario_delete")
 
 
 class SessionError(ValueError):
@@ -57,6 +57,8 @@ def accepted_input(method: str, path: str, query: Mapping[str, str], body: Any) 
     """(event type, payload) of a request the API answered with success, when it is an input a session replays
     that no other table keeps (deploys are in ``deployments``); None for everything else."""
     body = body if isinstance(body, dict) else {}
+    if path == "/cluster/import":  # a dry run changed nothing
+        return ("import", body) if method == "POST" and not body.get("dry_run") else None
     if path == "/monitoring/load":
         return ("load", body) if method == "POST" else ("load_clear", {}) if method == "DELETE" else None
     if path == "/monitoring/traffic":
@@ -103,6 +105,8 @@ class Input:
     accepted_at: dt.datetime
     kind: str
     body: dict[str, Any]
+    #: The namespaces an import's objects are in (the API reads them from its manifest)
+    namespaces: tuple[str, ...] = ()
 
 
 def scope(deploys: Iterable[Deploy], inputs: Iterable[Input]) -> tuple[list[str], list[str]]:
@@ -129,6 +133,7 @@ def scope(deploys: Iterable[Deploy], inputs: Iterable[Input]) -> tuple[list[str]
                 namespaces.add(body["name"])
         elif i.kind == "tenant_delete":
             tenants.add(body["tenant_id"])
+        namespaces.update(i.namespaces)
     namespaces.discard("")
     return sorted(namespaces), sorted(tenants)
 
@@ -320,7 +325,7 @@ def check(trace: Any) -> dict[str, Any]:
             problems.append(f"{where}.type: {kind!r} is not one of {', '.join(EVENT_TYPES)}")
         elif kind == "deploy" and not isinstance(event.get("manifest"), str):
             problems.append(f"{where}.manifest: the deploy's manifest text is missing")
-        elif kind in ("delete", "tenant_delete", "load", "traffic", "scenario", "scenario_delete") \
+        elif kind in ("import", "delete", "tenant_delete", "load", "traffic", "scenario", "scenario_delete") \
                 and not isinstance(event.get("body"), dict):
             problems.append(f"{where}.body: a {kind} needs its body")
     expected = trace.get("expected")
@@ -405,6 +410,8 @@ def plan(trace: Mapping[str, Any], speed: float, timers: float = 1.0) -> list[Re
             found.append(Request(offset, "POST", "/k8s/manifest/deploy",
                                  {k: v for k, v in request.items() if v is not None},
                                  f"deploy {event.get('namespace') or event.get('tenant_id') or ''}".rstrip()))
+        elif kind == "import":
+            found.append(Request(offset, "POST", "/cluster/import", dict(body), "import"))
         elif kind == "delete":
             path = "/".join(quote(str(body.get(k, "")), safe="") for k in ("namespace", "kind", "name"))
             found.append(Request(offset, "DELETE", f"/k8s/resources/{path}", None, f"delete {path}"))

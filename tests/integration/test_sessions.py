@@ -329,3 +329,37 @@ def test_bad_windows_and_traces_are_refused_by_name_and_nothing_is_applied(api: 
     (tmp_path / "old.json").write_text(json.dumps({**good, "format": "k8sim-session/v0"}))
     done = replay(str(tmp_path / "old.json"), "--api", api)
     assert done.returncode == 2 and "'k8sim-session/v0' is not 'k8sim-session/v1'" in done.stderr
+
+
+def test_an_import_is_part_of_a_session_and_a_dry_run_is_not(api: str, kubectl: Kubectl) -> None:
+    namespace = f"sess-imp-{uuid.uuid4().hex[:6]}"
+    export = json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "uid": "0a1b"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": namespace,
+                                                               "resourceVersion": "42"}, "data": {"k": "v"}}]})
+    start = dt.datetime.now(dt.UTC)
+    try:
+        dry = httpx.post(f"{api}/cluster/import", json={"manifest": export, "dry_run": True}, timeout=60)
+        assert dry.status_code == 200, dry.text
+        done = httpx.post(f"{api}/cluster/import", json={"manifest": export}, timeout=60)
+        assert done.status_code == 200, done.text
+        end = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+
+        def exported() -> dict[str, Any]:
+            answer = httpx.get(f"{api}/sessions/export", timeout=60, params={
+                "from": sessions.stamp(start), "to": sessions.stamp(end)})
+            assert answer.status_code == 200, answer.text
+            trace = answer.json()
+            assert trace["expected"]["transitions"].get(f"{namespace}/ConfigMap/cfg") == ["created"], trace
+            return dict(trace)
+        trace = eventually(exported, 30, "the import's objects in the session")
+        # Only the import that changed the cluster, scoped to its objects' namespace, replayed as it was posted.
+        assert [(e["type"], e["body"]) for e in trace["events"]] == [("import", {"manifest": export})]
+        assert trace["scope"]["namespaces"] == [namespace]
+        assert sessions.plan(trace, 1)[0].path == "/cluster/import"
+        assert httpx.post(f"{api}/sessions/check", json=trace, timeout=60).status_code == 200
+        broken = {**trace, "events": [{**trace["events"][0], "body": {"manifest": "kind: [", "scale": 2}}]}
+        answer = httpx.post(f"{api}/sessions/check", json=broken, timeout=60)
+        assert answer.status_code == 422 and answer.json()["errors"][0]["type"] == "import", answer.text
+    finally:
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)

@@ -65,6 +65,8 @@ def trace(**changes: Any) -> dict[str, Any]:
      ("delete", {"namespace": "shop", "kind": "Pod", "name": "web-pod"})),
     ("DELETE", "/k8s/resources/tenant/t1", {}, None, ("tenant_delete", {"tenant_id": "t1"})),
     ("POST", "/k8s/manifest/deploy", {}, {"manifest": ""}, None),  # deploys are in the deployments table
+    ("POST", "/cluster/import", {}, {"manifest": "x", "scale": 0.5}, ("import", {"manifest": "x", "scale": 0.5})),
+    ("POST", "/cluster/import", {}, {"manifest": "x", "dry_run": True}, None),  # a dry run changed nothing
     ("DELETE", "/sla/alerts/rules/1", {}, None, None),
 ])
 def test_only_the_inputs_a_session_replays_are_recorded(method: str, path: str, query: dict[str, str], body: Any,
@@ -79,8 +81,14 @@ def test_a_session_is_scoped_to_the_namespaces_and_tenants_it_touched() -> None:
               sessions.Input(at(3), "scenario", {"metadata": {"namespace": "third"},
                                                  "spec": {"target": {"tenant": "t2"}}}),
               sessions.Input(at(4), "delete", {"namespace": "", "kind": "Namespace", "name": "gone"}),
-              sessions.Input(at(5), "tenant_delete", {"tenant_id": "t3"})]
-    assert sessions.scope(deploys, inputs) == (["cfg", "gone", "other", "shop", "third"], ["t1", "t2", "t3"])
+              sessions.Input(at(5), "tenant_delete", {"tenant_id": "t3"}),
+              sessions.Input(at(6), "import", {"manifest": "…"}, ("imported", "shop"))]
+    assert sessions.scope(deploys, inputs) == (["cfg", "gone", "imported", "other", "shop", "third"],
+                                               ["t1", "t2", "t3"])
+    # An import is replayed as it was posted.
+    trace_of = trace(events=[{"offset": 4.0, "type": "import", "body": {"manifest": "kind: List", "scale": 0.5}}])
+    assert [(r.offset, r.method, r.path, r.body) for r in sessions.plan(trace_of, 2)] == [
+        (2.0, "POST", "/cluster/import", {"manifest": "kind: List", "scale": 0.5})]
 
 
 def test_events_are_in_arrival_order_with_offsets_from_the_window_start() -> None:

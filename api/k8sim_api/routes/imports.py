@@ -10,7 +10,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from k8sim import importer
+from k8sim.manifests import Limits
 from k8sim.settings import ImportSettings
+from k8sim_api.core.config import ApiSettings
 from k8sim_api.deps import KubeDep, SettingsDep
 from k8sim_api.schemas import BAD_BODY, ErrorResponse, ImportReport, ImportRequest
 
@@ -28,6 +30,11 @@ def import_settings() -> ImportSettings:
     return ImportSettings()
 
 
+def import_limits(settings: ApiSettings) -> Limits:
+    """The deploy's body limits, but for the objects: an export has many more than a tenant's manifest."""
+    return dataclasses.replace(settings.limits, max_documents=import_settings().import_max_objects)
+
+
 @router.post("/import", response_model=ImportReport, responses=ERRORS,
              summary="Import a cluster's export: its nodes as KWOK nodes, its workloads by server-side apply")
 async def import_cluster(body: ImportRequest, kube: KubeDep, settings: SettingsDep) -> ImportReport:
@@ -37,9 +44,7 @@ async def import_cluster(body: ImportRequest, kube: KubeDep, settings: SettingsD
     apiserver's words and the rest are imported (200); a second import of the same export reports
     `unchanged`."""
     options = import_settings()
-    # The body limits are the deploy's; an export has many more objects than a tenant's manifest.
-    limits = dataclasses.replace(settings.limits, max_documents=options.import_max_objects)
-    report = await importer.run(kube, body.manifest, limits=limits, scale=body.scale,
+    report = await importer.run(kube, body.manifest, limits=import_limits(settings), scale=body.scale,
                                 keep_secrets=body.secrets == "keep", dry_run=body.dry_run,
                                 ip_range=options.node_ip_range, concurrency=options.import_concurrency)
     counts = report.counts()

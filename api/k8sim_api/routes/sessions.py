@@ -6,6 +6,7 @@ The queries are here rather than in k8sim.store: they read the store's tables fo
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
 import logging
@@ -21,13 +22,15 @@ from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from k8sim import scenarios, sessions, topology
-from k8sim.manifests import ManifestError
+from k8sim import importer, scenarios, sessions, topology
+from k8sim.manifests import Limits, ManifestError
 from k8sim_api.deps import BroadcasterDep, KubeDep, PoolDep, SettingsDep
 from k8sim_api.errors import error
+from k8sim_api.routes.imports import import_limits
 from k8sim_api.routes.manifests import checked
 from k8sim_api.schemas import (
     ErrorResponse,
+    ImportRequest,
     LoadRequest,
     ScenarioRequest,
     SessionCheck,
@@ -114,7 +117,8 @@ async def export(pool: PoolDep, settings: SettingsDep, broadcaster: BroadcasterD
     update = await broadcaster.snapshot()
     anchor = None if update is None else _snapshot_time(update.payload)
     async with pool.acquire() as conn:
-        deploys, inputs = await _deploys(conn, since, until), await _inputs(conn, since, until)
+        deploys, inputs = await _deploys(conn, since, until), await _inputs(conn, since, until,
+                                                                             import_limits(settings))
         namespaces, tenants = sessions.scope(deploys, inputs)
         steps = await _steps(conn, since, until, namespaces)
         speed = settings.speed
@@ -167,10 +171,25 @@ async def _deploys(conn: asyncpg.Connection, since: dt.datetime, until: dt.datet
                             r["status"], tuple(sorted(objects.get(r["id"], [])))) for r in found]
 
 
-async def _inputs(conn: asyncpg.Connection, since: dt.datetime, until: dt.datetime) -> list[sessions.Input]:
+async def _inputs(conn: asyncpg.Connection, since: dt.datetime, until: dt.datetime,
+                  limits: Limits) -> list[sessions.Input]:
     found = await conn.fetch("SELECT accepted_at, kind, body FROM session_inputs WHERE accepted_at >= $1 "
                              "AND accepted_at <= $2 ORDER BY accepted_at, id", since, until)
-    return [sessions.Input(r["accepted_at"], r["kind"], r["body"]) for r in found]
+    return [sessions.Input(r["accepted_at"], r["kind"], r["body"],
+                           await asyncio.to_thread(_imported_namespaces, r["body"], limits) if r["kind"] == "import"
+                           else ()) for r in found]
+
+
+def _imported_namespaces(body: dict[str, Any], limits: Limits) -> tuple[str, ...]:
+    """The namespaces of an import's objects (its Namespaces included): a session's scope. An export the API took
+    once reads again; one that no longer does (other limits) adds none."""
+    try:
+        documents, _ = importer.read(body.get("manifest") or "", limits)
+    except ManifestError:
+        return ()
+    found = {str(d.obj.get("metadata", {}).get("name" if d.kind == "Namespace" else "namespace") or "")
+             for d in documents if isinstance(d.obj.get("metadata"), dict)}
+    return tuple(sorted(found - {""}))
 
 
 async def _steps(conn: asyncpg.Connection, since: dt.datetime, until: dt.datetime,
@@ -255,6 +274,9 @@ async def check(kube: KubeDep, settings: SettingsDep, trace: Annotated[Any, Body
                 objects += len(result.prepared)
                 problems += [{"event": n, "type": kind, **p.as_dict(), "message": f"{where} (deploy): {p}"}
                              for p in result.problems]
+            elif kind == "import":  # its objects are checked as the import applies them: each named, the rest go
+                request = ImportRequest.model_validate(body)
+                await asyncio.to_thread(importer.read, request.manifest, import_limits(settings))
             elif kind == "scenario":
                 scenarios.validate(body.get("spec"))  # first: it names what it refuses
                 ScenarioRequest.model_validate(body)
@@ -278,11 +300,11 @@ async def check(kube: KubeDep, settings: SettingsDep, trace: Annotated[Any, Body
 
 # --------------------------------------------------------------------------- recording inputs
 
-_WATCHED = ("/monitoring/load", "/monitoring/traffic", "/scenarios", "/k8s/resources/")
+_WATCHED = ("/monitoring/load", "/monitoring/traffic", "/scenarios", "/k8s/resources/", "/cluster/import")
 
 
 class Recorder:
-    """Keeps each load override, traffic replay, Scenario and deletion the API accepted (answered 2xx) in
+    """Keeps each import, load override, traffic replay, Scenario and deletion the API accepted (answered 2xx) in
     ``session_inputs``, stamped with when its request arrived. Beside the routes, so that none of them changes;
     a row that cannot be written is logged and the answer stands."""
 
