@@ -22,11 +22,12 @@ comparison; the export is timed again alone), and whether it matched (exit code,
 
 The cluster, PostgreSQL and Redis must be up (``python -m k8sim up``); the benchmark starts its own operator, API and
 engines (its own Redis keys; each engine serves the cluster's metrics APIs while it runs, so the HPA follows it) and
-deletes the namespaces it made (without waiting). Run it alone, under the integration lock: about seven minutes with
-the defaults (three of recording, about a minute per replay), which is why `make bench` does not run it.
+deletes the namespaces it made (without waiting). Run it alone, under the integration lock: about five minutes with
+the defaults (three of recording, under a minute per replay with its fresh simulator), which is why `make bench` does
+not run it.
 
     flock /tmp/k8sim-itest.lock .venv/bin/python bench/bench_sessions.py [--speeds 10 30 60]
-                                                                         [--record-speed 20] [--record-tick 10]
+                                  [--record-speed 20] [--record-tick 10] [--trace FILE] [--real-timers] [--lead 10]
 
 Writes bench/results/bench_sessions-<UTC time>.json (K8SIM_BENCH_RESULTS: another folder, or '' for none).
 """
@@ -348,7 +349,7 @@ def fresh_simulator(settings: ClusterSettings, timers: float, env: dict[str, str
         "kubeconfig": folder / "kubeconfig", "cluster_speed": timers, "karpenter": False})
     try:
         with environment({**env, "K8SIM_KUBECONFIG": str(other.kubeconfig)}), \
-                simulator(other, "operator", "api") as urls:
+                simulator(other, "operator", "api", services_up=False) as urls:
             yield urls["api"]
     finally:
         cluster.delete(other)

@@ -23,9 +23,11 @@ from k8sim.local.settings import ClusterSettings
 
 
 @contextmanager
-def simulator(settings: ClusterSettings, *names: str) -> Iterator[dict[str, str]]:
-    """Services and cluster up, then the named components (operator, api) as `k8sim run` starts them."""
-    services.up(settings)
+def simulator(settings: ClusterSettings, *names: str, services_up: bool = True) -> Iterator[dict[str, str]]:
+    """Services (unless ``services_up`` is false: a second cluster shares them) and cluster up, then the named
+    components (operator, api) as `k8sim run` starts them."""
+    if services_up:
+        services.up(settings)
     cluster.up(settings)
     logs = settings.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)

@@ -443,6 +443,30 @@ def plan(trace: Mapping[str, Any], speed: float, timers: float = 1.0) -> list[Re
     return found
 
 
+#: Wall seconds under which a fault the cluster plays is shorter than its own reactions (the operator labelling the
+#: pods, KWOK's watch and stage queue): compressed that far, it may not be played at all.
+SHORTEST_FAULT = 1.0
+
+
+def short_faults(trace: Mapping[str, Any], speed: float, timers: float = 1.0) -> list[str]:
+    """The faults the cluster plays that a replay ``speed`` times faster into a cluster ``timers`` times as fast
+    compresses under :data:`SHORTEST_FAULT`, each named with the highest speed that keeps it."""
+    found = []
+    for event in trace["events"]:
+        body = event.get("body") or {}
+        spec = body.get("spec") or {}
+        if event["type"] != "scenario" or spec.get("type") in scenarios.MODEL_TYPES \
+                or not isinstance(spec.get("duration"), str):
+            continue
+        seconds = _seconds(spec["duration"])
+        if seconds / timers < SHORTEST_FAULT:
+            meta = body.get("metadata") or {}
+            found.append(f"{spec.get('type')} {meta.get('namespace')}/{meta.get('name')} lasts {seconds:g} s, "
+                         f"{seconds / timers:.2g} s replayed: under {SHORTEST_FAULT:g} s the cluster may not play "
+                         f"it (at most x{max(1.0, seconds / SHORTEST_FAULT):g} keeps it)")
+    return found
+
+
 #: Wall seconds the cluster may take to give back what a fault hit once it ends (KWOK's recovery stage waits up to
 #: four seconds, the operator's watch adds its own).
 RECOVERY_SECONDS = 10.0

@@ -299,6 +299,8 @@ def replay_command(argv: list[str]) -> int:
         return 2
     if cluster_problems:
         say(f"k8sim replay: --real-timers: {cluster_problems[0]}")
+    for fault in sessions.short_faults(trace, args.speed, timers):
+        say(f"k8sim replay: warning: {fault}")
     ahead, problems = sessions.wait_for_start(trace, args.speed, clock, args.max_wait)
     if problems:
         say("k8sim replay: this simulator cannot reproduce the trace: " + "; ".join(problems))

@@ -250,6 +250,14 @@ def test_into_a_cluster_whose_timers_keep_pace_the_cluster_s_faults_are_compress
     assert sessions.replay_span(trace(), 5, timers=5) == 24.0
 
 
+def test_a_cluster_fault_compressed_under_a_second_is_named() -> None:
+    # The crash lasts 30 s: at x5 into a cluster five times as fast 6 s, at x60 half a second.
+    assert sessions.short_faults(trace(), 5, 5) == []
+    assert sessions.short_faults(trace(), 60, 1) == []  # at Kubernetes' pace it keeps its duration
+    assert sessions.short_faults(trace(), 60, 60) == [
+        "PodCrash shop/crash lasts 30 s, 0.5 s replayed: under 1 s the cluster may not play it (at most x30 keeps it)"]
+
+
 def test_the_cluster_a_replay_needs_runs_its_timers_n_times_the_recording_s() -> None:
     recorded = trace(simulator={**trace()["simulator"], "cluster_speed": 2})
     assert sessions.cluster_settings(recorded, 5) == {"K8SIM_CLUSTER_SPEED": "10"}
