@@ -7,7 +7,7 @@ through the API as a user would: two tenants' deploys (three Deployments, one wi
 the HPA scale out and back, a model Scenario (LoadSpike), a PodCrash and a second load step. The window is exported
 (GET /sessions/export) and the trace replayed with ``python -m k8sim replay --speed N`` for each --speeds N (relative
 to the recording, as the command defines it) into an engine started with the settings the command asks for
-(sessions.required_settings, the ones it prints, with a --lead of 10 s), whole weeks later on the simulated clock so
+(sessions.required_settings, the ones it prints, with a --lead of 10 s), whole weeks earlier on the simulated clock so
 that each replay's samples stay apart from the others', and into namespaces of its own (the trace's names suffixed, its
 expectations with them): no replay waits for another's namespaces to be deleted, which on a busy cluster takes
 minutes. Each replay goes into a fresh simulator (a second cluster made with K8SIM_CLUSTER_SPEED=N, the recording's
@@ -359,9 +359,10 @@ def replay(trace: dict[str, Any], path: Path, speed: float, weeks: int, api: str
            recorded_wall: float, folder: Path, settings: ClusterSettings, real_timers: bool,
            lead: float) -> dict[str, Any]:
     env = sessions.required_settings(trace, speed, lead)
-    # Whole weeks later on the simulated clock: the same daily cycle, samples apart from the other runs'.
+    # Whole weeks earlier on the simulated clock: the same daily cycle, samples apart from the other runs', and none
+    # ahead of the shared simulator's own (its latest snapshot and SLA stay its own).
     env["K8SIM_SIM_START"] = sessions.stamp(sessions.parse_time(env["K8SIM_SIM_START"], "start")
-                                            + weeks * sessions.WEEK)
+                                            - weeks * sessions.WEEK)
     step = float(trace["simulator"]["step_seconds"])
     pace = float(trace["simulator"]["speed"]) * speed
     if not math.isclose(float(env["K8SIM_TICK_SECONDS"]) * pace, step, rel_tol=1e-7):
