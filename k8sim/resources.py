@@ -4,6 +4,7 @@ a pod's requests. Pure, and the foundation both the capacity views and the lifec
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -108,3 +109,17 @@ def other_devices(pod_spec: Mapping[str, Any]) -> tuple[tuple[str, float], ...]:
     """The GPU devices a pod reserves besides nvidia.com/gpu (MIG devices, renamed replicas), as sorted
     (resource, count) pairs: what ``pod_requests`` leaves out of its ``gpu``."""
     return tuple((k, v) for k, v in device_requests(pod_spec).items() if k != GPU)
+
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_GO_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def go_duration(text: str) -> float:
+    """Seconds of a Go duration as Kubernetes' flags and our Scenarios write them: ``90s``, ``5m``, ``1h30m``,
+    ``250ms``; ValueError for anything else."""
+    value = text.strip()
+    parts = _GO_DURATION.findall(value)
+    if not parts or _GO_DURATION.sub("", value):
+        raise ValueError(f"{text!r} is not a duration")
+    return sum(float(number) * _GO_UNITS[unit] for number, unit in parts)

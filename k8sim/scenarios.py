@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from k8sim import explain, gpus, lifecycle, model
+from k8sim import explain, gpus, lifecycle, model, resources
 from k8sim.settings import CLUSTER_DATA
 
 GROUP, VERSION, PLURAL, KIND = "k8sim.io", "v1alpha1", "scenarios", "Scenario"
@@ -64,8 +64,6 @@ SHORTAGES = ("kube-system", "k8sim-capacity-shortages")
 #: How long Karpenter's AWS provider keeps an offering it saw fail or interrupted as unavailable.
 UNAVAILABLE_OFFERING_TTL = 180.0
 _INSTANCE_TYPE = re.compile(r"^[a-z0-9][a-z0-9-]*\.[a-z0-9-]+$")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 
 
 class ScenarioError(ValueError):
@@ -76,10 +74,10 @@ def parse_duration(text: Any) -> float:
     """Seconds of a Go-style duration: "90s", "5m", "1h30m", "250ms"."""
     if not isinstance(text, str) or not text.strip():
         raise ScenarioError(f"duration must be a string such as '90s' or '5m', not {text!r}")
-    value = text.strip()
-    if _DURATION.sub("", value) != "" or not _DURATION.search(value):
-        raise ScenarioError(f"unreadable duration {text!r}: use units h, m, s or ms, for example '1h30m'")
-    return sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(value))
+    try:
+        return resources.go_duration(text)
+    except ValueError:
+        raise ScenarioError(f"unreadable duration {text!r}: use units h, m, s or ms, for example '1h30m'") from None
 
 
 def parse_start(text: Any, base: dt.datetime) -> dt.datetime:

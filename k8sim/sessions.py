@@ -350,13 +350,6 @@ class Request:
     what: str
 
 
-def _seconds(text: str) -> float:
-    total = 0.0
-    for value, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text):
-        total += float(value) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
-    return total
-
-
 def _duration(seconds: float) -> str:
     return f"{max(seconds, 0.001):.3f}".rstrip("0").rstrip(".") + "s"
 
@@ -374,15 +367,15 @@ def compress_scenario(body: Mapping[str, Any], at: dt.datetime, speed: float, ti
     be another fault)."""
     spec = dict(body.get("spec") or {})
     if isinstance(spec.get("duration"), str):
-        spec["duration"] = _duration(_seconds(spec["duration"]) / (speed if spec.get("type") in scenarios.MODEL_TYPES
-                                                                    else timers))
+        pace = speed if spec.get("type") in scenarios.MODEL_TYPES else timers
+        spec["duration"] = _duration(scenarios.parse_duration(spec["duration"]) / pace)
     if timers != 1 and isinstance(spec.get("parameters"), dict):
         spec["parameters"] = {k: (round(v / timers, 3) if k in CLUSTER_SECONDS and isinstance(v, int | float)
                                   and not isinstance(v, bool) else v) for k, v in spec["parameters"].items()}
     start = spec.get("start")
     if isinstance(start, str):
         if start.strip().startswith("+"):
-            spec["start"] = "+" + _duration(_seconds(start) / speed)
+            spec["start"] = "+" + _duration(scenarios.parse_duration(start.strip()[1:]) / speed)
         else:
             ahead = (parse_time(start, "spec.start") - at).total_seconds()
             spec.pop("start")
@@ -392,7 +385,7 @@ def compress_scenario(body: Mapping[str, Any], at: dt.datetime, speed: float, ti
         repeat = dict(spec["repeat"])
         for key in ("every", "jitter"):
             if isinstance(repeat.get(key), str):
-                repeat[key] = _duration(_seconds(repeat[key]) / speed)
+                repeat[key] = _duration(scenarios.parse_duration(repeat[key]) / speed)
         spec["repeat"] = repeat
     return {**body, "spec": spec}
 
@@ -458,7 +451,7 @@ def short_faults(trace: Mapping[str, Any], speed: float, timers: float = 1.0) ->
         if event["type"] != "scenario" or spec.get("type") in scenarios.MODEL_TYPES \
                 or not isinstance(spec.get("duration"), str):
             continue
-        seconds = _seconds(spec["duration"])
+        seconds = scenarios.parse_duration(spec["duration"])
         if seconds / timers < SHORTEST_FAULT:
             meta = body.get("metadata") or {}
             found.append(f"{spec.get('type')} {meta.get('namespace')}/{meta.get('name')} lasts {seconds:g} s, "
@@ -483,7 +476,7 @@ def replay_span(trace: Mapping[str, Any], speed: float, timers: float = 1.0) -> 
         if event["type"] == "scenario" and spec.get("type") not in scenarios.MODEL_TYPES \
                 and isinstance(spec.get("duration"), str):
             span = max(span, float(event["offset"]) / speed
-                       + (_seconds(spec["duration"]) + RECOVERY_SECONDS) / timers)
+                       + (scenarios.parse_duration(spec["duration"]) + RECOVERY_SECONDS) / timers)
     return span
 
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import re
 import zlib
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from k8sim import gpus
+from k8sim import gpus, resources
 from k8sim.kube import Kube, KubeError
 from k8sim.settings import CLUSTER_DATA
 
@@ -220,18 +219,6 @@ TIMERS: dict[str, dict[str, str]] = {
                                 "horizontal-pod-autoscaler-initial-readiness-delay": "30s"},
     "kube-apiserver": {"default-not-ready-toleration-seconds": "300", "default-unreachable-toleration-seconds": "300"},
 }
-_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_GO_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def go_seconds(text: str) -> float:
-    """Seconds of a Go duration such as ``5s``, ``1m30s`` or ``250ms``."""
-    parts = _GO_DURATION.findall(text)
-    if not parts or "".join(v + u for v, u in parts) != text:
-        raise TopologyError(f"{text!r} is not a Go duration")
-    return sum(float(value) * _GO_UNITS[unit] for value, unit in parts)
-
-
 def timer_flags(component: str, flags: dict[str, str], speed: float) -> dict[str, str]:
     """``flags`` with the component's :data:`TIMERS` ``speed`` times shorter: durations to the millisecond, whole
     seconds (the tolerations) no shorter than one."""
@@ -245,7 +232,11 @@ def timer_flags(component: str, flags: dict[str, str], speed: float) -> dict[str
         if value.isdigit():
             scaled[flag] = str(max(1, round(int(value) / speed)))
         else:
-            scaled[flag] = f"{max(1, round(go_seconds(value) * 1000 / speed))}ms"
+            try:
+                seconds = resources.go_duration(value)
+            except ValueError as exc:
+                raise TopologyError(f"{component} --{flag}: {exc}") from None
+            scaled[flag] = f"{max(1, round(seconds * 1000 / speed))}ms"
     return scaled
 
 
