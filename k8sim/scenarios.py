@@ -246,6 +246,22 @@ def _validate_xid(xid: Any) -> None:
                             f"(the device plugin ignores {', '.join(map(str, sorted(gpus.IGNORED_XIDS)))})")
 
 
+#: How long after its creationTimestamp a Scenario seen for the first time is taken to be new.
+FRESH = dt.timedelta(seconds=2)
+
+
+def schedule_origin(created: dt.datetime | None, now: dt.datetime, seen_before: bool) -> dt.datetime:
+    """When a Scenario's schedule counts from. Its creationTimestamp is in whole seconds, up to a second before the
+    Scenario was made: a run of under a second (a replayed session's fault) would end before it began. So a
+    Scenario the operator sees for the first time just after that timestamp counts from now; one seen before, or
+    long after (the operator was down), from its creationTimestamp, so that a restarted operator resumes its runs."""
+    if created is None:
+        return now
+    if not seen_before and created <= now < created + FRESH:
+        return now
+    return created
+
+
 def windows(spec: Spec, created: dt.datetime, seed: str) -> Iterator[tuple[dt.datetime, dt.datetime | None]]:
     """Each run's (start, end) in order; the same Scenario gives the same runs (seeded by its uid),
     so an operator that restarts resumes the schedule it was playing."""

@@ -340,8 +340,9 @@ async def play(kube: Kube, body: Mapping[str, Any], stopped: kopf.DaemonStopped,
     except scenarios.ScenarioError as exc:
         await set_status(kube, body, scenarios.status("Failed", str(exc), affected=[], affectedCount=0))
         return
-    created = lifecycle.parse_time(meta.get("creationTimestamp")) or lifecycle.now()
     status = body.get("status") or {}
+    created = scenarios.schedule_origin(lifecycle.parse_time(meta.get("creationTimestamp")), lifecycle.now(),
+                                        seen_before=bool(status.get("phase")))
     if status.get("phase") in ("Completed", "Failed"):
         return
     run = 0

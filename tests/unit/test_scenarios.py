@@ -42,6 +42,16 @@ def test_unreadable_durations_are_refused(text: Any) -> None:
         scenarios.parse_duration(text)
 
 
+def test_a_new_scenarios_schedule_counts_from_when_it_is_first_seen() -> None:
+    stamped = dt.datetime(2026, 12, 7, 10, 0, 0, tzinfo=dt.UTC)  # creationTimestamp: whole seconds
+    seen = stamped + dt.timedelta(seconds=0.93)  # made at .9, seen at .93
+    assert scenarios.schedule_origin(stamped, seen, seen_before=False) == seen
+    # Played before (an operator that restarts resumes its runs), or first seen long after: the timestamp.
+    assert scenarios.schedule_origin(stamped, seen, seen_before=True) == stamped
+    assert scenarios.schedule_origin(stamped, stamped + dt.timedelta(seconds=30), seen_before=False) == stamped
+    assert scenarios.schedule_origin(None, seen, seen_before=True) == seen
+
+
 def test_start_is_an_offset_or_a_time() -> None:
     assert scenarios.parse_start("+30s", T0) == T0 + dt.timedelta(seconds=30)
     assert scenarios.parse_start("2026-11-23T11:00:00Z", T0) == T0 + dt.timedelta(hours=1)
