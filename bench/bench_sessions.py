@@ -454,13 +454,12 @@ def main() -> int:
     made = list(namespaces)
     folder = settings.state_dir / "logs" / f"bench-sessions-{tag}"
     folder.mkdir(parents=True, exist_ok=True)
-    # The operator and API read these too: the same keys as the engines, and the recording's speed and seed (an
-    # operator at speed 1 would play the profile's background failures in the cluster; the API stamps the trace).
-    saved = {k: os.environ.get(k) for k in [*keys, "K8SIM_SPEED"]}
-    os.environ.update({**keys, "K8SIM_SPEED": f"{args.record_speed:g}"})
     figures: dict[str, Any] = {}
     try:
-        with simulator(settings, "operator", "api") as urls:
+        # The operator and API read these too: the same keys as the engines, and the recording's speed (an operator
+        # at speed 1 would play the profile's background failures in the cluster; the API stamps the trace).
+        with environment({**keys, "K8SIM_SPEED": f"{args.record_speed:g}"}), \
+                simulator(settings, "operator", "api") as urls:
             api = urls["api"]
             try:
                 if args.trace:
@@ -486,11 +485,6 @@ def main() -> int:
                 cluster.kubectl(settings, "delete", "namespace", *made, "--wait=false", "--ignore-not-found",
                                 check=False)
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         client = redis.Redis.from_url(ClusterSettings().redis_url)
         client.delete(*[v for k, v in keys.items() if k != "K8SIM_REDIS_CHANNEL"])
         client.close()

@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -441,20 +441,24 @@ def plan(trace: Mapping[str, Any], speed: float, timers: float = 1.0) -> list[Re
 SHORTEST_FAULT = 1.0
 
 
+def _cluster_faults(trace: Mapping[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any], float]]:
+    """(event, its Scenario's body, seconds it lasts) of each timed fault the cluster plays (not a model Scenario)."""
+    for event in trace["events"]:
+        body = event.get("body") or {}
+        spec = body.get("spec") or {}
+        if event["type"] == "scenario" and spec.get("type") not in scenarios.MODEL_TYPES \
+                and isinstance(spec.get("duration"), str):
+            yield event, body, scenarios.parse_duration(spec["duration"])
+
+
 def short_faults(trace: Mapping[str, Any], speed: float, timers: float = 1.0) -> list[str]:
     """The faults the cluster plays that a replay ``speed`` times faster into a cluster ``timers`` times as fast
     compresses under :data:`SHORTEST_FAULT`, each named with the highest speed that keeps it."""
     found = []
-    for event in trace["events"]:
-        body = event.get("body") or {}
-        spec = body.get("spec") or {}
-        if event["type"] != "scenario" or spec.get("type") in scenarios.MODEL_TYPES \
-                or not isinstance(spec.get("duration"), str):
-            continue
-        seconds = scenarios.parse_duration(spec["duration"])
+    for _, body, seconds in _cluster_faults(trace):
         if seconds / timers < SHORTEST_FAULT:
             meta = body.get("metadata") or {}
-            found.append(f"{spec.get('type')} {meta.get('namespace')}/{meta.get('name')} lasts {seconds:g} s, "
+            found.append(f"{body['spec'].get('type')} {meta.get('namespace')}/{meta.get('name')} lasts {seconds:g} s, "
                          f"{seconds / timers:.2g} s replayed: under {SHORTEST_FAULT:g} s the cluster may not play "
                          f"it (at most x{max(1.0, seconds / SHORTEST_FAULT):g} keeps it)")
     return found
@@ -471,12 +475,8 @@ def replay_span(trace: Mapping[str, Any], speed: float, timers: float = 1.0) -> 
     window = (parse_time(trace["window"]["to"], "window.to")
               - parse_time(trace["window"]["from"], "window.from")).total_seconds()
     span = window / speed
-    for event in trace["events"]:
-        spec = (event.get("body") or {}).get("spec") or {}
-        if event["type"] == "scenario" and spec.get("type") not in scenarios.MODEL_TYPES \
-                and isinstance(spec.get("duration"), str):
-            span = max(span, float(event["offset"]) / speed
-                       + (scenarios.parse_duration(spec["duration"]) + RECOVERY_SECONDS) / timers)
+    for event, _, seconds in _cluster_faults(trace):
+        span = max(span, float(event["offset"]) / speed + (seconds + RECOVERY_SECONDS) / timers)
     return span
 
 
